@@ -1,0 +1,318 @@
+//! [`BreakerHandle`]: what operators and other layers see of a breaker, and its manual controls.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::classify::OutcomeKind;
+
+use super::config::BreakerConfig;
+use super::shared::Shared;
+use super::state::{BreakerState, TransitionReason};
+
+/// A cheap, cloneable view of one breaker: state, counters, recent failures, next probe, and the
+/// manual controls. Get one from [`CircuitBreakerLayer::handle`](super::CircuitBreakerLayer::handle),
+/// [`CircuitBreaker::handle`](super::CircuitBreaker::handle) or a
+/// [`Registry`](crate::Registry).
+#[derive(Clone)]
+pub struct BreakerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Lifetime counters of a breaker (calls that completed, by outcome, and rejections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BreakerCounts {
+    /// Admitted calls that completed.
+    pub calls: u64,
+    /// Of which succeeded.
+    pub successes: u64,
+    /// Of which failed (transient, rate-limited, agent fault).
+    pub failures: u64,
+    /// Of which were the caller's fault (never held against the agent).
+    pub caller_faults: u64,
+    /// Of which were slower than the slow-call threshold.
+    pub slow_calls: u64,
+    /// Calls refused without reaching the agent.
+    pub rejected: u64,
+}
+
+/// A failure kept for operators (the last `recent_failures` of them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentFailure {
+    /// When it completed.
+    pub at: Instant,
+    /// How it was classified.
+    pub kind: OutcomeKind,
+    /// The classifier's reason, if any.
+    pub reason: Option<&'static str>,
+    /// Whether it was also slow.
+    pub slow: bool,
+}
+
+impl BreakerHandle {
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The current state. An open breaker whose open time has elapsed reports `Open` until the
+    /// next call (or health check) moves it to `HalfOpen`; see [`next_probe_at`](Self::next_probe_at).
+    pub fn state(&self) -> BreakerState {
+        self.shared.core.state()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BreakerConfig {
+        self.shared.core.config()
+    }
+
+    /// Lifetime counters.
+    pub fn counts(&self) -> BreakerCounts {
+        let counts = self.shared.core.counts();
+        BreakerCounts {
+            calls: counts.completed,
+            successes: counts
+                .completed
+                .saturating_sub(counts.failures + counts.caller_faults),
+            failures: counts.failures,
+            caller_faults: counts.caller_faults,
+            slow_calls: counts.slow,
+            rejected: counts.rejected,
+        }
+    }
+
+    /// Failures in a row while closed.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.shared.core.consecutive_failures()
+    }
+
+    /// Calls in the sliding window.
+    pub fn window_calls(&self) -> u32 {
+        self.shared.core.window_stats(self.shared.now()).calls
+    }
+
+    /// The failure rate over the sliding window (0..=1); `None` until it holds `min_calls`.
+    pub fn failure_rate(&self) -> Option<f64> {
+        let stats = self.shared.core.window_stats(self.shared.now());
+        (stats.calls >= self.config().min_calls()).then(|| stats.failure_rate())
+    }
+
+    /// The slow-call rate over the sliding window (0..=1); `None` until it holds `min_calls`.
+    pub fn slow_call_rate(&self) -> Option<f64> {
+        let stats = self.shared.core.window_stats(self.shared.now());
+        (stats.calls >= self.config().min_calls()).then(|| stats.slow_rate())
+    }
+
+    /// When the last failure completed.
+    pub fn last_failure_at(&self) -> Option<Instant> {
+        self.shared
+            .core
+            .last_failure()
+            .map(|at| self.shared.instant_at(at))
+    }
+
+    /// When a call last succeeded. A long run of successes refreshes it every 64 calls (so the
+    /// hot path rarely reads the clock); the first success after a failure sets it exactly.
+    pub fn last_success_at(&self) -> Option<Instant> {
+        self.shared
+            .core
+            .last_success()
+            .map(|at| self.shared.instant_at(at))
+    }
+
+    /// The last failures, oldest first.
+    pub fn recent_failures(&self) -> Vec<RecentFailure> {
+        self.shared
+            .core
+            .recent_failures()
+            .into_iter()
+            .map(|entry| RecentFailure {
+                at: self.shared.instant_at(entry.at),
+                kind: entry.kind,
+                reason: entry.reason,
+                slow: entry.slow,
+            })
+            .collect()
+    }
+
+    /// While open: when probes are admitted (or, with a health check, when the next check runs).
+    pub fn next_probe_at(&self) -> Option<Instant> {
+        self.shared.next_probe_instant()
+    }
+
+    /// While open: how long this open period lasts.
+    pub fn open_duration(&self) -> Option<Duration> {
+        match self.state() {
+            BreakerState::Open => self.shared.core.open_duration(),
+            _ => None,
+        }
+    }
+
+    /// Trips since the last clean close (drives the growing open time).
+    pub fn trips(&self) -> u32 {
+        self.shared.core.trips()
+    }
+
+    /// When the breaker entered its current state.
+    pub fn state_since(&self) -> Instant {
+        self.shared.instant_at(self.shared.core.state_since())
+    }
+
+    /// Why the breaker last changed state.
+    pub fn last_transition_reason(&self) -> Option<TransitionReason> {
+        self.shared.core.last_transition_reason()
+    }
+
+    /// Whether an open breaker waits for its health check before admitting probes.
+    pub fn awaiting_health_check(&self) -> bool {
+        self.state() == BreakerState::Open && self.shared.core.awaiting_health_check()
+    }
+
+    /// Half-open probes running now.
+    pub fn probes_in_flight(&self) -> u32 {
+        self.shared.core.probes_in_flight()
+    }
+
+    /// A receiver that sees every state change (the latest state; intermediate ones may be
+    /// skipped by a slow reader).
+    pub fn watch(&self) -> watch::Receiver<BreakerState> {
+        self.shared.subscribe()
+    }
+
+    /// Opens the circuit until [`force_closed`](Self::force_closed) or [`reset`](Self::reset):
+    /// for maintenance, or an agent known to be bad.
+    pub fn force_open(&self) {
+        self.force(BreakerState::ForcedOpen, TransitionReason::ForcedOpen);
+    }
+
+    /// Closes the circuit now, whatever its state, clearing the window.
+    pub fn force_closed(&self) {
+        self.force(BreakerState::Closed, TransitionReason::ForcedClosed);
+    }
+
+    /// Back to a fresh closed breaker: window, consecutive failures and open-time growth
+    /// cleared (lifetime counters are kept: they feed monotonic metrics).
+    pub fn reset(&self) {
+        self.force(BreakerState::Closed, TransitionReason::Reset);
+    }
+
+    /// Lets every call through and watches nothing, until `force_closed` or `reset`.
+    pub fn disable(&self) {
+        self.force(BreakerState::Disabled, TransitionReason::Disabled);
+    }
+
+    fn force(&self, to: BreakerState, reason: TransitionReason) {
+        if let Some(transition) = self.shared.core.force(to, reason, self.shared.now()) {
+            self.shared.announce(&transition);
+        }
+    }
+
+    /// Whether `other` is a handle to the same breaker.
+    pub fn same_breaker(&self, other: &BreakerHandle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// A point-in-time view, ready to serialise for a status page.
+    pub fn snapshot(&self) -> BreakerSnapshot {
+        let now = Instant::now();
+        let ago = |at: Instant| now.saturating_duration_since(at).as_secs_f64();
+        let stats = self.shared.core.window_stats(self.shared.now());
+        let min_calls = self.config().min_calls();
+        BreakerSnapshot {
+            agent: self.name().to_owned(),
+            state: self.state(),
+            state_for_secs: ago(self.state_since()),
+            last_transition_reason: self.last_transition_reason(),
+            counts: self.counts(),
+            consecutive_failures: self.consecutive_failures(),
+            window_calls: stats.calls,
+            failure_rate: (stats.calls >= min_calls).then(|| stats.failure_rate()),
+            slow_call_rate: (stats.calls >= min_calls).then(|| stats.slow_rate()),
+            trips: self.trips(),
+            open_duration_secs: self.open_duration().map(|d| d.as_secs_f64()),
+            next_probe_in_secs: self
+                .next_probe_at()
+                .map(|at| at.saturating_duration_since(now).as_secs_f64()),
+            awaiting_health_check: self.awaiting_health_check(),
+            last_success_secs_ago: self.last_success_at().map(ago),
+            last_failure_secs_ago: self.last_failure_at().map(ago),
+            recent_failures: self
+                .recent_failures()
+                .into_iter()
+                .map(|failure| RecentFailureSnapshot {
+                    secs_ago: ago(failure.at),
+                    kind: failure.kind,
+                    reason: failure.reason,
+                    slow: failure.slow,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Debug for BreakerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerHandle")
+            .field("agent", &self.shared.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// A breaker at one moment; times are relative to the moment it was taken.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct BreakerSnapshot {
+    /// The agent's name.
+    pub agent: String,
+    /// The state.
+    pub state: BreakerState,
+    /// Seconds in this state.
+    pub state_for_secs: f64,
+    /// Why it entered this state.
+    pub last_transition_reason: Option<TransitionReason>,
+    /// Lifetime counters.
+    pub counts: BreakerCounts,
+    /// Failures in a row while closed.
+    pub consecutive_failures: u32,
+    /// Calls in the sliding window.
+    pub window_calls: u32,
+    /// Failure rate over the window, once it holds `min_calls`.
+    pub failure_rate: Option<f64>,
+    /// Slow-call rate over the window, once it holds `min_calls`.
+    pub slow_call_rate: Option<f64>,
+    /// Trips since the last clean close.
+    pub trips: u32,
+    /// While open: length of this open period.
+    pub open_duration_secs: Option<f64>,
+    /// While open: seconds until probes (or the next health check).
+    pub next_probe_in_secs: Option<f64>,
+    /// Whether the breaker waits for a health check to pass.
+    pub awaiting_health_check: bool,
+    /// Seconds since the last success.
+    pub last_success_secs_ago: Option<f64>,
+    /// Seconds since the last failure.
+    pub last_failure_secs_ago: Option<f64>,
+    /// The last failures, oldest first.
+    pub recent_failures: Vec<RecentFailureSnapshot>,
+}
+
+/// One of [`BreakerSnapshot::recent_failures`].
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct RecentFailureSnapshot {
+    /// Seconds ago.
+    pub secs_ago: f64,
+    /// How it was classified.
+    pub kind: OutcomeKind,
+    /// The classifier's reason.
+    pub reason: Option<&'static str>,
+    /// Whether it was also slow.
+    pub slow: bool,
+}

@@ -1,0 +1,88 @@
+//! Active health checks: while open, probe the agent in the background and admit traffic again
+//! only once it answers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Weak;
+
+use crate::error::BoxError;
+
+use super::shared::Shared;
+
+/// A boxed health-check future.
+pub type HealthFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+/// Checks whether an agent is fit to serve again (a cheap `GET /health`, a tiny prompt, a ping).
+///
+/// While a breaker with a health check is open, a background task runs the check once the open
+/// time has elapsed and then every `health_check_interval` until it passes; only then does the
+/// breaker go half-open and admit probe calls. A check that errs or outlives
+/// `health_check_timeout` fails.
+///
+/// Closures returning a future implement it:
+///
+/// ```
+/// use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+///
+/// let layer = CircuitBreakerLayer::new(BreakerConfig::default())
+///     .named("gpt-primary")
+///     .health_check(|| async {
+///         // e.g. reqwest::get("http://127.0.0.1:8080/health").await?.error_for_status()?;
+///         Ok(())
+///     });
+/// ```
+pub trait HealthCheck: Send + Sync + 'static {
+    /// Runs one check.
+    fn check(&self) -> HealthFuture;
+}
+
+impl<F, Fut> HealthCheck for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    fn check(&self) -> HealthFuture {
+        Box::pin(self())
+    }
+}
+
+/// The background task of one open period (`generation`). It holds only a weak reference, so a
+/// dropped breaker ends it, and it ends as soon as the breaker leaves that open period.
+pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
+    let Some(mut wake_at) = shared.upgrade().and_then(|s| s.next_probe_instant()) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep_until(wake_at).await;
+        let Some(breaker) = shared.upgrade() else {
+            return;
+        };
+        if breaker.core.generation() != generation {
+            return;
+        }
+        let Some(check) = breaker.health_check.clone() else {
+            return;
+        };
+        let config = breaker.core.config();
+        let (timeout, interval) = (
+            config.health_check_timeout(),
+            config.health_check_interval(),
+        );
+        let passed = matches!(
+            tokio::time::timeout(timeout, check.check()).await,
+            Ok(Ok(()))
+        );
+        let now = breaker.now();
+        if passed {
+            tracing::info!(agent = %breaker.name, "health check passed; admitting probes");
+            if let Some(transition) = breaker.core.health_check_passed(generation, now) {
+                breaker.announce(&transition);
+            }
+            return;
+        }
+        tracing::debug!(agent = %breaker.name, next_in = ?interval, "health check failed; circuit stays open");
+        let next = now.saturating_add(crate::clock::duration_to_nanos(interval));
+        breaker.core.health_check_failed(generation, next);
+        wake_at = breaker.origin.instant_at(next);
+    }
+}

@@ -1,0 +1,123 @@
+//! [`CircuitBreaker`]: the service that admits or refuses each call.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::classify::Classify;
+use crate::error::BoxError;
+
+use super::error::CircuitOpen;
+use super::future::{Call, ResponseFuture};
+use super::handle::BreakerHandle;
+use super::shared::Shared;
+
+/// A circuit breaker around one agent. Built by [`CircuitBreakerLayer`](super::CircuitBreakerLayer);
+/// clones share the breaker.
+///
+/// `poll_ready` only forwards the inner service's readiness: a breaker never parks a caller
+/// (axum's router requires services that are always ready). A refused call fails fast in
+/// `call` with [`CircuitOpen`]. Note that the inner service's readiness was then reserved but
+/// not used: services that hold a resource between `poll_ready` and `call` keep it until the
+/// next call, as with any middleware that may short-circuit.
+pub struct CircuitBreaker<S, C> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) classifier: C,
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// A handle on this breaker's state and controls.
+    pub fn handle(&self) -> BreakerHandle {
+        BreakerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let shared = &self.shared;
+        let (admission, transition) = shared.core.try_acquire(|| shared.now());
+        if let Some(transition) = transition {
+            shared.announce(&transition);
+        }
+        match admission {
+            Ok(admission) => {
+                let started = shared
+                    .core
+                    .config()
+                    .slow_call_threshold()
+                    .map(|_| Instant::now());
+                let call = Call {
+                    shared: shared.clone(),
+                    admission,
+                    started,
+                    classifier: self.classifier.clone(),
+                    finished: false,
+                };
+                ResponseFuture::called(self.inner.call(request), call)
+            }
+            Err(rejection) => {
+                shared.count_rejection();
+                ResponseFuture::rejected(CircuitOpen::new(
+                    shared.name.clone(),
+                    rejection.state,
+                    rejection.retry_in,
+                ))
+            }
+        }
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        CircuitBreaker {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("breaker", &self.shared)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
