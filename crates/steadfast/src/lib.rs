@@ -41,6 +41,8 @@ pub mod registry;
 
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "retry")]
+pub mod retry;
 
 #[allow(dead_code)] // used by the layers; a build with none of them has no clock to read
 pub(crate) mod clock;
