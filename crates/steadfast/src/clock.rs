@@ -22,6 +22,11 @@ impl Origin {
         duration_to_nanos(self.0.elapsed())
     }
 
+    /// Nanoseconds from the origin to `at` (0 if `at` is earlier).
+    pub(crate) fn nanos_at(self, at: Instant) -> Nanos {
+        duration_to_nanos(at.saturating_duration_since(self.0))
+    }
+
     /// The instant `nanos` after the origin.
     pub(crate) fn instant_at(self, nanos: Nanos) -> Instant {
         self.0 + Duration::from_nanos(nanos)

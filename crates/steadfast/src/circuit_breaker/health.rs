@@ -81,8 +81,10 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
             return;
         }
         tracing::debug!(agent = %breaker.name, next_in = ?interval, "health check failed; circuit stays open");
-        let next = now.saturating_add(crate::clock::duration_to_nanos(interval));
-        breaker.core.health_check_failed(generation, next);
-        wake_at = breaker.origin.instant_at(next);
+        // Checks keep their cadence from the scheduled time, unless a check itself ran late.
+        wake_at = (wake_at + interval).max(breaker.instant_at(now));
+        breaker
+            .core
+            .health_check_failed(generation, breaker.origin.nanos_at(wake_at));
     }
 }
