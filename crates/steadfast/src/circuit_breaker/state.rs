@@ -218,6 +218,7 @@ pub(crate) struct Core {
     uses_health_check: AtomicBool,
     probes_in_flight: AtomicU32,
     probe_successes: AtomicU32,
+    /// Completed calls the count window did not record (it counts those it records).
     completed: AtomicU64,
     failures: AtomicU64,
     caller_faults: AtomicU64,
@@ -362,13 +363,13 @@ impl Core {
         slow: bool,
         now: impl Fn() -> Nanos,
     ) -> Option<Transition> {
-        let completed_before = self.completed.fetch_add(1, Ordering::Relaxed);
         if slow {
             self.slow.fetch_add(1, Ordering::Relaxed);
         }
         match admission {
-            Admission::Normal => self.on_normal_result(outcome, slow, completed_before, now),
+            Admission::Normal => self.on_normal_result(outcome, slow, now),
             Admission::Probe { generation } => {
+                self.completed.fetch_add(1, Ordering::Relaxed);
                 self.on_probe_result(generation, outcome, slow, &now)
             }
         }
@@ -379,39 +380,38 @@ impl Core {
         &self,
         outcome: &Outcome,
         slow: bool,
-        completed_before: u64,
         now: impl Fn() -> Nanos,
     ) -> Option<Transition> {
-        if outcome.kind() == OutcomeKind::CallerFault {
-            self.caller_faults.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
         let failed = outcome.counts_against_agent();
         let state = self.state();
-        if !failed && !slow {
-            // The hot path: a plain success.
-            let had_failures = state == BreakerState::Closed
-                && self.consecutive_failures.load(Ordering::Relaxed) != 0;
-            let needs_time = self.window.needs_time()
-                || had_failures
-                || completed_before % LAST_SUCCESS_SAMPLE == 0;
-            let at = if needs_time { now() } else { 0 };
-            if state == BreakerState::Closed {
-                self.window.record(false, false, at);
-                if had_failures {
-                    self.consecutive_failures.store(0, Ordering::Relaxed);
-                }
-            }
-            if needs_time {
-                self.last_success.store(at + 1, Ordering::Relaxed);
-            }
-            return None;
+        if failed || slow || state != BreakerState::Closed || outcome.kind() != OutcomeKind::Success
+        {
+            return self.on_other_result(state, outcome, failed, slow, now());
         }
-        self.on_unhealthy_result(state, outcome, failed, slow, now())
+        // The hot path: a plain success while closed.
+        let had_failures = self.consecutive_failures.load(Ordering::Relaxed) != 0;
+        if had_failures {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        let sample = if self.window.needs_time() {
+            let at = now();
+            self.window.record(false, false, at);
+            self.completed.fetch_add(1, Ordering::Relaxed);
+            Some(at)
+        } else {
+            let recorded_before = self.window.record(false, false, 0).unwrap_or(0);
+            (had_failures || recorded_before % LAST_SUCCESS_SAMPLE == 0).then(&now)
+        };
+        if let Some(at) = sample {
+            self.last_success.store(at + 1, Ordering::Relaxed);
+        }
+        None
     }
 
+    /// Everything but a plain success while closed: failures, slow calls, caller faults, and
+    /// calls that complete after the breaker left `Closed`.
     #[cold]
-    fn on_unhealthy_result(
+    fn on_other_result(
         &self,
         state: BreakerState,
         outcome: &Outcome,
@@ -419,12 +419,18 @@ impl Core {
         slow: bool,
         now: Nanos,
     ) -> Option<Transition> {
+        if outcome.kind() == OutcomeKind::CallerFault {
+            self.caller_faults.fetch_add(1, Ordering::Relaxed);
+            self.completed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         if failed {
             self.note_failure(outcome, slow, now);
         } else {
             self.last_success.store(now + 1, Ordering::Relaxed);
         }
         if state != BreakerState::Closed {
+            self.completed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let consecutive = if failed {
@@ -434,7 +440,9 @@ impl Core {
             0
         };
         let generation = self.generation();
-        self.window.record(failed, slow, now);
+        if self.window.record(failed, slow, now).is_none() {
+            self.completed.fetch_add(1, Ordering::Relaxed);
+        }
         let stats = self.window.stats(now);
         let reason = trip_reason(&self.config, consecutive, stats)?;
         let mut cold = self.lock();
@@ -629,7 +637,7 @@ impl Core {
 
     pub(crate) fn counts(&self) -> Counts {
         Counts {
-            completed: self.completed.load(Ordering::Relaxed),
+            completed: self.completed.load(Ordering::Relaxed) + self.window.recorded(),
             failures: self.failures.load(Ordering::Relaxed),
             caller_faults: self.caller_faults.load(Ordering::Relaxed),
             slow: self.slow.load(Ordering::Relaxed),

@@ -496,6 +496,7 @@ proptest! {
         let mut model = Model::new(config);
         let mut now: Nanos = 0;
         let mut pending: Vec<(Admission, ModelAdmission)> = Vec::new();
+        let mut completed = 0u64;
         for op in ops {
             match op {
                 Op::Acquire => {
@@ -515,6 +516,7 @@ proptest! {
                     };
                     core.on_result(real, &outcome, false, || now);
                     model.complete(expected, outcome, now);
+                    completed += 1;
                 }
                 Op::Drop { pick } if !pending.is_empty() => {
                     let (real, expected) = pending.remove(pick % pending.len());
@@ -537,6 +539,7 @@ proptest! {
             );
             prop_assert_eq!(core.probes_in_flight(), model.in_flight);
             prop_assert_eq!(core.trips(), model.trips);
+            prop_assert_eq!(core.counts().completed, completed);
         }
     }
 }

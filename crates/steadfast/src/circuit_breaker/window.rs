@@ -59,10 +59,24 @@ impl Window {
         matches!(self, Window::Time(_))
     }
 
-    pub(crate) fn record(&self, failed: bool, slow: bool, now: Nanos) {
+    /// Records one outcome. The count window also counts the call and returns how many it had
+    /// recorded before; the time window returns `None` (the caller counts the call itself).
+    #[inline]
+    pub(crate) fn record(&self, failed: bool, slow: bool, now: Nanos) -> Option<u64> {
         match self {
-            Window::Count(window) => window.record(failed, slow),
-            Window::Time(window) => window.record(failed, slow, now),
+            Window::Count(window) => Some(window.record(failed, slow)),
+            Window::Time(window) => {
+                window.record(failed, slow, now);
+                None
+            }
+        }
+    }
+
+    /// Calls the window counted itself (see [`record`](Self::record)).
+    pub(crate) fn recorded(&self) -> u64 {
+        match self {
+            Window::Count(window) => window.recorded(),
+            Window::Time(_) => 0,
         }
     }
 
@@ -88,10 +102,14 @@ const SLOW: u8 = 4;
 
 /// The last `n` outcomes in a ring. Every slot change goes through `swap`, so the totals are
 /// adjusted by exactly the difference between the old and the new outcome and stay exact under
-/// concurrent writers.
+/// concurrent writers. The ring position is a monotonic call counter, which doubles as the
+/// breaker's count of recorded calls (one atomic increment per call, not two).
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
-    next: AtomicU32,
+    /// `u64::MAX / len + 1`: turns `position % len` into two multiplications (Lemire's fastmod),
+    /// since a division on every call would cost more than the rest of the hot path.
+    fastmod: u64,
+    position: AtomicU64,
     filled: AtomicU32,
     failures: AtomicU32,
     slow: AtomicU32,
@@ -99,35 +117,42 @@ pub(crate) struct CountWindow {
 
 impl CountWindow {
     fn new(size: u32) -> Self {
+        let size = size.max(1);
         CountWindow {
-            slots: (0..size.max(1)).map(|_| AtomicU8::new(EMPTY)).collect(),
-            next: AtomicU32::new(0),
+            slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+            fastmod: (u64::MAX / u64::from(size)).wrapping_add(1),
+            position: AtomicU64::new(0),
             filled: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             slow: AtomicU32::new(0),
         }
     }
 
+    /// `position % len` for a 32-bit position.
     #[inline]
-    fn record(&self, failed: bool, slow: bool) {
-        let len = self.slots.len() as u32;
-        // A compare-exchange ring index instead of `fetch_add % len`: no division on the hot path.
-        let mut index = self.next.load(Relaxed);
-        loop {
-            let following = if index + 1 >= len { 0 } else { index + 1 };
-            match self
-                .next
-                .compare_exchange_weak(index, following, Relaxed, Relaxed)
-            {
-                Ok(_) => break,
-                Err(actual) => index = actual.min(len - 1),
+    fn slot_index(&self, position: u64) -> usize {
+        let low = self.fastmod.wrapping_mul(u64::from(position as u32));
+        ((u128::from(low) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    /// Records one outcome; returns how many calls were recorded before it.
+    #[inline]
+    fn record(&self, failed: bool, slow: bool) -> u64 {
+        let position = self.position.fetch_add(1, Relaxed);
+        let new = RECORDED | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
+        let slot = &self.slots[self.slot_index(position)];
+        // In steady state the slot already holds this outcome: a plain load, no write.
+        if slot.load(Relaxed) != new {
+            let old = slot.swap(new, Relaxed);
+            if old != new {
+                self.account(old, new);
             }
         }
-        let new = RECORDED | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
-        let old = self.slots[index as usize].swap(new, Relaxed);
-        if old != new {
-            self.account(old, new);
-        }
+        position
+    }
+
+    fn recorded(&self) -> u64 {
+        self.position.load(Relaxed)
     }
 
     fn account(&self, old: u8, new: u8) {
@@ -280,6 +305,20 @@ mod tests {
         );
         window.reset();
         assert_eq!(window.stats(0), WindowStats::default());
+    }
+
+    #[test]
+    fn fastmod_matches_the_remainder() {
+        for size in [1u32, 2, 3, 7, 50, 64, 100, 4096, 10_000] {
+            let window = CountWindow::new(size);
+            for position in (0..100_000u64).chain([u64::from(u32::MAX) - 1, u64::from(u32::MAX)]) {
+                assert_eq!(
+                    window.slot_index(position),
+                    ((position as u32) % size) as usize,
+                    "{position} % {size}"
+                );
+            }
+        }
     }
 
     #[test]
