@@ -31,7 +31,7 @@ fn circuit_breaker(c: &mut Criterion) {
     let mut open = open_layer.layer(agent());
 
     println!(
-        "allocations per call: bare {:.2}, closed breaker {:.2}, open-circuit rejection {:.2}",
+        "allocations per call [circuit_breaker]: bare {:.2}, closed {:.2}, open_rejection {:.2}",
         allocations_per_call(100_000, || {
             call_once(&mut bare, 1);
         }),

@@ -47,6 +47,11 @@ pub mod retry;
 #[allow(dead_code)] // used by the layers; a build with none of them has no clock to read
 pub(crate) mod clock;
 
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use classify::{Classify, DefaultClassifier, Outcome, OutcomeKind};
 pub use error::BoxError;
 pub use registry::Registry;
