@@ -1,55 +1,135 @@
-//! Each steadfast layer on the happy path, side by side with the bare service in the same run.
+//! The circuit breaker on the happy path and when open, side by side with the bare service and
+//! the peers users would pick instead (tower-resilience, failsafe), in the same run.
 //!
 //! `cargo bench -p steadfast-benches --bench layers`
 
+use std::future::{Ready, ready};
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::BoxError;
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 use steadfast_benches::{CountingAllocator, allocations_per_call, call_once};
-use tower::{Layer, service_fn};
+use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-fn agent() -> impl tower::Service<
-    u64,
-    Response = u64,
-    Error = BoxError,
-    Future = std::future::Ready<Result<u64, BoxError>>,
-> + Clone {
-    service_fn(|n: u64| std::future::ready(Ok::<_, BoxError>(n.wrapping_add(1))))
+/// The agent every row wraps: answers at once; request 0 fails (to open peers' circuits).
+fn agent()
+-> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>> + Clone
+{
+    service_fn(|n: u64| {
+        ready(if n == 0 {
+            Err::<u64, BoxError>("down".into())
+        } else {
+            Ok(n.wrapping_add(1))
+        })
+    })
+}
+
+/// failsafe has no tower layer: its documented use is wrapping each call's future.
+fn failsafe_breaker<B: failsafe::futures::CircuitBreaker + Clone>(
+    breaker: B,
+) -> impl Service<u64, Response = u64, Error = failsafe::Error<BoxError>> + Clone {
+    let mut inner = agent();
+    service_fn(move |n: u64| breaker.call(inner.call(n)))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn circuit_breaker(c: &mut Criterion) {
     let mut bare = agent();
-    let layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("bench");
-    let mut closed = layer.layer(agent());
+    let mut steadfast_closed = CircuitBreakerLayer::new(BreakerConfig::default())
+        .named("bench")
+        .layer(agent());
     let open_layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("bench-open");
     open_layer.handle().force_open();
-    let mut open = open_layer.layer(agent());
+    let mut steadfast_open = open_layer.layer(agent());
 
+    let mut resilience_closed = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .layer(agent());
+    let (layer, handle) = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .build_with_handle()
+        .unwrap();
+    runtime().block_on(handle.force_open());
+    let mut resilience_open = layer.layer(agent());
+
+    let mut failsafe_closed = failsafe_breaker(failsafe::Config::new().build());
+    let tripped = failsafe::Config::new().build();
+    let mut failsafe_open = failsafe_breaker(tripped.clone());
+    for _ in 0..100 {
+        call_once(&mut failsafe_open, 0);
+    }
+    assert!(
+        !tripped.is_call_permitted(),
+        "failsafe opens after repeated failures"
+    );
+
+    // Every row must do what its name says, or the figures mean nothing.
+    assert!(
+        call_once(&mut steadfast_closed, 1)
+            && call_once(&mut resilience_closed, 1)
+            && call_once(&mut failsafe_closed, 1)
+    );
+    assert!(
+        !call_once(&mut steadfast_open, 1)
+            && !call_once(&mut resilience_open, 1)
+            && !call_once(&mut failsafe_open, 1)
+    );
+
+    let allocs = |service: &mut dyn FnMut()| allocations_per_call(100_000, service);
     println!(
-        "allocations per call [circuit_breaker]: bare {:.2}, closed {:.2}, open_rejection {:.2}",
-        allocations_per_call(100_000, || {
+        "allocations per call [circuit_breaker]: bare {:.2}, steadfast_closed {:.2}, tower_resilience_closed {:.2}, failsafe_closed {:.2}, steadfast_open_rejection {:.2}, tower_resilience_open_rejection {:.2}, failsafe_open_rejection {:.2}",
+        allocs(&mut || {
             call_once(&mut bare, 1);
         }),
-        allocations_per_call(100_000, || {
-            call_once(&mut closed, 1);
+        allocs(&mut || {
+            call_once(&mut steadfast_closed, 1);
         }),
-        allocations_per_call(100_000, || {
-            call_once(&mut open, 1);
+        allocs(&mut || {
+            call_once(&mut resilience_closed, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut failsafe_closed, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut steadfast_open, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut resilience_open, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut failsafe_open, 1);
         }),
     );
 
     let mut group = c.benchmark_group("circuit_breaker");
     group.bench_function("bare", |b| b.iter(|| call_once(&mut bare, black_box(1))));
-    group.bench_function("closed", |b| {
-        b.iter(|| call_once(&mut closed, black_box(1)));
+    group.bench_function("steadfast_closed", |b| {
+        b.iter(|| call_once(&mut steadfast_closed, black_box(1)));
     });
-    group.bench_function("open_rejection", |b| {
-        b.iter(|| call_once(&mut open, black_box(1)));
+    group.bench_function("tower_resilience_closed", |b| {
+        b.iter(|| call_once(&mut resilience_closed, black_box(1)));
+    });
+    group.bench_function("failsafe_closed", |b| {
+        b.iter(|| call_once(&mut failsafe_closed, black_box(1)));
+    });
+    group.bench_function("steadfast_open_rejection", |b| {
+        b.iter(|| call_once(&mut steadfast_open, black_box(1)));
+    });
+    group.bench_function("tower_resilience_open_rejection", |b| {
+        b.iter(|| call_once(&mut resilience_open, black_box(1)));
+    });
+    group.bench_function("failsafe_open_rejection", |b| {
+        b.iter(|| call_once(&mut failsafe_open, black_box(1)));
     });
     group.finish();
 }
