@@ -91,4 +91,8 @@ for group, benches in rows.items():
 with open(out, "w") as f:
     f.write("\n".join(lines))
 PY
+{
+  echo
+  cargo run --release -q -p steadfast-benches --bin scenarios
+} >> "$out"
 echo "wrote $out"
