@@ -134,5 +134,46 @@ fn circuit_breaker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, circuit_breaker);
+/// One breaker shared by two threads: does the shared state scale, or serialise the callers?
+/// Each iteration is one call on each thread, so `two_threads` at the same time per iteration as
+/// `one_thread` means perfect scaling (throughput ratio 2.0).
+fn contention(c: &mut Criterion) {
+    let layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("shared");
+    let mut group = c.benchmark_group("contention");
+    group.bench_function("one_thread", |b| {
+        let mut service = layer.layer(agent());
+        b.iter(|| call_once(&mut service, black_box(1)));
+    });
+    group.bench_function("two_threads", |b| {
+        b.iter_custom(|iters| {
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let mut service = layer.layer(agent());
+                        let barrier = &barrier;
+                        scope.spawn(move || {
+                            barrier.wait();
+                            // Wall time of real threads: tokio's clock is for the library.
+                            #[allow(clippy::disallowed_types)]
+                            let started = std::time::Instant::now();
+                            for _ in 0..iters {
+                                call_once(&mut service, black_box(1));
+                            }
+                            started.elapsed()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap())
+                    .max()
+                    .unwrap()
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, circuit_breaker, contention);
 criterion_main!(benches);

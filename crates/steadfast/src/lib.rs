@@ -46,6 +46,8 @@ pub mod retry;
 
 #[allow(dead_code)] // used by the layers; a build with none of them has no clock to read
 pub(crate) mod clock;
+#[allow(dead_code)] // used by the layers; a build with none of them needs none of it
+pub(crate) mod sync;
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.
 #[cfg(doctest)]

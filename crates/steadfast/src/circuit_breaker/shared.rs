@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::classify::OutcomeKind;
 use crate::clock::{Nanos, Origin};
+use crate::sync::CachePadded;
 
 use super::config::BreakerConfig;
 use super::health::{self, HealthCheck};
@@ -17,7 +18,9 @@ use super::state::{BreakerState, Core, Transition};
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     pub(crate) origin: Origin,
-    pub(crate) core: Core,
+    /// On lines of its own: the `Arc` header next to it is written on every call (the future's
+    /// clone), and the state the core holds is read on every call by every thread.
+    pub(crate) core: CachePadded<Core>,
     pub(crate) health_check: Option<Arc<dyn HealthCheck>>,
     watch: watch::Sender<BreakerState>,
     calls: OutcomeCounters,
@@ -56,7 +59,7 @@ impl Shared {
             state_gauge,
             name,
             origin: Origin::now(),
-            core,
+            core: CachePadded(core),
             health_check,
             watch: watch::Sender::new(BreakerState::Closed),
         })

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::classify::{Outcome, OutcomeKind};
 use crate::clock::{Nanos, duration_to_nanos};
+use crate::sync::ShardedCounter;
 
 use super::config::BreakerConfig;
 use super::window::{Window, WindowStats};
@@ -218,8 +219,8 @@ pub(crate) struct Core {
     uses_health_check: AtomicBool,
     probes_in_flight: AtomicU32,
     probe_successes: AtomicU32,
-    /// Completed calls the count window did not record (it counts those it records).
-    completed: AtomicU64,
+    /// Completed calls, sharded by thread: written on every call.
+    completed: ShardedCounter,
     failures: AtomicU64,
     caller_faults: AtomicU64,
     slow: AtomicU64,
@@ -247,7 +248,7 @@ impl Core {
             uses_health_check: AtomicBool::new(false),
             probes_in_flight: AtomicU32::new(0),
             probe_successes: AtomicU32::new(0),
-            completed: AtomicU64::new(0),
+            completed: ShardedCounter::default(),
             failures: AtomicU64::new(0),
             caller_faults: AtomicU64::new(0),
             slow: AtomicU64::new(0),
@@ -369,7 +370,7 @@ impl Core {
         match admission {
             Admission::Normal => self.on_normal_result(outcome, slow, now),
             Admission::Probe { generation } => {
-                self.completed.fetch_add(1, Ordering::Relaxed);
+                self.completed.increment();
                 self.on_probe_result(generation, outcome, slow, &now)
             }
         }
@@ -393,14 +394,14 @@ impl Core {
         if had_failures {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
+        let completed_before = self.completed.increment();
         let sample = if self.window.needs_time() {
             let at = now();
             self.window.record(false, false, at);
-            self.completed.fetch_add(1, Ordering::Relaxed);
             Some(at)
         } else {
-            let recorded_before = self.window.record(false, false, 0).unwrap_or(0);
-            (had_failures || recorded_before % LAST_SUCCESS_SAMPLE == 0).then(&now)
+            self.window.record(false, false, 0);
+            (had_failures || completed_before % LAST_SUCCESS_SAMPLE == 0).then(&now)
         };
         if let Some(at) = sample {
             self.last_success.store(at + 1, Ordering::Relaxed);
@@ -419,9 +420,9 @@ impl Core {
         slow: bool,
         now: Nanos,
     ) -> Option<Transition> {
+        self.completed.increment();
         if outcome.kind() == OutcomeKind::CallerFault {
             self.caller_faults.fetch_add(1, Ordering::Relaxed);
-            self.completed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         if failed {
@@ -430,7 +431,6 @@ impl Core {
             self.last_success.store(now + 1, Ordering::Relaxed);
         }
         if state != BreakerState::Closed {
-            self.completed.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let consecutive = if failed {
@@ -440,9 +440,7 @@ impl Core {
             0
         };
         let generation = self.generation();
-        if self.window.record(failed, slow, now).is_none() {
-            self.completed.fetch_add(1, Ordering::Relaxed);
-        }
+        self.window.record(failed, slow, now);
         let stats = self.window.stats(now);
         let reason = trip_reason(&self.config, consecutive, stats)?;
         let mut cold = self.lock();
@@ -637,7 +635,7 @@ impl Core {
 
     pub(crate) fn counts(&self) -> Counts {
         Counts {
-            completed: self.completed.load(Ordering::Relaxed) + self.window.recorded(),
+            completed: self.completed.sum(),
             failures: self.failures.load(Ordering::Relaxed),
             caller_faults: self.caller_faults.load(Ordering::Relaxed),
             slow: self.slow.load(Ordering::Relaxed),

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::clock::{Nanos, duration_to_nanos};
+use crate::sync::CachePadded;
 
 use super::config::SlidingWindow;
 
@@ -41,6 +42,7 @@ fn ratio(part: u32, whole: u32) -> f64 {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // one window per breaker: size is irrelevant, padding is the point
 pub(crate) enum Window {
     Count(CountWindow),
     Time(TimeWindow),
@@ -59,24 +61,11 @@ impl Window {
         matches!(self, Window::Time(_))
     }
 
-    /// Records one outcome. The count window also counts the call and returns how many it had
-    /// recorded before; the time window returns `None` (the caller counts the call itself).
     #[inline]
-    pub(crate) fn record(&self, failed: bool, slow: bool, now: Nanos) -> Option<u64> {
+    pub(crate) fn record(&self, failed: bool, slow: bool, now: Nanos) {
         match self {
-            Window::Count(window) => Some(window.record(failed, slow)),
-            Window::Time(window) => {
-                window.record(failed, slow, now);
-                None
-            }
-        }
-    }
-
-    /// Calls the window counted itself (see [`record`](Self::record)).
-    pub(crate) fn recorded(&self) -> u64 {
-        match self {
-            Window::Count(window) => window.recorded(),
-            Window::Time(_) => 0,
+            Window::Count(window) => window.record(failed, slow),
+            Window::Time(window) => window.record(failed, slow, now),
         }
     }
 
@@ -102,14 +91,18 @@ const SLOW: u8 = 4;
 
 /// The last `n` outcomes in a ring. Every slot change goes through `swap`, so the totals are
 /// adjusted by exactly the difference between the old and the new outcome and stay exact under
-/// concurrent writers. The ring position is a monotonic call counter, which doubles as the
-/// breaker's count of recorded calls (one atomic increment per call, not two).
+/// concurrent writers.
+///
+/// A success arriving while the ring is full of successes changes nothing the window reports
+/// (it replaces the oldest success with a new one), so it is not written at all: a healthy
+/// agent's calls only *read* the window, and threads calling it do not contend on the ring.
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
     /// `u64::MAX / len + 1`: turns `position % len` into two multiplications (Lemire's fastmod),
     /// since a division on every call would cost more than the rest of the hot path.
     fastmod: u64,
-    position: AtomicU64,
+    /// Written only while the window holds failures or slow calls.
+    position: CachePadded<AtomicU64>,
     filled: AtomicU32,
     failures: AtomicU32,
     slow: AtomicU32,
@@ -121,7 +114,7 @@ impl CountWindow {
         CountWindow {
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
             fastmod: (u64::MAX / u64::from(size)).wrapping_add(1),
-            position: AtomicU64::new(0),
+            position: CachePadded(AtomicU64::new(0)),
             filled: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             slow: AtomicU32::new(0),
@@ -135,9 +128,17 @@ impl CountWindow {
         ((u128::from(low) * self.slots.len() as u128) >> 64) as usize
     }
 
-    /// Records one outcome; returns how many calls were recorded before it.
+    /// Records one outcome.
     #[inline]
-    fn record(&self, failed: bool, slow: bool) -> u64 {
+    fn record(&self, failed: bool, slow: bool) {
+        if !failed
+            && !slow
+            && self.failures.load(Relaxed) == 0
+            && self.slow.load(Relaxed) == 0
+            && self.filled.load(Relaxed) as usize == self.slots.len()
+        {
+            return;
+        }
         let position = self.position.fetch_add(1, Relaxed);
         let new = RECORDED | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
         let slot = &self.slots[self.slot_index(position)];
@@ -148,11 +149,6 @@ impl CountWindow {
                 self.account(old, new);
             }
         }
-        position
-    }
-
-    fn recorded(&self) -> u64 {
-        self.position.load(Relaxed)
     }
 
     fn account(&self, old: u8, new: u8) {
