@@ -22,6 +22,12 @@ impl Origin {
         duration_to_nanos(self.0.elapsed())
     }
 
+    /// Nanoseconds from the origin to `instant` (0 if before it), for callers that already read
+    /// the clock.
+    pub(crate) fn nanos_at(self, instant: Instant) -> Nanos {
+        duration_to_nanos(instant.saturating_duration_since(self.0))
+    }
+
     /// The instant `nanos` after the origin.
     pub(crate) fn instant_at(self, nanos: Nanos) -> Instant {
         self.0 + Duration::from_nanos(nanos)
