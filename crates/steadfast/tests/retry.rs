@@ -75,7 +75,10 @@ async fn a_seeded_jitter_replays_the_same_waits() {
     }
     assert_eq!(runs[0], runs[1]);
     // Full jitter: each wait is within [0, base x 2^n].
-    let waits: Vec<_> = runs[0].windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    let waits: Vec<_> = runs[0]
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
     for (wait, cap) in waits.iter().zip([500, 1000, 2000]) {
         assert!(*wait <= Duration::from_millis(cap), "{waits:?}");
     }

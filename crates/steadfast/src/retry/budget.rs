@@ -12,6 +12,9 @@ use super::config::{ConfigError, RetryConfig, validate_budget};
 const BUCKETS: usize = 10;
 const FLOOR_COUNT_BITS: u32 = 24;
 const FLOOR_COUNT_MASK: u64 = (1 << FLOOR_COUNT_BITS) - 1;
+/// A first attempt reads the clock only every this many deposits into the same bucket (and
+/// whenever its bucket went stale): a clock read costs more than the rest of the success path.
+const CLOCK_SAMPLE: u64 = 32;
 
 /// A retry budget in the style of Finagle and Envoy: over the last `ttl`, retries may number at
 /// most `ratio` x first attempts, plus `min_per_sec` retries in any one second so that a caller
@@ -28,7 +31,11 @@ const FLOOR_COUNT_MASK: u64 = (1 << FLOOR_COUNT_BITS) - 1;
 /// every route that calls the same agent).
 ///
 /// Counting is lock-free: ten buckets of `ttl / 10` each, atomics only. Under heavy concurrency
-/// the count is approximate by a few calls (two callers may both take the last retry).
+/// the count is approximate by a few calls (two callers may both take the last retry). A first
+/// attempt reads the clock only once every 32 deposits, or when its bucket is stale; in
+/// between it counts into the bucket last seen. The error this allows only matters for traffic
+/// under about 32 requests per bucket, where `ratio` x requests is below the per-second floor
+/// anyway, so the floor decides.
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,6 +64,8 @@ struct Inner {
     buckets: [Bucket; BUCKETS],
     /// `second << 24 | retries granted by the floor in that second`.
     floor: AtomicU64,
+    /// The newest bucket epoch seen, where [`RetryBudget::deposit`] counts without a clock.
+    cached_epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -100,6 +109,7 @@ impl RetryBudget {
                 bucket_nanos: (duration_to_nanos(ttl) / BUCKETS as u64).max(1),
                 buckets: Default::default(),
                 floor: AtomicU64::new(0),
+                cached_epoch: AtomicU64::new(0),
             }),
         }
     }
@@ -120,8 +130,21 @@ impl RetryBudget {
     }
 
     /// Records a first attempt (each one earns `ratio` of a retry).
+    #[inline]
     pub fn deposit(&self) {
-        self.deposit_at(self.inner.origin.elapsed());
+        let inner = &self.inner;
+        let epoch = inner.cached_epoch.load(Ordering::Relaxed);
+        let bucket = &inner.buckets[(epoch % BUCKETS as u64) as usize];
+        if bucket.epoch.load(Ordering::Acquire) == epoch + 1 {
+            let before = bucket.deposits.fetch_add(1, Ordering::Relaxed);
+            if before % CLOCK_SAMPLE != CLOCK_SAMPLE - 1 {
+                return;
+            }
+            // Counted; now look at the clock so later deposits move on to the right bucket.
+            inner.see_epoch(inner.origin.elapsed() / inner.bucket_nanos);
+            return;
+        }
+        self.deposit_at(inner.origin.elapsed());
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
@@ -140,12 +163,14 @@ impl RetryBudget {
 
     #[inline]
     pub(crate) fn deposit_at(&self, now: Nanos) {
+        self.inner.see_epoch(now / self.inner.bucket_nanos);
         let bucket = self.inner.current(now);
         bucket.deposits.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn try_withdraw_at(&self, now: Nanos) -> bool {
         let inner = &self.inner;
+        inner.see_epoch(now / inner.bucket_nanos);
         let (deposits, withdrawals) = inner.window(now);
         let allowed = (deposits as f64 * inner.ratio) as u64;
         if withdrawals < allowed {
@@ -160,6 +185,14 @@ impl RetryBudget {
 }
 
 impl Inner {
+    /// Moves the bucket plain deposits count into forward to `epoch`.
+    #[inline]
+    fn see_epoch(&self, epoch: u64) {
+        if self.cached_epoch.load(Ordering::Relaxed) < epoch {
+            self.cached_epoch.fetch_max(epoch, Ordering::Relaxed);
+        }
+    }
+
     /// The bucket for `now`, emptied first if it still holds an older epoch.
     #[inline]
     fn current(&self, now: Nanos) -> &Bucket {
@@ -273,7 +306,28 @@ mod tests {
         }
         assert!(budget.try_withdraw_at(9 * SECOND));
         assert!(!budget.try_withdraw_at(11 * SECOND));
-        assert_eq!(budget.inner.window(11 * SECOND), (0, 1), "only the retry at 9 s is left");
+        assert_eq!(
+            budget.inner.window(11 * SECOND),
+            (0, 1),
+            "only the retry at 9 s is left"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sampled_deposits_follow_the_clock_within_a_sample() {
+        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(budget.counts(), (100, 0));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(budget.counts(), (0, 0), "the old deposits left the window");
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        // At most one sample's worth was counted into the stale bucket before the clock was read.
+        let (deposits, _) = budget.counts();
+        assert!(deposits >= 100 - CLOCK_SAMPLE, "{deposits}");
     }
 
     #[test]

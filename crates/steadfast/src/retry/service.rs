@@ -64,15 +64,22 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        let now = Instant::now();
-        shared
-            .budget
-            .deposit_at(shared.budget.origin().nanos_at(now));
+        // The clock is read only with a deadline; otherwise the budget samples it.
+        let deadline = match config.deadline {
+            None => {
+                shared.budget.deposit();
+                None
+            }
+            Some(deadline) => {
+                let now = Instant::now();
+                shared
+                    .budget
+                    .deposit_at(shared.budget.origin().nanos_at(now));
+                Some(scope::tighter(now + deadline))
+            }
+        };
         let spare = (config.max_retries > 0).then(|| request.clone());
         let service = self.inner.clone();
-        let deadline = config
-            .deadline
-            .map(|deadline| scope::tighter(now + deadline));
         let future = match deadline {
             None => self.inner.call(request),
             Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
