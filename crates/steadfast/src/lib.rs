@@ -10,6 +10,7 @@
 //! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
+//! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -67,5 +68,10 @@ pub mod prelude {
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
+    };
+    #[cfg(feature = "retry")]
+    pub use crate::retry::{
+        BackoffRetryLayer, BudgetExhausted, DeadlineExceeded, Jitter, RetriesExhausted,
+        RetryBudget, RetryConfig,
     };
 }

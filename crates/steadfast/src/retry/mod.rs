@@ -1,8 +1,78 @@
 //! Retry with exponential backoff, jitter, `Retry-After`, a retry budget and a deadline.
 //!
-//! (The layer itself is being built; its errors are defined here first because other layers,
-//! such as dead-letter, report attempt counts from them.)
+//! [`BackoffRetryLayer`] sends a failed request again when the classifier says the failure is
+//! worth retrying ([`Outcome::is_retryable`](crate::Outcome::is_retryable): transient failures,
+//! and rate limits whose wait is known), and never otherwise:
+//!
+//! - **Backoff**: `base x multiplier^(retry-1)`, capped by `max_backoff`, randomised by
+//!   [`Jitter`] (full jitter by default; seed it with [`BackoffRetryLayer::seed`] in tests).
+//! - **`Retry-After`**: a wait the agent asked for ([`Outcome::retry_after`](crate::Outcome::retry_after))
+//!   replaces the computed one; over `max_retry_after` (60 s) the layer stops at once rather
+//!   than sleep uselessly.
+//! - **Budget**: [`RetryBudget`] lets retries add at most 20 % to the load over 10 s (plus 10
+//!   per second), so an outage never multiplies traffic; then [`BudgetExhausted`].
+//! - **Deadline**: an optional overall deadline covers every attempt and wait; a wait that would
+//!   pass it is not started ([`DeadlineExceeded`]). Inner layers read the time left with
+//!   [`remaining`], to shrink a per-attempt timeout.
+//! - **Breaker**: an inner breaker's `CircuitOpen` (and any agent or caller fault) is returned
+//!   at once, unchanged, so an outer fallback can act: retrying a rejected call only spins.
+//! - **Errors**: after the last allowed attempt an `Err` becomes [`RetriesExhausted`]; each of
+//!   these errors keeps the last attempt's error as `source()` and says how many attempts were
+//!   made ([`attempts_of`]). A failed *response* (an HTTP 503 is an `Ok`) is returned as it is
+//!   when retrying stops, so the caller sees the agent's own answer. On success, the attempt
+//!   count is reported to [`count_attempts`].
+//!
+//! Metrics: `steadfast_retries_total{agent,reason}` per retry,
+//! `steadfast_retry_budget_exhausted_total{agent}`. Tracing: a `debug` event per decision and a
+//! `retry_attempt{agent,attempt}` span around each retry.
+//!
+//! The success path (first attempt succeeds, no deadline) creates no timer and allocates
+//! nothing; the request is cloned once, up front, when retries are allowed.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! use steadfast::prelude::*;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let counter = calls.clone();
+//! let flaky = service_fn(move |prompt: &'static str| {
+//!     let call = counter.fetch_add(1, Ordering::SeqCst);
+//!     async move {
+//!         if call < 2 { Err::<_, BoxError>("connection reset".into()) } else { Ok(prompt.len()) }
+//!     }
+//! });
+//! let config = RetryConfig::builder().jitter(Jitter::None).build().unwrap();
+//! let agent = ServiceBuilder::new()
+//!     .layer(BackoffRetryLayer::new(config).named("flaky"))
+//!     .service(flaky);
+//!
+//! let started = tokio::time::Instant::now();
+//! let (reply, attempts) = steadfast::retry::count_attempts(agent.oneshot("hello")).await;
+//! assert_eq!(reply.unwrap(), 5);
+//! assert_eq!(attempts, Some(3));
+//! assert_eq!(started.elapsed(), Duration::from_millis(500 + 1000)); // two backoffs
+//! # }
+//! ```
 
+mod budget;
+mod config;
 mod error;
+mod future;
+mod layer;
+mod policy;
+mod scope;
+mod service;
+mod shared;
 
+pub use budget::RetryBudget;
+pub use config::{ConfigError, Jitter, MAX_RETRIES_LIMIT, RetryConfig, RetryConfigBuilder};
 pub use error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted, attempts_of};
+pub use future::ResponseFuture;
+pub use layer::BackoffRetryLayer;
+pub use scope::{count_attempts, deadline, remaining};
+pub use service::BackoffRetry;

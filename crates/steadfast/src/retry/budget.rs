@@ -1,0 +1,340 @@
+//! [`RetryBudget`]: retries may add at most a fixed share to the load an agent sees.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::clock::{Nanos, Origin, duration_to_nanos};
+
+use super::config::{ConfigError, RetryConfig, validate_budget};
+
+const BUCKETS: usize = 10;
+const FLOOR_COUNT_BITS: u32 = 24;
+const FLOOR_COUNT_MASK: u64 = (1 << FLOOR_COUNT_BITS) - 1;
+/// A first attempt reads the clock only every this many deposits into the same bucket (and
+/// whenever its bucket went stale): a clock read costs more than the rest of the success path.
+const CLOCK_SAMPLE: u64 = 32;
+
+/// A retry budget in the style of Finagle and Envoy: over the last `ttl`, retries may number at
+/// most `ratio` x first attempts, plus `min_per_sec` retries in any one second so that a caller
+/// with little traffic can still retry.
+///
+/// With the defaults (20 %, 10/s, 10 s) an outage turns 1,000 requests into at most about
+/// 1,200 attempts instead of 4,000: retries never multiply the load on an agent that is down.
+/// (Finagle banks `min_per_sec x ttl` tokens up front; this budget grants the floor second by
+/// second instead, so a burst cannot spend ten seconds of floor at once.)
+///
+/// Clones share the budget. Every [`BackoffRetryLayer`](super::BackoffRetryLayer) gets its own
+/// budget from its config; pass one budget to several layers with
+/// [`budget`](super::BackoffRetryLayer::budget) to bound their retries together (for example
+/// every route that calls the same agent).
+///
+/// Counting is lock-free: ten buckets of `ttl / 10` each, atomics only. Under heavy concurrency
+/// the count is approximate by a few calls (two callers may both take the last retry). A first
+/// attempt reads the clock only once every 32 deposits, or when its bucket is stale; in
+/// between it counts into the bucket last seen. The error this allows only matters for traffic
+/// under about 32 requests per bucket, where `ratio` x requests is below the per-second floor
+/// anyway, so the floor decides.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::RetryBudget;
+///
+/// let budget = RetryBudget::new(0.1, 0, Duration::from_secs(10))?;
+/// for _ in 0..20 {
+///     budget.deposit();
+/// }
+/// assert!(budget.try_withdraw());
+/// assert!(budget.try_withdraw());
+/// assert!(!budget.try_withdraw()); // 10 % of 20 requests: two retries
+/// # Ok::<_, steadfast::retry::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RetryBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    origin: Origin,
+    ratio: f64,
+    min_per_sec: u32,
+    ttl: Duration,
+    bucket_nanos: Nanos,
+    buckets: [Bucket; BUCKETS],
+    /// `second << 24 | retries granted by the floor in that second`.
+    floor: AtomicU64,
+    /// The newest bucket epoch seen, where [`RetryBudget::deposit`] counts without a clock.
+    cached_epoch: AtomicU64,
+}
+
+#[derive(Default)]
+struct Bucket {
+    /// The bucket's epoch plus one (0: never used).
+    epoch: AtomicU64,
+    deposits: AtomicU64,
+    withdrawals: AtomicU64,
+}
+
+impl Default for RetryBudget {
+    /// 20 % of requests, 10 retries per second, over 10 s.
+    fn default() -> Self {
+        RetryBudget::from_config(&RetryConfig::default())
+    }
+}
+
+impl RetryBudget {
+    /// A budget allowing `ratio` retries per first attempt over the last `ttl` (1 s..=60 s),
+    /// plus `min_per_sec` retries in any second.
+    pub fn new(ratio: f64, min_per_sec: u32, ttl: Duration) -> Result<Self, ConfigError> {
+        validate_budget(ratio, ttl)?;
+        Ok(Self::build(ratio, min_per_sec, ttl))
+    }
+
+    pub(crate) fn from_config(config: &RetryConfig) -> Self {
+        Self::build(
+            config.budget_ratio,
+            config.budget_min_per_sec,
+            config.budget_ttl,
+        )
+    }
+
+    fn build(ratio: f64, min_per_sec: u32, ttl: Duration) -> Self {
+        RetryBudget {
+            inner: Arc::new(Inner {
+                origin: Origin::now(),
+                ratio,
+                min_per_sec,
+                ttl,
+                bucket_nanos: (duration_to_nanos(ttl) / BUCKETS as u64).max(1),
+                buckets: Default::default(),
+                floor: AtomicU64::new(0),
+                cached_epoch: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Retries allowed per first attempt.
+    pub fn ratio(&self) -> f64 {
+        self.inner.ratio
+    }
+
+    /// Retries allowed in any second, whatever the traffic.
+    pub fn min_per_sec(&self) -> u32 {
+        self.inner.min_per_sec
+    }
+
+    /// The window counted over.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// Records a first attempt (each one earns `ratio` of a retry).
+    #[inline]
+    pub fn deposit(&self) {
+        let inner = &self.inner;
+        let epoch = inner.cached_epoch.load(Ordering::Relaxed);
+        let bucket = &inner.buckets[(epoch % BUCKETS as u64) as usize];
+        if bucket.epoch.load(Ordering::Acquire) == epoch + 1 {
+            let before = bucket.deposits.fetch_add(1, Ordering::Relaxed);
+            if before % CLOCK_SAMPLE != CLOCK_SAMPLE - 1 {
+                return;
+            }
+            // Counted; now look at the clock so later deposits move on to the right bucket.
+            inner.see_epoch(inner.origin.elapsed() / inner.bucket_nanos);
+            return;
+        }
+        self.deposit_at(inner.origin.elapsed());
+    }
+
+    /// Takes one retry from the budget; `false` when it is spent.
+    pub fn try_withdraw(&self) -> bool {
+        self.try_withdraw_at(self.inner.origin.elapsed())
+    }
+
+    /// First attempts and retries counted in the current window.
+    pub fn counts(&self) -> (u64, u64) {
+        self.inner.window(self.inner.origin.elapsed())
+    }
+
+    pub(crate) fn origin(&self) -> Origin {
+        self.inner.origin
+    }
+
+    #[inline]
+    pub(crate) fn deposit_at(&self, now: Nanos) {
+        self.inner.see_epoch(now / self.inner.bucket_nanos);
+        let bucket = self.inner.current(now);
+        bucket.deposits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn try_withdraw_at(&self, now: Nanos) -> bool {
+        let inner = &self.inner;
+        inner.see_epoch(now / inner.bucket_nanos);
+        let (deposits, withdrawals) = inner.window(now);
+        let allowed = (deposits as f64 * inner.ratio) as u64;
+        if withdrawals < allowed {
+            inner
+                .current(now)
+                .withdrawals
+                .fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        inner.take_from_floor(now)
+    }
+}
+
+impl Inner {
+    /// Moves the bucket plain deposits count into forward to `epoch`.
+    #[inline]
+    fn see_epoch(&self, epoch: u64) {
+        if self.cached_epoch.load(Ordering::Relaxed) < epoch {
+            self.cached_epoch.fetch_max(epoch, Ordering::Relaxed);
+        }
+    }
+
+    /// The bucket for `now`, emptied first if it still holds an older epoch.
+    #[inline]
+    fn current(&self, now: Nanos) -> &Bucket {
+        let epoch = now / self.bucket_nanos;
+        let bucket = &self.buckets[(epoch % BUCKETS as u64) as usize];
+        let tag = epoch + 1;
+        let seen = bucket.epoch.load(Ordering::Acquire);
+        if seen != tag
+            && seen < tag
+            && bucket
+                .epoch
+                .compare_exchange(seen, tag, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // A caller counting into this bucket between the exchange and these stores is lost;
+            // the budget is an estimate, and a lock here would cost every call.
+            bucket.deposits.store(0, Ordering::Relaxed);
+            bucket.withdrawals.store(0, Ordering::Relaxed);
+        }
+        bucket
+    }
+
+    /// Deposits and withdrawals of the buckets inside the window ending at `now`.
+    fn window(&self, now: Nanos) -> (u64, u64) {
+        let epoch = now / self.bucket_nanos;
+        let oldest = (epoch + 1).saturating_sub(BUCKETS as u64 - 1);
+        let mut totals = (0, 0);
+        for bucket in &self.buckets {
+            let tag = bucket.epoch.load(Ordering::Acquire);
+            if tag >= oldest.max(1) && tag <= epoch + 1 {
+                totals.0 += bucket.deposits.load(Ordering::Relaxed);
+                totals.1 += bucket.withdrawals.load(Ordering::Relaxed);
+            }
+        }
+        totals
+    }
+
+    fn take_from_floor(&self, now: Nanos) -> bool {
+        if self.min_per_sec == 0 {
+            return false;
+        }
+        let second = now / 1_000_000_000;
+        let mut current = self.floor.load(Ordering::Acquire);
+        loop {
+            let (seen_second, used) = (current >> FLOOR_COUNT_BITS, current & FLOOR_COUNT_MASK);
+            let next = if seen_second == second {
+                if used >= u64::from(self.min_per_sec).min(FLOOR_COUNT_MASK) {
+                    return false;
+                }
+                current + 1
+            } else {
+                (second << FLOOR_COUNT_BITS) | 1
+            };
+            match self.floor.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (requests, retries) = self.counts();
+        f.debug_struct("RetryBudget")
+            .field("ratio", &self.inner.ratio)
+            .field("min_per_sec", &self.inner.min_per_sec)
+            .field("ttl", &self.inner.ttl)
+            .field("requests", &requests)
+            .field("retries", &retries)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Nanos = 1_000_000_000;
+
+    #[test]
+    fn ratio_limits_retries_to_a_share_of_requests() {
+        let budget = RetryBudget::new(0.2, 0, Duration::from_secs(10)).unwrap();
+        for _ in 0..100 {
+            budget.deposit_at(0);
+        }
+        let granted = (0..100).filter(|_| budget.try_withdraw_at(0)).count();
+        assert_eq!(granted, 20);
+    }
+
+    #[test]
+    fn the_floor_grants_min_per_sec_each_second_without_traffic() {
+        let budget = RetryBudget::new(0.2, 10, Duration::from_secs(10)).unwrap();
+        assert_eq!((0..50).filter(|_| budget.try_withdraw_at(0)).count(), 10);
+        assert_eq!(
+            (0..50).filter(|_| budget.try_withdraw_at(SECOND)).count(),
+            10
+        );
+    }
+
+    #[test]
+    fn requests_older_than_the_ttl_no_longer_earn_retries() {
+        let budget = RetryBudget::new(0.5, 0, Duration::from_secs(10)).unwrap();
+        for _ in 0..10 {
+            budget.deposit_at(0);
+        }
+        assert!(budget.try_withdraw_at(9 * SECOND));
+        assert!(!budget.try_withdraw_at(11 * SECOND));
+        assert_eq!(
+            budget.inner.window(11 * SECOND),
+            (0, 1),
+            "only the retry at 9 s is left"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sampled_deposits_follow_the_clock_within_a_sample() {
+        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(budget.counts(), (100, 0));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(budget.counts(), (0, 0), "the old deposits left the window");
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        // At most one sample's worth was counted into the stale bucket before the clock was read.
+        let (deposits, _) = budget.counts();
+        assert!(deposits >= 100 - CLOCK_SAMPLE, "{deposits}");
+    }
+
+    #[test]
+    fn a_reused_bucket_forgets_its_old_epoch() {
+        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        budget.deposit_at(0);
+        budget.deposit_at(10 * SECOND); // same bucket index, next lap
+        assert_eq!(budget.inner.window(10 * SECOND), (1, 0));
+    }
+}

@@ -1,0 +1,502 @@
+//! [`RetryConfig`]: attempts, backoff, jitter, `Retry-After` cap, deadline and budget, validated
+//! once at construction.
+
+use std::time::Duration;
+
+/// The most retries a configuration may ask for: past this a "retry" is a loop.
+pub const MAX_RETRIES_LIMIT: u32 = 100;
+
+/// How the computed backoff is randomised, so that callers that failed together do not retry
+/// together.
+///
+/// With `exp = min(max_backoff, base x multiplier^(retry-1))`:
+///
+/// | jitter | wait |
+/// |---|---|
+/// | `Full` (default) | uniform in `[0, exp]` |
+/// | `Equal` | `exp / 2` + uniform in `[0, exp / 2]` |
+/// | `Decorrelated` | uniform in `[base, 3 x previous wait]`, capped by `max_backoff` |
+/// | `None` | `exp` |
+///
+/// `Full` is the default: AWS's analysis ("Exponential Backoff And Jitter") shows it spreads a
+/// herd of synchronised clients best and does the least total work; a wait the agent asked for
+/// (`Retry-After`) is honoured exactly and never jittered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Jitter {
+    /// Uniform in `[0, exp]`.
+    #[default]
+    Full,
+    /// Half fixed, half random: uniform in `[exp / 2, exp]`.
+    Equal,
+    /// AWS "decorrelated jitter": uniform in `[base, 3 x previous wait]`, capped.
+    Decorrelated,
+    /// The exponential backoff as computed.
+    None,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_retries` over [`MAX_RETRIES_LIMIT`].
+    #[error(
+        "max_retries is {value}: at most {MAX_RETRIES_LIMIT} retries are allowed; use a deadline to bound long retrying"
+    )]
+    TooManyRetries {
+        /// The value given.
+        value: u32,
+    },
+    /// A duration that must not be zero was zero.
+    #[error("{name} must be greater than zero")]
+    ZeroDuration {
+        /// The setting.
+        name: &'static str,
+    },
+    /// The backoff multiplier is below 1 or not finite.
+    #[error(
+        "multiplier is {value}: it must be a finite number >= 1.0 (1.0 gives a constant backoff)"
+    )]
+    Multiplier {
+        /// The value given.
+        value: f64,
+    },
+    /// `max_backoff` is below `base`.
+    #[error("max_backoff ({cap:?}) is below base ({base:?}): raise max_backoff or lower base")]
+    CapBelowBase {
+        /// The cap.
+        cap: Duration,
+        /// The base.
+        base: Duration,
+    },
+    /// The budget's ratio is outside `[0, 1000]` or not finite.
+    #[error(
+        "budget ratio is {value}: it must be a finite number between 0.0 and 1000.0 (0.2 allows one retry per five requests)"
+    )]
+    BudgetRatio {
+        /// The value given.
+        value: f64,
+    },
+    /// The budget's TTL is outside 1 s..=60 s.
+    #[error("budget ttl is {value:?}: it must be between 1 s and 60 s")]
+    BudgetTtl {
+        /// The value given.
+        value: Duration,
+    },
+}
+
+/// Configuration of a [`BackoffRetryLayer`](super::BackoffRetryLayer). Build one with
+/// [`RetryConfig::builder`]; every value a `RetryConfig` holds has been validated.
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | `max_retries` | 3 | four attempts ride out a blip; more only adds load to an outage |
+/// | `base` | 500 ms | the first wait: long enough for a restarted pod, short for a user |
+/// | `multiplier` | 2.0 | 0.5 s, 1 s, 2 s, 4 s, ... |
+/// | `max_backoff` | 8 s | no computed wait is longer |
+/// | `jitter` | [`Jitter::Full`] | spreads synchronised callers (see [`Jitter`]) |
+/// | `max_retry_after` | 60 s | an agent asking for a longer wait gets an immediate error |
+/// | `deadline` | none | set one: it bounds all attempts and waits together |
+/// | `budget_ratio` | 0.2 | retries may add at most 20 % to the load (Finagle, Envoy) |
+/// | `budget_min_per_sec` | 10 | low-traffic callers can still retry |
+/// | `budget_ttl` | 10 s | the window requests are counted over |
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "RetryConfigBuilder", into = "RetryConfigBuilder")
+)]
+pub struct RetryConfig {
+    pub(crate) max_retries: u32,
+    pub(crate) base: Duration,
+    pub(crate) multiplier: f64,
+    pub(crate) max_backoff: Duration,
+    pub(crate) jitter: Jitter,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) budget_ratio: f64,
+    pub(crate) budget_min_per_sec: u32,
+    pub(crate) budget_ttl: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfigBuilder::default()
+            .build()
+            .expect("the default retry configuration is valid")
+    }
+}
+
+impl RetryConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> RetryConfigBuilder {
+        RetryConfigBuilder::default()
+    }
+    /// Retries after the first attempt (0: never retry).
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+    /// The first computed wait.
+    pub fn base(&self) -> Duration {
+        self.base
+    }
+    /// Growth of the computed wait per retry.
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier
+    }
+    /// Cap of a computed wait.
+    pub fn max_backoff(&self) -> Duration {
+        self.max_backoff
+    }
+    /// How computed waits are randomised.
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+    /// The longest `Retry-After` honoured; a longer one ends retrying at once.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+    }
+    /// The time allowed for all attempts and waits together, if bounded.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+    /// Retries allowed per first attempt, over the budget's window.
+    pub fn budget_ratio(&self) -> f64 {
+        self.budget_ratio
+    }
+    /// Retries allowed each second whatever the traffic.
+    pub fn budget_min_per_sec(&self) -> u32 {
+        self.budget_min_per_sec
+    }
+    /// The window first attempts and retries are counted over.
+    pub fn budget_ttl(&self) -> Duration {
+        self.budget_ttl
+    }
+}
+
+/// Builds a [`RetryConfig`]; [`build`](Self::build) validates every value.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::{Jitter, RetryConfig};
+///
+/// let config = RetryConfig::builder()
+///     .max_retries(5)
+///     .base(Duration::from_millis(200))
+///     .jitter(Jitter::Equal)
+///     .deadline(Duration::from_secs(30))
+///     .build()?;
+/// assert_eq!(config.max_retries(), 5);
+///
+/// let bad = RetryConfig::builder().multiplier(0.5).build();
+/// assert!(bad.unwrap_err().to_string().contains(">= 1.0"));
+/// # Ok::<_, steadfast::retry::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct RetryConfigBuilder {
+    max_retries: u32,
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    base: Duration,
+    multiplier: f64,
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    max_backoff: Duration,
+    jitter: Jitter,
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    max_retry_after: Duration,
+    #[cfg_attr(feature = "serde", serde(with = "serde_opt_duration"))]
+    deadline: Option<Duration>,
+    budget_ratio: f64,
+    budget_min_per_sec: u32,
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    budget_ttl: Duration,
+}
+
+impl Default for RetryConfigBuilder {
+    fn default() -> Self {
+        RetryConfigBuilder {
+            max_retries: 3,
+            base: Duration::from_millis(500),
+            multiplier: 2.0,
+            max_backoff: Duration::from_secs(8),
+            jitter: Jitter::Full,
+            max_retry_after: Duration::from_secs(60),
+            deadline: None,
+            budget_ratio: 0.2,
+            budget_min_per_sec: 10,
+            budget_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.$name = $name;
+            self
+        }
+    };
+}
+
+impl RetryConfigBuilder {
+    setter!(
+        /// Retries after the first attempt; at most 100.
+        max_retries: u32
+    );
+    setter!(
+        /// The first computed wait; greater than zero.
+        base: Duration
+    );
+    setter!(
+        /// Growth of the computed wait per retry; at least 1.0.
+        multiplier: f64
+    );
+    setter!(
+        /// Cap of a computed wait; at least `base`.
+        max_backoff: Duration
+    );
+    setter!(
+        /// How computed waits are randomised.
+        jitter: Jitter
+    );
+    setter!(
+        /// The longest `Retry-After` honoured; a longer one ends retrying at once.
+        max_retry_after: Duration
+    );
+    setter!(
+        /// Retries allowed per first attempt over the budget window, in `[0, 1000]`.
+        budget_ratio: f64
+    );
+    setter!(
+        /// Retries allowed each second whatever the traffic.
+        budget_min_per_sec: u32
+    );
+    setter!(
+        /// The window first attempts and retries are counted over; 1 s to 60 s.
+        budget_ttl: Duration
+    );
+
+    /// Bounds all attempts and waits together (greater than zero).
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<RetryConfig, ConfigError> {
+        if self.max_retries > MAX_RETRIES_LIMIT {
+            return Err(ConfigError::TooManyRetries {
+                value: self.max_retries,
+            });
+        }
+        if self.base.is_zero() {
+            return Err(ConfigError::ZeroDuration { name: "base" });
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return Err(ConfigError::Multiplier {
+                value: self.multiplier,
+            });
+        }
+        if self.max_backoff < self.base {
+            return Err(ConfigError::CapBelowBase {
+                cap: self.max_backoff,
+                base: self.base,
+            });
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroDuration { name: "deadline" });
+        }
+        validate_budget(self.budget_ratio, self.budget_ttl)?;
+        Ok(RetryConfig {
+            max_retries: self.max_retries,
+            base: self.base,
+            multiplier: self.multiplier,
+            max_backoff: self.max_backoff,
+            jitter: self.jitter,
+            max_retry_after: self.max_retry_after,
+            deadline: self.deadline,
+            budget_ratio: self.budget_ratio,
+            budget_min_per_sec: self.budget_min_per_sec,
+            budget_ttl: self.budget_ttl,
+        })
+    }
+}
+
+pub(crate) fn validate_budget(ratio: f64, ttl: Duration) -> Result<(), ConfigError> {
+    if !(ratio.is_finite() && (0.0..=1000.0).contains(&ratio)) {
+        return Err(ConfigError::BudgetRatio { value: ratio });
+    }
+    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(60) {
+        return Err(ConfigError::BudgetTtl { value: ttl });
+    }
+    Ok(())
+}
+
+impl TryFrom<RetryConfigBuilder> for RetryConfig {
+    type Error = ConfigError;
+    fn try_from(builder: RetryConfigBuilder) -> Result<Self, ConfigError> {
+        builder.build()
+    }
+}
+
+impl From<RetryConfig> for RetryConfigBuilder {
+    fn from(config: RetryConfig) -> Self {
+        RetryConfigBuilder {
+            max_retries: config.max_retries,
+            base: config.base,
+            multiplier: config.multiplier,
+            max_backoff: config.max_backoff,
+            jitter: config.jitter,
+            max_retry_after: config.max_retry_after,
+            deadline: config.deadline,
+            budget_ratio: config.budget_ratio,
+            budget_min_per_sec: config.budget_min_per_sec,
+            budget_ttl: config.budget_ttl,
+        }
+    }
+}
+
+/// Durations as human strings in config files: `"500ms"`, `"1.5s"`, `"2m"`.
+#[cfg(feature = "serde")]
+mod serde_duration {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*value))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\", \"2m\""
+            ))
+        })
+    }
+
+    pub(super) fn format_duration(value: Duration) -> String {
+        if value.subsec_nanos() == 0 {
+            format!("{}s", value.as_secs())
+        } else if value.subsec_nanos() % 1_000_000 == 0 {
+            format!("{}ms", value.as_millis())
+        } else {
+            format!("{}ns", value.as_nanos())
+        }
+    }
+
+    pub(super) fn parse_duration(text: &str) -> Option<Duration> {
+        let text = text.trim();
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let scale = match unit.trim() {
+            "ns" => 1e-9,
+            "us" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        Duration::try_from_secs_f64(number * scale).ok()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_opt_duration {
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option)] // the signature serde's `with` requires
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_some(&super::serde_duration::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|text| {
+            super::serde_duration::parse_duration(&text).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\""
+                ))
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let config = RetryConfig::default();
+        assert_eq!(config.max_retries(), 3);
+        assert_eq!(config.base(), Duration::from_millis(500));
+        assert!((config.multiplier() - 2.0).abs() < f64::EPSILON);
+        assert_eq!(config.max_backoff(), Duration::from_secs(8));
+        assert_eq!(config.jitter(), Jitter::Full);
+        assert_eq!(config.max_retry_after(), Duration::from_secs(60));
+        assert_eq!(config.deadline(), None);
+        assert!((config.budget_ratio() - 0.2).abs() < f64::EPSILON);
+        assert_eq!(config.budget_min_per_sec(), 10);
+        assert_eq!(config.budget_ttl(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_a_reason() {
+        let cases = [
+            RetryConfig::builder().max_retries(101).build(),
+            RetryConfig::builder().base(Duration::ZERO).build(),
+            RetryConfig::builder().multiplier(f64::NAN).build(),
+            RetryConfig::builder()
+                .max_backoff(Duration::from_millis(100))
+                .build(),
+            RetryConfig::builder().deadline(Duration::ZERO).build(),
+            RetryConfig::builder().budget_ratio(-0.1).build(),
+            RetryConfig::builder()
+                .budget_ttl(Duration::from_millis(10))
+                .build(),
+        ];
+        for case in cases {
+            let err = case.unwrap_err();
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn config_round_trips_through_json_and_validates() {
+        let config = RetryConfig::builder()
+            .deadline(Duration::from_secs(20))
+            .jitter(Jitter::Decorrelated)
+            .build()
+            .unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains("\"500ms\""), "{json}");
+        let back: RetryConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
+        let partial: RetryConfig = serde_json::from_str(r#"{"max_retries": 1}"#).unwrap();
+        assert_eq!(partial.max_retries(), 1);
+        assert!(serde_json::from_str::<RetryConfig>(r#"{"multiplier": 0.1}"#).is_err());
+    }
+}

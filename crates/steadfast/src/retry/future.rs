@@ -1,0 +1,308 @@
+//! [`ResponseFuture`]: classifies each attempt, waits, and sends the request again.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::classify::{Classify, classify_known_error};
+use crate::error::BoxError;
+
+use super::error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted};
+use super::policy::{self, Verdict};
+use super::scope;
+use super::shared::Shared;
+
+pin_project! {
+    /// The future of a [`BackoffRetry`](super::BackoffRetry) call. Dropping it cancels the
+    /// attempt in flight or the pending wait.
+    pub struct ResponseFuture<S, Req, C>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        // Armed only with a deadline: no timer on the default path.
+        #[pin]
+        deadline_timer: Option<Sleep>,
+        retrying: Retrying<S, Req, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] future: F },
+        Waiting { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+/// Everything needed to send the request again.
+pub(crate) struct Retrying<S, Req, C> {
+    service: S,
+    spare: Option<Req>,
+    classifier: C,
+    shared: Arc<Shared>,
+    attempts: u32,
+    previous_wait: Duration,
+    deadline: Option<Instant>,
+    last_error: Option<BoxError>,
+    span: Option<tracing::Span>,
+}
+
+impl<S, Req, C> Retrying<S, Req, C> {
+    pub(crate) fn new(service: S, spare: Option<Req>, classifier: C, shared: Arc<Shared>) -> Self {
+        Retrying {
+            service,
+            spare,
+            classifier,
+            shared,
+            attempts: 1,
+            previous_wait: Duration::ZERO,
+            deadline: None,
+            last_error: None,
+            span: None,
+        }
+    }
+}
+
+enum Step<T> {
+    Done(T),
+    Wait(Duration),
+}
+
+impl<S, Req, C> ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        deadline: Option<Instant>,
+        mut retrying: Retrying<S, Req, C>,
+    ) -> Self {
+        retrying.deadline = deadline;
+        ResponseFuture {
+            state: State::Called { future },
+            deadline_timer: deadline.map(tokio::time::sleep_until),
+            retrying,
+        }
+    }
+}
+
+impl<S, Req, C> Retrying<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<S::Response, S::Error>,
+    Req: Clone,
+{
+    /// Decides what a finished attempt leads to.
+    fn after_attempt(
+        &mut self,
+        result: Result<S::Response, S::Error>,
+    ) -> Step<Result<S::Response, BoxError>> {
+        let outcome = match &result {
+            Ok(response) => self.classifier.classify(Ok(response)),
+            // Errors steadfast itself recognises (`CircuitOpen`, timeouts) mean the same to
+            // every layer, whatever the classifier says.
+            Err(error) => {
+                classify_known_error(error).unwrap_or_else(|| self.classifier.classify(Err(error)))
+            }
+        };
+        if outcome.is_success() {
+            return self.finish(result.map_err(Into::into));
+        }
+        let shared = &*self.shared;
+        let retryable = shared.retryable(&outcome);
+        let (attempts, previous) = (self.attempts, self.previous_wait);
+        let verdict = policy::decide(&shared.config, outcome, retryable, attempts, || {
+            shared.backoff(attempts, previous)
+        });
+        let wait = match verdict {
+            Verdict::GiveUp => return self.finish(result.map_err(Into::into)),
+            Verdict::Exhausted => {
+                tracing::debug!(agent = %shared.name, attempts, %outcome, "retries exhausted");
+                return self.finish(result.map_err(|error| {
+                    RetriesExhausted::new(shared.name.clone(), attempts, error.into()).into()
+                }));
+            }
+            Verdict::WaitTooLong => {
+                tracing::debug!(
+                    agent = %shared.name, attempts, %outcome,
+                    max_retry_after = ?shared.config.max_retry_after,
+                    "agent asked for a wait over max_retry_after: not retrying"
+                );
+                return self.finish(result.map_err(Into::into));
+            }
+            Verdict::Retry(wait, _) => wait,
+        };
+        let now = Instant::now();
+        if let Some(deadline) = self.deadline
+            && now + wait >= deadline
+        {
+            tracing::debug!(agent = %shared.name, attempts, ?wait, "the wait would pass the deadline: not retrying");
+            let total = shared.config.deadline.unwrap_or_default();
+            return self.finish(result.map_err(|error| {
+                DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error.into()))
+                    .into()
+            }));
+        }
+        if !shared
+            .budget
+            .try_withdraw_at(shared.budget.origin().nanos_at(now))
+        {
+            shared.count_budget_exhausted();
+            tracing::debug!(agent = %shared.name, attempts, %outcome, "retry budget exhausted");
+            return self.finish(result.map_err(|error| {
+                BudgetExhausted::new(shared.name.clone(), attempts, error.into()).into()
+            }));
+        }
+        shared.count_retry(&outcome);
+        tracing::debug!(
+            agent = %shared.name, attempt = attempts + 1, ?wait, %outcome, "retrying"
+        );
+        self.last_error = result.err().map(Into::into);
+        self.previous_wait = wait;
+        Step::Wait(wait)
+    }
+
+    fn finish(
+        &mut self,
+        result: Result<S::Response, BoxError>,
+    ) -> Step<Result<S::Response, BoxError>> {
+        scope::record_attempts(self.attempts);
+        Step::Done(result)
+    }
+
+    fn deadline_exceeded(&mut self) -> BoxError {
+        scope::record_attempts(self.attempts);
+        tracing::debug!(agent = %self.shared.name, attempts = self.attempts, "deadline passed during an attempt");
+        DeadlineExceeded::new(
+            self.shared.name.clone(),
+            self.attempts,
+            self.shared.config.deadline.unwrap_or_default(),
+            self.last_error.take(),
+        )
+        .into()
+    }
+
+    /// The request for the next attempt: a clone while more retries may follow, else the spare
+    /// itself.
+    fn next_request(&mut self) -> Option<Req> {
+        if self.attempts < self.shared.config.max_retries {
+            self.spare.clone()
+        } else {
+            self.spare.take()
+        }
+    }
+}
+
+fn deadline_passed(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    timer
+        .as_pin_mut()
+        .is_some_and(|timer| timer.poll(cx).is_ready())
+}
+
+impl<S, Req, C> Future for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<S::Response, S::Error>,
+    Req: Clone,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let retrying = &mut *this.retrying;
+                    let polled = {
+                        let _entered = retrying.span.as_ref().map(tracing::Span::enter);
+                        match retrying.deadline {
+                            None => future.poll(cx),
+                            Some(deadline) => scope::with_deadline(deadline, || future.poll(cx)),
+                        }
+                    };
+                    let Poll::Ready(result) = polled else {
+                        if deadline_passed(this.deadline_timer.as_mut(), cx) {
+                            return Poll::Ready(Err(retrying.deadline_exceeded()));
+                        }
+                        return Poll::Pending;
+                    };
+                    match retrying.after_attempt(result) {
+                        Step::Done(result) => return Poll::Ready(result),
+                        Step::Wait(wait) if wait.is_zero() => this.state.set(State::Readying),
+                        Step::Wait(wait) => this.state.set(State::Waiting {
+                            sleep: tokio::time::sleep(wait),
+                        }),
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    let retrying = &mut *this.retrying;
+                    match retrying.service.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(error)) => {
+                            scope::record_attempts(retrying.attempts);
+                            return Poll::Ready(Err(error.into()));
+                        }
+                        Poll::Pending => {
+                            if deadline_passed(this.deadline_timer.as_mut(), cx) {
+                                return Poll::Ready(Err(retrying.deadline_exceeded()));
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                    let Some(request) = retrying.next_request() else {
+                        // Unreachable: a retry is only decided while attempts <= max_retries,
+                        // and the spare is only taken for the last one. Fail rather than panic.
+                        let error = retrying
+                            .last_error
+                            .take()
+                            .unwrap_or_else(|| "steadfast retry: no request left to send".into());
+                        return Poll::Ready(Err(error));
+                    };
+                    retrying.attempts += 1;
+                    let span = tracing::debug_span!(
+                        "retry_attempt", agent = %retrying.shared.name, attempt = retrying.attempts
+                    );
+                    let future = {
+                        let _entered = span.enter();
+                        match retrying.deadline {
+                            None => retrying.service.call(request),
+                            Some(deadline) => {
+                                scope::with_deadline(deadline, || retrying.service.call(request))
+                            }
+                        }
+                    };
+                    retrying.span = Some(span);
+                    this.state.set(State::Called { future });
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req, C> fmt::Debug for ResponseFuture<S, Req, C>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("agent", &self.retrying.shared.name)
+            .field("attempts", &self.retrying.attempts)
+            .finish_non_exhaustive()
+    }
+}

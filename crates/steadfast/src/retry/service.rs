@@ -1,0 +1,112 @@
+//! [`BackoffRetry`]: sends the first attempt and hands the retrying to the future.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::classify::Classify;
+use crate::error::BoxError;
+
+use super::future::{ResponseFuture, Retrying};
+use super::scope;
+use super::shared::Shared;
+
+/// Retries an agent's transient failures. Built by
+/// [`BackoffRetryLayer`](super::BackoffRetryLayer); clones share the budget.
+///
+/// Each call keeps a clone of the request (when retries are allowed) and of the inner service,
+/// to send again; the success path creates no timer and allocates nothing itself (cloning a
+/// request may allocate: prefer cheaply cloneable requests, such as `Arc`s or
+/// `steadfast-http`'s `BufferedBody`).
+pub struct BackoffRetry<S, C> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) classifier: C,
+}
+
+impl<S, C> BackoffRetry<S, C> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for BackoffRetry<S, C>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError> + 'static,
+    C: Classify<S::Response, S::Error> + Clone,
+    Req: Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let shared = &self.shared;
+        let config = &shared.config;
+        // The clock is read only with a deadline; otherwise the budget samples it.
+        let deadline = match config.deadline {
+            None => {
+                shared.budget.deposit();
+                None
+            }
+            Some(deadline) => {
+                let now = Instant::now();
+                shared
+                    .budget
+                    .deposit_at(shared.budget.origin().nanos_at(now));
+                Some(scope::tighter(now + deadline))
+            }
+        };
+        let spare = (config.max_retries > 0).then(|| request.clone());
+        let service = self.inner.clone();
+        let future = match deadline {
+            None => self.inner.call(request),
+            Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
+        };
+        ResponseFuture::new(
+            future,
+            deadline,
+            Retrying::new(service, spare, self.classifier.clone(), shared.clone()),
+        )
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for BackoffRetry<S, C> {
+    fn clone(&self) -> Self {
+        BackoffRetry {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for BackoffRetry<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackoffRetry")
+            .field("retry", &self.shared)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
