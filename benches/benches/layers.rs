@@ -9,11 +9,11 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::BoxError;
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
-use steadfast_benches::{CountingAllocator, allocations_per_call, call_once};
+use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// The agent every row wraps: answers at once; request 0 fails (to open peers' circuits).
 fn agent()
@@ -85,7 +85,7 @@ fn circuit_breaker(c: &mut Criterion) {
             && !call_once(&mut failsafe_open, 1)
     );
 
-    let allocs = |service: &mut dyn FnMut()| allocations_per_call(100_000, service);
+    let allocs = |service: &mut dyn FnMut()| allocations_per_call(GLOBAL, 100_000, service);
     println!(
         "allocations per call [circuit_breaker]: bare {:.2}, steadfast_closed {:.2}, tower_resilience_closed {:.2}, failsafe_closed {:.2}, steadfast_open_rejection {:.2}, tower_resilience_open_rejection {:.2}, failsafe_open_rejection {:.2}",
         allocs(&mut || {
