@@ -213,9 +213,6 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
         if error.is_timeout() {
             return Some(Outcome::transient("timeout"));
         }
-        if error.is_user() {
-            return Some(Outcome::caller_fault("invalid request"));
-        }
         if error.is_canceled() || error.is_closed() || error.is_incomplete_message() {
             return Some(Outcome::transient("connection closed"));
         }
