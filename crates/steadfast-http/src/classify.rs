@@ -1,0 +1,517 @@
+//! [`HttpClassifier`] and [`GrpcClassifier`]: what an HTTP or gRPC answer means for the agent.
+
+use std::any::Any;
+use std::error::Error;
+use std::io;
+
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::{HeaderMap, Response, StatusCode};
+use steadfast::BoxError;
+use steadfast::classify::{Classify, Outcome, classify_known_error};
+
+use crate::body::{BodyTooLarge, BufferError, BufferedBody};
+use crate::retry_after::parse_retry_after;
+
+/// `x-should-retry: true|false`: the agent's own verdict (OpenAI, Anthropic), which overrides
+/// the status code's.
+pub const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+/// `grpc-status`: the status of a trailers-only gRPC response.
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// `grpc-retry-pushback-ms`: the wait a gRPC server asked for.
+pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
+
+/// Body texts that turn a 429 into "quota or billing exhausted": waiting will not help.
+const QUOTA_MARKERS: [&str; 5] = [
+    "insufficient_quota",
+    "exceeded your current quota",
+    "billing",
+    "credit balance",
+    "quota exceeded",
+];
+/// How much of a buffered 429 body is searched for those markers.
+const BODY_PEEK: usize = 4096;
+
+/// Classifies `http::Response<B>` results and HTTP client errors:
+///
+/// | answer | outcome |
+/// |---|---|
+/// | 1xx, 2xx, 3xx | success |
+/// | 408, 409, 500, 502, 503, 504, 529, other 5xx | transient (with `Retry-After` if sent) |
+/// | 429 | rate-limited, with the wait from [`parse_retry_after`] |
+/// | 429 whose body says quota or billing is exhausted | agent fault (waiting will not help) |
+/// | 401, 403, 501 | agent fault |
+/// | other 4xx | caller fault |
+/// | `x-should-retry: true` on a failure | transient |
+/// | `x-should-retry: false` on a failure | transient becomes agent fault; no wait |
+/// | connect, reset, closed, timeout errors (`hyper`, `std::io`) | transient |
+/// | steadfast's own errors (`CircuitOpen`, timeouts) | as [`classify_known_error`] says |
+/// | a body over the buffering limit ([`BodyTooLarge`]) | caller fault |
+/// | any other error | transient |
+///
+/// A success is decided from the status alone: no header is read and nothing is buffered.
+/// The quota check reads only bodies already in memory (`BufferedBody`, `Bytes`, `String`,
+/// `Vec<u8>`); a streaming 429 is classified from its headers.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::classify::{Classify, OutcomeKind};
+/// use steadfast_http::HttpClassifier;
+///
+/// let throttled = http::Response::builder().status(429).header("retry-after", "2").body(()).unwrap();
+/// let outcome = HttpClassifier::new().classify(Ok::<_, &std::io::Error>(&throttled));
+/// assert_eq!(outcome.kind(), OutcomeKind::RateLimited);
+/// assert_eq!(outcome.retry_after(), Some(Duration::from_secs(2)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpClassifier {
+    _private: (),
+}
+
+impl HttpClassifier {
+    /// The classifier.
+    pub const fn new() -> Self {
+        HttpClassifier { _private: () }
+    }
+
+    /// Classifies a status and headers (no body).
+    pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Outcome {
+        classify_response(status, headers, None)
+    }
+}
+
+impl<B: 'static, E: 'static> Classify<Response<B>, E> for HttpClassifier {
+    #[inline]
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+        match result {
+            Ok(response) if is_success(response.status()) => Outcome::success(),
+            Ok(response) => classify_response(
+                response.status(),
+                response.headers(),
+                peek_body(response.body()),
+            ),
+            Err(error) => classify_error(error),
+        }
+    }
+}
+
+#[inline]
+fn is_success(status: StatusCode) -> bool {
+    status.is_success() || status.is_informational() || status.is_redirection()
+}
+
+fn peek_body<B: 'static>(body: &B) -> Option<&[u8]> {
+    let any: &dyn Any = body;
+    if let Some(body) = any.downcast_ref::<BufferedBody>() {
+        return Some(body.bytes());
+    }
+    if let Some(body) = any.downcast_ref::<Bytes>() {
+        return Some(body);
+    }
+    if let Some(body) = any.downcast_ref::<String>() {
+        return Some(body.as_bytes());
+    }
+    any.downcast_ref::<Vec<u8>>().map(Vec::as_slice)
+}
+
+fn says_quota_exhausted(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(BODY_PEEK)];
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    QUOTA_MARKERS.iter().any(|marker| text.contains(marker))
+}
+
+fn classify_response(status: StatusCode, headers: &HeaderMap, body: Option<&[u8]>) -> Outcome {
+    if is_success(status) {
+        return Outcome::success();
+    }
+    let outcome = match status.as_u16() {
+        429 if body.is_some_and(says_quota_exhausted) => {
+            return Outcome::agent_fault("quota exhausted");
+        }
+        429 => Outcome::rate_limited("429"),
+        408 => Outcome::transient("408"),
+        409 => Outcome::transient("409"),
+        500 => Outcome::transient("500"),
+        502 => Outcome::transient("502"),
+        503 => Outcome::transient("503"),
+        504 => Outcome::transient("504"),
+        529 => Outcome::transient("529"),
+        401 => Outcome::agent_fault("401"),
+        403 => Outcome::agent_fault("403"),
+        501 => Outcome::agent_fault("501"),
+        _ if status.is_server_error() => Outcome::transient("5xx"),
+        _ => Outcome::caller_fault("4xx"),
+    };
+    let should_retry = headers
+        .get(&X_SHOULD_RETRY)
+        .map(http::HeaderValue::as_bytes);
+    let outcome = match should_retry {
+        Some(b"true") => match outcome.kind() {
+            steadfast::OutcomeKind::RateLimited => outcome,
+            _ => Outcome::transient("x-should-retry"),
+        },
+        Some(b"false") => {
+            return match outcome.kind() {
+                steadfast::OutcomeKind::Transient => Outcome::agent_fault("x-should-retry: false"),
+                _ => outcome,
+            };
+        }
+        _ => outcome,
+    };
+    if outcome.is_retryable() || outcome.kind() == steadfast::OutcomeKind::RateLimited {
+        if let Some(wait) = parse_retry_after(headers) {
+            return outcome.with_retry_after(wait);
+        }
+    }
+    outcome
+}
+
+/// Classifies a client error: steadfast's own first, then `hyper` and `std::io` errors found in
+/// the `source()` chain.
+pub fn classify_error<E: 'static>(error: &E) -> Outcome {
+    if let Some(outcome) = classify_known_error(error) {
+        return outcome;
+    }
+    let any: &dyn Any = error;
+    let root: Option<&(dyn Error + 'static)> = if let Some(boxed) = any.downcast_ref::<BoxError>() {
+        Some(boxed.as_ref())
+    } else if let Some(error) = any.downcast_ref::<hyper::Error>() {
+        Some(error)
+    } else if let Some(error) = any.downcast_ref::<io::Error>() {
+        Some(error)
+    } else if let Some(error) = any.downcast_ref::<BufferError>() {
+        Some(error)
+    } else {
+        extra_roots(any)
+    };
+    let mut current = root;
+    while let Some(error) = current {
+        if let Some(outcome) = classify_one(error) {
+            return outcome;
+        }
+        current = error.source();
+    }
+    Outcome::transient("error")
+}
+
+#[cfg(feature = "reqwest")]
+fn extra_roots(any: &dyn Any) -> Option<&(dyn Error + 'static)> {
+    any.downcast_ref::<reqwest::Error>()
+        .map(|error| error as &(dyn Error + 'static))
+}
+
+#[cfg(not(feature = "reqwest"))]
+fn extra_roots(_: &dyn Any) -> Option<&(dyn Error + 'static)> {
+    None
+}
+
+fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
+    if error.is::<BodyTooLarge>() {
+        return Some(Outcome::caller_fault("request body too large"));
+    }
+    if let Some(error) = error.downcast_ref::<hyper::Error>() {
+        if error.is_timeout() {
+            return Some(Outcome::transient("timeout"));
+        }
+        if error.is_canceled() || error.is_closed() || error.is_incomplete_message() {
+            return Some(Outcome::transient("connection closed"));
+        }
+        // Other hyper errors may wrap an I/O error: keep looking down the chain.
+        return None;
+    }
+    #[cfg(feature = "reqwest")]
+    if let Some(error) = error.downcast_ref::<reqwest::Error>() {
+        if error.is_timeout() {
+            return Some(Outcome::transient("timeout"));
+        }
+        if error.is_connect() {
+            return Some(Outcome::transient("connect"));
+        }
+        if error.is_builder() {
+            return Some(Outcome::caller_fault("invalid request"));
+        }
+        return None;
+    }
+    if let Some(error) = error.downcast_ref::<io::Error>() {
+        use io::ErrorKind::{
+            BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut,
+            UnexpectedEof,
+        };
+        return match error.kind() {
+            ConnectionRefused => Some(Outcome::transient("connect")),
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                Some(Outcome::transient("connection reset"))
+            }
+            TimedOut => Some(Outcome::transient("timeout")),
+            _ => None,
+        };
+    }
+    None
+}
+
+/// Classifies gRPC answers: the `grpc-status` of a trailers-only response (an error sent
+/// before any message, which is how servers reject calls) and client errors.
+///
+/// | code | outcome |
+/// |---|---|
+/// | 0 OK | success |
+/// | 14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, 10 ABORTED, 2 UNKNOWN, 13 INTERNAL, 15 DATA_LOSS | transient |
+/// | 8 RESOURCE_EXHAUSTED | rate-limited, wait from `grpc-retry-pushback-ms` or `Retry-After` |
+/// | 3 INVALID_ARGUMENT, 9 FAILED_PRECONDITION, 11 OUT_OF_RANGE, 1 CANCELLED, 5 NOT_FOUND, 6 ALREADY_EXISTS | caller fault |
+/// | 16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 12 UNIMPLEMENTED | agent fault |
+///
+/// A response without `grpc-status` in its headers is judged by its HTTP status (a gRPC
+/// success is HTTP 200 whose status comes in the trailers, after the stream: a retry layer
+/// cannot wait for those). For tonic, classify a `tonic::Status` with
+/// [`GrpcClassifier::code`]`(status.code() as i32)`.
+///
+/// ```
+/// use steadfast::classify::{Classify, OutcomeKind};
+/// use steadfast_http::GrpcClassifier;
+///
+/// let unavailable = http::Response::builder().header("grpc-status", "14").body(()).unwrap();
+/// let outcome = GrpcClassifier::new().classify(Ok::<_, &std::io::Error>(&unavailable));
+/// assert_eq!(outcome.kind(), OutcomeKind::Transient);
+/// assert_eq!(GrpcClassifier::code(16).kind(), OutcomeKind::AgentFault);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrpcClassifier {
+    _private: (),
+}
+
+impl GrpcClassifier {
+    /// The classifier.
+    pub const fn new() -> Self {
+        GrpcClassifier { _private: () }
+    }
+
+    /// The outcome of a gRPC status code (see the table above).
+    pub const fn code(code: i32) -> Outcome {
+        match code {
+            0 => Outcome::success(),
+            14 => Outcome::transient("UNAVAILABLE"),
+            4 => Outcome::transient("DEADLINE_EXCEEDED"),
+            10 => Outcome::transient("ABORTED"),
+            2 => Outcome::transient("UNKNOWN"),
+            13 => Outcome::transient("INTERNAL"),
+            15 => Outcome::transient("DATA_LOSS"),
+            8 => Outcome::rate_limited("RESOURCE_EXHAUSTED"),
+            3 => Outcome::caller_fault("INVALID_ARGUMENT"),
+            9 => Outcome::caller_fault("FAILED_PRECONDITION"),
+            11 => Outcome::caller_fault("OUT_OF_RANGE"),
+            1 => Outcome::caller_fault("CANCELLED"),
+            5 => Outcome::caller_fault("NOT_FOUND"),
+            6 => Outcome::caller_fault("ALREADY_EXISTS"),
+            16 => Outcome::agent_fault("UNAUTHENTICATED"),
+            7 => Outcome::agent_fault("PERMISSION_DENIED"),
+            12 => Outcome::agent_fault("UNIMPLEMENTED"),
+            _ => Outcome::transient("grpc status"),
+        }
+    }
+
+    /// Classifies the status and headers of a gRPC response.
+    pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Outcome {
+        let Some(code) = headers.get(&GRPC_STATUS) else {
+            return classify_response(status, headers, None);
+        };
+        let Some(code) = std::str::from_utf8(code.as_bytes())
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        else {
+            tracing::debug!(value = ?code, "malformed grpc-status");
+            return Outcome::transient("malformed grpc-status");
+        };
+        let outcome = GrpcClassifier::code(code);
+        if outcome.is_success() {
+            return outcome;
+        }
+        let pushback = headers
+            .get(&GRPC_RETRY_PUSHBACK_MS)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_millis);
+        match pushback.or_else(|| parse_retry_after(headers)) {
+            Some(wait) => outcome.with_retry_after(wait),
+            None => outcome,
+        }
+    }
+}
+
+impl<B: 'static, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
+    #[inline]
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+        match result {
+            Ok(response) => GrpcClassifier::classify_parts(response.status(), response.headers()),
+            Err(error) => classify_grpc_error(error),
+        }
+    }
+}
+
+#[cfg(feature = "grpc")]
+fn classify_grpc_error<E: 'static>(error: &E) -> Outcome {
+    if let Some(outcome) = classify_known_error(error) {
+        return outcome;
+    }
+    let any: &dyn Any = error;
+    let status = any.downcast_ref::<tonic::Status>().or_else(|| {
+        any.downcast_ref::<BoxError>()
+            .and_then(|boxed| steadfast::error::find::<tonic::Status>(boxed.as_ref()))
+    });
+    match status {
+        Some(status) => GrpcClassifier::code(status.code() as i32),
+        None => classify_error(error),
+    }
+}
+
+#[cfg(not(feature = "grpc"))]
+fn classify_grpc_error<E: 'static>(error: &E) -> Outcome {
+    classify_error(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use steadfast::OutcomeKind;
+
+    use super::*;
+
+    fn response(status: u16, headers: &[(&'static str, &'static str)]) -> Response<()> {
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn http<B: 'static>(response: &Response<B>) -> Outcome {
+        HttpClassifier::new().classify(Ok::<_, &io::Error>(response))
+    }
+
+    #[test]
+    fn status_codes_map_to_the_documented_kinds() {
+        use OutcomeKind::{AgentFault, CallerFault, RateLimited, Success, Transient};
+        let table = [
+            (200, Success),
+            (204, Success),
+            (304, Success),
+            (408, Transient),
+            (409, Transient),
+            (500, Transient),
+            (502, Transient),
+            (503, Transient),
+            (504, Transient),
+            (529, Transient),
+            (507, Transient),
+            (429, RateLimited),
+            (401, AgentFault),
+            (403, AgentFault),
+            (501, AgentFault),
+            (400, CallerFault),
+            (404, CallerFault),
+            (413, CallerFault),
+            (422, CallerFault),
+        ];
+        for (status, kind) in table {
+            assert_eq!(http(&response(status, &[])).kind(), kind, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_rides_on_transient_and_rate_limited_answers() {
+        let outcome = http(&response(503, &[("retry-after", "2")]));
+        assert_eq!(outcome.retry_after(), Some(Duration::from_secs(2)));
+        let outcome = http(&response(429, &[("retry-after-ms", "1500")]));
+        assert_eq!(outcome.retry_after(), Some(Duration::from_millis(1500)));
+        assert!(outcome.is_retryable());
+        assert!(!http(&response(429, &[])).is_retryable(), "no wait known");
+    }
+
+    #[test]
+    fn x_should_retry_overrides_the_status() {
+        let outcome = http(&response(400, &[("x-should-retry", "true")]));
+        assert_eq!(outcome.kind(), OutcomeKind::Transient);
+        let outcome = http(&response(503, &[("x-should-retry", "false")]));
+        assert_eq!(outcome.kind(), OutcomeKind::AgentFault);
+        assert!(!outcome.is_retryable());
+        let ok = http(&response(200, &[("x-should-retry", "true")]));
+        assert!(ok.is_success());
+    }
+
+    #[test]
+    fn a_429_saying_quota_exhausted_is_an_agent_fault() {
+        let body = r#"{"error":{"message":"You exceeded your current quota","code":"insufficient_quota"}}"#;
+        let quota = Response::builder()
+            .status(429)
+            .header("retry-after", "1")
+            .body(BufferedBody::from(body))
+            .unwrap();
+        assert_eq!(http(&quota).kind(), OutcomeKind::AgentFault);
+        let rate = Response::builder()
+            .status(429)
+            .header("retry-after", "1")
+            .body(String::from(r#"{"error":{"type":"rate_limit_error"}}"#))
+            .unwrap();
+        assert_eq!(http(&rate).kind(), OutcomeKind::RateLimited);
+    }
+
+    #[test]
+    fn connection_errors_are_transient_and_oversized_bodies_caller_faults() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify_error(&refused), Outcome::transient("connect"));
+        let boxed: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            classify_error(&boxed),
+            Outcome::transient("connection reset")
+        );
+        let too_large: BoxError = Box::new(BodyTooLarge { limit: 1 });
+        assert_eq!(classify_error(&too_large).kind(), OutcomeKind::CallerFault);
+        let other: BoxError = "weird".into();
+        assert_eq!(classify_error(&other), Outcome::transient("error"));
+    }
+
+    #[test]
+    fn grpc_codes_map_to_the_documented_kinds() {
+        use OutcomeKind::{AgentFault, CallerFault, RateLimited, Success, Transient};
+        for (code, kind) in [
+            (0, Success),
+            (14, Transient),
+            (4, Transient),
+            (10, Transient),
+            (8, RateLimited),
+            (3, CallerFault),
+            (9, CallerFault),
+            (11, CallerFault),
+            (16, AgentFault),
+            (7, AgentFault),
+            (12, AgentFault),
+        ] {
+            assert_eq!(GrpcClassifier::code(code).kind(), kind, "{code}");
+        }
+        let grpc = |headers: &[(&'static str, &'static str)]| {
+            GrpcClassifier::new().classify(Ok::<_, &io::Error>(&response(200, headers)))
+        };
+        assert!(grpc(&[]).is_success(), "status arrives in trailers");
+        let exhausted = grpc(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]);
+        assert_eq!(exhausted.retry_after(), Some(Duration::from_millis(250)));
+        assert_eq!(grpc(&[("grpc-status", "x")]).kind(), Transient);
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn tonic_statuses_are_classified_by_code_even_when_boxed() {
+        let grpc =
+            |error: &BoxError| GrpcClassifier::new().classify(Err::<&Response<()>, _>(error));
+        let unavailable: BoxError = Box::new(tonic::Status::unavailable("draining"));
+        assert_eq!(grpc(&unavailable).kind(), OutcomeKind::Transient);
+        let denied: BoxError = Box::new(tonic::Status::permission_denied("no"));
+        assert_eq!(grpc(&denied).kind(), OutcomeKind::AgentFault);
+        let status = tonic::Status::invalid_argument("bad");
+        assert_eq!(
+            GrpcClassifier::new()
+                .classify(Err::<&Response<()>, _>(&status))
+                .kind(),
+            OutcomeKind::CallerFault
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! # steadfast-http
+//!
+//! HTTP and gRPC glue for [`steadfast`]: classifiers that turn HTTP responses, gRPC statuses and
+//! client errors into [`Outcome`](steadfast::Outcome)s, `Retry-After` parsing in every form LLM
+//! APIs send, and a cloneable, size-limited request body so hyper requests can be retried.
+//!
+//! | item | what it does |
+//! |---|---|
+//! | [`HttpClassifier`] | status codes, `x-should-retry`, `Retry-After`, connect/reset/timeout errors |
+//! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
+//! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
+//! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::prelude::*;
+//! use steadfast_http::{BufferedBody, HttpClassifier};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // An agent that is overloaded once, says when to come back, then answers.
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let agent = service_fn(move |_: http::Request<BufferedBody>| {
+//!     let first = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+//!     async move {
+//!         let response = if first {
+//!             http::Response::builder().status(503).header("retry-after", "2").body(String::new())
+//!         } else {
+//!             http::Response::builder().status(200).body("hello".to_string())
+//!         };
+//!         Ok::<_, BoxError>(response.unwrap())
+//!     }
+//! });
+//! let client = ServiceBuilder::new()
+//!     .layer(BackoffRetryLayer::new(RetryConfig::default()).classifier(HttpClassifier::new()))
+//!     .service(agent);
+//!
+//! let request = http::Request::post("http://agent/v1").body(BufferedBody::from("hi")).unwrap();
+//! let started = tokio::time::Instant::now();
+//! let response = client.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(started.elapsed(), Duration::from_secs(2)); // waited as told
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod body;
+mod classify;
+mod retry_after;
+
+pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
+pub use classify::{
+    GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, X_SHOULD_RETRY,
+    classify_error,
+};
+pub use retry_after::{
+    RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,
+    parse_retry_after, parse_retry_after_at, parse_retry_after_value,
+};
