@@ -37,6 +37,7 @@
 
 pub mod classify;
 pub mod error;
+pub mod events;
 pub mod registry;
 
 #[cfg(feature = "circuit-breaker")]
