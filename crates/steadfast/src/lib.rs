@@ -10,6 +10,8 @@
 //! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
+//! | [`events`] | always | what the layers decided, on a non-blocking bus |
+//! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -40,6 +42,8 @@ pub mod error;
 pub mod events;
 pub mod registry;
 
+#[cfg(feature = "chaos")]
+pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(feature = "retry")]
