@@ -11,6 +11,8 @@
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
+//! | [`events`] | always | what the layers decided, on a non-blocking bus |
+//! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -38,8 +40,11 @@
 
 pub mod classify;
 pub mod error;
+pub mod events;
 pub mod registry;
 
+#[cfg(feature = "chaos")]
+pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(feature = "retry")]

@@ -205,6 +205,64 @@ impl BreakerHandle {
         self.force(BreakerState::Disabled, TransitionReason::Disabled);
     }
 
+    /// What [`restore`](Self::restore) needs to bring this breaker back after a restart.
+    pub fn saved_state(&self) -> SavedBreaker {
+        let state = self.state();
+        SavedBreaker {
+            agent: self.name().to_owned(),
+            state,
+            trips: self.trips(),
+            open_remaining_secs: match state {
+                BreakerState::Open => Some(self.next_probe_at().map_or(0.0, |at| {
+                    at.saturating_duration_since(Instant::now()).as_secs_f64()
+                })),
+                _ => None,
+            },
+        }
+    }
+
+    /// Brings back a state saved by [`saved_state`](Self::saved_state) (usually before a
+    /// restart), so an agent known to be down is not hammered by a fresh process:
+    ///
+    /// - `open`: opens for what was left of the open time, minus `elapsed` (the time between
+    ///   saving and restoring; probes are admitted at once if it has run out), keeping the trip
+    ///   count so a failed probe opens for the next, longer period;
+    /// - `half_open`: opens with nothing left to wait, so the next call is a probe;
+    /// - `forced_open` / `disabled`: as an operator left it;
+    /// - `closed`: nothing changes.
+    ///
+    /// Returns whether the state changed. The transition is announced as usual (reason
+    /// `restored`).
+    pub fn restore(&self, saved: &SavedBreaker, elapsed: Duration) -> bool {
+        let open_for = |secs: Option<f64>| {
+            let remaining = Duration::try_from_secs_f64(secs.unwrap_or(0.0)).unwrap_or_default();
+            remaining.saturating_sub(elapsed)
+        };
+        let transition = match saved.state {
+            BreakerState::Closed => None,
+            BreakerState::Open | BreakerState::HalfOpen => {
+                let remaining = match saved.state {
+                    BreakerState::Open => open_for(saved.open_remaining_secs),
+                    _ => Duration::ZERO,
+                };
+                Some(
+                    self.shared
+                        .core
+                        .restore_open(saved.trips, remaining, self.shared.now()),
+                )
+            }
+            BreakerState::ForcedOpen | BreakerState::Disabled => {
+                self.shared
+                    .core
+                    .force(saved.state, TransitionReason::Restored, self.shared.now())
+            }
+        };
+        if let Some(transition) = &transition {
+            self.shared.announce(transition);
+        }
+        transition.is_some()
+    }
+
     fn force(&self, to: BreakerState, reason: TransitionReason) {
         if let Some(transition) = self.shared.core.force(to, reason, self.shared.now()) {
             self.shared.announce(&transition);
@@ -260,6 +318,43 @@ impl fmt::Debug for BreakerHandle {
             .field("agent", &self.shared.name)
             .field("state", &self.state())
             .finish()
+    }
+}
+
+/// A breaker's state as saved across restarts; see [`BreakerHandle::saved_state`] and
+/// [`BreakerHandle::restore`].
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct SavedBreaker {
+    /// The agent's name.
+    pub agent: String,
+    /// The state when saved.
+    pub state: BreakerState,
+    /// Trips since the last clean close (drives the growing open time).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub trips: u32,
+    /// While open: seconds of open time left when saved.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub open_remaining_secs: Option<f64>,
+}
+
+impl SavedBreaker {
+    /// A saved state for `agent` (for tests and hand-written state files).
+    pub fn new(agent: impl Into<String>, state: BreakerState) -> Self {
+        SavedBreaker {
+            agent: agent.into(),
+            state,
+            trips: u32::from(matches!(state, BreakerState::Open | BreakerState::HalfOpen)),
+            open_remaining_secs: None,
+        }
+    }
+
+    /// With `remaining` open time left.
+    #[must_use]
+    pub fn open_remaining(mut self, remaining: Duration) -> Self {
+        self.open_remaining_secs = Some(remaining.as_secs_f64());
+        self
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::classify::DefaultClassifier;
+use crate::events::EventBus;
 use crate::registry::Registry;
 
 use super::config::BreakerConfig;
@@ -62,6 +63,7 @@ impl<C> CircuitBreakerLayer<C> {
             self.shared.core.config().clone(),
             self.shared.health_check.clone(),
         );
+        shared.set_events(self.shared.events(), false);
         CircuitBreakerLayer {
             shared,
             classifier: self.classifier,
@@ -77,6 +79,7 @@ impl<C> CircuitBreakerLayer<C> {
             self.shared.core.config().clone(),
             Some(Arc::new(check)),
         );
+        shared.set_events(self.shared.events(), false);
         CircuitBreakerLayer {
             shared,
             classifier: self.classifier,
@@ -92,10 +95,21 @@ impl<C> CircuitBreakerLayer<C> {
     }
 
     /// Registers this breaker in `registry` under its name (replacing an earlier one of that
-    /// name).
+    /// name). Unless [`events`](Self::events) gave it a bus, the breaker then publishes its
+    /// transitions on the registry's bus ([`Registry::events`]).
     #[must_use]
     pub fn register(self, registry: &Registry) -> Self {
         registry.register_breaker(self.handle());
+        self
+    }
+
+    /// Publishes this breaker's transitions on `bus` (see [`crate::events`]): `CircuitOpened`,
+    /// `CircuitHalfOpen`, `CircuitClosed`, and `AgentUnhealthy` / `AgentRecovered` when the
+    /// agent stops or resumes taking full traffic. Only a breaker not registered in a
+    /// [`Registry`] needs this.
+    #[must_use]
+    pub fn events(self, bus: &EventBus) -> Self {
+        self.shared.set_events(Some(bus.clone()), false);
         self
     }
 

@@ -74,6 +74,7 @@ pub use error::CircuitOpen;
 pub use future::ResponseFuture;
 pub use handle::{
     BreakerCounts, BreakerHandle, BreakerSnapshot, RecentFailure, RecentFailureSnapshot,
+    SavedBreaker,
 };
 pub use health::{HealthCheck, HealthFuture};
 pub use layer::CircuitBreakerLayer;

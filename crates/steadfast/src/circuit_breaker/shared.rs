@@ -1,7 +1,7 @@
 //! The state one breaker's layer, services, futures and handles share behind one `Arc`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge};
 use tokio::sync::watch;
@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::classify::OutcomeKind;
 use crate::clock::{Nanos, Origin};
+use crate::events::{Event, EventBus};
 use crate::sync::CachePadded;
 
 use super::config::BreakerConfig;
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) core: CachePadded<Core>,
     pub(crate) health_check: Option<Arc<dyn HealthCheck>>,
     watch: watch::Sender<BreakerState>,
+    /// Where transitions are published; read only when announcing one.
+    events: Mutex<Option<EventBus>>,
     calls: OutcomeCounters,
     state_gauge: Gauge,
 }
@@ -62,6 +65,7 @@ impl Shared {
             core: CachePadded(core),
             health_check,
             watch: watch::Sender::new(BreakerState::Closed),
+            events: Mutex::new(None),
         })
     }
 
@@ -81,6 +85,25 @@ impl Shared {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<BreakerState> {
         self.watch.subscribe()
+    }
+
+    pub(crate) fn events(&self) -> Option<EventBus> {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes transitions on `bus` from now on; with `only_if_unset`, keeps a bus given
+    /// earlier.
+    pub(crate) fn set_events(&self, bus: Option<EventBus>, only_if_unset: bool) {
+        let mut events = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !(only_if_unset && events.is_some()) {
+            *events = bus;
+        }
     }
 
     pub(crate) fn next_probe_instant(&self) -> Option<Instant> {
@@ -118,6 +141,11 @@ impl Shared {
         .increment(1);
         self.state_gauge.set(transition.to.gauge_value());
         self.watch.send_replace(transition.to);
+        if let Some(bus) = self.events() {
+            for event in transition_events(&self.name, transition) {
+                bus.emit(event);
+            }
+        }
         if transition.to == BreakerState::Open && self.health_check.is_some() {
             self.spawn_health_check(transition.generation);
         }
@@ -134,6 +162,51 @@ impl Shared {
             self.core.stop_awaiting_health_check();
         }
     }
+}
+
+/// The events a transition publishes, in order: the breaker's own event, then, when the agent
+/// stops (or starts again) taking full traffic, `AgentUnhealthy` (or `AgentRecovered`).
+pub(crate) fn transition_events(
+    agent: &Arc<str>,
+    transition: &Transition,
+) -> impl Iterator<Item = Event> {
+    let agent = agent.clone();
+    let Transition {
+        from, to, reason, ..
+    } = *transition;
+    let breaker_event = match to {
+        BreakerState::Open | BreakerState::ForcedOpen => Event::CircuitOpened {
+            agent: agent.clone(),
+            from,
+            state: to,
+            reason,
+            open_for: transition.open_for,
+        },
+        BreakerState::HalfOpen => Event::CircuitHalfOpen {
+            agent: agent.clone(),
+            reason,
+        },
+        BreakerState::Closed | BreakerState::Disabled => Event::CircuitClosed {
+            agent: agent.clone(),
+            from,
+            state: to,
+            reason,
+        },
+    };
+    let was_serving = matches!(from, BreakerState::Closed | BreakerState::Disabled);
+    let serves = matches!(to, BreakerState::Closed | BreakerState::Disabled);
+    let health_event = match (was_serving, to) {
+        (true, BreakerState::Open | BreakerState::ForcedOpen) => Some(Event::AgentUnhealthy {
+            agent,
+            reason: reason.as_str(),
+        }),
+        (false, _) if serves => Some(Event::AgentRecovered {
+            agent,
+            reason: reason.as_str(),
+        }),
+        _ => None,
+    };
+    std::iter::once(breaker_event).chain(health_event)
 }
 
 impl fmt::Debug for Shared {

@@ -120,6 +120,8 @@ pub enum TransitionReason {
     Reset,
     /// `disable()`.
     Disabled,
+    /// State saved before a restart was restored (`BreakerHandle::restore`).
+    Restored,
 }
 
 impl TransitionReason {
@@ -137,6 +139,7 @@ impl TransitionReason {
             TransitionReason::ForcedClosed => "forced_closed",
             TransitionReason::Reset => "reset",
             TransitionReason::Disabled => "disabled",
+            TransitionReason::Restored => "restored",
         }
     }
 }
@@ -562,6 +565,28 @@ impl Core {
             BreakerState::Open => Some(self.enter_open(&mut cold, now, reason)),
             BreakerState::HalfOpen => Some(self.enter_half_open(&mut cold, now, reason)),
         }
+    }
+
+    /// Restores an open period saved before a restart: open for `remaining` more, with `trips`
+    /// driving the growth of later open times.
+    pub(crate) fn restore_open(&self, trips: u32, remaining: Duration, now: Nanos) -> Transition {
+        let mut cold = self.lock();
+        cold.trips = trips.max(1);
+        self.open_until.store(
+            now.saturating_add(duration_to_nanos(remaining)),
+            Ordering::Release,
+        );
+        self.awaiting_health_check.store(
+            self.uses_health_check.load(Ordering::Acquire),
+            Ordering::Release,
+        );
+        self.set_state(
+            &mut cold,
+            now,
+            BreakerState::Open,
+            TransitionReason::Restored,
+            Some(remaining),
+        )
     }
 
     fn enter_open(&self, cold: &mut Cold, now: Nanos, reason: TransitionReason) -> Transition {

@@ -1,0 +1,548 @@
+//! [`Event`]s: what the layers decided, on a non-blocking [`EventBus`].
+//!
+//! Every decision an operator may care about (a breaker opening, a retry, a fallback, a
+//! dead-letter, an agent turning unhealthy) is an [`Event`]. Layers [`emit`](EventBus::emit)
+//! them on an [`EventBus`], a bounded [`tokio::sync::broadcast`] channel: emitting never
+//! blocks, never waits for a subscriber and allocates nothing beyond the event itself (agent
+//! names are shared `Arc<str>`, reasons are `&'static str`). A subscriber that falls behind
+//! loses the oldest events; each lost event is counted in the `steadfast_events_dropped_total`
+//! counter and the subscriber is told how many it missed.
+//!
+//! # Where events come from
+//!
+//! - Circuit breakers registered in a [`Registry`](crate::Registry) emit on the registry's bus
+//!   ([`Registry::events`](crate::Registry::events)); a breaker without a registry can be given
+//!   a bus with `CircuitBreakerLayer::events`. A breaker emits only on transitions, never on
+//!   the call path.
+//! - Other layers hold an `Option<EventBus>` (set from the registry they register in, or given
+//!   directly) and call [`EventBus::emit`] when they decide something: that is the whole hook.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use steadfast::events::{Event, EventBus};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let bus = EventBus::new(64);
+//! let mut events = bus.subscribe();
+//! bus.emit(Event::RetriesExhausted { agent: Arc::from("gpt"), attempts: 3, reason: Some("timeout") });
+//! let event = events.recv().await.unwrap();
+//! assert_eq!(event.agent(), Some("gpt"));
+//! assert_eq!(event.name(), "retries_exhausted");
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+use tokio::sync::broadcast;
+
+#[cfg(feature = "circuit-breaker")]
+use crate::circuit_breaker::{BreakerState, TransitionReason};
+
+/// The default capacity of an [`EventBus`]: how many events a subscriber may fall behind
+/// before it loses the oldest.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// Something a layer decided. `#[non_exhaustive]`: match with a wildcard arm.
+///
+/// With the `serde` feature an event serialises as `{"event": "<name>", ...fields}` (the
+/// names of [`Event::name`]); durations are seconds (`f64`).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Event {
+    /// A breaker opened (`state` is `open`, or `forced_open` when an operator opened it).
+    #[cfg(feature = "circuit-breaker")]
+    CircuitOpened {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// The state it left.
+        from: BreakerState,
+        /// `open` or `forced_open`.
+        state: BreakerState,
+        /// Why.
+        reason: TransitionReason,
+        /// How long it stays open (none when forced open).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::opt_secs"))]
+        open_for: Option<Duration>,
+    },
+    /// A breaker went half-open: probes are admitted.
+    #[cfg(feature = "circuit-breaker")]
+    CircuitHalfOpen {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Why (open time elapsed, health check passed).
+        reason: TransitionReason,
+    },
+    /// A breaker closed (`state` is `closed`, or `disabled` when an operator disabled it).
+    #[cfg(feature = "circuit-breaker")]
+    CircuitClosed {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// The state it left.
+        from: BreakerState,
+        /// `closed` or `disabled`.
+        state: BreakerState,
+        /// Why.
+        reason: TransitionReason,
+    },
+    /// A retry layer will call the agent again after `delay`.
+    RetryScheduled {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// The attempt about to be made (2 for the first retry).
+        attempt: u32,
+        /// The wait before it.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::secs"))]
+        delay: Duration,
+        /// Why the previous attempt failed.
+        reason: Option<&'static str>,
+    },
+    /// A retry layer gave up.
+    RetriesExhausted {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        reason: Option<&'static str>,
+    },
+    /// A fallback answered instead of the agent.
+    FallbackUsed {
+        /// The agent that failed.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Which fallback answered (agent name, "cache", "static", ...).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        fallback: Arc<str>,
+        /// Why the agent's answer was not used.
+        reason: Option<&'static str>,
+    },
+    /// The service moved to another degradation level.
+    Degraded {
+        /// The agent (or service) whose level changed.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// The level it left.
+        from: &'static str,
+        /// The level it is in now.
+        to: &'static str,
+        /// Why.
+        reason: Option<&'static str>,
+    },
+    /// A request was written to a dead-letter queue.
+    DeadLettered {
+        /// The agent the request was for.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Why (`retries_exhausted`, `circuit_open`, `shutdown`, ...).
+        reason: &'static str,
+    },
+    /// A dead-letter queue holds more entries than its alert threshold.
+    DlqOverThreshold {
+        /// The queue.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        queue: Arc<str>,
+        /// Entries in it.
+        depth: u64,
+        /// The threshold.
+        threshold: u64,
+    },
+    /// An agent became unhealthy (its breaker opened after being closed).
+    AgentUnhealthy {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An agent that was unhealthy is healthy again (its breaker closed).
+    AgentRecovered {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl Event {
+    /// The agent the event is about (`None` for queue-level events).
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitOpened { agent, .. }
+            | Event::CircuitHalfOpen { agent, .. }
+            | Event::CircuitClosed { agent, .. } => Some(agent),
+            Event::RetryScheduled { agent, .. }
+            | Event::RetriesExhausted { agent, .. }
+            | Event::FallbackUsed { agent, .. }
+            | Event::Degraded { agent, .. }
+            | Event::DeadLettered { agent, .. }
+            | Event::AgentUnhealthy { agent, .. }
+            | Event::AgentRecovered { agent, .. } => Some(agent),
+            Event::DlqOverThreshold { .. } => None,
+        }
+    }
+
+    /// The stable snake_case name of the event (the `event` field of its JSON).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitOpened { .. } => "circuit_opened",
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitHalfOpen { .. } => "circuit_half_open",
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitClosed { .. } => "circuit_closed",
+            Event::RetryScheduled { .. } => "retry_scheduled",
+            Event::RetriesExhausted { .. } => "retries_exhausted",
+            Event::FallbackUsed { .. } => "fallback_used",
+            Event::Degraded { .. } => "degraded",
+            Event::DeadLettered { .. } => "dead_lettered",
+            Event::DlqOverThreshold { .. } => "dlq_over_threshold",
+            Event::AgentUnhealthy { .. } => "agent_unhealthy",
+            Event::AgentRecovered { .. } => "agent_recovered",
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitOpened {
+                agent,
+                from,
+                state,
+                reason,
+                open_for,
+            } => {
+                write!(f, "circuit of `{agent}` {state} (from {from}, {reason})")?;
+                if let Some(open_for) = open_for {
+                    write!(f, " for {open_for:?}")?;
+                }
+                Ok(())
+            }
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitHalfOpen { agent, reason } => {
+                write!(f, "circuit of `{agent}` half-open, probing ({reason})")
+            }
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitClosed {
+                agent,
+                from,
+                state,
+                reason,
+            } => write!(f, "circuit of `{agent}` {state} (from {from}, {reason})"),
+            Event::RetryScheduled {
+                agent,
+                attempt,
+                delay,
+                reason,
+            } => write!(
+                f,
+                "retrying `{agent}`: attempt {attempt} in {delay:?} ({})",
+                reason.unwrap_or("failed")
+            ),
+            Event::RetriesExhausted {
+                agent,
+                attempts,
+                reason,
+            } => write!(
+                f,
+                "gave up on `{agent}` after {attempts} attempts ({})",
+                reason.unwrap_or("failed")
+            ),
+            Event::FallbackUsed {
+                agent,
+                fallback,
+                reason,
+            } => write!(
+                f,
+                "`{fallback}` answered for `{agent}` ({})",
+                reason.unwrap_or("failed")
+            ),
+            Event::Degraded {
+                agent,
+                from,
+                to,
+                reason,
+            } => write!(
+                f,
+                "`{agent}` degraded from {from} to {to} ({})",
+                reason.unwrap_or("policy")
+            ),
+            Event::DeadLettered { agent, reason } => {
+                write!(f, "request for `{agent}` dead-lettered ({reason})")
+            }
+            Event::DlqOverThreshold {
+                queue,
+                depth,
+                threshold,
+            } => write!(
+                f,
+                "dead-letter queue `{queue}` holds {depth} entries (threshold {threshold})"
+            ),
+            Event::AgentUnhealthy { agent, reason } => {
+                write!(f, "agent `{agent}` is unhealthy ({reason})")
+            }
+            Event::AgentRecovered { agent, reason } => {
+                write!(f, "agent `{agent}` recovered ({reason})")
+            }
+        }
+    }
+}
+
+/// A bounded, non-blocking broadcast of [`Event`]s. Cheap to clone: clones share the channel.
+///
+/// [`emit`](Self::emit) never blocks and never fails: with no subscriber the event is simply
+/// discarded; a subscriber that lags loses the oldest events (counted in
+/// `steadfast_events_dropped_total`).
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+struct BusInner {
+    sender: broadcast::Sender<Event>,
+    capacity: usize,
+    dropped: Counter,
+}
+
+impl EventBus {
+    /// A bus whose subscribers may fall `capacity` events behind (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let (sender, _) = broadcast::channel(capacity);
+        EventBus {
+            inner: Arc::new(BusInner {
+                sender,
+                capacity,
+                dropped: metrics::counter!("steadfast_events_dropped_total"),
+            }),
+        }
+    }
+
+    /// Publishes `event` to every current subscriber. Never blocks.
+    #[inline]
+    pub fn emit(&self, event: Event) {
+        // An error only means nobody listens right now: nothing to do.
+        let _ = self.inner.sender.send(event);
+    }
+
+    /// A new subscriber, seeing events emitted from now on.
+    pub fn subscribe(&self) -> EventReceiver {
+        EventReceiver {
+            receiver: self.inner.sender.subscribe(),
+            dropped_total: self.inner.dropped.clone(),
+            capacity: self.inner.capacity,
+            dropped: 0,
+        }
+    }
+
+    /// How many subscribers are listening.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.sender.receiver_count()
+    }
+
+    /// The capacity given to [`new`](Self::new).
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Whether `other` is a clone of this bus.
+    pub fn same_bus(&self, other: &EventBus) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Default for EventBus {
+    /// A bus of [`DEFAULT_CAPACITY`].
+    fn default() -> Self {
+        EventBus::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBus")
+            .field("capacity", &self.inner.capacity)
+            .field("subscribers", &self.subscriber_count())
+            .finish()
+    }
+}
+
+/// One subscription to an [`EventBus`].
+pub struct EventReceiver {
+    receiver: broadcast::Receiver<Event>,
+    // Not the bus itself: a receiver must not keep the channel open.
+    dropped_total: Counter,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl EventReceiver {
+    /// The next event, waiting for one. Events lost because this subscriber lagged are skipped
+    /// (and counted); `None` once every [`EventBus`] clone is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => self.note_lag(missed),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        loop {
+            match self.receiver.try_recv() {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => self.note_lag(missed),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Events this subscriber lost because it fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn note_lag(&mut self, missed: u64) {
+        self.dropped += missed;
+        self.dropped_total.increment(missed);
+        tracing::warn!(
+            missed,
+            capacity = self.capacity,
+            "event subscriber fell behind; oldest events dropped"
+        );
+    }
+}
+
+impl fmt::Debug for EventReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventReceiver")
+            .field("queued", &self.receiver.len())
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "serde")]
+mod ser {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[cfg(feature = "circuit-breaker")]
+    #[allow(clippy::ref_option)] // serde's `serialize_with` passes a reference
+    pub(super) fn opt_secs<S: serde::Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => serializer.serialize_some(&duration.as_secs_f64()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn secs<S: serde::Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    #[allow(clippy::ptr_arg)]
+    pub(super) fn arc_str<S: serde::Serializer>(
+        value: &Arc<str>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exhausted(attempts: u32) -> Event {
+        Event::RetriesExhausted {
+            agent: Arc::from("gpt"),
+            attempts,
+            reason: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_events_in_emission_order() {
+        let bus = EventBus::new(8);
+        let mut first = bus.subscribe();
+        let mut second = bus.clone().subscribe();
+        for attempts in 1..=3 {
+            bus.emit(exhausted(attempts));
+        }
+        for receiver in [&mut first, &mut second] {
+            for attempts in 1..=3 {
+                assert_eq!(receiver.recv().await, Some(exhausted(attempts)));
+            }
+            assert_eq!(receiver.try_recv(), None);
+        }
+    }
+
+    #[test]
+    fn emitting_without_subscribers_is_a_no_op() {
+        let bus = EventBus::new(1);
+        bus.emit(exhausted(1));
+        assert_eq!(bus.subscriber_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_loses_the_oldest_events_and_counts_them() {
+        let bus = EventBus::new(2);
+        let mut receiver = bus.subscribe();
+        for attempts in 1..=5 {
+            bus.emit(exhausted(attempts));
+        }
+        assert_eq!(receiver.recv().await, Some(exhausted(4)));
+        assert_eq!(receiver.recv().await, Some(exhausted(5)));
+        assert_eq!(receiver.dropped(), 3);
+    }
+
+    #[tokio::test]
+    async fn recv_ends_when_every_bus_is_dropped() {
+        let bus = EventBus::new(2);
+        let mut receiver = bus.subscribe();
+        bus.emit(exhausted(1));
+        drop(bus);
+        assert_eq!(receiver.recv().await, Some(exhausted(1)));
+        assert_eq!(receiver.recv().await, None);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn events_serialise_with_their_name_as_tag() {
+        let json = serde_json::to_value(Event::RetryScheduled {
+            agent: Arc::from("gpt"),
+            attempt: 2,
+            delay: Duration::from_millis(250),
+            reason: Some("timeout"),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "retry_scheduled", "agent": "gpt", "attempt": 2,
+                "delay": 0.25, "reason": "timeout"})
+        );
+    }
+}
