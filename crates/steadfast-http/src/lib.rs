@@ -10,6 +10,7 @@
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
 //!
 //! ```
 //! use std::time::Duration;
@@ -48,6 +49,9 @@
 mod body;
 mod classify;
 mod retry_after;
+
+#[cfg(feature = "axum")]
+pub mod status;
 
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 pub use classify::{
