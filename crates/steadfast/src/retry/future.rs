@@ -125,7 +125,7 @@ where
         let verdict = policy::decide(&shared.config, outcome, retryable, attempts, || {
             shared.backoff(attempts, previous)
         });
-        let wait = match verdict {
+        let (wait, asked_by_agent) = match verdict {
             Verdict::GiveUp => return self.finish(result.map_err(Into::into)),
             Verdict::Exhausted => {
                 tracing::debug!(agent = %shared.name, attempts, %outcome, "retries exhausted");
@@ -141,7 +141,7 @@ where
                 );
                 return self.finish(result.map_err(Into::into));
             }
-            Verdict::Retry(wait, _) => wait,
+            Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
         let now = Instant::now();
         if let Some(deadline) = self.deadline
@@ -166,7 +166,8 @@ where
         }
         shared.count_retry(&outcome);
         tracing::debug!(
-            agent = %shared.name, attempt = attempts + 1, ?wait, %outcome, "retrying"
+            agent = %shared.name, attempt = attempts + 1, ?wait, asked_by_agent, %outcome,
+            "retrying"
         );
         self.last_error = result.err().map(Into::into);
         self.previous_wait = wait;
