@@ -183,6 +183,37 @@ async fn the_deadline_cuts_an_attempt_in_flight() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_still_holds_after_a_wait_between_attempts() {
+    let start = Instant::now();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = calls.clone();
+    let first_fails_then_hangs = service_fn(move |()| {
+        let call = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if call == 0 {
+                return Err::<(), BoxError>("reset".into());
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }
+    });
+    let config = RetryConfig::builder()
+        .jitter(Jitter::None)
+        .deadline(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let err = BackoffRetryLayer::new(config)
+        .layer_to(first_fails_then_hangs)
+        .oneshot(())
+        .await
+        .unwrap_err();
+    let exceeded = err.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert_eq!(exceeded.attempts(), 2);
+    assert_eq!(exceeded.last().unwrap().to_string(), "reset");
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
 async fn inner_layers_see_the_time_left_before_the_deadline() {
     let seen: Arc<Mutex<Vec<Option<Duration>>>> = Arc::default();
     let record = seen.clone();

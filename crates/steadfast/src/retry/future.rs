@@ -28,9 +28,11 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // Armed only with a deadline: no timer on the default path.
+        // One timer for both the overall deadline (while an attempt runs) and the wait between
+        // attempts (which always ends before the deadline). Armed at once only with a
+        // deadline; without one, first at the first retry: no timer on the success path.
         #[pin]
-        deadline_timer: Option<Sleep>,
+        timer: Option<Sleep>,
         retrying: Retrying<S, Req, C>,
     }
 }
@@ -39,7 +41,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Called { #[pin] future: F },
-        Waiting { #[pin] sleep: Sleep },
+        Waiting,
         Readying,
     }
 }
@@ -90,7 +92,7 @@ where
         retrying.deadline = deadline;
         ResponseFuture {
             state: State::Called { future },
-            deadline_timer: deadline.map(tokio::time::sleep_until),
+            timer: deadline.map(tokio::time::sleep_until),
             retrying,
         }
     }
@@ -125,7 +127,7 @@ where
         let verdict = policy::decide(&shared.config, outcome, retryable, attempts, || {
             shared.backoff(attempts, previous)
         });
-        let wait = match verdict {
+        let (wait, asked_by_agent) = match verdict {
             Verdict::GiveUp => return self.finish(result.map_err(Into::into)),
             Verdict::Exhausted => {
                 tracing::debug!(agent = %shared.name, attempts, %outcome, "retries exhausted");
@@ -141,7 +143,7 @@ where
                 );
                 return self.finish(result.map_err(Into::into));
             }
-            Verdict::Retry(wait, _) => wait,
+            Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
         let now = Instant::now();
         if let Some(deadline) = self.deadline
@@ -166,7 +168,8 @@ where
         }
         shared.count_retry(&outcome);
         tracing::debug!(
-            agent = %shared.name, attempt = attempts + 1, ?wait, %outcome, "retrying"
+            agent = %shared.name, attempt = attempts + 1, ?wait, asked_by_agent, %outcome,
+            "retrying"
         );
         self.last_error = result.err().map(Into::into);
         self.previous_wait = wait;
@@ -204,10 +207,25 @@ where
     }
 }
 
-fn deadline_passed(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
-    timer
-        .as_pin_mut()
-        .is_some_and(|timer| timer.poll(cx).is_ready())
+/// Whether the deadline has passed; `timer` must be armed for the deadline (it is, outside
+/// `Waiting`, whenever there is one).
+fn deadline_passed(
+    deadline: Option<Instant>,
+    timer: Pin<&mut Option<Sleep>>,
+    cx: &mut Context<'_>,
+) -> bool {
+    deadline.is_some()
+        && timer
+            .as_pin_mut()
+            .is_some_and(|timer| timer.poll(cx).is_ready())
+}
+
+/// Arms `timer` to fire at `at`, creating it on first use.
+fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
+    match timer.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => timer.set(Some(tokio::time::sleep_until(at))),
+    }
 }
 
 impl<S, Req, C> Future for ResponseFuture<S, Req, C>
@@ -233,7 +251,7 @@ where
                         }
                     };
                     let Poll::Ready(result) = polled else {
-                        if deadline_passed(this.deadline_timer.as_mut(), cx) {
+                        if deadline_passed(retrying.deadline, this.timer.as_mut(), cx) {
                             return Poll::Ready(Err(retrying.deadline_exceeded()));
                         }
                         return Poll::Pending;
@@ -241,13 +259,19 @@ where
                     match retrying.after_attempt(result) {
                         Step::Done(result) => return Poll::Ready(result),
                         Step::Wait(wait) if wait.is_zero() => this.state.set(State::Readying),
-                        Step::Wait(wait) => this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(wait),
-                        }),
+                        Step::Wait(wait) => {
+                            arm(this.timer.as_mut(), Instant::now() + wait);
+                            this.state.set(State::Waiting);
+                        }
                     }
                 }
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                StateProj::Waiting => {
+                    if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                    if let Some(deadline) = this.retrying.deadline {
+                        arm(this.timer.as_mut(), deadline);
+                    }
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {
@@ -259,7 +283,7 @@ where
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {
-                            if deadline_passed(this.deadline_timer.as_mut(), cx) {
+                            if deadline_passed(retrying.deadline, this.timer.as_mut(), cx) {
                                 return Poll::Ready(Err(retrying.deadline_exceeded()));
                             }
                             return Poll::Pending;

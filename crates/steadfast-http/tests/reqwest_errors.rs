@@ -1,0 +1,25 @@
+//! `reqwest::Error`s are classified like hyper's: a refused connection is transient.
+#![cfg(feature = "reqwest")]
+
+use steadfast::BoxError;
+use steadfast::classify::OutcomeKind;
+use steadfast_http::classify_error;
+
+#[tokio::test]
+async fn a_refused_reqwest_connection_is_a_transient_connect_error() {
+    // Bind then drop a listener: its port is free and nothing answers on it.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let err = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap_err();
+    let outcome = classify_error(&err);
+    assert_eq!(outcome.kind(), OutcomeKind::Transient, "{err:?}");
+    assert_eq!(outcome.reason(), Some("connect"));
+    let boxed: BoxError = Box::new(err);
+    assert_eq!(classify_error(&boxed).reason(), Some("connect"));
+}
