@@ -1,0 +1,69 @@
+//! [`ShutdownService`]: admits calls while the [`Shutdown`](super::Shutdown) is open.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::error::BoxError;
+
+use super::error::ShuttingDown;
+use super::future::{ResponseFuture, Tracked};
+use super::handle::ShutdownState;
+
+/// An agent whose calls a [`Shutdown`](super::Shutdown) can drain; see
+/// [`ShutdownLayer`](super::ShutdownLayer).
+pub struct ShutdownService<S> {
+    pub(crate) inner: S,
+    pub(crate) state: Arc<ShutdownState>,
+    pub(crate) agent: Arc<str>,
+}
+
+impl<S, Req> Service<Req> for ShutdownService<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        if !self.state.try_enter() {
+            return ResponseFuture::refused(ShuttingDown {
+                agent: self.agent.clone(),
+            });
+        }
+        let tracked = Tracked {
+            state: self.state.clone(),
+            agent: self.agent.clone(),
+            started: Instant::now(),
+        };
+        ResponseFuture::admitted(self.inner.call(request), tracked)
+    }
+}
+
+impl<S: Clone> Clone for ShutdownService<S> {
+    fn clone(&self) -> Self {
+        ShutdownService {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+            agent: self.agent.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ShutdownService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownService")
+            .field("inner", &self.inner)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
