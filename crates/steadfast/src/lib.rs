@@ -11,6 +11,7 @@
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | [`events`] | always | what the layers decided, on a non-blocking bus |
+//! | [`notify`] | always | notifications from events: policy, dispatcher, `Notifier` trait |
 //! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //!
@@ -41,6 +42,7 @@
 pub mod classify;
 pub mod error;
 pub mod events;
+pub mod notify;
 pub mod registry;
 pub mod shutdown;
 

@@ -76,7 +76,10 @@ async fn calls_still_running_at_the_deadline_are_cancelled_and_handed_to_the_hoo
     let error = error.downcast_ref::<CancelledByShutdown>().unwrap();
     assert_eq!(&*error.agent, "gpt");
     assert_eq!(error.in_flight_for, Duration::from_secs(7));
-    assert_eq!(cancelled.lock().unwrap().as_slice(), std::slice::from_ref(error));
+    assert_eq!(
+        cancelled.lock().unwrap().as_slice(),
+        std::slice::from_ref(error)
+    );
     assert_eq!(shutdown.in_flight(), 0);
 }
 
