@@ -28,7 +28,7 @@ pub struct ShuttingDown {
 pub struct CancelledByShutdown {
     /// The agent.
     pub agent: Arc<str>,
-    /// How long the call had been running.
+    /// How long the call had been running (since its first poll that had to wait).
     pub in_flight_for: Duration,
 }
 

@@ -14,18 +14,19 @@ use tokio::time::Instant;
 use crate::error::BoxError;
 
 use super::error::{CancelledByShutdown, ShuttingDown};
-use super::handle::ShutdownState;
+use super::handle::Tracker;
 
 /// An admitted call: leaves the in-flight count when dropped, however it ends.
 pub(crate) struct Tracked {
-    pub(crate) state: Arc<ShutdownState>,
-    pub(crate) agent: Arc<str>,
-    pub(crate) started: Instant,
+    pub(crate) tracker: Arc<Tracker>,
+    /// When the call first had to wait (read then, so a call that completes at once never
+    /// reads the clock).
+    pub(crate) waiting_since: Option<Instant>,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.state.exit();
+        self.tracker.state.exit();
     }
 }
 
@@ -72,14 +73,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let Some(tracked) = this.tracked.as_ref() else {
+        let Some(tracked) = this.tracked.as_mut() else {
             let error = this
                 .refused
                 .take()
                 .expect("a shutdown ResponseFuture polled after completion");
             return Poll::Ready(Err(error.into()));
         };
-        if !tracked.state.cancelled.load(Ordering::SeqCst) {
+        let state = &tracked.tracker.state;
+        if !state.cancelled.load(Ordering::SeqCst) {
             let inner = this
                 .inner
                 .as_mut()
@@ -91,11 +93,11 @@ where
                 return Poll::Ready(result.map_err(Into::into));
             }
             if this.cancel.is_none() {
-                this.cancel
-                    .set(Some(tracked.state.cancel.clone().notified_owned()));
+                tracked.waiting_since = Some(Instant::now());
+                this.cancel.set(Some(state.cancel.clone().notified_owned()));
             }
             let cancel = this.cancel.as_mut().as_pin_mut().expect("just set");
-            if cancel.poll(cx).is_pending() && !tracked.state.cancelled.load(Ordering::SeqCst) {
+            if cancel.poll(cx).is_pending() && !state.cancelled.load(Ordering::SeqCst) {
                 return Poll::Pending;
             }
         }
@@ -103,10 +105,12 @@ where
         this.inner.set(None);
         let tracked = this.tracked.take().expect("checked above");
         let cancelled = CancelledByShutdown {
-            agent: tracked.agent.clone(),
-            in_flight_for: tracked.started.elapsed(),
+            agent: tracked.tracker.agent.clone(),
+            in_flight_for: tracked
+                .waiting_since
+                .map_or(std::time::Duration::ZERO, |since| since.elapsed()),
         };
-        tracked.state.report_cancelled(&cancelled);
+        tracked.tracker.state.report_cancelled(&cancelled);
         drop(tracked);
         Poll::Ready(Err(cancelled.into()))
     }

@@ -58,6 +58,21 @@ impl ShutdownState {
     }
 }
 
+/// One layer's view of the shutdown: the shared state and the agent's name, behind one `Arc`
+/// so an admitted call clones a single pointer.
+pub(crate) struct Tracker {
+    pub(crate) state: Arc<ShutdownState>,
+    pub(crate) agent: Arc<str>,
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Graceful shutdown for every call through the [`ShutdownLayer`](super::ShutdownLayer)s built
 /// from it: [`drain`](Self::drain) stops admitting calls, waits for those in flight up to a
 /// deadline, then cancels the rest and hands each to the hook given to

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::handle::Shutdown;
+use super::handle::{Shutdown, Tracker};
 use super::service::ShutdownService;
 
 /// Refuses new calls once a [`Shutdown`] closes, and counts the calls in flight so
@@ -12,24 +12,29 @@ use super::service::ShutdownService;
 /// the stack, so a refused call is not seen as the agent's failure by the layers inside.
 #[derive(Clone, Debug)]
 pub struct ShutdownLayer {
-    shutdown: Shutdown,
-    agent: Arc<str>,
+    tracker: Arc<Tracker>,
 }
 
 impl ShutdownLayer {
     /// A layer for an agent named `"agent"`, tracked by `shutdown`.
     pub fn new(shutdown: &Shutdown) -> Self {
         ShutdownLayer {
-            shutdown: shutdown.clone(),
-            agent: Arc::from("agent"),
+            tracker: Arc::new(Tracker {
+                state: shutdown.state.clone(),
+                agent: Arc::from("agent"),
+            }),
         }
     }
 
     /// Names the agent (in errors and in what the hook receives).
     #[must_use]
-    pub fn named(mut self, agent: impl Into<Arc<str>>) -> Self {
-        self.agent = agent.into();
-        self
+    pub fn named(self, agent: impl Into<Arc<str>>) -> Self {
+        ShutdownLayer {
+            tracker: Arc::new(Tracker {
+                state: self.tracker.state.clone(),
+                agent: agent.into(),
+            }),
+        }
     }
 }
 
@@ -39,8 +44,7 @@ impl<S> Layer<S> for ShutdownLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ShutdownService {
             inner,
-            state: self.shutdown.state.clone(),
-            agent: self.agent.clone(),
+            tracker: self.tracker.clone(),
         }
     }
 }

@@ -12,8 +12,8 @@
 //!    (`Registry::save_state`) after it.
 //!
 //! Put the layer outermost, so a refused call never counts as the agent's failure. An admitted
-//! call costs two atomic operations and one clock read; the cancellation signal is registered
-//! only if the call has to wait.
+//! call that completes at once costs two atomic operations and one `Arc` clone; the clock read
+//! and the cancellation signal come only if the call has to wait.
 //!
 //! ```
 //! use std::time::Duration;

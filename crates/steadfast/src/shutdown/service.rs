@@ -4,21 +4,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::error::BoxError;
 
 use super::error::ShuttingDown;
 use super::future::{ResponseFuture, Tracked};
-use super::handle::ShutdownState;
+use super::handle::Tracker;
 
 /// An agent whose calls a [`Shutdown`](super::Shutdown) can drain; see
 /// [`ShutdownLayer`](super::ShutdownLayer).
 pub struct ShutdownService<S> {
     pub(crate) inner: S,
-    pub(crate) state: Arc<ShutdownState>,
-    pub(crate) agent: Arc<str>,
+    pub(crate) tracker: Arc<Tracker>,
 }
 
 impl<S, Req> Service<Req> for ShutdownService<S>
@@ -35,15 +33,14 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        if !self.state.try_enter() {
+        if !self.tracker.state.try_enter() {
             return ResponseFuture::refused(ShuttingDown {
-                agent: self.agent.clone(),
+                agent: self.tracker.agent.clone(),
             });
         }
         let tracked = Tracked {
-            state: self.state.clone(),
-            agent: self.agent.clone(),
-            started: Instant::now(),
+            tracker: self.tracker.clone(),
+            waiting_since: None,
         };
         ResponseFuture::admitted(self.inner.call(request), tracked)
     }
@@ -53,8 +50,7 @@ impl<S: Clone> Clone for ShutdownService<S> {
     fn clone(&self) -> Self {
         ShutdownService {
             inner: self.inner.clone(),
-            state: self.state.clone(),
-            agent: self.agent.clone(),
+            tracker: self.tracker.clone(),
         }
     }
 }
@@ -63,7 +59,7 @@ impl<S: fmt::Debug> fmt::Debug for ShutdownService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShutdownService")
             .field("inner", &self.inner)
-            .field("agent", &self.agent)
+            .field("agent", &self.tracker.agent)
             .finish_non_exhaustive()
     }
 }
