@@ -71,6 +71,12 @@ pub mod prelude {
     pub use crate::error::BoxError;
     pub use crate::registry::Registry;
 
+    #[cfg(feature = "chaos")]
+    pub use crate::chaos::{ChaosConfig, ChaosHandle, ChaosLayer};
+    pub use crate::events::{Event, EventBus};
+    pub use crate::registry::Health;
+    pub use crate::shutdown::{Shutdown, ShutdownLayer};
+
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,

@@ -1,22 +1,4 @@
 //! [`NotificationPolicy`]: which events become notifications, pure and clock-free.
-//!
-//! Per subject (agent or queue) the policy tracks the incident:
-//!
-//! ```text
-//!            AgentUnhealthy: alert                AgentRecovered
-//!   Quiet ─────────────────────────▶ Down ─────────────────────────▶ Settling
-//!     ▲                               ▲   AgentUnhealthy (a flap):      │
-//!     │                               └──────── folded, no message ─────┤
-//!     └──────── recovery_settle passes: one recovery message ───────────┘
-//! ```
-//!
-//! so a flapping agent sends one alert, then one recovery once it has stayed up for
-//! `recovery_settle`. Warnings (retries exhausted, fallback used, dead-lettered, degraded) are
-//! off by default; when on, the same warning for the same subject is sent at most once per
-//! `dedupe_window`. Alerts and warnings share a per-subject rate limit (`max_per_window`
-//! messages per `rate_window`); recoveries of a sent alert are never rate-limited, so no
-//! alert is left without its all-clear. Only critical agents notify at all (queue-level
-//! events, `DlqOverThreshold`, always do).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -156,8 +138,26 @@ enum Incident {
 }
 
 /// Turns events into notifications: criticality, incident tracking, de-duplication and rate
-/// limiting (see the [module docs](self)). Pure: time comes in as arguments, so it is tested
-/// without a runtime; the dispatcher drives it.
+/// limiting. Pure: time comes in as arguments, so it is tested without a runtime; the
+/// dispatcher drives it.
+///
+/// Per subject (agent or queue) the policy tracks the incident:
+///
+/// ```text
+///            AgentUnhealthy: alert                AgentRecovered
+///   Quiet ─────────────────────────▶ Down ─────────────────────────▶ Settling
+///     ▲                               ▲   AgentUnhealthy (a flap):      │
+///     │                               └──────── folded, no message ─────┤
+///     └──────── recovery_settle passes: one recovery message ───────────┘
+/// ```
+///
+/// so a flapping agent sends one alert, then one recovery once it has stayed up for
+/// `recovery_settle`. Warnings (retries exhausted, fallback used, dead-lettered, degraded) are
+/// off by default; when on, the same warning for the same subject is sent at most once per
+/// `dedupe_window`. Alerts and warnings share a per-subject rate limit (`max_per_window`
+/// messages per `rate_window`); recoveries of a sent alert are never rate-limited, so no
+/// alert is left without its all-clear. Only critical agents notify at all (queue-level
+/// events, `DlqOverThreshold`, always do).
 #[derive(Debug)]
 pub struct NotificationPolicy {
     config: PolicyConfig,
