@@ -12,6 +12,8 @@
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
 //! | [`events`] | always | what the layers decided, on a non-blocking bus |
+//! | [`notify`] | always | notifications from events: policy, dispatcher, `Notifier` trait |
+//! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //!
 //! ```
@@ -41,7 +43,9 @@
 pub mod classify;
 pub mod error;
 pub mod events;
+pub mod notify;
 pub mod registry;
+pub mod shutdown;
 
 #[cfg(feature = "chaos")]
 pub mod chaos;
@@ -69,6 +73,12 @@ pub mod prelude {
     pub use crate::classify::{Classify, DefaultClassifier, Outcome, OutcomeKind};
     pub use crate::error::BoxError;
     pub use crate::registry::Registry;
+
+    #[cfg(feature = "chaos")]
+    pub use crate::chaos::{ChaosConfig, ChaosHandle, ChaosLayer};
+    pub use crate::events::{Event, EventBus};
+    pub use crate::registry::Health;
+    pub use crate::shutdown::{Shutdown, ShutdownLayer};
 
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
