@@ -10,6 +10,10 @@
 //! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
+//! | `fallback`, `cache` | `fallback` | alternatives in priority order, stale-if-error response cache |
+//! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
+//! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
+//! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -39,8 +43,17 @@ pub mod classify;
 pub mod error;
 pub mod registry;
 
+#[cfg(feature = "fallback")]
+pub mod cache;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "degrade")]
+pub mod degrade;
+#[cfg(feature = "fallback")]
+pub mod fallback;
+#[cfg(feature = "fanout")]
+pub mod fanout;
+pub mod provenance;
 #[cfg(feature = "retry")]
 pub mod retry;
 
@@ -57,8 +70,15 @@ pub mod prelude {
     pub use crate::error::BoxError;
     pub use crate::registry::Registry;
 
+    #[cfg(feature = "fallback")]
+    pub use crate::cache::{CacheConfig, ResponseCache};
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
     };
+    #[cfg(feature = "degrade")]
+    pub use crate::degrade::{DegradationLevel, DegradeLayer, Level};
+    #[cfg(feature = "fallback")]
+    pub use crate::fallback::{AllFailed, Alternative, FallbackLayer};
+    pub use crate::provenance::{Provenance, Served};
 }
