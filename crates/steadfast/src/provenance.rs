@@ -1,8 +1,7 @@
 //! Provenance: who answered a call (the primary agent, a fallback, the cache, or a degraded
 //! answer).
 //!
-//! [`FallbackLayer`](crate::fallback::FallbackLayer) and
-//! [`DegradeLayer`](crate::degrade::DegradeLayer) say where each response came from in two ways:
+//! `FallbackLayer` (feature `fallback`) and `DegradeLayer` (feature `degrade`) say where each response came from in two ways:
 //!
 //! - the metric `steadfast_served_total{agent, source}` (`source` is `primary`, `fallback`,
 //!   `cache` or `degraded`), which gives the primary, fallback and degradation rates;

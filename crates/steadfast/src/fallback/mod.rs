@@ -65,3 +65,8 @@ pub use self::error::{AllFailed, SkipReason, Skipped, UnsuccessfulResponse};
 pub use self::future::ResponseFuture;
 pub use self::layer::FallbackLayer;
 pub use self::service::Fallback;
+
+/// The guide's examples run as doc tests.
+#[cfg(all(doctest, feature = "degrade"))]
+#[doc = include_str!("../../../../docs/fallback-and-degrade.md")]
+struct FallbackAndDegradeGuide;

@@ -9,7 +9,7 @@
 //! failed and why, and who was cancelled.
 //!
 //! Fan-outs live behind the `fanout` feature (on by default, no extra dependency). Pair them
-//! with a [`DegradationLevel`](crate::degrade::DegradationLevel) to skip optional agents when
+//! with a `DegradationLevel` (feature `degrade`) to skip optional agents when
 //! degraded: build one fan-out per level, and pick by `level.get()`.
 //!
 //! ```
