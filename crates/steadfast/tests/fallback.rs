@@ -201,6 +201,32 @@ async fn primary_circuit_open_goes_straight_to_first_healthy_alternative() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn primary_timeout_falls_back_after_the_deadline() {
+    let log = log();
+    let slow = service_fn(|prompt: String| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<Reply, BoxError>(Attributed::new(prompt))
+    });
+    let service = ServiceBuilder::new()
+        .layer(
+            FallbackLayer::new()
+                .then_named("backup", agent("backup", &log, Ok("backup")))
+                .mark_responses(),
+        )
+        .timeout(Duration::from_secs(5))
+        .service(slow);
+    let started = tokio::time::Instant::now();
+    let reply = service.oneshot("hi".into()).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(
+        reply.served(),
+        Served::Fallback {
+            name: "backup".into()
+        }
+    );
+}
+
 #[tokio::test]
 async fn caller_fault_goes_only_to_alternatives_that_handle_it() {
     let log = log();

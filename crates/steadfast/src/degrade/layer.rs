@@ -183,11 +183,11 @@ impl<D: Clone, V: Clone, P: Clone> Clone for DegradeLayer<D, V, P> {
     }
 }
 
-impl<D, V, P: fmt::Debug> fmt::Debug for DegradeLayer<D, V, P> {
+impl<D, V, P> fmt::Debug for DegradeLayer<D, V, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DegradeLayer")
             .field("agent", &self.agent)
-            .field("marker", &self.marker)
+            .field("marker", &std::any::type_name::<P>())
             .field("level", &self.level)
             .field("shed_at", &self.shed_at)
             .finish_non_exhaustive()
