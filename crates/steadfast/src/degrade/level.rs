@@ -124,10 +124,17 @@ impl DegradationLevel {
 
     /// Sets the level; returns the previous one. Subscribers are woken only on a change.
     pub fn set(&self, level: Level) -> Level {
-        let previous = Level::from_u8(self.cell.current.swap(level.to_u8(), Ordering::AcqRel));
+        // Under the watch channel's lock, so concurrent sets leave the atomic and the channel
+        // agreeing on the last one.
+        let mut previous = level;
+        self.cell.changes.send_if_modified(|current| {
+            previous = *current;
+            self.cell.current.store(level.to_u8(), Ordering::Release);
+            *current = level;
+            previous != level
+        });
         if previous != level {
             tracing::info!(from = %previous, to = %level, "degradation level changed");
-            self.cell.changes.send_replace(level);
         }
         previous
     }
