@@ -261,3 +261,69 @@ fn rejects_configurations_that_cannot_work() {
         .map(|_| ());
     assert_eq!(zero, Err(ConfigError::ZeroDeadline("a".into())));
 }
+
+#[cfg(feature = "degrade")]
+#[tokio::test(start_paused = true)]
+async fn optional_agents_are_not_called_while_degraded() {
+    use std::sync::atomic::AtomicUsize;
+    use steadfast::degrade::{DegradationLevel, Level};
+
+    let critic_calls = Arc::new(AtomicUsize::new(0));
+    let counted = critic_calls.clone();
+    let critic = service_fn(move |_: u32| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, BoxError>("critique".to_string()) }
+    });
+    let level = DegradationLevel::new();
+    let fanout = Fanout::builder()
+        .required("planner", agent(1, Ok("plan")))
+        .optional("critic", critic)
+        .success_ratio(1.0)
+        .skip_optional_at(level.clone(), Level::Minimal)
+        .build()
+        .unwrap();
+
+    let report = fanout.call(0).await.unwrap();
+    assert_eq!(report.answered.len(), 2);
+    assert!(report.skipped.is_empty());
+
+    level.set(Level::Minimal);
+    let report = fanout.call(0).await.unwrap();
+    assert_eq!(
+        report.answered.len(),
+        1,
+        "the ratio counts only the agents called"
+    );
+    assert_eq!(
+        report.skipped.iter().map(|n| &**n).collect::<Vec<_>>(),
+        ["critic"]
+    );
+    assert_eq!(critic_calls.load(Ordering::SeqCst), 1);
+}
+
+#[cfg(feature = "degrade")]
+#[tokio::test(start_paused = true)]
+async fn quorum_out_of_reach_after_skipping_fails_without_waiting() {
+    use steadfast::degrade::{DegradationLevel, Level};
+
+    let level = DegradationLevel::new();
+    level.set(Level::Emergency);
+    let fanout = Fanout::builder()
+        .optional("replica-1", agent(5, Ok("a")))
+        .optional("replica-2", agent(5, Ok("a")))
+        .quorum(2)
+        .skip_optional_at(level, Level::Reduced)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = fanout.call(0).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(
+        error.failure,
+        FanoutFailure::BelowThreshold {
+            answered: 0,
+            needed: 2
+        }
+    );
+    assert_eq!(error.skipped.len(), 2);
+}

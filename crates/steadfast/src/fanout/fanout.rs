@@ -12,6 +12,8 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
+#[cfg(feature = "degrade")]
+use crate::degrade::{DegradationLevel, Level};
 use crate::error::BoxError;
 
 use super::config::ConfigError;
@@ -115,6 +117,8 @@ struct Inner<Req, Res> {
     agents: Vec<FanoutAgent<Req, Res>>,
     deadline: Duration,
     threshold: Threshold,
+    #[cfg(feature = "degrade")]
+    skip_optional: Option<(DegradationLevel, Level)>,
 }
 
 /// Builds a validated [`Fanout`].
@@ -122,6 +126,8 @@ pub struct FanoutBuilder<Req, Res> {
     agents: Vec<FanoutAgent<Req, Res>>,
     deadline: Duration,
     threshold: Threshold,
+    #[cfg(feature = "degrade")]
+    skip_optional: Option<(DegradationLevel, Level)>,
 }
 
 impl<Req: 'static, Res: 'static> Fanout<Req, Res> {
@@ -131,6 +137,8 @@ impl<Req: 'static, Res: 'static> Fanout<Req, Res> {
             agents: Vec::new(),
             deadline: DEFAULT_DEADLINE,
             threshold: Threshold::Ratio(DEFAULT_SUCCESS_RATIO),
+            #[cfg(feature = "degrade")]
+            skip_optional: None,
         }
     }
 }
@@ -188,6 +196,16 @@ impl<Req, Res> FanoutBuilder<Req, Res> {
         self
     }
 
+    /// While `level` is `at` or worse, optional agents are not called (they are listed in
+    /// `skipped`) and the threshold counts only the agents called: a degraded application
+    /// spends its capacity on what it needs. Feature `degrade`.
+    #[cfg(feature = "degrade")]
+    #[must_use]
+    pub fn skip_optional_at(mut self, level: DegradationLevel, at: Level) -> Self {
+        self.skip_optional = Some((level, at));
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Fanout<Req, Res>, ConfigError> {
         if self.agents.is_empty() {
@@ -219,6 +237,8 @@ impl<Req, Res> FanoutBuilder<Req, Res> {
                 agents: self.agents,
                 deadline: self.deadline,
                 threshold: self.threshold,
+                #[cfg(feature = "degrade")]
+                skip_optional: self.skip_optional,
             }),
         })
     }
@@ -234,9 +254,15 @@ where
     /// Calls every agent with a clone of `request` and waits until the outcome is decided.
     pub async fn call(&self, request: Req) -> Result<FanoutReport<Res>, FanoutError> {
         let agents = &self.shared.agents;
+        let skip_optional = self.skips_optional();
+        let mut skipped = Vec::new();
         let mut calls: Vec<Option<AgentCall<Res>>> = agents
             .iter()
             .map(|agent| {
+                if skip_optional && !agent.required {
+                    skipped.push(agent.name.clone());
+                    return None;
+                }
                 let deadline = agent.deadline.unwrap_or(self.shared.deadline);
                 let call = agent.service.clone().oneshot(request.clone());
                 let call: AgentCall<Res> = Box::pin(async move {
@@ -252,7 +278,7 @@ where
         drop(request);
 
         let mut tally = Tally {
-            total: agents.len(),
+            total: agents.len() - skipped.len(),
             required_total: agents.iter().filter(|agent| agent.required).count(),
             ..Tally::default()
         };
@@ -260,6 +286,11 @@ where
         let mut failed = Vec::new();
         let threshold = self.shared.threshold;
         let verdict = poll_fn(|cx: &mut Context<'_>| {
+            // Decided before anything answered when too few agents were called.
+            let verdict = tally.verdict(threshold);
+            if verdict != Verdict::Pending {
+                return Poll::Ready(verdict);
+            }
             let mut progressed = true;
             while progressed {
                 progressed = false;
@@ -319,11 +350,20 @@ where
 
         conclude(
             verdict,
-            threshold.needed(agents.len()),
+            threshold.needed(tally.total),
             answered,
             failed,
             cancelled,
+            skipped,
         )
+    }
+
+    fn skips_optional(&self) -> bool {
+        #[cfg(feature = "degrade")]
+        if let Some((level, at)) = &self.shared.skip_optional {
+            return level.get() >= *at;
+        }
+        false
     }
 }
 
@@ -333,6 +373,7 @@ fn conclude<Res>(
     answered: Vec<Answer<Res>>,
     failed: Vec<AgentFailure>,
     cancelled: Vec<Arc<str>>,
+    skipped: Vec<Arc<str>>,
 ) -> Result<FanoutReport<Res>, FanoutError> {
     let failure = match verdict {
         Verdict::Succeeded | Verdict::Pending => {
@@ -340,6 +381,7 @@ fn conclude<Res>(
                 answered,
                 failed,
                 cancelled,
+                skipped,
             });
         }
         Verdict::RequiredFailed => FanoutFailure::RequiredFailed {
@@ -358,6 +400,7 @@ fn conclude<Res>(
         answered: answered.into_iter().map(|answer| answer.agent).collect(),
         failed,
         cancelled,
+        skipped,
     })
 }
 
@@ -390,20 +433,26 @@ impl<Req, Res> Clone for Fanout<Req, Res> {
 
 impl<Req, Res> fmt::Debug for Fanout<Req, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fanout")
+        let mut debug = f.debug_struct("Fanout");
+        debug
             .field("agents", &self.shared.agents)
             .field("deadline", &self.shared.deadline)
-            .field("threshold", &self.shared.threshold)
-            .finish()
+            .field("threshold", &self.shared.threshold);
+        #[cfg(feature = "degrade")]
+        debug.field("skip_optional", &self.shared.skip_optional);
+        debug.finish()
     }
 }
 
 impl<Req, Res> fmt::Debug for FanoutBuilder<Req, Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FanoutBuilder")
+        let mut debug = f.debug_struct("FanoutBuilder");
+        debug
             .field("agents", &self.agents)
             .field("deadline", &self.deadline)
-            .field("threshold", &self.threshold)
-            .finish()
+            .field("threshold", &self.threshold);
+        #[cfg(feature = "degrade")]
+        debug.field("skip_optional", &self.skip_optional);
+        debug.finish()
     }
 }

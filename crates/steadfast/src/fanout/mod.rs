@@ -8,9 +8,11 @@
 //! calls still running are dropped, which cancels them; the result lists who answered, who
 //! failed and why, and who was cancelled.
 //!
-//! Fan-outs live behind the `fanout` feature (on by default, no extra dependency). Pair them
-//! with a `DegradationLevel` (feature `degrade`) to skip optional agents when
-//! degraded: build one fan-out per level, and pick by `level.get()`.
+//! Fan-outs live behind the `fanout` feature (on by default, no extra dependency). With the
+//! `degrade` feature, `FanoutBuilder::skip_optional_at(level, at)` stops calling optional
+//! agents while a `DegradationLevel` is at `at` or worse (they are listed as `skipped`, and the
+//! threshold counts only the agents called). Every agent's call runs under a tokio timer: call
+//! fan-outs inside a tokio runtime with time enabled.
 //!
 //! ```
 //! use std::time::Duration;

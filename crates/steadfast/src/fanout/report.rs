@@ -16,6 +16,8 @@ pub struct FanoutReport<Res> {
     pub failed: Vec<AgentFailure>,
     /// The agents still running when the outcome was decided: their calls were dropped.
     pub cancelled: Vec<Arc<str>>,
+    /// Optional agents not called because the application was degraded.
+    pub skipped: Vec<Arc<str>>,
 }
 
 impl<Res> FanoutReport<Res> {
@@ -100,6 +102,8 @@ pub struct FanoutError {
     pub failed: Vec<AgentFailure>,
     /// The agents cancelled once the outcome was decided.
     pub cancelled: Vec<Arc<str>>,
+    /// Optional agents not called because the application was degraded.
+    pub skipped: Vec<Arc<str>>,
 }
 
 impl fmt::Display for FanoutError {
