@@ -15,6 +15,10 @@
 //! | [`notify`] | always | notifications from events: policy, dispatcher, `Notifier` trait |
 //! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
+//! | `fallback`, `cache` | `fallback` | alternatives in priority order, stale-if-error response cache |
+//! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
+//! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
+//! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -47,10 +51,19 @@ pub mod notify;
 pub mod registry;
 pub mod shutdown;
 
+#[cfg(feature = "fallback")]
+pub mod cache;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "degrade")]
+pub mod degrade;
+#[cfg(feature = "fallback")]
+pub mod fallback;
+#[cfg(feature = "fanout")]
+pub mod fanout;
+pub mod provenance;
 #[cfg(feature = "retry")]
 pub mod retry;
 
@@ -80,10 +93,17 @@ pub mod prelude {
     pub use crate::registry::Health;
     pub use crate::shutdown::{Shutdown, ShutdownLayer};
 
+    #[cfg(feature = "fallback")]
+    pub use crate::cache::{CacheConfig, ResponseCache};
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
     };
+    #[cfg(feature = "degrade")]
+    pub use crate::degrade::{DegradationLevel, DegradeLayer, Level};
+    #[cfg(feature = "fallback")]
+    pub use crate::fallback::{AllFailed, Alternative, FallbackLayer};
+    pub use crate::provenance::{Provenance, Served};
     #[cfg(feature = "retry")]
     pub use crate::retry::{
         BackoffRetryLayer, BudgetExhausted, DeadlineExceeded, Jitter, RetriesExhausted,

@@ -1,0 +1,146 @@
+//! [`CacheConfig`]: capacity, freshness and staleness of a [`ResponseCache`](super::ResponseCache).
+
+use std::time::Duration;
+
+/// A [`CacheConfig`] value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_entries` was 0: the cache could hold nothing.
+    #[error("cache `max_entries` is 0: a cache must hold at least one entry; set it to 1 or more")]
+    NoEntries,
+    /// `max_bytes` was 0: the cache could hold nothing.
+    #[error("cache `max_bytes` is 0: set a positive byte budget, or leave it unset for no limit")]
+    NoBytes,
+    /// `ttl` was zero: every entry would be stale on arrival.
+    #[error("cache `ttl` is zero: entries would never be fresh; use a positive time to live")]
+    ZeroTtl,
+}
+
+/// How much a [`ResponseCache`](super::ResponseCache) holds and for how long.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `max_entries` | 1,000 | oldest entries are evicted first beyond this |
+/// | `max_bytes` | none | with a size function, a byte budget (oldest evicted first) |
+/// | `ttl` | 5 min | an entry is fresh this long after it was stored |
+/// | `max_stale` | 1 h | after that, it may still be served on error this much longer |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub(crate) max_entries: usize,
+    pub(crate) max_bytes: Option<usize>,
+    pub(crate) ttl: Duration,
+    pub(crate) max_stale: Duration,
+}
+
+impl CacheConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> CacheConfigBuilder {
+        CacheConfigBuilder::default()
+    }
+
+    /// The entry limit.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The byte budget, if any.
+    pub fn max_bytes(&self) -> Option<usize> {
+        self.max_bytes
+    }
+
+    /// How long an entry is fresh.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How long past its ttl an entry may still be served on error.
+    pub fn max_stale(&self) -> Duration {
+        self.max_stale
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 1_000,
+            max_bytes: None,
+            ttl: Duration::from_secs(300),
+            max_stale: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// Builds a validated [`CacheConfig`].
+#[derive(Clone, Debug, Default)]
+pub struct CacheConfigBuilder {
+    config: CacheConfig,
+}
+
+impl CacheConfigBuilder {
+    /// The most entries kept.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.config.max_entries = max_entries;
+        self
+    }
+
+    /// A byte budget, measured by the cache's size function.
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.config.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// How long an entry is fresh.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = ttl;
+        self
+    }
+
+    /// How long past its ttl an entry may still be served when the agents fail (0: never stale).
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.config.max_stale = max_stale;
+        self
+    }
+
+    /// Validates and returns the config.
+    pub fn build(self) -> Result<CacheConfig, ConfigError> {
+        let config = self.config;
+        if config.max_entries == 0 {
+            return Err(ConfigError::NoEntries);
+        }
+        if config.max_bytes == Some(0) {
+            return Err(ConfigError::NoBytes);
+        }
+        if config.ttl.is_zero() {
+            return Err(ConfigError::ZeroTtl);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_values_that_cannot_work() {
+        assert_eq!(
+            CacheConfig::builder().max_entries(0).build(),
+            Err(ConfigError::NoEntries)
+        );
+        assert_eq!(
+            CacheConfig::builder().max_bytes(0).build(),
+            Err(ConfigError::NoBytes)
+        );
+        assert_eq!(
+            CacheConfig::builder().ttl(Duration::ZERO).build(),
+            Err(ConfigError::ZeroTtl)
+        );
+        assert!(
+            CacheConfig::builder()
+                .max_stale(Duration::ZERO)
+                .build()
+                .is_ok()
+        );
+    }
+}
