@@ -100,7 +100,7 @@ pub mod prelude {
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
     };
     #[cfg(feature = "degrade")]
-    pub use crate::degrade::{DegradationLevel, DegradeLayer, Level};
+    pub use crate::degrade::{DegradationLevel, DegradeLayer};
     #[cfg(feature = "fallback")]
     pub use crate::fallback::{AllFailed, Alternative, FallbackLayer};
     pub use crate::provenance::{Provenance, Served};
