@@ -358,6 +358,8 @@ where
         )
     }
 
+    // Without `degrade` there is no level to read, and so nothing of `self` to use.
+    #[cfg_attr(not(feature = "degrade"), allow(clippy::unused_self))]
     fn skips_optional(&self) -> bool {
         #[cfg(feature = "degrade")]
         if let Some((level, at)) = &self.shared.skip_optional {
