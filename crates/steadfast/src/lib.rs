@@ -10,6 +10,7 @@
 //! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
+//! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; journal, replay |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -41,6 +42,8 @@ pub mod registry;
 
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "dead-letter")]
+pub mod dead_letter;
 #[cfg(feature = "retry")]
 pub mod retry;
 
@@ -60,5 +63,9 @@ pub mod prelude {
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
+    };
+    #[cfg(feature = "dead-letter")]
+    pub use crate::dead_letter::{
+        DeadLetterLayer, DeadLetterSink, DeadLettered, JournalSink, MemorySink,
     };
 }
