@@ -43,7 +43,8 @@ impl DeadLetter {
         DeadLetter {
             id: DeadLetterId::generate(),
             agent: agent.into(),
-            time: SystemTime::now(),
+            // Millisecond precision, as stored, so a record equals itself read back.
+            time: UNIX_EPOCH + Duration::from_millis(unix_millis(SystemTime::now())),
             request,
             outcome,
             reason: String::new(),
