@@ -378,3 +378,36 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_read_only_open_inspects_a_locked_journal_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = JournalSink::open(dir.path()).unwrap();
+    let r = record(1);
+    writer.append(r.clone()).await.unwrap();
+    let file = segments(dir.path()).pop().unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(&file).unwrap();
+    f.write_all(b"SFDQ\x01").unwrap(); // a torn tail, as if an append were in flight
+    drop(f);
+    let len = fs::metadata(&file).unwrap().len();
+
+    let reader = JournalSink::options(dir.path())
+        .read_only(true)
+        .open()
+        .unwrap();
+    assert_eq!(reader.list(10).await.unwrap(), vec![r.clone()]);
+    assert!(reader.open_report().torn_tail.is_some());
+    assert_eq!(
+        fs::metadata(&file).unwrap().len(),
+        len,
+        "read-only must not truncate"
+    );
+    let err = reader.remove(r.id).await.unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(reader.append(record(2)).await.is_err());
+
+    let missing = JournalSink::options(dir.path().join("absent"))
+        .read_only(true)
+        .open();
+    assert!(matches!(missing, Err(JournalError::Missing { .. })));
+}

@@ -54,6 +54,12 @@ pub enum JournalError {
         /// The failure.
         reason: String,
     },
+    /// The journal was opened read-only.
+    #[error("dead-letter journal `{}` is open read-only: writes need the writer lock (stop the process that holds it)", dir.display())]
+    ReadOnly {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The writer thread is gone (the process is shutting down).
     #[error("dead-letter journal writer has stopped")]
     Closed,

@@ -29,6 +29,7 @@ pub struct JournalOptions {
     pub(crate) max_age: Option<Duration>,
     pub(crate) skip_corrupt: bool,
     pub(crate) create: bool,
+    pub(crate) read_only: bool,
 }
 
 impl JournalOptions {
@@ -43,6 +44,7 @@ impl JournalOptions {
             max_age: None,
             skip_corrupt: false,
             create: true,
+            read_only: false,
         }
     }
 
@@ -82,6 +84,15 @@ impl JournalOptions {
     /// Create the directory if missing (default true; the CLI opens with false).
     pub fn create(mut self, create: bool) -> Self {
         self.create = create;
+        self
+    }
+
+    /// Open without the writer lock, to inspect a journal a running process is writing:
+    /// nothing on disk changes (a torn tail is skipped in memory and reported; a corrupt frame
+    /// is always an error, `skip_corrupt` needs the writer), writes fail with [`JournalError::ReadOnly`], and the
+    /// view is the journal as it was when opened. Never creates the directory.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 

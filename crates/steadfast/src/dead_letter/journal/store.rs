@@ -36,14 +36,14 @@ pub(crate) struct Store {
     dir: PathBuf,
     options: JournalOptions,
     segments: BTreeMap<u64, Segment>,
-    active: File,
+    active: Option<File>,
     active_seq: u64,
     active_len: u64,
     index: BTreeMap<DeadLetterId, Entry>,
     recent: VecDeque<SystemTime>,
     pub(crate) unsynced: bool,
     poisoned: Option<String>,
-    _lock: File,
+    _lock: Option<File>,
 }
 
 fn segment_name(seq: u64) -> String {
@@ -102,6 +102,7 @@ fn check_segment(
     bytes: &mut Vec<u8>,
     is_last: bool,
     skip_corrupt: bool,
+    persist: bool,
 ) -> Result<Checked, JournalError> {
     let mut checked = Checked {
         torn: None,
@@ -139,7 +140,9 @@ fn check_segment(
         }
         let end = next.unwrap_or(bytes.len());
         let quarantine = file.with_extension(format!("dlq.{at}.corrupt"));
-        write_atomically(dir, &quarantine, &bytes[at..end])?;
+        if persist {
+            write_atomically(dir, &quarantine, &bytes[at..end])?;
+        }
         checked.quarantined.push(Quarantined {
             file: file.to_path_buf(),
             offset: at as u64,
@@ -162,8 +165,9 @@ fn validate_payload(kind: FrameKind, payload: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Creates (if allowed) and locks the directory; the returned file holds the lock.
-fn lock_dir(dir: &Path, create: bool) -> Result<File, JournalError> {
+/// Creates (if allowed) and locks the directory; the returned file holds the lock (`None`
+/// when `lock` is false: read-only opens).
+fn lock_dir(dir: &Path, create: bool, lock: bool) -> Result<Option<File>, JournalError> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => {
             return Err(JournalError::NotADirectory {
@@ -191,6 +195,9 @@ fn lock_dir(dir: &Path, create: bool) -> Result<File, JournalError> {
         Err(e) => return Err(JournalError::io(dir, "reading", e)),
     }
 
+    if !lock {
+        return Ok(None);
+    }
     let lock_path = dir.join("LOCK");
     let mut lock = create_options()
         .open(&lock_path)
@@ -209,7 +216,7 @@ fn lock_dir(dir: &Path, create: bool) -> Result<File, JournalError> {
         .and_then(|()| lock.write_all(std::process::id().to_string().as_bytes()))
         .map_err(|e| JournalError::io(&lock_path, "writing", e))?;
 
-    Ok(lock)
+    Ok(Some(lock))
 }
 
 /// The segment numbers in `dir`, ascending.
@@ -231,10 +238,51 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
     Ok(seqs)
 }
 
+/// Applies a checked segment's frames to the index.
+fn load_frames(
+    seq: u64,
+    bytes: &[u8],
+    segments: &mut BTreeMap<u64, Segment>,
+    index: &mut BTreeMap<DeadLetterId, Entry>,
+) {
+    let mut at = 0;
+    while at < bytes.len() {
+        // check_segment left only valid frames.
+        let Ok((kind, payload, len)) = frame::decode(&bytes[at..]) else {
+            break;
+        };
+        match kind {
+            FrameKind::Record => {
+                if let Ok(record) = DeadLetter::decode(payload) {
+                    let entry = Entry {
+                        segment: seq,
+                        offset: at as u64,
+                        len,
+                        agent: record.agent.as_str().into(),
+                        time_ms: unix_millis(record.time),
+                    };
+                    insert(segments, index, record.id, entry);
+                }
+            }
+            FrameKind::Tombstone => {
+                let mut raw = [0u8; 16];
+                raw.copy_from_slice(payload);
+                remove(
+                    segments,
+                    index,
+                    DeadLetterId::from_u128(u128::from_le_bytes(raw)),
+                );
+            }
+        }
+        at += len;
+    }
+}
+
 impl Store {
     pub(crate) fn open(options: JournalOptions) -> Result<(Store, OpenReport), JournalError> {
         let dir = options.dir.clone();
-        let lock = lock_dir(&dir, options.create)?;
+        let read_only = options.read_only;
+        let lock = lock_dir(&dir, options.create && !read_only, !read_only)?;
         let seqs = list_segments(&dir)?;
 
         let mut report = OpenReport {
@@ -248,8 +296,17 @@ impl Store {
             let mut bytes = fs::read(&path).map_err(|e| JournalError::io(&path, "reading", e))?;
             let original_len = bytes.len();
             let is_last = position + 1 == seqs.len();
-            let checked = check_segment(&dir, &path, &mut bytes, is_last, options.skip_corrupt)?;
-            if !checked.quarantined.is_empty() {
+            let checked = check_segment(
+                &dir,
+                &path,
+                &mut bytes,
+                is_last,
+                options.skip_corrupt,
+                !read_only,
+            )?;
+            if read_only {
+                // Report only: a read-only open changes nothing on disk.
+            } else if !checked.quarantined.is_empty() {
                 write_atomically(&dir, &path, &bytes)?;
             } else if bytes.len() != original_len {
                 let file = OpenOptions::new()
@@ -272,50 +329,25 @@ impl Store {
             report.quarantined.extend(checked.quarantined);
 
             segments.insert(seq, Segment::default());
-            let mut at = 0;
-            while at < bytes.len() {
-                // check_segment left only valid frames.
-                let Ok((kind, payload, len)) = frame::decode(&bytes[at..]) else {
-                    break;
-                };
-                match kind {
-                    FrameKind::Record => {
-                        if let Ok(record) = DeadLetter::decode(payload) {
-                            let entry = Entry {
-                                segment: seq,
-                                offset: at as u64,
-                                len,
-                                agent: record.agent.as_str().into(),
-                                time_ms: unix_millis(record.time),
-                            };
-                            insert(&mut segments, &mut index, record.id, entry);
-                        }
-                    }
-                    FrameKind::Tombstone => {
-                        let mut raw = [0u8; 16];
-                        raw.copy_from_slice(payload);
-                        remove(
-                            &mut segments,
-                            &mut index,
-                            DeadLetterId::from_u128(u128::from_le_bytes(raw)),
-                        );
-                    }
-                }
-                at += len;
-            }
+            load_frames(seq, &bytes, &mut segments, &mut index);
         }
 
         let active_seq = seqs.last().copied().unwrap_or(1);
         segments.entry(active_seq).or_default();
         let active_path = dir.join(segment_name(active_seq));
-        let active = create_options()
-            .open(&active_path)
-            .map_err(|e| JournalError::io(&active_path, "opening", e))?;
-        let active_len = active
-            .metadata()
-            .map_err(|e| JournalError::io(&active_path, "reading", e))?
-            .len();
-        if seqs.is_empty() {
+        let (active, active_len) = if read_only {
+            (None, 0)
+        } else {
+            let active = create_options()
+                .open(&active_path)
+                .map_err(|e| JournalError::io(&active_path, "opening", e))?;
+            let len = active
+                .metadata()
+                .map_err(|e| JournalError::io(&active_path, "reading", e))?
+                .len();
+            (Some(active), len)
+        };
+        if seqs.is_empty() && !read_only {
             sync_dir(&dir)?;
         }
         report.segments = segments.len();
@@ -355,19 +387,28 @@ impl Store {
     /// write is cut back off so the next append does not follow garbage.
     fn write_frame(&mut self, bytes: &[u8]) -> Result<(u64, u64), JournalError> {
         self.check_poisoned()?;
+        if self.active.is_none() {
+            return Err(JournalError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        }
         if self.active_len > 0
             && self.active_len + bytes.len() as u64 > self.options.max_segment_bytes
         {
             self.rotate()?;
         }
         let offset = self.active_len;
-        if let Err(e) = self
-            .active
+        let path = self.dir.join(segment_name(self.active_seq));
+        let Some(active) = self.active.as_mut() else {
+            return Err(JournalError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        };
+        if let Err(e) = active
             .seek(SeekFrom::Start(offset))
-            .and_then(|_| self.active.write_all(bytes))
+            .and_then(|_| active.write_all(bytes))
         {
-            let path = self.dir.join(segment_name(self.active_seq));
-            if self.active.set_len(offset).is_err() {
+            if active.set_len(offset).is_err() {
                 self.poisoned = Some(format!("write failed and could not be undone: {e}"));
             }
             return Err(JournalError::io(path, "appending to", e));
@@ -390,7 +431,7 @@ impl Store {
         if self.options.fsync != FsyncPolicy::Never {
             sync_dir(&self.dir)?;
         }
-        self.active = file;
+        self.active = Some(file);
         self.active_seq = seq;
         self.active_len = 0;
         self.segments.insert(seq, Segment::default());
@@ -404,7 +445,10 @@ impl Store {
         if !self.unsynced {
             return Ok(());
         }
-        if let Err(e) = self.active.sync_data() {
+        let Some(active) = self.active.as_ref() else {
+            return Ok(());
+        };
+        if let Err(e) = active.sync_data() {
             self.poisoned = Some(format!("fsync failed: {e}"));
             return Err(JournalError::io(
                 self.dir.join(segment_name(self.active_seq)),
@@ -511,6 +555,9 @@ impl Store {
     /// refer to a record in an older segment, so a segment is deleted only after every older
     /// one), then applies retention.
     pub(crate) fn compact_and_retain(&mut self, now: SystemTime) -> Result<(), JournalError> {
+        if self.active.is_none() {
+            return Ok(()); // read-only
+        }
         let mut deleted = false;
         while let Some((&seq, segment)) = self.segments.first_key_value() {
             if seq == self.active_seq {
