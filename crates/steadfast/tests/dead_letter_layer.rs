@@ -240,3 +240,18 @@ async fn the_encoder_runs_only_on_failure() {
     assert_eq!(ENCODED.load(Ordering::SeqCst), 1);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[cfg(feature = "serde")]
+#[tokio::test]
+async fn the_json_encoder_stores_a_request_replay_can_decode() {
+    use steadfast::dead_letter::json_encoder;
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()).encoder(json_encoder()))
+        .service(service_fn(|_: Vec<String>| async {
+            Err::<(), BoxError>("down".into())
+        }));
+    let _ = agent.oneshot(vec!["a".to_string(), "b".to_string()]).await;
+    let stored: Vec<String> = serde_json::from_slice(&sink.records()[0].request).unwrap();
+    assert_eq!(stored, ["a", "b"]);
+}

@@ -45,6 +45,15 @@ impl<Req: fmt::Debug> EncodeRequest<Req> for DebugEncoder {
     }
 }
 
+/// An encoder that stores requests as JSON (feature `serde`):
+/// `DeadLetterLayer::new(sink).encoder(json_encoder())`. Replay decodes with
+/// `serde_json::from_slice(&record.request)`.
+#[cfg(feature = "serde")]
+pub fn json_encoder<Req: serde::Serialize>()
+-> impl Fn(&Req) -> Result<Bytes, BoxError> + Clone + Send + Sync + 'static {
+    |request: &Req| Ok(Bytes::from(serde_json::to_vec(request)?))
+}
+
 /// What every service of a layer shares.
 #[derive(Clone)]
 pub(crate) struct Shared {

@@ -61,6 +61,8 @@ pub use error::{DeadLetterFailed, DeadLettered, FailedResponse};
 pub use future::ResponseFuture;
 pub use id::{DeadLetterId, ParseIdError};
 pub use journal::{FsyncPolicy, JournalError, JournalOptions, JournalSink, OpenReport};
+#[cfg(feature = "serde")]
+pub use layer::json_encoder;
 pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest};
 pub use memory::MemorySink;
 pub use record::{DeadLetter, DecodeError, RECORD_VERSION};

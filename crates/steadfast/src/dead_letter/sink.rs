@@ -19,7 +19,7 @@ pub type SinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SinkError>> +
 ///
 /// Only [`append`](Self::append) is required; a sink that also implements the other methods can
 /// be monitored ([`stats`](Self::stats)), inspected, replayed and purged (by the
-/// [`replay`](super::replay()) helper and the `steadfast dlq` command).
+/// [`Replay`](super::Replay) helper and the `steadfast dlq` command).
 pub trait DeadLetterSink: fmt::Debug + Send + Sync + 'static {
     /// Stores `record`. `Ok` means durable: the record survives a crash of this process (and,
     /// for remote sinks, the broker confirmed it). Only then does the layer report
