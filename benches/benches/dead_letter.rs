@@ -34,6 +34,13 @@ fn success_path(c: &mut Criterion) {
         b.iter(|| ready(bare.call(black_box(7))).unwrap());
     });
 
+    // The floor the layer cannot go under: the future must own a handle on the sink for the
+    // failure path, i.e. one reference-count increment and decrement per call.
+    let shared = std::sync::Arc::new(0u64);
+    group.bench_function("arc_clone_drop_reference", |b| {
+        b.iter(|| drop(black_box(std::sync::Arc::clone(&shared))));
+    });
+
     let mut layered = DeadLetterLayer::new(MemorySink::new(16))
         .named("bench")
         .encoder(|prompt: &u64| Ok::<_, BoxError>(Bytes::from(prompt.to_string())))

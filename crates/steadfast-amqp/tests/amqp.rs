@@ -377,3 +377,44 @@ async fn records_spilled_during_an_outage_go_before_new_ones_when_the_broker_ret
     sink.delete_topology().await.unwrap();
     let _ = connection.close(200, "done".into()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_drainer_empties_the_spill_once_the_broker_is_back() {
+    let url = broker_url();
+    let proxy = Proxy::start(broker_addr(&url)).await;
+    let spill = tempfile::tempdir().unwrap();
+    let name = unique("drainer");
+    let sink = AmqpSink::connect(
+        config(&proxy.url(&url), &name, spill.path()).drain_interval(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    proxy.cut();
+    let written: Vec<_> = (0..3).map(record).collect();
+    for r in &written {
+        sink.append(r.clone()).await.unwrap();
+    }
+    assert_eq!(sink.spilled().await.unwrap(), 3);
+    proxy.restore();
+    let mut spilled = 3;
+    for _ in 0..100 {
+        spilled = sink.spilled().await.unwrap();
+        if spilled == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        spilled, 0,
+        "the drainer did not publish the spill within 5 s"
+    );
+    let (connection, channel) = direct_channel().await;
+    let queued: Vec<_> = drain_queue(&channel, &format!("{name}.q"))
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(queued, written);
+    sink.delete_topology().await.unwrap();
+    let _ = connection.close(200, "done".into()).await;
+}
