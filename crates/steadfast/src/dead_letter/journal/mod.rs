@@ -235,11 +235,17 @@ impl DeadLetterSink for JournalSink {
 /// An answer held back until the batch's writes are synced.
 type Pending = Box<dyn FnOnce(Option<&JournalError>) + Send>;
 
-fn hold<T: Send + 'static>(reply: Reply<T>, result: Result<T, JournalError>) -> Pending {
+fn hold<T: Send + 'static>(
+    dir: &Path,
+    reply: Reply<T>,
+    result: Result<T, JournalError>,
+) -> Pending {
+    let dir = dir.to_path_buf();
     Box::new(move |sync_error: Option<&JournalError>| {
         let result = match (result, sync_error) {
+            // Written but not durable: the caller must not count it as stored.
             (Ok(_), Some(error)) => Err(JournalError::Poisoned {
-                dir: PathBuf::new(),
+                dir,
                 reason: error.to_string(),
             }),
             (result, _) => result,
@@ -259,6 +265,7 @@ fn writer(mut store: Store, commands: &mpsc::Receiver<Command>) {
     use std::time::Instant;
     let mut last_sync = Instant::now();
     let mut pending: Vec<Pending> = Vec::new();
+    let dir = store.dir().to_path_buf();
     loop {
         let first = match (store.fsync_policy(), store.unsynced) {
             (FsyncPolicy::Interval(every), true) => {
@@ -277,12 +284,16 @@ fn writer(mut store: Store, commands: &mpsc::Receiver<Command>) {
         while let Some(command) = next.take() {
             handled += 1;
             match command {
-                Command::Append(record, reply) => pending.push(hold(reply, store.append(&record))),
-                Command::Update(record, reply) => pending.push(hold(reply, store.update(&record))),
-                Command::Remove(id, reply) => pending.push(hold(reply, store.remove(id))),
-                Command::Get(id, reply) => pending.push(hold(reply, store.get(id))),
-                Command::List(limit, reply) => pending.push(hold(reply, store.list(limit))),
-                Command::Stats(reply) => pending.push(hold(reply, Ok(store.stats()))),
+                Command::Append(record, reply) => {
+                    pending.push(hold(&dir, reply, store.append(&record)));
+                }
+                Command::Update(record, reply) => {
+                    pending.push(hold(&dir, reply, store.update(&record)));
+                }
+                Command::Remove(id, reply) => pending.push(hold(&dir, reply, store.remove(id))),
+                Command::Get(id, reply) => pending.push(hold(&dir, reply, store.get(id))),
+                Command::List(limit, reply) => pending.push(hold(&dir, reply, store.list(limit))),
+                Command::Stats(reply) => pending.push(hold(&dir, reply, Ok(store.stats()))),
                 Command::Shutdown => {
                     shutdown = true;
                     break;

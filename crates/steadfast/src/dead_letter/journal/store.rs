@@ -369,6 +369,10 @@ impl Store {
         Ok((store, report))
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn fsync_policy(&self) -> FsyncPolicy {
         self.options.fsync
     }
