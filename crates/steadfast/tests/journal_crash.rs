@@ -143,10 +143,16 @@ fn sigkill_at_random_points_loses_no_confirmed_id() {
             ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
         let (lines, received) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -156,8 +162,21 @@ fn sigkill_at_random_points_loses_no_confirmed_id() {
                 }
             }
         });
-        // Wait until the child confirmed its first record, then kill it after a random while.
-        let first = received.recv_timeout(Duration::from_secs(20));
+        // Wait until the child confirmed its first record (libtest prints its own lines
+        // first), then kill it after a random while.
+        let mut before_kill = Vec::new();
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(20);
+        while let Ok(line) = received.recv_timeout(
+            deadline
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default(),
+        ) {
+            let confirmed_one = line.starts_with("confirmed ");
+            before_kill.push(line);
+            if confirmed_one {
+                break;
+            }
+        }
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -165,15 +184,16 @@ fn sigkill_at_random_points_loses_no_confirmed_id() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();
+        let child_stderr = stderr_reader.join().unwrap();
         let mut text = String::new();
-        for line in first.into_iter().chain(received.try_iter()) {
+        for line in before_kill.into_iter().chain(received.try_iter()) {
             text.push_str(&line);
             text.push('\n');
         }
         let this_round = parse(&text);
         assert!(
             !this_round.is_empty(),
-            "round {round}: the child confirmed nothing (seed {initial_seed})"
+            "round {round}: the child confirmed nothing (seed {initial_seed}); its stderr:\n{child_stderr}"
         );
         confirmed.extend(this_round);
 
