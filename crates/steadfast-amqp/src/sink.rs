@@ -627,10 +627,14 @@ impl DeadLetterSink for AmqpSink {
             if self.inner.spill.get(id).await?.is_some() {
                 return self.inner.spill.update(record).await;
             }
+            // New copy first (durable), then the old one goes: a failure in between leaves a
+            // duplicate, never a loss. The old copy is ahead of the new one in the queue, so
+            // the first message with this id is the old one.
+            self.inner.append(record).await?;
             self.peek(usize::MAX, Some(id))
                 .await
                 .map_err(to_sink_error)?;
-            self.inner.append(record).await
+            Ok(())
         })
     }
 
