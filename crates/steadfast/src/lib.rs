@@ -19,6 +19,7 @@
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
 //! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
 //! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
+//! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; journal, replay |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -57,6 +58,8 @@ pub mod cache;
 pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "dead-letter")]
+pub mod dead_letter;
 #[cfg(feature = "degrade")]
 pub mod degrade;
 #[cfg(feature = "fallback")]
@@ -98,6 +101,10 @@ pub mod prelude {
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
+    };
+    #[cfg(feature = "dead-letter")]
+    pub use crate::dead_letter::{
+        DeadLetterLayer, DeadLetterSink, DeadLettered, JournalSink, MemorySink,
     };
     #[cfg(feature = "degrade")]
     pub use crate::degrade::{DegradationLevel, DegradeLayer};

@@ -1,0 +1,88 @@
+//! DeadLetterLayer on the success path against the bare service, and journal append
+//! throughput by fsync policy.
+//!
+//! `cargo bench -p steadfast-benches --bench dead_letter -- --warm-up-time 1 --measurement-time 3`
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use steadfast::BoxError;
+use steadfast::classify::OutcomeKind;
+use steadfast::dead_letter::{
+    Bytes, DeadLetter, DeadLetterLayer, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
+};
+use tower::{Layer, Service, service_fn};
+
+/// Polls a future that is ready at once (the services here never wait).
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("benchmark future was not ready"),
+    }
+}
+
+fn success_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dead_letter/success");
+    let agent = || service_fn(|prompt: u64| async move { Ok::<u64, BoxError>(prompt + 1) });
+
+    let mut bare = agent();
+    group.bench_function("bare", |b| {
+        b.iter(|| ready(bare.call(black_box(7))).unwrap());
+    });
+
+    // The floor the layer cannot go under: the future must own a handle on the sink for the
+    // failure path, i.e. one reference-count increment and decrement per call.
+    let shared = std::sync::Arc::new(0u64);
+    group.bench_function("arc_clone_drop_reference", |b| {
+        b.iter(|| drop(black_box(std::sync::Arc::clone(&shared))));
+    });
+
+    let mut layered = DeadLetterLayer::new(MemorySink::new(16))
+        .named("bench")
+        .encoder(|prompt: &u64| Ok::<_, BoxError>(Bytes::from(prompt.to_string())))
+        .layer(agent());
+    group.bench_function("dead_letter_layer", |b| {
+        b.iter(|| ready(layered.call(black_box(7))).unwrap());
+    });
+    group.finish();
+}
+
+fn journal_append(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("dead_letter/journal_append");
+    group.sample_size(10);
+    for (name, policy) in [
+        ("fsync_never", FsyncPolicy::Never),
+        ("fsync_always", FsyncPolicy::Always),
+    ] {
+        let dir =
+            std::env::temp_dir().join(format!("steadfast-bench-{}-{name}", std::process::id()));
+        let journal = JournalSink::options(&dir).fsync(policy).open().unwrap();
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    DeadLetter::new(
+                        "bench",
+                        Bytes::from_static(b"{\"prompt\":\"hello\"}"),
+                        OutcomeKind::Transient,
+                    )
+                },
+                |record| runtime.block_on(journal.append(record)).unwrap(),
+                BatchSize::SmallInput,
+            );
+        });
+        drop(journal);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, success_path, journal_append);
+criterion_main!(benches);

@@ -1,0 +1,308 @@
+//! `steadfast dlq ...`: the dead-letter operations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use steadfast::BoxError;
+use steadfast::dead_letter::{
+    DeadLetter, DeadLetterId, DeadLetterSink, JournalError, JournalSink, Replay,
+};
+use steadfast_amqp::{AmqpConfig, AmqpSink};
+
+use crate::http::Target;
+use crate::output;
+
+/// Where the dead letters are: exactly one of `--dir` and `--amqp`.
+#[derive(Debug, Args)]
+pub(crate) struct DlqArgs {
+    /// A dead-letter journal directory (JournalSink).
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "amqp")]
+    dir: Option<PathBuf>,
+    /// A RabbitMQ broker URL (AmqpSink), e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    #[arg(long, global = true, value_name = "URL")]
+    amqp: Option<String>,
+    /// The AMQP queue (with --amqp).
+    #[arg(long, global = true, default_value = "steadfast.dead-letters")]
+    queue: String,
+    /// The AMQP exchange (with --amqp).
+    #[arg(long, global = true, default_value = "steadfast.dead-letter")]
+    exchange: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Depth, oldest age, recent rate and per-agent counts.
+    Stats,
+    /// The oldest dead letters.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One dead letter in full, request included.
+    Show {
+        /// Its id (26 characters, as `list` prints).
+        id: String,
+    },
+    /// Send dead letters again, oldest first; remove those that succeed, keep the others with
+    /// their replay count raised.
+    Replay {
+        /// POST each record's request body to this http:// URL; a 2xx answer is success.
+        #[arg(long, value_name = "URL", required_unless_present = "dry_run")]
+        to_http: Option<String>,
+        /// Print what would be replayed; change nothing.
+        #[arg(long, conflicts_with = "to_http")]
+        dry_run: bool,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// At most this many requests per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Confirm: purging cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+enum Store {
+    Journal(JournalSink),
+    Amqp(AmqpSink, PathBuf),
+}
+
+impl Store {
+    fn sink(&self) -> &dyn DeadLetterSink {
+        match self {
+            Store::Journal(journal) => journal,
+            Store::Amqp(amqp, _) => amqp,
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Store::Amqp(_, spill) = self {
+            // The CLI never appends, so its private spill is always empty.
+            let _ = std::fs::remove_dir_all(spill);
+        }
+    }
+}
+
+async fn open(args: &DlqArgs, write: bool) -> Result<Store, BoxError> {
+    match (&args.dir, &args.amqp) {
+        (Some(dir), None) => {
+            // Reads do not take the writer lock, so they work while the application runs.
+            let journal = JournalSink::options(dir)
+                .create(false)
+                .read_only(!write)
+                .open()
+                .map_err(|error| match error {
+                    JournalError::Missing { .. } | JournalError::NotADirectory { .. } => {
+                        format!("no dead-letter journal at `{}`: check --dir", dir.display()).into()
+                    }
+                    other => BoxError::from(other),
+                })?;
+            Ok(Store::Journal(journal))
+        }
+        (None, Some(url)) => {
+            let spill = std::env::temp_dir().join(format!("steadfast-cli-spill-{}", std::process::id()));
+            let config = AmqpConfig::new(url.clone(), &spill)
+                .queue(args.queue.clone())
+                .exchange(args.exchange.clone())
+                .connect_timeout(Duration::from_secs(5));
+            let sink = AmqpSink::connect(config).await;
+            if sink.is_err() {
+                let _ = std::fs::remove_dir_all(&spill);
+            }
+            Ok(Store::Amqp(sink?, spill))
+        }
+        _ => Err("say where the dead letters are: --dir PATH (a journal directory) or --amqp URL (RabbitMQ)".into()),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), BoxError> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
+    match &args.command {
+        DlqCommand::Stats => {
+            let store = open(&args, false).await?;
+            let stats = store.sink().stats().await?;
+            if args.json {
+                print_json(&output::stats_json(&stats))?;
+            } else {
+                print!("{}", output::stats_table(&stats));
+            }
+        }
+        DlqCommand::List { limit } => {
+            let store = open(&args, false).await?;
+            let records = store.sink().list(*limit).await?;
+            if args.json {
+                print_json(&records.iter().map(output::record_json).collect())?;
+            } else {
+                print!("{}", output::list_table(&records));
+            }
+        }
+        DlqCommand::Show { id } => {
+            let id: DeadLetterId = id.parse()?;
+            let store = open(&args, false).await?;
+            let Some(record) = store.sink().get(id).await? else {
+                return Err(format!("no dead letter with id {id} here").into());
+            };
+            if args.json {
+                print_json(&output::record_json(&record))?;
+            } else {
+                print!("{}", output::show_text(&record));
+            }
+        }
+        DlqCommand::Replay {
+            to_http,
+            dry_run,
+            limit,
+            rate,
+        } => {
+            return replay(
+                &args,
+                to_http.as_deref(),
+                *dry_run,
+                limit.unwrap_or(usize::MAX),
+                *rate,
+            )
+            .await;
+        }
+        DlqCommand::Purge { yes } => {
+            if !yes {
+                return Err(
+                    "purge deletes every dead letter and cannot be undone: add --yes to confirm"
+                        .into(),
+                );
+            }
+            let store = open(&args, true).await?;
+            let purged = match &store {
+                Store::Amqp(amqp, _) => amqp.purge().await?,
+                Store::Journal(journal) => {
+                    let records = journal.list(usize::MAX).await?;
+                    let bar = progress(records.len(), args.json);
+                    let mut purged = 0;
+                    for record in records {
+                        if journal.remove(record.id).await? {
+                            purged += 1;
+                        }
+                        bar.inc(1);
+                    }
+                    bar.finish_and_clear();
+                    purged
+                }
+            };
+            if args.json {
+                print_json(&serde_json::json!({ "purged": purged }))?;
+            } else {
+                println!("purged {purged} dead letters");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(len: usize, quiet: bool) -> ProgressBar {
+    if quiet || len < 2 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({eta})") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn replay(
+    args: &DlqArgs,
+    to_http: Option<&str>,
+    dry_run: bool,
+    limit: usize,
+    rate: f64,
+) -> Result<ExitCode, BoxError> {
+    if dry_run {
+        let store = open(args, false).await?;
+        let records = store.sink().list(limit).await?;
+        if args.json {
+            print_json(&records.iter().map(output::record_json).collect())?;
+        } else {
+            print!("{}", output::list_table(&records));
+            println!(
+                "dry run: {} dead letters would be replayed; nothing was changed",
+                records.len()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let url = to_http.ok_or("replay needs a target: --to-http URL, or --dry-run")?;
+    let target = Target::parse(url)?;
+    let store = open(args, true).await?;
+    let sink = store.sink();
+    let total = sink.stats().await?.depth.min(limit as u64);
+    let bar = progress(usize::try_from(total).unwrap_or(usize::MAX), args.json);
+    let service = tower::service_fn(move |record: DeadLetter| {
+        let target = target.clone();
+        async move {
+            let headers = [
+                ("X-Steadfast-Dead-Letter-Id", record.id.to_string()),
+                ("X-Steadfast-Agent", record.agent.clone()),
+            ];
+            target.post(&headers, &record.request).await
+        }
+    });
+    let progress_bar = bar.clone();
+    let report = Replay::new(sink)
+        .limit(limit)
+        .rate_per_second(rate)
+        .on_progress(move |record, result| {
+            progress_bar.inc(1);
+            if let Err(error) = result {
+                progress_bar.set_message(format!("{} failed: {error}", record.id));
+            }
+        })
+        .run(service, |record: &DeadLetter| Ok(record.clone()))
+        .await?;
+    bar.finish_and_clear();
+    if args.json {
+        let failed: Vec<_> = report
+            .failed
+            .iter()
+            .map(|(id, error)| serde_json::json!({ "id": id.to_string(), "error": error }))
+            .collect();
+        print_json(&serde_json::json!({
+            "attempted": report.attempted,
+            "succeeded": report.succeeded,
+            "failed": failed,
+        }))?;
+    } else {
+        println!(
+            "replayed {} dead letters: {} succeeded and were removed, {} failed again and were kept",
+            report.attempted,
+            report.succeeded,
+            report.failed.len()
+        );
+        for (id, error) in &report.failed {
+            println!("  {id}: {error}");
+        }
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

@@ -1,0 +1,184 @@
+//! Tables and JSON for records and stats.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use steadfast::dead_letter::{DeadLetter, DeadLetterStats};
+
+pub(crate) fn age(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+fn millis(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn record_json(record: &DeadLetter) -> Value {
+    let request = match std::str::from_utf8(&record.request) {
+        Ok(text) => json!({ "utf8": text }),
+        Err(_) => json!({ "hex": hex(&record.request) }),
+    };
+    json!({
+        "id": record.id.to_string(),
+        "agent": record.agent,
+        "time_unix_ms": millis(record.time),
+        "age_seconds": record.age().as_secs(),
+        "outcome": record.outcome.as_str(),
+        "reason": record.reason,
+        "error_chain": record.error_chain,
+        "attempts": record.attempts,
+        "trace_id": record.trace_id,
+        "replay_count": record.replay_count,
+        "request": request,
+    })
+}
+
+pub(crate) fn stats_json(stats: &DeadLetterStats) -> Value {
+    json!({
+        "depth": stats.depth,
+        "oldest_unix_ms": stats.oldest.map(millis),
+        "oldest_age_seconds": stats.oldest.map(|_| stats.oldest_age().as_secs()),
+        "appended_last_minute": stats.appended_last_minute,
+        "by_agent": stats.by_agent,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+pub(crate) fn stats_table(stats: &DeadLetterStats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "depth                 {}", stats.depth);
+    let oldest = if stats.depth == 0 {
+        "-".to_string()
+    } else {
+        age(stats.oldest_age())
+    };
+    let _ = writeln!(out, "oldest                {oldest}");
+    let _ = writeln!(out, "appended last minute  {}", stats.appended_last_minute);
+    if !stats.by_agent.is_empty() {
+        let _ = writeln!(out, "by agent:");
+        let width = stats.by_agent.keys().map(String::len).max().unwrap_or(0);
+        for (agent, count) in &stats.by_agent {
+            let _ = writeln!(out, "  {agent:<width$}  {count}");
+        }
+    }
+    out
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut clipped: String = text.chars().take(max.saturating_sub(1)).collect();
+        clipped.push('…');
+        clipped
+    }
+}
+
+pub(crate) fn list_table(records: &[DeadLetter]) -> String {
+    let rows: Vec<[String; 7]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.id.to_string(),
+                age(r.age()),
+                clip(&r.agent, 24),
+                r.outcome.as_str().to_string(),
+                r.attempts.to_string(),
+                r.replay_count.to_string(),
+                clip(r.error_chain.first().map_or("", String::as_str), 60),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID", "AGE", "AGENT", "OUTCOME", "ATTEMPTS", "REPLAYS", "ERROR",
+    ];
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    for row in &rows {
+        line(row);
+    }
+    out
+}
+
+pub(crate) fn show_text(record: &DeadLetter) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "id            {}", record.id);
+    let _ = writeln!(out, "agent         {}", record.agent);
+    let _ = writeln!(out, "age           {}", age(record.age()));
+    let _ = writeln!(out, "time (unix ms) {}", millis(record.time));
+    let _ = writeln!(
+        out,
+        "outcome       {}{}",
+        record.outcome.as_str(),
+        if record.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", record.reason)
+        }
+    );
+    let _ = writeln!(out, "attempts      {}", record.attempts);
+    let _ = writeln!(out, "replays       {}", record.replay_count);
+    let _ = writeln!(
+        out,
+        "trace id      {}",
+        record.trace_id.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "errors:");
+    for (depth, line) in record.error_chain.iter().enumerate() {
+        let _ = writeln!(out, "  {}{line}", "  ".repeat(depth));
+    }
+    let _ = writeln!(out, "request ({} bytes):", record.request.len());
+    match std::str::from_utf8(&record.request) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&hex(&record.request)),
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_a_human_would_write_them() {
+        assert_eq!(age(Duration::from_secs(5)), "5s");
+        assert_eq!(age(Duration::from_secs(65)), "1m05s");
+        assert_eq!(age(Duration::from_secs(7200 + 60)), "2h01m");
+        assert_eq!(age(Duration::from_secs(2 * 86_400 + 3600)), "2d01h");
+    }
+}

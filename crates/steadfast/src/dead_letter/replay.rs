@@ -1,0 +1,154 @@
+//! [`Replay`]: feed dead letters back through a service.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::time::Duration;
+
+use tower_service::Service;
+
+use crate::error::BoxError;
+
+use super::id::DeadLetterId;
+use super::record::DeadLetter;
+use super::sink::{DeadLetterSink, SinkError};
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ReplayReport {
+    /// Records tried.
+    pub attempted: usize,
+    /// Records the service answered; they were removed from the sink.
+    pub succeeded: usize,
+    /// Records that failed again (or could not be decoded); kept with `replay_count + 1`.
+    pub failed: Vec<(DeadLetterId, String)>,
+}
+
+type Progress<'a> = Box<dyn FnMut(&DeadLetter, Result<(), &str>) + Send + 'a>;
+
+/// Replays the oldest records of a sink through a service, oldest first: a success removes the
+/// record, a failure keeps it with its `replay_count` incremented.
+///
+/// ```
+/// use bytes::Bytes;
+/// use steadfast::BoxError;
+/// use steadfast::classify::OutcomeKind;
+/// use steadfast::dead_letter::{DeadLetter, DeadLetterSink, MemorySink, Replay};
+/// use tower::service_fn;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let sink = MemorySink::new(100);
+/// sink.append(DeadLetter::new("gpt", Bytes::from_static(b"hello"), OutcomeKind::Transient)).await?;
+/// let agent = service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt.len()) });
+///
+/// let report = Replay::new(&sink)
+///     .run(agent, |record: &DeadLetter| Ok(String::from_utf8(record.request.to_vec())?))
+///     .await?;
+/// assert_eq!(report.succeeded, 1);
+/// assert!(sink.is_empty());
+/// # Ok(()) }
+/// ```
+pub struct Replay<'a> {
+    sink: &'a dyn DeadLetterSink,
+    limit: usize,
+    interval: Option<Duration>,
+    progress: Option<Progress<'a>>,
+}
+
+impl fmt::Debug for Replay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replay")
+            .field("limit", &self.limit)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Replay<'a> {
+    /// Replays from `sink`, all records, as fast as the service takes them.
+    pub fn new(sink: &'a dyn DeadLetterSink) -> Self {
+        Replay {
+            sink,
+            limit: usize::MAX,
+            interval: None,
+            progress: None,
+        }
+    }
+
+    /// At most this many records.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// At most this many calls per second (a recovering agent should not get a burst).
+    pub fn rate_per_second(mut self, rate: f64) -> Self {
+        self.interval =
+            (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate));
+        self
+    }
+
+    /// Called after each record with its result (for progress bars).
+    pub fn on_progress(
+        mut self,
+        progress: impl FnMut(&DeadLetter, Result<(), &str>) + Send + 'a,
+    ) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
+    /// Replays through `service`, turning each record into a request with `decode`.
+    pub async fn run<S, Req, D>(
+        mut self,
+        mut service: S,
+        mut decode: D,
+    ) -> Result<ReplayReport, SinkError>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+        D: FnMut(&DeadLetter) -> Result<Req, BoxError>,
+    {
+        let records = self.sink.list(self.limit).await?;
+        let mut report = ReplayReport::default();
+        let mut ticker = self.interval.map(|every| {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        for mut record in records {
+            if let Some(ticker) = ticker.as_mut() {
+                ticker.tick().await;
+            }
+            report.attempted += 1;
+            let outcome: Result<(), BoxError> = async {
+                let request = decode(&record)?;
+                poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .map_err(Into::into)?;
+                service.call(request).await.map_err(Into::into)?;
+                Ok(())
+            }
+            .await;
+            match outcome {
+                Ok(()) => {
+                    self.sink.remove(record.id).await?;
+                    report.succeeded += 1;
+                    if let Some(progress) = self.progress.as_mut() {
+                        progress(&record, Ok(()));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    record.replay_count += 1;
+                    self.sink.update(record.clone()).await?;
+                    if let Some(progress) = self.progress.as_mut() {
+                        progress(&record, Err(&message));
+                    }
+                    report.failed.push((record.id, message));
+                }
+            }
+        }
+        Ok(report)
+    }
+}

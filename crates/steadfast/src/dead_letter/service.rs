@@ -1,0 +1,61 @@
+//! [`DeadLetterService`]: captures the request, calls the inner service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::classify::Classify;
+use crate::error::BoxError;
+
+use super::future::{Capture, ResponseFuture};
+use super::layer::{EncodeRequest, Shared};
+
+/// The service a [`DeadLetterLayer`](super::DeadLetterLayer) makes.
+#[derive(Clone)]
+pub struct DeadLetterService<S, En, C> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) encoder: En,
+    pub(crate) classifier: C,
+}
+
+impl<S, En, C, Req> Service<Req> for DeadLetterService<S, En, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: Clone,
+    En: EncodeRequest<Req> + Clone,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, Req, En, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        // The inner service consumes the request; keep a clone to encode only if it fails.
+        let capture = Capture {
+            request: request.clone(),
+            shared: Arc::clone(&self.shared),
+            encoder: self.encoder.clone(),
+            classifier: self.classifier.clone(),
+        };
+        ResponseFuture::new(self.inner.call(request), capture)
+    }
+}
+
+impl<S: fmt::Debug, En, C> fmt::Debug for DeadLetterService<S, En, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterService")
+            .field("inner", &self.inner)
+            .field("agent", &self.shared.agent)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,277 @@
+//! DeadLetterLayer: what is stored, what the caller gets back, and what happens when the sink
+//! fails.
+#![cfg(feature = "dead-letter")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use steadfast::BoxError;
+use steadfast::classify::{Outcome, OutcomeKind};
+use steadfast::dead_letter::{
+    DeadLetterFailed, DeadLetterLayer, DeadLetterPolicy, DeadLettered, MemorySink, SinkError,
+};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+#[allow(clippy::ptr_arg, clippy::unnecessary_wraps)]
+fn encode(prompt: &String) -> Result<Bytes, BoxError> {
+    Ok(Bytes::from(prompt.clone()))
+}
+
+#[tokio::test]
+async fn a_success_passes_through_and_stores_nothing() {
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(
+            DeadLetterLayer::new(sink.clone())
+                .named("echo")
+                .encoder(encode),
+        )
+        .service(service_fn(|p: String| async move { Ok::<_, BoxError>(p) }));
+    assert_eq!(agent.oneshot("hi".into()).await.unwrap(), "hi");
+    assert!(sink.is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_is_stored_before_dead_lettered_is_returned() {
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(
+            DeadLetterLayer::new(sink.clone())
+                .named("gpt")
+                .encoder(encode)
+                .trace_id(|| Some("trace-7".into())),
+        )
+        .service(service_fn(|_: String| async {
+            Err::<String, BoxError>("overloaded".into())
+        }));
+
+    let err = agent.oneshot("prompt".into()).await.unwrap_err();
+    let dead = err.downcast_ref::<DeadLettered>().expect("DeadLettered");
+    assert_eq!(dead.agent(), "gpt");
+    assert_eq!(dead.original().to_string(), "overloaded");
+    assert_eq!(
+        std::error::Error::source(dead).unwrap().to_string(),
+        "overloaded"
+    );
+
+    let records = sink.records();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.id, dead.id());
+    assert_eq!(record.agent, "gpt");
+    assert_eq!(record.request, Bytes::from("prompt"));
+    assert_eq!(record.outcome, OutcomeKind::Transient);
+    assert_eq!(record.error_chain, vec!["overloaded".to_string()]);
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.trace_id.as_deref(), Some("trace-7"));
+    assert_eq!(record.replay_count, 0);
+}
+
+#[tokio::test]
+async fn a_failing_sink_returns_both_errors_and_never_swallows_either() {
+    let sink = MemorySink::new(10);
+    sink.fail_next_append("disk on fire");
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()).encoder(encode))
+        .service(service_fn(|_: String| async {
+            Err::<String, BoxError>("overloaded".into())
+        }));
+
+    let err = agent.oneshot("prompt".into()).await.unwrap_err();
+    let failed = err
+        .downcast_ref::<DeadLetterFailed>()
+        .expect("DeadLetterFailed");
+    assert_eq!(failed.original().to_string(), "overloaded");
+    assert!(failed.sink_error().to_string().contains("disk on fire"));
+    assert!(err.to_string().contains("overloaded") && err.to_string().contains("disk on fire"));
+    assert!(err.downcast_ref::<DeadLettered>().is_none());
+    assert!(sink.is_empty());
+}
+
+#[tokio::test]
+async fn a_full_memory_sink_refuses_rather_than_dropping_old_records() {
+    let sink = MemorySink::new(1);
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()).encoder(encode))
+        .service(service_fn(|_: String| async {
+            Err::<String, BoxError>("down".into())
+        }));
+
+    let first = agent.clone().oneshot("one".into()).await.unwrap_err();
+    assert!(first.is::<DeadLettered>());
+    let second = agent.oneshot("two".into()).await.unwrap_err();
+    let failed = second.downcast_ref::<DeadLetterFailed>().unwrap();
+    assert!(matches!(
+        failed.sink_error(),
+        SinkError::Full { capacity: 1 }
+    ));
+    assert_eq!(sink.records()[0].request, Bytes::from("one"));
+}
+
+#[tokio::test]
+async fn caller_faults_are_dead_lettered_as_poison_by_default_and_can_be_excluded() {
+    let classifier = |result: Result<&String, &BoxError>| match result {
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::caller_fault("bad prompt"),
+    };
+    let failing = || service_fn(|_: String| async { Err::<String, BoxError>("400".into()) });
+
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(
+            DeadLetterLayer::new(sink.clone())
+                .encoder(encode)
+                .classifier(classifier),
+        )
+        .service(failing());
+    assert!(
+        agent
+            .oneshot("x".into())
+            .await
+            .unwrap_err()
+            .is::<DeadLettered>()
+    );
+    assert_eq!(sink.records()[0].outcome, OutcomeKind::CallerFault);
+    assert_eq!(sink.records()[0].reason, "bad prompt");
+
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(
+            DeadLetterLayer::new(sink.clone())
+                .encoder(encode)
+                .classifier(classifier)
+                .policy(DeadLetterPolicy::default().without(OutcomeKind::CallerFault)),
+        )
+        .service(failing());
+    let err = agent.oneshot("x".into()).await.unwrap_err();
+    assert_eq!(err.to_string(), "400");
+    assert!(sink.is_empty());
+}
+
+#[tokio::test]
+async fn a_response_classified_as_failure_is_dead_lettered() {
+    let sink = MemorySink::new(10);
+    let classifier = |result: Result<&u16, &BoxError>| match result {
+        Ok(503) => Outcome::transient("503"),
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::transient("error"),
+    };
+    let agent = ServiceBuilder::new()
+        .layer(
+            DeadLetterLayer::new(sink.clone())
+                .encoder(encode)
+                .classifier(classifier),
+        )
+        .service(service_fn(|_: String| async { Ok::<u16, BoxError>(503) }));
+    let err = agent.oneshot("x".into()).await.unwrap_err();
+    assert!(err.is::<DeadLettered>());
+    assert_eq!(sink.records()[0].reason, "503");
+}
+
+#[tokio::test]
+async fn an_encoder_failure_is_reported_with_the_original_error() {
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(
+            DeadLetterLayer::new(sink.clone())
+                .encoder(|_: &String| Err::<Bytes, BoxError>("not serialisable".into())),
+        )
+        .service(service_fn(|_: String| async {
+            Err::<String, BoxError>("down".into())
+        }));
+    let err = agent.oneshot("x".into()).await.unwrap_err();
+    let failed = err.downcast_ref::<DeadLetterFailed>().unwrap();
+    assert!(matches!(failed.sink_error(), SinkError::Encode(_)));
+    assert_eq!(failed.original().to_string(), "down");
+}
+
+#[tokio::test]
+async fn the_default_encoder_stores_the_debug_text() {
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()))
+        .service(service_fn(|_: (u8, &'static str)| async {
+            Err::<(), BoxError>("down".into())
+        }));
+    let _ = agent.oneshot((7, "x")).await;
+    assert_eq!(sink.records()[0].request, Bytes::from("(7, \"x\")"));
+}
+
+#[cfg(feature = "retry")]
+#[tokio::test]
+async fn attempts_come_from_the_retry_error() {
+    use steadfast::retry::RetriesExhausted;
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()).encoder(encode))
+        .service(service_fn(|_: String| async {
+            Err::<String, BoxError>(Box::new(RetriesExhausted::new("gpt", 4, "last".into())))
+        }));
+    let _ = agent.oneshot("x".into()).await;
+    assert_eq!(sink.records()[0].attempts, 4);
+    assert_eq!(sink.records()[0].error_chain.len(), 2);
+}
+
+#[tokio::test]
+async fn the_encoder_runs_only_on_failure() {
+    static ENCODED: AtomicUsize = AtomicUsize::new(0);
+    let sink = MemorySink::new(10);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()).encoder(|p: &String| {
+            ENCODED.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, BoxError>(Bytes::from(p.clone()))
+        }))
+        .service(service_fn(move |p: String| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Ok::<_, BoxError>(p)
+                } else {
+                    Err("down".into())
+                }
+            }
+        }));
+    agent.clone().oneshot("ok".into()).await.unwrap();
+    assert_eq!(ENCODED.load(Ordering::SeqCst), 0);
+    let _ = agent.oneshot("bad".into()).await;
+    assert_eq!(ENCODED.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[cfg(feature = "serde")]
+#[tokio::test]
+async fn the_json_encoder_stores_a_request_replay_can_decode() {
+    use steadfast::dead_letter::json_encoder;
+    let sink = MemorySink::new(10);
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(sink.clone()).encoder(json_encoder()))
+        .service(service_fn(|_: Vec<String>| async {
+            Err::<(), BoxError>("down".into())
+        }));
+    let _ = agent.oneshot(vec!["a".to_string(), "b".to_string()]).await;
+    let stored: Vec<String> = serde_json::from_slice(&sink.records()[0].request).unwrap();
+    assert_eq!(stored, ["a", "b"]);
+}
+
+#[tokio::test]
+async fn through_a_journal_the_dead_lettered_request_survives_a_restart() {
+    use steadfast::dead_letter::{DeadLetterSink, JournalSink};
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let journal = JournalSink::open(dir.path()).unwrap();
+        let agent = ServiceBuilder::new()
+            .layer(DeadLetterLayer::new(journal).named("gpt").encoder(encode))
+            .service(service_fn(|_: String| async {
+                Err::<String, BoxError>("down".into())
+            }));
+        let err = agent.oneshot("keep me".into()).await.unwrap_err();
+        err.downcast_ref::<DeadLettered>().unwrap().id()
+    };
+    let journal = JournalSink::open(dir.path()).unwrap();
+    let record = journal.get(id).await.unwrap().expect("stored durably");
+    assert_eq!(record.request, Bytes::from("keep me"));
+    assert_eq!(record.agent, "gpt");
+}

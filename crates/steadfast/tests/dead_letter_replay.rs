@@ -1,0 +1,148 @@
+//! Replay and monitoring over the sink trait.
+#![cfg(feature = "dead-letter")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use steadfast::BoxError;
+use steadfast::classify::OutcomeKind;
+use steadfast::dead_letter::{DeadLetter, DeadLetterSink, DlqAlert, MemorySink, Monitor, Replay};
+use tower::service_fn;
+
+fn record(agent: &str, body: &'static str) -> DeadLetter {
+    DeadLetter::new(
+        agent,
+        Bytes::from_static(body.as_bytes()),
+        OutcomeKind::Transient,
+    )
+}
+
+fn decode(record: &DeadLetter) -> Result<String, BoxError> {
+    Ok(String::from_utf8(record.request.to_vec())?)
+}
+
+#[tokio::test]
+async fn replay_removes_successes_and_keeps_failures_with_a_higher_replay_count() {
+    let sink = MemorySink::new(10);
+    for body in ["ok-1", "fail-2", "ok-3"] {
+        sink.append(record("gpt", body)).await.unwrap();
+    }
+    let agent = service_fn(|p: String| async move {
+        if p.starts_with("ok") {
+            Ok::<_, BoxError>(())
+        } else {
+            Err("still down".into())
+        }
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let progress = seen.clone();
+    let report = Replay::new(&sink)
+        .on_progress(move |r, result| {
+            progress
+                .lock()
+                .unwrap()
+                .push((r.request.clone(), result.is_ok()));
+        })
+        .run(agent, decode)
+        .await
+        .unwrap();
+
+    assert_eq!(report.attempted, 3);
+    assert_eq!(report.succeeded, 2);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].1, "still down");
+    let left = sink.records();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].request, Bytes::from("fail-2"));
+    assert_eq!(left[0].replay_count, 1);
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(),
+        ["ok-1", "fail-2", "ok-3"]
+    );
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_kept() {
+    let sink = MemorySink::new(10);
+    sink.append(DeadLetter::new(
+        "gpt",
+        Bytes::from_static(&[0xff, 0xfe]),
+        OutcomeKind::Transient,
+    ))
+    .await
+    .unwrap();
+    let agent = service_fn(|_: String| async { Ok::<_, BoxError>(()) });
+    let report = Replay::new(&sink).run(agent, decode).await.unwrap();
+    assert_eq!(report.succeeded, 0);
+    assert_eq!(sink.records()[0].replay_count, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replay_is_rate_limited() {
+    let sink = MemorySink::new(10);
+    for _ in 0..5 {
+        sink.append(record("gpt", "ok")).await.unwrap();
+    }
+    let agent = service_fn(|_: String| async { Ok::<_, BoxError>(()) });
+    let start = tokio::time::Instant::now();
+    let report = Replay::new(&sink)
+        .rate_per_second(2.0)
+        .run(agent, decode)
+        .await
+        .unwrap();
+    assert_eq!(report.succeeded, 5);
+    // The first call goes at once, then one every 500 ms.
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn replay_honours_the_limit() {
+    let sink = MemorySink::new(10);
+    for _ in 0..5 {
+        sink.append(record("gpt", "ok")).await.unwrap();
+    }
+    let agent = service_fn(|_: String| async { Ok::<_, BoxError>(()) });
+    let report = Replay::new(&sink)
+        .limit(2)
+        .run(agent, decode)
+        .await
+        .unwrap();
+    assert_eq!(report.attempted, 2);
+    assert_eq!(sink.len(), 3);
+}
+
+#[tokio::test]
+async fn stats_count_by_agent_and_the_monitor_alerts_over_the_threshold() {
+    let sink = MemorySink::new(10);
+    for agent in ["gpt", "gpt", "claude"] {
+        sink.append(record(agent, "x")).await.unwrap();
+    }
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let raised = alerts.clone();
+    let monitor = Monitor::new(sink.clone(), "main")
+        .max_depth(2)
+        .max_oldest_age(Duration::from_secs(3600))
+        .on_alert(move |alert| raised.lock().unwrap().push(alert.clone()));
+
+    let (stats, returned) = monitor.check().await.unwrap();
+    assert_eq!(stats.depth, 3);
+    assert_eq!(stats.appended_last_minute, 3);
+    assert_eq!(stats.by_agent.get("gpt"), Some(&2));
+    assert_eq!(stats.by_agent.get("claude"), Some(&1));
+    assert!(stats.oldest_age() < Duration::from_secs(60));
+    assert_eq!(
+        returned,
+        vec![DlqAlert::DepthOver {
+            depth: 3,
+            threshold: 2
+        }]
+    );
+    assert_eq!(*alerts.lock().unwrap(), returned);
+
+    let id = sink.records()[0].id;
+    sink.remove(id).await.unwrap();
+    let (_, returned) = monitor.check().await.unwrap();
+    assert!(returned.is_empty());
+}
