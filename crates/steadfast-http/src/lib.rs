@@ -10,6 +10,7 @@
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
 //!
 //! ```
@@ -50,6 +51,8 @@ mod body;
 mod classify;
 mod retry_after;
 
+#[cfg(feature = "dead-letter")]
+pub mod dead_letter;
 #[cfg(feature = "axum")]
 pub mod status;
 
