@@ -18,16 +18,18 @@ import json, os, platform, re, subprocess, sys, datetime
 log, out = sys.argv[1], sys.argv[2]
 root = "target/criterion"
 rows = {}
-for group in sorted(os.listdir(root)):
-    gdir = os.path.join(root, group)
-    if not os.path.isdir(gdir) or group == "report":
-        continue
-    for bench in sorted(os.listdir(gdir)):
-        est = os.path.join(gdir, bench, "new", "estimates.json")
-        if os.path.exists(est):
-            with open(est) as f:
-                data = json.load(f)
-            rows.setdefault(group, {})[bench] = data["median"]["point_estimate"]
+for dirpath, _dirs, files in os.walk(root):
+    if dirpath.endswith(os.path.join("", "new")) and "benchmark.json" in files:
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            data = json.load(f)
+        rows.setdefault(meta["group_id"], {})[meta["function_id"]] = data["median"]["point_estimate"]
+# Groups in the order the bench files declare them is not recoverable; sort for stability,
+# with each group's rows in a fixed order: bare first, then steadfast, then peers.
+def row_order(name):
+    return (0 if name == "bare" else 1 if name.startswith("steadfast") else 2, name)
+rows = {group: dict(sorted(benches.items(), key=lambda kv: row_order(kv[0]))) for group, benches in sorted(rows.items())}
 
 allocs = {}
 for line in open(log):
@@ -67,6 +69,10 @@ lines = [
 GOALS = {
     ("circuit_breaker", "steadfast_closed"): "<= 25 ns overhead, 0 allocations",
     ("circuit_breaker", "steadfast_open_rejection"): "<= 50 ns",
+    ("retry", "steadfast_retry"): "<= 20 ns overhead, 0 allocations",
+    ("fallback_and_degrade", "steadfast_fallback"): "<= 15 ns overhead, 0 allocations",
+    ("fallback_and_degrade", "steadfast_degrade"): "<= 15 ns overhead, 0 allocations",
+    ("dead_letter", "steadfast_dead_letter"): "<= 15 ns overhead, 0 allocations",
 }
 PEERS = ("tower_resilience_", "failsafe_", "tower_")
 

@@ -3,10 +3,7 @@
 //!
 //! `cargo bench -p steadfast-benches --bench dead_letter -- --warm-up-time 1 --measurement-time 3`
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use steadfast::BoxError;
@@ -14,39 +11,40 @@ use steadfast::classify::OutcomeKind;
 use steadfast::dead_letter::{
     Bytes, DeadLetter, DeadLetterLayer, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
 };
-use tower::{Layer, Service, service_fn};
+use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
+use tower::{Layer, service_fn};
 
-/// Polls a future that is ready at once (the services here never wait).
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("benchmark future was not ready"),
-    }
-}
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 fn success_path(c: &mut Criterion) {
-    let mut group = c.benchmark_group("dead_letter/success");
+    let mut group = c.benchmark_group("dead_letter");
     let agent = || service_fn(|prompt: u64| async move { Ok::<u64, BoxError>(prompt + 1) });
 
     let mut bare = agent();
+    let mut layered = DeadLetterLayer::new(MemorySink::new(16))
+        .named("bench")
+        .encoder(|prompt: &u64| Ok::<_, BoxError>(Bytes::from(prompt.to_string())))
+        .layer(agent());
+    println!(
+        "allocations per call [dead_letter]: bare {:.2}, steadfast_dead_letter {:.2}",
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut bare, 7))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut layered, 7))),
+    );
+
     group.bench_function("bare", |b| {
-        b.iter(|| ready(bare.call(black_box(7))).unwrap());
+        b.iter(|| call_now(&mut bare, black_box(7)).unwrap());
     });
 
     // The floor the layer cannot go under: the future must own a handle on the sink for the
     // failure path, i.e. one reference-count increment and decrement per call.
     let shared = std::sync::Arc::new(0u64);
-    group.bench_function("arc_clone_drop_reference", |b| {
+    group.bench_function("arc_clone_drop_floor", |b| {
         b.iter(|| drop(black_box(std::sync::Arc::clone(&shared))));
     });
 
-    let mut layered = DeadLetterLayer::new(MemorySink::new(16))
-        .named("bench")
-        .encoder(|prompt: &u64| Ok::<_, BoxError>(Bytes::from(prompt.to_string())))
-        .layer(agent());
-    group.bench_function("dead_letter_layer", |b| {
-        b.iter(|| ready(layered.call(black_box(7))).unwrap());
+    group.bench_function("steadfast_dead_letter", |b| {
+        b.iter(|| call_now(&mut layered, black_box(7)).unwrap());
     });
     group.finish();
 }
@@ -56,7 +54,7 @@ fn journal_append(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("dead_letter/journal_append");
+    let mut group = c.benchmark_group("journal_append");
     group.sample_size(10);
     for (name, policy) in [
         ("fsync_never", FsyncPolicy::Never),

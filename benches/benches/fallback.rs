@@ -6,10 +6,8 @@
 
 use std::error::Error;
 use std::fmt;
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -17,23 +15,11 @@ use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
+use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
 use tower::{Layer, Service, service_fn};
 
-fn poll_now<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("the agents answer at once"),
-    }
-}
-
-fn call<S: Service<u64>>(service: &mut S, request: u64) -> Result<S::Response, S::Error> {
-    poll_now(std::future::poll_fn(|cx| service.poll_ready(cx)))?;
-    poll_now(service.call(request))
-}
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 fn agent()
 -> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
@@ -73,39 +59,39 @@ fn fallback_layer() -> FallbackLayer<u64, u64> {
 }
 
 fn success_path(c: &mut Criterion) {
-    let mut group = c.benchmark_group("fallback/success");
+    let mut group = c.benchmark_group("fallback_and_degrade");
 
     let mut bare = agent();
-    group.bench_function("bare service_fn", |b| {
-        b.iter(|| black_box(call(&mut bare, black_box(1))).unwrap());
+    group.bench_function("bare", |b| {
+        b.iter(|| black_box(call_now(&mut bare, black_box(1))).unwrap());
     });
 
     // The floor of any layer whose future keeps shared state for its failure path: one `Arc`
     // clone and drop per call (two uncontended atomic read-modify-writes).
     let shared = std::sync::Arc::new(0_u64);
-    group.bench_function("bare + Arc clone/drop (floor)", |b| {
+    group.bench_function("arc_clone_drop_floor", |b| {
         b.iter(|| {
             let keep = black_box(&shared).clone();
-            let answer = black_box(call(&mut bare, black_box(1))).unwrap();
+            let answer = black_box(call_now(&mut bare, black_box(1))).unwrap();
             drop(keep);
             answer
         });
     });
 
     let mut fallback = fallback_layer().layer(agent());
-    group.bench_function("FallbackLayer (2 alternatives)", |b| {
-        b.iter(|| black_box(call(&mut fallback, black_box(1))).unwrap());
+    group.bench_function("steadfast_fallback", |b| {
+        b.iter(|| black_box(call_now(&mut fallback, black_box(1))).unwrap());
     });
 
     let mut degrade = DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64)).layer(agent());
-    group.bench_function("DegradeLayer", |b| {
-        b.iter(|| black_box(call(&mut degrade, black_box(1))).unwrap());
+    group.bench_function("steadfast_degrade", |b| {
+        b.iter(|| black_box(call_now(&mut degrade, black_box(1))).unwrap());
     });
 
     let mut both = DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64))
         .layer(fallback_layer().layer(agent()));
-    group.bench_function("DegradeLayer + FallbackLayer", |b| {
-        b.iter(|| black_box(call(&mut both, black_box(1))).unwrap());
+    group.bench_function("steadfast_degrade_and_fallback", |b| {
+        b.iter(|| black_box(call_now(&mut both, black_box(1))).unwrap());
     });
 
     let config = CacheConfig::builder()
@@ -114,30 +100,44 @@ fn success_path(c: &mut Criterion) {
         .unwrap();
     let cache = ResponseCache::new(config, |request: &u64| Some(*request));
     let mut cached = fallback_layer().then_cache(cache).layer(agent());
-    group.bench_function("FallbackLayer + ResponseCache feed", |b| {
-        b.iter(|| black_box(call(&mut cached, black_box(1))).unwrap());
+    println!(
+        "allocations per call [fallback_and_degrade]: bare {:.2}, steadfast_fallback {:.2}, steadfast_degrade {:.2}, steadfast_degrade_and_fallback {:.2}, steadfast_fallback_with_cache_feed {:.2}",
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut bare, 1))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut fallback, 1))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut degrade, 1))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut both, 1))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut cached, 1))),
+    );
+    group.bench_function("steadfast_fallback_with_cache_feed", |b| {
+        b.iter(|| black_box(call_now(&mut cached, black_box(1))).unwrap());
     });
 
     group.finish();
 }
 
 fn hop(c: &mut Criterion) {
-    let mut group = c.benchmark_group("fallback/hop");
+    let mut group = c.benchmark_group("fallback_hop");
 
     let mut bare = agent();
-    group.bench_function("bare service_fn", |b| {
-        b.iter(|| black_box(call(&mut bare, black_box(1))).unwrap());
+    group.bench_function("bare", |b| {
+        b.iter(|| black_box(call_now(&mut bare, black_box(1))).unwrap());
     });
 
     let mut hop = fallback_layer().layer(failing_agent());
-    group.bench_function("primary fails, first alternative answers", |b| {
-        b.iter(|| black_box(call(&mut hop, black_box(1))).unwrap());
+    group.bench_function("steadfast_fallback_hop", |b| {
+        b.iter(|| black_box(call_now(&mut hop, black_box(1))).unwrap());
     });
 
     let mut degraded =
         DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64)).layer(failing_agent());
-    group.bench_function("primary fails, degraded answer", |b| {
-        b.iter(|| black_box(call(&mut degraded, black_box(1))).unwrap());
+    println!(
+        "allocations per call [fallback_hop]: bare {:.2}, steadfast_fallback_hop {:.2}, steadfast_degraded_answer {:.2}",
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut bare, 1))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut hop, 1))),
+        allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut degraded, 1))),
+    );
+    group.bench_function("steadfast_degraded_answer", |b| {
+        b.iter(|| black_box(call_now(&mut degraded, black_box(1))).unwrap());
     });
 
     group.finish();

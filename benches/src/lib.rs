@@ -31,15 +31,24 @@ pub fn allocations_per_call(global: CountingAllocator, calls: u64, mut f: impl F
     region.change().allocations as f64 / calls as f64
 }
 
-/// Calls `service` once and polls the response future once; returns whether it completed
-/// with `Ok`. For services whose futures complete immediately.
+/// Calls `service` (readiness, then the response future) with a no-op waker, for services that
+/// answer at once; panics if anything is pending, since the figures would then mean nothing.
 #[inline]
-pub fn call_once<S: Service<R>, R>(service: &mut S, request: R) -> bool {
+pub fn call_now<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Response, S::Error> {
     let mut cx = Context::from_waker(Waker::noop());
     match service.poll_ready(&mut cx) {
         Poll::Ready(Ok(())) => {}
-        _ => return false,
+        Poll::Ready(Err(error)) => return Err(error),
+        Poll::Pending => panic!("benchmarked service was not ready at once"),
     }
-    let future = pin!(service.call(request));
-    matches!(future.poll(&mut cx), Poll::Ready(Ok(_)))
+    match pin!(service.call(request)).poll(&mut cx) {
+        Poll::Ready(result) => result,
+        Poll::Pending => panic!("benchmarked service did not answer at once"),
+    }
+}
+
+/// [`call_now`], reduced to whether it answered `Ok`.
+#[inline]
+pub fn call_once<S: Service<R>, R>(service: &mut S, request: R) -> bool {
+    call_now(service, request).is_ok()
 }
