@@ -11,6 +11,7 @@
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
+//! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST), `EmailNotifier` (SMTP) |
 //!
 //! ```
 //! use std::time::Duration;
@@ -52,6 +53,9 @@ mod retry_after;
 
 #[cfg(feature = "axum")]
 pub mod status;
+
+#[cfg(any(feature = "webhook", feature = "email"))]
+pub mod notify;
 
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 pub use classify::{
