@@ -12,6 +12,7 @@
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
+//! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST), `EmailNotifier` (SMTP) |
 //!
 //! ```
 //! use std::time::Duration;
@@ -55,6 +56,9 @@ mod retry_after;
 pub mod dead_letter;
 #[cfg(feature = "axum")]
 pub mod status;
+
+#[cfg(any(feature = "webhook", feature = "email"))]
+pub mod notify;
 
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 pub use classify::{
