@@ -80,6 +80,11 @@ pub(crate) mod sync;
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+/// The guide's examples (docs/guide.md), compiled and run as doc tests.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct GuideDoctests;
+
 pub use classify::{Classify, DefaultClassifier, Outcome, OutcomeKind};
 pub use error::BoxError;
 pub use registry::Registry;
