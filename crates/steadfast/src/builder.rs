@@ -1,0 +1,144 @@
+//! [`ServiceBuilderExt`]: steadfast's layers as [`ServiceBuilder`] methods.
+//!
+//! Like tower-http's `ServiceBuilderExt`, it adds one method per layer, each taking either the
+//! layer or its configuration, so a stack reads in the order the layers wrap the agent, outer
+//! to inner:
+//!
+//! ```
+//! # #[cfg(all(feature = "retry", feature = "circuit-breaker"))] {
+//! use std::time::Duration;
+//! use steadfast::prelude::*;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let registry = Registry::new();
+//! let agent = ServiceBuilder::new()
+//!     .backoff_retry(RetryConfig::default())
+//!     .circuit_breaker(CircuitBreakerLayer::new(BreakerConfig::default()).named("echo").register(&registry))
+//!     .timeout(Duration::from_secs(30))
+//!     .service(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt.to_uppercase()) }));
+//!
+//! assert_eq!(agent.oneshot("hello".to_string()).await?, "HELLO");
+//! assert_eq!(registry.breaker("echo").unwrap().state(), BreakerState::Closed);
+//! # Ok(()) }
+//! # }
+//! ```
+//!
+//! Methods for the fallback, degrade and dead-letter layers join this trait as those layers
+//! land, with the same shape (`.fallback(x)`, `.degrade(x)`, `.dead_letter(x)`).
+
+use tower::ServiceBuilder;
+
+#[cfg(feature = "chaos")]
+use crate::chaos::ChaosLayer;
+#[cfg(feature = "circuit-breaker")]
+use crate::circuit_breaker::CircuitBreakerLayer;
+#[cfg(feature = "retry")]
+use crate::retry::BackoffRetryLayer;
+
+mod sealed {
+    pub trait Sealed<L> {}
+    impl<L> Sealed<L> for tower::ServiceBuilder<L> {}
+}
+
+/// Adds steadfast's layers to [`ServiceBuilder`]. Each method takes the layer itself or its
+/// configuration (anything that converts into the layer), and is available with its layer's
+/// cargo feature.
+///
+/// The trait is sealed: only `ServiceBuilder` implements it.
+pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
+    /// Adds a circuit breaker ([`CircuitBreakerLayer`]): pass a
+    /// [`BreakerConfig`](crate::circuit_breaker::BreakerConfig) for an unnamed breaker with the
+    /// default classifier, or a configured layer (named, registered, with a classifier).
+    ///
+    /// ```
+    /// use steadfast::prelude::*;
+    /// use tower::{service_fn, ServiceBuilder};
+    ///
+    /// let config = BreakerConfig::builder().consecutive_failures(3).build()?;
+    /// let agent = ServiceBuilder::new()
+    ///     .circuit_breaker(config)
+    ///     .service(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt) }));
+    /// # let _ = agent;
+    /// # Ok::<_, steadfast::circuit_breaker::ConfigError>(())
+    /// ```
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: impl Into<CircuitBreakerLayer<C>>,
+    ) -> ServiceBuilder<tower_layer::Stack<CircuitBreakerLayer<C>, L>>;
+
+    /// Adds retries with backoff ([`BackoffRetryLayer`]): pass a
+    /// [`RetryConfig`](crate::retry::RetryConfig) for the default classifier and budget, or a
+    /// configured layer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::prelude::*;
+    /// use tower::{service_fn, ServiceBuilder};
+    ///
+    /// let config = RetryConfig::builder().max_retries(2).deadline(Duration::from_secs(20)).build()?;
+    /// let agent = ServiceBuilder::new()
+    ///     .backoff_retry(config)
+    ///     .service(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt) }));
+    /// # let _ = agent;
+    /// # Ok::<_, steadfast::retry::ConfigError>(())
+    /// ```
+    #[cfg(feature = "retry")]
+    fn backoff_retry<C>(
+        self,
+        layer: impl Into<BackoffRetryLayer<C>>,
+    ) -> ServiceBuilder<tower_layer::Stack<BackoffRetryLayer<C>, L>>;
+
+    /// Adds fault injection ([`ChaosLayer`]): pass a
+    /// [`ChaosConfig`](crate::chaos::ChaosConfig) (or a reference to one) or a configured layer.
+    /// Put it innermost, next to the agent, so the other layers see its faults as the agent's.
+    ///
+    /// ```
+    /// use steadfast::chaos::{ChaosConfig, ChaosError};
+    /// use steadfast::prelude::*;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let always_fail = ChaosConfig::builder().seed(1).error_rate(1.0).build().unwrap();
+    /// let agent = ServiceBuilder::new()
+    ///     .chaos(always_fail)
+    ///     .service(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt) }));
+    /// let error = agent.oneshot("hi".to_string()).await.unwrap_err();
+    /// assert!(error.downcast_ref::<ChaosError>().is_some());
+    /// # }
+    /// ```
+    #[cfg(feature = "chaos")]
+    fn chaos<F>(
+        self,
+        layer: impl Into<ChaosLayer<F>>,
+    ) -> ServiceBuilder<tower_layer::Stack<ChaosLayer<F>, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "circuit-breaker")]
+    fn circuit_breaker<C>(
+        self,
+        layer: impl Into<CircuitBreakerLayer<C>>,
+    ) -> ServiceBuilder<tower_layer::Stack<CircuitBreakerLayer<C>, L>> {
+        self.layer(layer.into())
+    }
+
+    #[cfg(feature = "retry")]
+    fn backoff_retry<C>(
+        self,
+        layer: impl Into<BackoffRetryLayer<C>>,
+    ) -> ServiceBuilder<tower_layer::Stack<BackoffRetryLayer<C>, L>> {
+        self.layer(layer.into())
+    }
+
+    #[cfg(feature = "chaos")]
+    fn chaos<F>(
+        self,
+        layer: impl Into<ChaosLayer<F>>,
+    ) -> ServiceBuilder<tower_layer::Stack<ChaosLayer<F>, L>> {
+        self.layer(layer.into())
+    }
+}
