@@ -142,3 +142,58 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer.into())
     }
 }
+
+#[cfg(all(test, feature = "retry", feature = "circuit-breaker"))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::BoxError;
+    use crate::circuit_breaker::{BreakerConfig, BreakerState, CircuitOpen};
+    use crate::retry::RetryConfig;
+
+    #[tokio::test(start_paused = true)]
+    async fn configs_build_the_layers_in_the_order_written() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counter = calls.clone();
+        let breaker = CircuitBreakerLayer::new(
+            BreakerConfig::builder()
+                .consecutive_failures(3)
+                .build()
+                .unwrap(),
+        );
+        let handle = breaker.handle();
+        let stack = ServiceBuilder::new()
+            .backoff_retry(
+                RetryConfig::builder()
+                    .max_retries(5)
+                    .base(Duration::from_millis(1))
+                    .build()
+                    .unwrap(),
+            )
+            .circuit_breaker(breaker)
+            .service(service_fn(move |_: ()| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), BoxError>("down".into()) }
+            }));
+
+        let error = stack.clone().oneshot(()).await.unwrap_err();
+        // Retry is outside the breaker: the third failure opens it, and the retry layer does
+        // not hammer the open circuit with the three retries it had left.
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(crate::error::find::<CircuitOpen>(error.as_ref()).is_some());
+        assert_eq!(handle.state(), BreakerState::Open);
+
+        let error = stack.oneshot(()).await.unwrap_err();
+        assert!(crate::error::find::<CircuitOpen>(error.as_ref()).is_some());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "an open circuit calls nobody"
+        );
+    }
+}
