@@ -176,7 +176,7 @@ mod tests {
                     .unwrap(),
             )
             .circuit_breaker(breaker)
-            .service(service_fn(move |_: ()| {
+            .service(service_fn(move |(): ()| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 async { Err::<(), BoxError>("down".into()) }
             }));
