@@ -30,5 +30,25 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     println!("\nserver received {} requests", summary.server_hits);
+
+    println!(
+        "\nthe same stack as one reqwest-middleware `.with(Resilience::new(retry, breaker, timeout))`\n"
+    );
+    let summary = steadfast_examples::resilient_middleware::run().await?;
+    for (index, exchange) in summary.exchanges.iter().enumerate() {
+        let result = match (&exchange.status, &exchange.error) {
+            (Some(status), _) => format!("HTTP {status}"),
+            (None, Some(error)) => format!("error: {error}"),
+            (None, None) => String::new(),
+        };
+        println!(
+            "#{} {:<38} {} attempt(s) {:>5} ms  {result}",
+            index + 1,
+            exchange.label,
+            exchange.attempts,
+            exchange.elapsed.as_millis()
+        );
+    }
+    println!("\nserver received {} requests", summary.server_hits);
     Ok(())
 }

@@ -40,3 +40,40 @@ async fn reqwest_under_the_layers_retries_what_is_transient_and_only_that() {
 
     assert_eq!(summary.server_hits, SCRIPT.len());
 }
+
+#[tokio::test]
+async fn the_reqwest_middleware_adapter_retries_waits_as_told_and_reports_its_errors() {
+    use std::time::Duration;
+
+    use steadfast_examples::resilient_middleware::{SCRIPT, run};
+
+    let summary = run().await.unwrap();
+    let exchanges = &summary.exchanges;
+    assert_eq!(exchanges.len(), 3);
+
+    assert_eq!(exchanges[0].status, Some(200), "{:?}", exchanges[0]);
+    assert_eq!(
+        exchanges[0].attempts, 2,
+        "the 503 was retried with a rebuilt request"
+    );
+
+    assert_eq!(exchanges[1].status, Some(200), "{:?}", exchanges[1]);
+    assert_eq!(exchanges[1].attempts, 2);
+    assert!(
+        exchanges[1].elapsed >= Duration::from_millis(200),
+        "waited as the 429 asked: {:?}",
+        exchanges[1].elapsed
+    );
+
+    assert!(exchanges[2].resilience_error, "{:?}", exchanges[2]);
+    assert_eq!(exchanges[2].attempts, 3, "a refused connection is retried");
+    assert!(
+        exchanges[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("3 attempts")
+    );
+
+    assert_eq!(summary.server_hits, SCRIPT.len());
+}
