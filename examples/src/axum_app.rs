@@ -1,8 +1,9 @@
 //! An axum app whose handler calls an agent through the stack, with the status routes merged in.
 //!
 //! The pattern: build the stack once, keep it in the router's state as a
-//! [`BoxCloneSyncService`], and in each request **clone it and call the clone**
-//! (`agent.clone().oneshot(prompt)`). Clones share the breaker, the retry budget and the
+//! [`BoxCloneSyncService`], and in each request **call a clone of it** with
+//! `oneshot(prompt)`: axum's `State` extractor hands every request its own clone (outside a
+//! handler, write `agent.clone().oneshot(prompt)`). Clones share the breaker, the retry budget and the
 //! registry entry: the breaker stands for the agent, not for one request. The layers never park
 //! `poll_ready` (a breaker refuses in `call`, with `CircuitOpen`), so the stack is always ready,
 //! which is what axum expects of the services it holds.
@@ -89,7 +90,8 @@ pub fn app(agent: Agent, registry: Registry) -> Router {
         .merge(StatusRoutes::new(registry).router())
 }
 
-/// The handler: clone the stack, call the clone, turn its errors into HTTP answers.
+/// The handler: call this request's clone of the stack (`State` cloned it), turn its errors
+/// into HTTP answers.
 async fn summarize(State(agent): State<Agent>, prompt: String) -> Response {
     match agent.oneshot(prompt).await {
         Ok(summary) => summary.into_response(),
