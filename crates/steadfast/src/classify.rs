@@ -244,7 +244,11 @@ impl<Res, E: 'static> Classify<Res, E> for DefaultClassifier {
 ///
 /// - a circuit-open rejection: [`OutcomeKind::AgentFault`] with reason `"circuit open"` and the
 ///   time until the next probe as `retry_after`;
-/// - tower's and tokio's timeout `Elapsed`: [`OutcomeKind::Transient`] with reason `"timeout"`.
+/// - tower's and tokio's timeout `Elapsed`: [`OutcomeKind::Transient`] with reason `"timeout"`;
+/// - a call refused or cancelled by a graceful [`shutdown`](crate::shutdown):
+///   [`OutcomeKind::AgentFault`] with reason `"shutting down"` or `"shutdown"` (never retried,
+///   never held against the agent's breaker as a transient blip; dead-letter layers keep the
+///   request).
 ///
 /// `error` may be the concrete error or a [`BoxError`]; a boxed error's `source()` chain is
 /// searched too. Returns `None` for anything else.
@@ -266,6 +270,12 @@ pub fn classify_known_error<E: 'static>(error: &E) -> Option<Outcome> {
     if let Some(error) = any.downcast_ref::<tokio::time::error::Elapsed>() {
         return classify_dyn_error(error);
     }
+    if let Some(error) = any.downcast_ref::<crate::shutdown::ShuttingDown>() {
+        return classify_dyn_error(error);
+    }
+    if let Some(error) = any.downcast_ref::<crate::shutdown::CancelledByShutdown>() {
+        return classify_dyn_error(error);
+    }
     #[cfg(feature = "circuit-breaker")]
     if let Some(open) = any.downcast_ref::<crate::circuit_breaker::CircuitOpen>() {
         return Some(circuit_open_outcome(open));
@@ -280,6 +290,12 @@ fn classify_dyn_error(error: &(dyn std::error::Error + 'static)) -> Option<Outco
     }
     if error.is::<tower::timeout::error::Elapsed>() || error.is::<tokio::time::error::Elapsed>() {
         return Some(Outcome::transient("timeout"));
+    }
+    if error.is::<crate::shutdown::ShuttingDown>() {
+        return Some(Outcome::agent_fault("shutting down"));
+    }
+    if error.is::<crate::shutdown::CancelledByShutdown>() {
+        return Some(Outcome::agent_fault("shutdown"));
     }
     None
 }
@@ -345,6 +361,24 @@ mod tests {
         assert_eq!(
             DefaultClassifier.classify(Err::<&(), _>(&plain)),
             Outcome::transient("error")
+        );
+    }
+
+    #[test]
+    fn shutdown_refusals_and_cancellations_are_agent_faults_not_retried() {
+        let refused = crate::shutdown::ShuttingDown {
+            agent: std::sync::Arc::from("gpt"),
+        };
+        let outcome = DefaultClassifier.classify(Err::<&(), _>(&refused));
+        assert_eq!(outcome, Outcome::agent_fault("shutting down"));
+        assert!(!outcome.is_retryable());
+        let cancelled: BoxError = Box::new(crate::shutdown::CancelledByShutdown {
+            agent: std::sync::Arc::from("gpt"),
+            in_flight_for: Duration::from_secs(3),
+        });
+        assert_eq!(
+            DefaultClassifier.classify(Err::<&(), _>(&cancelled)),
+            Outcome::agent_fault("shutdown")
         );
     }
 

@@ -13,7 +13,13 @@
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
 //! | [`events`] | always | what the layers decided, on a non-blocking bus |
 //! | [`builder`] | always | `ServiceBuilderExt`: `.circuit_breaker(cfg).backoff_retry(cfg)` on `ServiceBuilder` |
+//! | [`notify`] | always | notifications from events: policy, dispatcher, `Notifier` trait |
+//! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
+//! | `fallback`, `cache` | `fallback` | alternatives in priority order, stale-if-error response cache |
+//! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
+//! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
+//! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -43,12 +49,23 @@ pub mod builder;
 pub mod classify;
 pub mod error;
 pub mod events;
+pub mod notify;
 pub mod registry;
+pub mod shutdown;
 
+#[cfg(feature = "fallback")]
+pub mod cache;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "degrade")]
+pub mod degrade;
+#[cfg(feature = "fallback")]
+pub mod fallback;
+#[cfg(feature = "fanout")]
+pub mod fanout;
+pub mod provenance;
 #[cfg(feature = "retry")]
 pub mod retry;
 
@@ -73,10 +90,23 @@ pub mod prelude {
     pub use crate::error::BoxError;
     pub use crate::registry::Registry;
 
+    #[cfg(feature = "chaos")]
+    pub use crate::chaos::{ChaosConfig, ChaosHandle, ChaosLayer};
+    pub use crate::events::{Event, EventBus};
+    pub use crate::registry::Health;
+    pub use crate::shutdown::{Shutdown, ShutdownLayer};
+
+    #[cfg(feature = "fallback")]
+    pub use crate::cache::{CacheConfig, ResponseCache};
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
     };
+    #[cfg(feature = "degrade")]
+    pub use crate::degrade::{DegradationLevel, DegradeLayer};
+    #[cfg(feature = "fallback")]
+    pub use crate::fallback::{AllFailed, Alternative, FallbackLayer};
+    pub use crate::provenance::{Provenance, Served};
     #[cfg(feature = "retry")]
     pub use crate::retry::{
         BackoffRetryLayer, BudgetExhausted, DeadlineExceeded, Jitter, RetriesExhausted,

@@ -1,4 +1,5 @@
 //! The breaker's metrics, seen through a real `metrics` recorder.
+#![cfg(feature = "circuit-breaker")]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,5 @@
 //! The circuit breaker as a tower layer, under tokio's paused clock.
+#![cfg(feature = "circuit-breaker")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -8,7 +9,7 @@ use steadfast::circuit_breaker::{
     BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen, SlidingWindow,
     TransitionReason,
 };
-use steadfast::{BoxError, Outcome, Registry};
+use steadfast::{BoxError, Outcome};
 use tokio::time::{Instant, advance, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::{assert_request_eq, mock};
@@ -523,7 +524,7 @@ async fn handle_reports_recent_failures_and_times() {
 #[cfg(feature = "serde")]
 #[tokio::test(start_paused = true)]
 async fn registry_snapshot_serialises_each_agent() {
-    let registry = Registry::new();
+    let registry = steadfast::Registry::new();
     let layer = CircuitBreakerLayer::new(BreakerConfig::default())
         .named("gpt")
         .register(&registry);

@@ -179,7 +179,7 @@ impl ChaosConfig {
         &self.outages
     }
 
-    /// Reads the configuration from the process environment (see [`env`]): off unless
+    /// Reads the configuration from the process environment (see [`mod@env`]): off unless
     /// `STEADFAST_CHAOS=on`, so the same binary runs in production with chaos compiled in but
     /// inert.
     pub fn from_env() -> Result<Self, ConfigError> {

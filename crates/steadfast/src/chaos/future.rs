@@ -23,7 +23,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, Res> {
         Inner { #[pin] future: F },
-        Delayed { #[pin] sleep: Sleep, #[pin] future: F },
+        // Boxed: only injected delays pay for the timer's size, not every call's future.
+        Delayed { sleep: Pin<Box<Sleep>>, #[pin] future: F },
         Ready { result: Option<Result<Res, BoxError>> },
     }
 }
@@ -38,7 +39,7 @@ impl<F, Res> ResponseFuture<F, Res> {
     pub(crate) fn delayed(delay: Duration, future: F) -> Self {
         ResponseFuture {
             kind: Kind::Delayed {
-                sleep: tokio::time::sleep(delay),
+                sleep: Box::pin(tokio::time::sleep(delay)),
                 future,
             },
         }
@@ -64,7 +65,7 @@ where
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx).map_err(Into::into),
             KindProj::Delayed { sleep, future } => {
-                ready!(sleep.poll(cx));
+                ready!(sleep.as_mut().poll(cx));
                 future.poll(cx).map_err(Into::into)
             }
             KindProj::Ready { result } => Poll::Ready(

@@ -80,9 +80,10 @@ impl ChaosShared {
         }
     }
 
-    /// Decides the fate of one call made at `now`: outages first (no draw), then one draw.
-    pub(crate) fn decide(&self, now: Instant) -> Decision {
-        if let Some(remaining) = self.outage_remaining(now) {
+    /// Decides the fate of one call: outages first (no draw), then one draw. The clock is read
+    /// only when an outage window exists.
+    pub(crate) fn decide(&self) -> Decision {
+        if let Some(remaining) = self.outage_remaining() {
             self.count(3);
             return Decision::Outage(remaining);
         }
@@ -113,8 +114,12 @@ impl ChaosShared {
         self.injected[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn outage_remaining(&self, now: Instant) -> Option<Duration> {
+    fn outage_remaining(&self) -> Option<Duration> {
         let end = self.outage_end.load(Ordering::Acquire);
+        if end == 0 && self.outages.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
         if end != 0 {
             let at = self.origin.nanos_at(now);
             if at >= self.outage_start.load(Ordering::Acquire) && at < end {

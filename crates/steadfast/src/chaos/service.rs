@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::error::BoxError;
@@ -49,7 +48,7 @@ where
             return ResponseFuture::inner(self.inner.call(request));
         }
         let agent = || self.shared.name.to_string();
-        match self.shared.decide(Instant::now()) {
+        match self.shared.decide() {
             Decision::Pass => ResponseFuture::inner(self.inner.call(request)),
             Decision::Error => {
                 ResponseFuture::ready(Err(ChaosError::Injected { agent: agent() }.into()))

@@ -1,0 +1,256 @@
+//! [`CacheConfig`]: capacity, freshness and staleness of a [`ResponseCache`](super::ResponseCache).
+
+use std::time::Duration;
+
+/// A [`CacheConfig`] value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_entries` was 0: the cache could hold nothing.
+    #[error("cache `max_entries` is 0: a cache must hold at least one entry; set it to 1 or more")]
+    NoEntries,
+    /// `max_bytes` was 0: the cache could hold nothing.
+    #[error("cache `max_bytes` is 0: set a positive byte budget, or leave it unset for no limit")]
+    NoBytes,
+    /// `ttl` was zero: every entry would be stale on arrival.
+    #[error("cache `ttl` is zero: entries would never be fresh; use a positive time to live")]
+    ZeroTtl,
+}
+
+/// How much a [`ResponseCache`](super::ResponseCache) holds and for how long.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `max_entries` | 1,000 | oldest entries are evicted first beyond this |
+/// | `max_bytes` | none | with a size function, a byte budget (oldest evicted first) |
+/// | `ttl` | 5 min | an entry is fresh this long after it was stored |
+/// | `max_stale` | 1 h | after that, it may still be served on error this much longer |
+///
+/// With the `serde` feature it (de)serialises as
+/// `{"max_entries": 1000, "max_bytes": null, "ttl": "5m", "max_stale": "1h"}` (every field
+/// optional, durations as a number with a unit), validated on the way in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "CacheConfigBuilder", into = "CacheConfigBuilder")
+)]
+pub struct CacheConfig {
+    pub(crate) max_entries: usize,
+    pub(crate) max_bytes: Option<usize>,
+    pub(crate) ttl: Duration,
+    pub(crate) max_stale: Duration,
+}
+
+impl CacheConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> CacheConfigBuilder {
+        CacheConfigBuilder::from(CacheConfig::default())
+    }
+
+    /// The entry limit.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// The byte budget, if any.
+    pub fn max_bytes(&self) -> Option<usize> {
+        self.max_bytes
+    }
+
+    /// How long an entry is fresh.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How long past its ttl an entry may still be served on error.
+    pub fn max_stale(&self) -> Duration {
+        self.max_stale
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 1_000,
+            max_bytes: None,
+            ttl: Duration::from_secs(300),
+            max_stale: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// Builds a validated [`CacheConfig`].
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct CacheConfigBuilder {
+    max_entries: usize,
+    max_bytes: Option<usize>,
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    ttl: Duration,
+    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    max_stale: Duration,
+}
+
+impl Default for CacheConfigBuilder {
+    fn default() -> Self {
+        CacheConfig::default().into()
+    }
+}
+
+impl From<CacheConfig> for CacheConfigBuilder {
+    fn from(config: CacheConfig) -> Self {
+        CacheConfigBuilder {
+            max_entries: config.max_entries,
+            max_bytes: config.max_bytes,
+            ttl: config.ttl,
+            max_stale: config.max_stale,
+        }
+    }
+}
+
+impl TryFrom<CacheConfigBuilder> for CacheConfig {
+    type Error = ConfigError;
+
+    fn try_from(builder: CacheConfigBuilder) -> Result<Self, ConfigError> {
+        builder.build()
+    }
+}
+
+impl CacheConfigBuilder {
+    /// The most entries kept.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// A byte budget, measured by the cache's size function.
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// How long an entry is fresh.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long past its ttl an entry may still be served when the agents fail (0: never stale).
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// Validates and returns the config.
+    pub fn build(self) -> Result<CacheConfig, ConfigError> {
+        let config = CacheConfig {
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            ttl: self.ttl,
+            max_stale: self.max_stale,
+        };
+        if config.max_entries == 0 {
+            return Err(ConfigError::NoEntries);
+        }
+        if config.max_bytes == Some(0) {
+            return Err(ConfigError::NoBytes);
+        }
+        if config.ttl.is_zero() {
+            return Err(ConfigError::ZeroTtl);
+        }
+        Ok(config)
+    }
+}
+
+/// Durations as text with a unit ("500ms", "1.5s", "5m", "1h"), as the breaker's config writes
+/// them.
+#[cfg(feature = "serde")]
+mod serde_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if value.subsec_nanos() == 0 {
+            s.serialize_str(&format!("{}s", value.as_secs()))
+        } else {
+            s.serialize_str(&format!("{}ms", value.as_millis()))
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\", \"5m\", \"1h\""
+            ))
+        })
+    }
+
+    fn parse(text: &str) -> Option<Duration> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let scale = match unit.trim() {
+            "ms" => 1e-3,
+            "s" | "" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        Duration::try_from_secs_f64(number * scale).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_values_that_cannot_work() {
+        assert_eq!(
+            CacheConfig::builder().max_entries(0).build(),
+            Err(ConfigError::NoEntries)
+        );
+        assert_eq!(
+            CacheConfig::builder().max_bytes(0).build(),
+            Err(ConfigError::NoBytes)
+        );
+        assert_eq!(
+            CacheConfig::builder().ttl(Duration::ZERO).build(),
+            Err(ConfigError::ZeroTtl)
+        );
+        assert!(
+            CacheConfig::builder()
+                .max_stale(Duration::ZERO)
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trips_and_validates() {
+        let config: CacheConfig =
+            serde_json::from_str(r#"{"max_entries": 50, "ttl": "90s", "max_stale": "2h"}"#)
+                .unwrap();
+        assert_eq!(config.max_entries(), 50);
+        assert_eq!(config.ttl(), Duration::from_secs(90));
+        assert_eq!(config.max_stale(), Duration::from_secs(7_200));
+        assert_eq!(config.max_bytes(), None);
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<CacheConfig>(&json).unwrap(), config);
+
+        let zero = serde_json::from_str::<CacheConfig>(r#"{"max_entries": 0}"#).unwrap_err();
+        assert!(zero.to_string().contains("max_entries"), "{zero}");
+        let typo = serde_json::from_str::<CacheConfig>(r#"{"tll": "5s"}"#).unwrap_err();
+        assert!(typo.to_string().contains("tll"), "{typo}");
+        let unit = serde_json::from_str::<CacheConfig>(r#"{"ttl": "5 parsecs"}"#).unwrap_err();
+        assert!(unit.to_string().contains("invalid duration"), "{unit}");
+    }
+}

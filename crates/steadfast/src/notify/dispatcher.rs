@@ -1,0 +1,169 @@
+//! The dispatcher: a task that feeds bus events through the policy, and a task that delivers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::events::EventReceiver;
+
+use super::notifier::{Notification, Notifier};
+use super::policy::{Decision, NotificationPolicy};
+
+/// How the dispatcher delivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DispatcherConfig {
+    /// Notifications waiting for delivery before new ones are dropped (counted in
+    /// `steadfast_notifications_dropped_total`); default 64.
+    pub queue: usize,
+    /// Time each notifier gets per notification (default 10 s).
+    pub timeout: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            queue: 64,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DispatcherConfig {
+    /// Sets [`queue`](Self::queue) (at least 1).
+    #[must_use]
+    pub fn queue(mut self, queue: usize) -> Self {
+        self.queue = queue.max(1);
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// The running dispatcher. Dropping it leaves the tasks running; they end when every
+/// [`EventBus`](crate::events::EventBus) clone is dropped (after delivering what is queued), or
+/// at [`abort`](Self::abort).
+#[derive(Debug)]
+pub struct Dispatcher {
+    policy_task: JoinHandle<()>,
+    delivery_task: JoinHandle<()>,
+}
+
+impl Dispatcher {
+    /// Starts the dispatcher on the current tokio runtime: events from `events` go through
+    /// `policy`, and each notification goes to every notifier in turn, from a separate task
+    /// behind a bounded queue, so neither the bus nor any call waits for a notifier.
+    pub fn spawn(
+        events: EventReceiver,
+        policy: NotificationPolicy,
+        notifiers: Vec<Arc<dyn Notifier>>,
+        config: &DispatcherConfig,
+    ) -> Dispatcher {
+        let (sender, receiver) = mpsc::channel(config.queue.max(1));
+        let dropped = metrics::counter!("steadfast_notifications_dropped_total");
+        Dispatcher {
+            policy_task: tokio::spawn(run_policy(events, policy, sender, dropped)),
+            delivery_task: tokio::spawn(deliver(receiver, notifiers, config.timeout)),
+        }
+    }
+
+    /// Stops both tasks now (queued notifications are lost).
+    pub fn abort(&self) {
+        self.policy_task.abort();
+        self.delivery_task.abort();
+    }
+
+    /// Waits until both tasks have ended (after the bus closed and the queue drained).
+    pub async fn join(self) {
+        let _ = self.policy_task.await;
+        let _ = self.delivery_task.await;
+    }
+}
+
+async fn run_policy(
+    mut events: EventReceiver,
+    mut policy: NotificationPolicy,
+    sender: mpsc::Sender<Notification>,
+    dropped: Counter,
+) {
+    let enqueue = |notification: Notification| {
+        if let Err(error) = sender.try_send(notification) {
+            dropped.increment(1);
+            tracing::warn!(
+                notification = %error.into_inner(),
+                "notification queue full: notifiers are too slow; notification dropped"
+            );
+        }
+    };
+    loop {
+        let next_tick = policy.next_deadline();
+        let event = if let Some(deadline) = next_tick {
+            // `recv` is cancel-safe: a timeout loses no event.
+            if let Ok(event) = tokio::time::timeout_at(deadline, events.recv()).await {
+                event
+            } else {
+                policy.on_tick(Instant::now()).into_iter().for_each(enqueue);
+                continue;
+            }
+        } else {
+            events.recv().await
+        };
+        let Some(event) = event else {
+            // The bus is gone: settle what can be settled, then stop.
+            policy.on_tick(Instant::now()).into_iter().for_each(enqueue);
+            return;
+        };
+        match policy.on_event(&event, Instant::now()) {
+            Decision::Send(notification) => enqueue(notification),
+            Decision::Suppress(reason) => {
+                tracing::trace!(event = event.name(), ?reason, "event not notified");
+            }
+        }
+    }
+}
+
+async fn deliver(
+    mut queue: mpsc::Receiver<Notification>,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    timeout: Duration,
+) {
+    while let Some(notification) = queue.recv().await {
+        for notifier in &notifiers {
+            let outcome = match tokio::time::timeout(timeout, notifier.notify(&notification)).await
+            {
+                Ok(Ok(())) => "sent",
+                Ok(Err(error)) => {
+                    tracing::warn!(notifier = notifier.name(), %error, %notification, "notifier failed");
+                    "failed"
+                }
+                Err(_) => {
+                    tracing::warn!(notifier = notifier.name(), ?timeout, %notification, "notifier timed out");
+                    "timed_out"
+                }
+            };
+            metrics::counter!(
+                "steadfast_notifications_total",
+                "notifier" => notifier.name().to_owned(),
+                "kind" => notification.kind.as_str(),
+                "outcome" => outcome
+            )
+            .increment(1);
+        }
+    }
+}
+
+impl fmt::Display for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("notification dispatcher")
+    }
+}

@@ -1,0 +1,70 @@
+//! A successful primary call through `FallbackLayer` (with alternatives configured) and through
+//! `DegradeLayer` allocates nothing, when the request is cheap to clone (`Arc`-backed).
+//! Counted with a global allocator; one test in this binary, so no other test is counted.
+#![cfg(all(feature = "fallback", feature = "degrade"))]
+
+use std::alloc::System;
+use std::future::ready;
+use std::sync::Arc;
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use steadfast::degrade::DegradeLayer;
+use steadfast::fallback::FallbackLayer;
+use steadfast::prelude::*;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[test]
+fn successful_primary_through_fallback_and_degrade_allocates_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let backup = service_fn(|prompt: Arc<str>| ready(Ok::<_, BoxError>(prompt.len())));
+        let fallback = FallbackLayer::new()
+            .named("assistant")
+            .then_named("backup", backup)
+            .then_named("spare", backup);
+        // The view is an `Arc` clone: captured on every call, never allocating.
+        let degrade = DegradeLayer::new(|view: &Arc<str>, _: &BoxError| Some(view.len()))
+            .view(|prompt: &Arc<str>| prompt.clone());
+        let mut agent = degrade.layer(fallback.layer(service_fn(|prompt: Arc<str>| {
+            ready(Ok::<_, BoxError>(prompt.len() + 1))
+        })));
+        let prompt: Arc<str> = Arc::from("what is the capital of France?");
+        // Warm up once: lazily initialised statics are not per-call costs.
+        agent
+            .ready()
+            .await
+            .unwrap()
+            .call(prompt.clone())
+            .await
+            .unwrap();
+
+        let region = Region::new(GLOBAL);
+        let mut total = 0;
+        for _ in 0..10_000 {
+            total += agent
+                .ready()
+                .await
+                .unwrap()
+                .call(prompt.clone())
+                .await
+                .unwrap();
+        }
+        let change = region.change();
+        assert_eq!(total, 10_000 * (prompt.len() + 1));
+        assert_eq!(
+            (
+                change.allocations,
+                change.reallocations,
+                change.bytes_allocated
+            ),
+            (0, 0, 0),
+            "the success path must not allocate"
+        );
+    });
+}
