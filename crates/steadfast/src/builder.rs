@@ -25,8 +25,8 @@
 //! # }
 //! ```
 //!
-//! Methods for the fallback, degrade and dead-letter layers join this trait as those layers
-//! land, with the same shape (`.fallback(x)`, `.degrade(x)`, `.dead_letter(x)`).
+//! The dead-letter layer's method joins this trait as that layer lands, with the same shape
+//! (`.dead_letter(x)`).
 
 use tower::ServiceBuilder;
 
@@ -34,6 +34,10 @@ use tower::ServiceBuilder;
 use crate::chaos::ChaosLayer;
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::CircuitBreakerLayer;
+#[cfg(feature = "degrade")]
+use crate::degrade::DegradeLayer;
+#[cfg(feature = "fallback")]
+use crate::fallback::FallbackLayer;
 #[cfg(feature = "retry")]
 use crate::retry::BackoffRetryLayer;
 
@@ -91,6 +95,51 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: impl Into<BackoffRetryLayer<C>>,
     ) -> ServiceBuilder<tower_layer::Stack<BackoffRetryLayer<C>, L>>;
 
+    /// Adds alternatives tried when the agent fails ([`FallbackLayer`]): other agents, a
+    /// [`ResponseCache`](crate::cache::ResponseCache). Put it outside `backoff_retry`, so
+    /// alternatives are tried once the primary's retries are spent.
+    ///
+    /// ```
+    /// use steadfast::fallback::FallbackLayer;
+    /// use steadfast::prelude::*;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let backup = service_fn(|prompt: String| async move { Ok::<_, BoxError>(format!("(backup) {prompt}")) });
+    /// let agent = ServiceBuilder::new()
+    ///     .fallback(FallbackLayer::new().named("primary").then_named("backup", backup))
+    ///     .service(service_fn(|_: String| async move { Err::<String, BoxError>("overloaded".into()) }));
+    /// assert_eq!(agent.oneshot("hi".to_string()).await?, "(backup) hi");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "fallback")]
+    fn fallback<Req, Res, C, P>(
+        self,
+        layer: impl Into<FallbackLayer<Req, Res, C, P>>,
+    ) -> ServiceBuilder<tower_layer::Stack<FallbackLayer<Req, Res, C, P>, L>>;
+
+    /// Turns the final error into a degraded answer ([`DegradeLayer`]). Put it outermost.
+    ///
+    /// ```
+    /// use steadfast::degrade::DegradeLayer;
+    /// use steadfast::prelude::*;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let agent = ServiceBuilder::new()
+    ///     .degrade(DegradeLayer::new(|_: &(), _: &BoxError| Some("try again in a minute".to_string())))
+    ///     .service(service_fn(|_: String| async move { Err::<String, BoxError>("all down".into()) }));
+    /// assert_eq!(agent.oneshot("hi".to_string()).await?, "try again in a minute");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "degrade")]
+    fn degrade<D, V, P>(
+        self,
+        layer: impl Into<DegradeLayer<D, V, P>>,
+    ) -> ServiceBuilder<tower_layer::Stack<DegradeLayer<D, V, P>, L>>;
+
     /// Adds fault injection ([`ChaosLayer`]): pass a
     /// [`ChaosConfig`](crate::chaos::ChaosConfig) (or a reference to one) or a configured layer.
     /// Put it innermost, next to the agent, so the other layers see its faults as the agent's.
@@ -131,6 +180,22 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: impl Into<BackoffRetryLayer<C>>,
     ) -> ServiceBuilder<tower_layer::Stack<BackoffRetryLayer<C>, L>> {
+        self.layer(layer.into())
+    }
+
+    #[cfg(feature = "fallback")]
+    fn fallback<Req, Res, C, P>(
+        self,
+        layer: impl Into<FallbackLayer<Req, Res, C, P>>,
+    ) -> ServiceBuilder<tower_layer::Stack<FallbackLayer<Req, Res, C, P>, L>> {
+        self.layer(layer.into())
+    }
+
+    #[cfg(feature = "degrade")]
+    fn degrade<D, V, P>(
+        self,
+        layer: impl Into<DegradeLayer<D, V, P>>,
+    ) -> ServiceBuilder<tower_layer::Stack<DegradeLayer<D, V, P>, L>> {
         self.layer(layer.into())
     }
 
