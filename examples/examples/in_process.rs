@@ -1,4 +1,5 @@
-//! A flaky in-process agent behind retry > circuit breaker > timeout, with seeded chaos.
+//! A flaky in-process agent behind degrade > fallback > retry > circuit breaker > timeout, with
+//! seeded chaos.
 //!
 //! `cargo run -p steadfast-examples --example in_process [SEED]`
 
@@ -19,32 +20,28 @@ async fn main() -> Result<(), steadfast::BoxError> {
         settings.outage_for.as_millis(),
     );
     println!(
-        "stack: backoff_retry(2 retries) > circuit_breaker(3 failures, 150 ms open) > timeout(100 ms) > chaos > agent\n"
+        "stack: degrade > fallback(backup agent, then cache) > backoff_retry(2 retries) > circuit_breaker(3 failures, 150 ms open) > timeout(100 ms) > chaos > agent\n"
     );
     let summary = run(settings).await?;
     for line in &summary.timeline {
         println!("{line}");
     }
+    let rows = [
+        ("sent", summary.sent),
+        ("primary, first time", summary.answered_first_time),
+        ("primary, after retries", summary.answered_after_retry),
+        ("backup agent", summary.answered_by_backup),
+        ("cache", summary.answered_from_cache),
+        ("degraded", summary.degraded),
+        ("failed", summary.failed),
+    ];
     println!("\naccounting");
-    println!("  sent                      {:>4}", summary.sent);
+    for (label, count) in rows {
+        println!("  {label:<26}{count:>4}");
+    }
     println!(
-        "  answered first time       {:>4}",
-        summary.answered_first_time
-    );
-    println!(
-        "  answered after retries    {:>4}",
-        summary.answered_after_retry
-    );
-    println!(
-        "  failed fast (open)        {:>4}",
-        summary.failed_circuit_open
-    );
-    println!(
-        "  failed after retries      {:>4}",
-        summary.failed_after_retries
-    );
-    println!(
-        "  accounted for             {:>4}  ({})",
+        "  {:<26}{:>4}  ({})",
+        "accounted for",
         summary.accounted(),
         if summary.accounted() == summary.sent {
             "every request"
@@ -57,7 +54,8 @@ async fn main() -> Result<(), steadfast::BoxError> {
         "  attempts by retry layer   {:>4}  = {} let through + {} refused by the breaker",
         summary.attempts, summary.breaker_calls, summary.breaker_rejected
     );
-    println!("  agent work done           {:>4}", summary.agent_calls);
+    println!("  primary agent work done   {:>4}", summary.agent_calls);
+    println!("  backup agent calls        {:>4}", summary.backup_calls);
     println!(
         "  chaos injected            {:>4} errors, {} outage failures, {} delays past the timeout",
         summary.injected_errors, summary.injected_outage_failures, summary.injected_delays

@@ -48,7 +48,7 @@ pub fn agent(registry: &Registry) -> Result<(Agent, steadfast::chaos::ChaosHandl
     let chaos_config = ChaosConfig::default();
     let chaos = ChaosLayer::new(&chaos_config).named("summarizer", &chaos_config);
     let switch = chaos.handle();
-    // Where the fallback, degrade and dead-letter layers land, they go above `backoff_retry`
+    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process)
     // (a fallback agent or a cached answer would then replace the 502/503 below).
     let stack = ServiceBuilder::new()
         .backoff_retry(

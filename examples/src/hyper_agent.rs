@@ -121,7 +121,7 @@ pub async fn run() -> Result<Summary, BoxError> {
     .classifier(HttpClassifier::new());
 
     let client = Client::builder(TokioExecutor::new()).build_http::<BufferedBody>();
-    // Where the fallback, degrade and dead-letter layers land, they go above `backoff_retry`.
+    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process).
     let stack = ServiceBuilder::new()
         .backoff_retry(retry)
         .circuit_breaker(breaker)

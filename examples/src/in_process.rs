@@ -1,10 +1,15 @@
-//! A flaky in-process agent behind the stack: retry > circuit breaker > timeout > agent.
+//! A flaky in-process agent behind the full stack:
+//! degrade > fallback (backup agent, then cache) > retry > circuit breaker > timeout > agent.
 //!
 //! The agent is a [`service_fn`] that does some work (it counts the words of a prompt). A
 //! seeded [`ChaosLayer`] in front of it fails some calls, slows a few past the timeout, and
 //! takes the agent down for an outage window in the middle of the run. The retry layer hides
-//! the scattered faults; during the outage the breaker opens, so calls fail fast instead of
-//! piling onto a dead agent, and once the outage is over a probe closes it again.
+//! the scattered faults; during the outage the breaker opens, so the primary fails fast and
+//! the fallback layer asks a (flaky too) backup agent, then the cache of earlier answers; what
+//! none of them can answer gets a degraded answer. Once the outage is over a probe closes the
+//! breaker. Every answer says who gave it ([`Served`]), so every request is accounted for.
+//!
+//! The dead-letter layer (between degrade and fallback) joins this stack when it lands.
 //!
 //! ```text
 //! cargo run -p steadfast-examples --example in_process
@@ -14,12 +19,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use steadfast::chaos::{ChaosConfig, ChaosError, ChaosHandle, ChaosLayer, Outage};
+use steadfast::cache::{CacheConfig, ResponseCache};
+use steadfast::chaos::{ChaosConfig, ChaosHandle, ChaosLayer, Outage};
+use steadfast::degrade::DegradeLayer;
 use steadfast::events::Event;
+use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
+use steadfast::provenance::{Attributed, Provenance, Served};
 use steadfast::retry::count_attempts;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// An answer and who gave it.
+pub type Answer = Attributed<String>;
 
 /// What to run.
 #[derive(Clone, Copy, Debug)]
@@ -54,14 +66,22 @@ impl Default for Settings {
 pub struct Summary {
     /// Requests sent.
     pub sent: u32,
-    /// Answered at the first attempt.
+    /// Answered by the primary at its first attempt.
     pub answered_first_time: u32,
-    /// Answered after one or more retries.
+    /// Answered by the primary after one or more retries.
     pub answered_after_retry: u32,
-    /// Failed fast because the circuit was open (the agent was not called).
-    pub failed_circuit_open: u32,
-    /// Failed after the retries were spent (or the budget or deadline ran out).
-    pub failed_after_retries: u32,
+    /// Answered by the backup agent.
+    pub answered_by_backup: u32,
+    /// Answered from the cache of earlier answers.
+    pub answered_from_cache: u32,
+    /// Given a degraded answer.
+    pub degraded: u32,
+    /// Failed outright (with a degrade layer that always answers: none).
+    pub failed: u32,
+    /// Requests whose primary call was refused by the open breaker.
+    pub primary_failed_fast: u32,
+    /// Calls the backup agent's code ran.
+    pub backup_calls: u64,
     /// Attempts made by the retry layer, over all requests.
     pub attempts: u64,
     /// Calls the agent's own code ran (the work done).
@@ -87,12 +107,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Requests with an answer plus requests with an error: must equal [`sent`](Self::sent).
+    /// Answers by who gave them, plus failures: must equal [`sent`](Self::sent).
     pub fn accounted(&self) -> u32 {
         self.answered_first_time
             + self.answered_after_retry
-            + self.failed_circuit_open
-            + self.failed_after_retries
+            + self.answered_by_backup
+            + self.answered_from_cache
+            + self.degraded
+            + self.failed
     }
 }
 
@@ -102,12 +124,20 @@ pub async fn run(settings: Settings) -> Result<Summary, BoxError> {
     let registry = Registry::new();
     let mut events = registry.events().subscribe();
     let agent_calls = Arc::new(AtomicU64::new(0));
-    let (stack, chaos, breaker) = stack(&settings, &registry, agent_calls.clone())?;
+    let backup_calls = Arc::new(AtomicU64::new(0));
+    let (stack, chaos, breaker) = stack(
+        &settings,
+        &registry,
+        agent_calls.clone(),
+        backup_calls.clone(),
+    )?;
 
     let mut summary = Summary::empty();
     let started = Instant::now();
     for index in 0..settings.requests {
-        let prompt = format!("prompt {index}: summarise the quarterly report please");
+        // Sixteen topics, asked again and again: the cache can answer a topic seen before the
+        // outage, not one first asked during it.
+        let prompt = format!("summarise report {} please", index % 16);
         let sent_at = Instant::now();
         let (result, attempts) = count_attempts(stack.clone().oneshot(prompt)).await;
         let at = crate::millis(sent_at - started);
@@ -129,19 +159,22 @@ pub async fn run(settings: Settings) -> Result<Summary, BoxError> {
     summary.injected_outage_failures = injected.outage_failures;
     summary.injected_delays = injected.delays;
     summary.agent_calls = agent_calls.load(Ordering::Relaxed);
+    summary.backup_calls = backup_calls.load(Ordering::Relaxed);
     summary.final_state = breaker.state();
     Ok(summary)
 }
 
-/// The stack, outer to inner: retry > breaker > timeout > chaos > the agent (which counts its
-/// calls in `agent_calls`); with the chaos switch and the breaker's handle.
+/// The stack, outer to inner: degrade > fallback (backup, cache) > retry > breaker > timeout >
+/// chaos > the agent (which counts its calls in `agent_calls`); with the chaos switch and the
+/// breaker's handle.
 fn stack(
     settings: &Settings,
     registry: &Registry,
     agent_calls: Arc<AtomicU64>,
+    backup_calls: Arc<AtomicU64>,
 ) -> Result<
     (
-        impl Service<String, Response = String, Error = BoxError, Future: Send> + Clone,
+        impl Service<String, Response = Answer, Error = BoxError, Future: Send> + Clone,
         ChaosHandle,
         BreakerHandle,
     ),
@@ -185,13 +218,63 @@ fn stack(
         async move {
             // The "work": a model that summarises a prompt by counting its words.
             tokio::time::sleep(Duration::from_millis(2)).await;
-            Ok::<_, BoxError>(format!("{} words", prompt.split_whitespace().count()))
+            Ok::<_, BoxError>(Answer::new(format!(
+                "{} words",
+                prompt.split_whitespace().count()
+            )))
         }
     });
 
-    // Where the fallback, degrade and dead-letter layers land, they go above `backoff_retry`:
-    // `.layer(DegradeLayer..).layer(DeadLetterLayer..).layer(FallbackLayer..)`.
+    // A smaller backup model, flaky too (its own seeded chaos fails half its calls).
+    let backup_chaos = ChaosConfig::builder()
+        .seed(settings.seed.wrapping_add(1))
+        .error_rate(0.5)
+        .build()?;
+    let backup = ServiceBuilder::new()
+        .chaos(ChaosLayer::new(&backup_chaos).named("backup", &backup_chaos))
+        .service(service_fn(move |prompt: String| {
+            backup_calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                Ok::<_, BoxError>(Answer::new(format!(
+                    "about {} words (backup)",
+                    prompt.split_whitespace().count()
+                )))
+            }
+        }));
+    let cache = ResponseCache::new(
+        CacheConfig::builder()
+            .max_entries(100)
+            .ttl(Duration::from_secs(10))
+            .max_stale(Duration::from_secs(60))
+            .build()?,
+        |prompt: &String| Some(prompt.clone()),
+    );
+    let fallback = FallbackLayer::new()
+        .named("summarizer")
+        .then_named("backup", backup)
+        .then_cache(cache)
+        .mark_responses();
+    let degrade = DegradeLayer::new(|topic: &String, _error: &BoxError| {
+        Some(Answer::new(format!(
+            "cannot summarise {topic} right now, try again in a minute"
+        )))
+    })
+    .view(|prompt: &String| {
+        // "summarise report 14 please" -> "report 14"
+        prompt
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+    .named("summarizer")
+    .mark_responses();
+
+    // Outer to inner. The dead-letter layer goes between degrade and fallback when it lands.
     let stack = ServiceBuilder::new()
+        .degrade(degrade)
+        .fallback(fallback)
         .backoff_retry(retry)
         .circuit_breaker(breaker)
         .timeout(Duration::from_millis(100))
@@ -206,8 +289,12 @@ impl Summary {
             sent: 0,
             answered_first_time: 0,
             answered_after_retry: 0,
-            failed_circuit_open: 0,
-            failed_after_retries: 0,
+            answered_by_backup: 0,
+            answered_from_cache: 0,
+            degraded: 0,
+            failed: 0,
+            primary_failed_fast: 0,
+            backup_calls: 0,
             attempts: 0,
             agent_calls: 0,
             breaker_calls: 0,
@@ -227,37 +314,47 @@ impl Summary {
         index: u32,
         at: u128,
         took: Duration,
-        result: Result<String, BoxError>,
+        result: Result<Answer, BoxError>,
         attempts: u32,
     ) {
         self.sent += 1;
         self.attempts += u64::from(attempts);
         let line = match result {
-            Ok(answer) if attempts == 1 => {
-                self.answered_first_time += 1;
-                format!("{at:>5} ms  #{index:<3} ok          {answer}")
-            }
             Ok(answer) => {
-                self.answered_after_retry += 1;
-                format!(
-                    "{at:>5} ms  #{index:<3} ok          {answer} (after {attempts} attempts, {} ms)",
-                    crate::millis(took)
-                )
-            }
-            Err(error) if steadfast::error::find::<CircuitOpen>(error.as_ref()).is_some() => {
-                self.failed_circuit_open += 1;
-                format!("{at:>5} ms  #{index:<3} fast-fail   {error}")
+                let served = answer.served();
+                let text = &answer.value;
+                match served {
+                    Served::Primary if attempts == 1 => {
+                        self.answered_first_time += 1;
+                        format!("{at:>5} ms  #{index:<3} primary     {text}")
+                    }
+                    Served::Primary => {
+                        self.answered_after_retry += 1;
+                        format!(
+                            "{at:>5} ms  #{index:<3} primary     {text} (after {attempts} attempts, {} ms)",
+                            crate::millis(took)
+                        )
+                    }
+                    Served::Fallback { .. } => {
+                        self.answered_by_backup += 1;
+                        format!("{at:>5} ms  #{index:<3} backup      {text}")
+                    }
+                    Served::Cache { age } => {
+                        self.answered_from_cache += 1;
+                        format!(
+                            "{at:>5} ms  #{index:<3} cache       {text} (cached {} ms ago)",
+                            crate::millis(age)
+                        )
+                    }
+                    Served::Degraded { reason } => {
+                        self.degraded += 1;
+                        format!("{at:>5} ms  #{index:<3} degraded    {text} ({reason})")
+                    }
+                }
             }
             Err(error) => {
-                self.failed_after_retries += 1;
-                let cause = if steadfast::error::find::<ChaosError>(error.as_ref()).is_some() {
-                    "injected fault"
-                } else {
-                    "timeout"
-                };
-                format!(
-                    "{at:>5} ms  #{index:<3} failed      {cause} after {attempts} attempts: {error}"
-                )
+                self.failed += 1;
+                format!("{at:>5} ms  #{index:<3} FAILED      {error}")
             }
         };
         self.timeline.push(line);

@@ -132,7 +132,7 @@ pub async fn run() -> Result<Summary, BoxError> {
         .max_backoff(Duration::from_millis(100))
         .deadline(Duration::from_secs(3))
         .build()?;
-    // Where the fallback, degrade and dead-letter layers land, they go above `backoff_retry`.
+    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process).
     let stack = ServiceBuilder::new()
         .backoff_retry(
             BackoffRetryLayer::new(retry)
