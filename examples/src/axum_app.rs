@@ -48,8 +48,8 @@ pub fn agent(registry: &Registry) -> Result<(Agent, steadfast::chaos::ChaosHandl
     let chaos_config = ChaosConfig::default();
     let chaos = ChaosLayer::new(&chaos_config).named("summarizer", &chaos_config);
     let switch = chaos.handle();
-    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process)
-    // (a fallback agent or a cached answer would then replace the 502/503 below).
+    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process):
+    // a backup agent or a cached answer would then replace the handler's 502/503.
     let stack = ServiceBuilder::new()
         .backoff_retry(
             BackoffRetryLayer::new(
