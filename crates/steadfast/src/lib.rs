@@ -12,6 +12,7 @@
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
 //! | [`events`] | always | what the layers decided, on a non-blocking bus |
+//! | [`builder`] | always | `ServiceBuilderExt`: `.circuit_breaker(cfg).backoff_retry(cfg)` on `ServiceBuilder` |
 //! | [`notify`] | always | notifications from events: policy, dispatcher, `Notifier` trait |
 //! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
@@ -45,6 +46,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod builder;
 pub mod classify;
 pub mod error;
 pub mod events;
@@ -91,6 +93,7 @@ pub use registry::Registry;
 
 /// The layers, their configs, [`Outcome`] and [`Registry`]: `use steadfast::prelude::*;`.
 pub mod prelude {
+    pub use crate::builder::ServiceBuilderExt;
     pub use crate::classify::{Classify, DefaultClassifier, Outcome, OutcomeKind};
     pub use crate::error::BoxError;
     pub use crate::registry::Registry;

@@ -57,6 +57,20 @@ impl ChaosLayer {
     }
 }
 
+impl From<&ChaosConfig> for ChaosLayer {
+    /// [`ChaosLayer::new`]: lets `ServiceBuilderExt::chaos` take a config.
+    fn from(config: &ChaosConfig) -> Self {
+        ChaosLayer::new(config)
+    }
+}
+
+impl From<ChaosConfig> for ChaosLayer {
+    /// [`ChaosLayer::new`]: lets `ServiceBuilderExt::chaos` take a config.
+    fn from(config: ChaosConfig) -> Self {
+        ChaosLayer::new(&config)
+    }
+}
+
 impl<F> ChaosLayer<F> {
     /// Names the agent (in injected errors). Starts afresh from `config`.
     #[must_use]

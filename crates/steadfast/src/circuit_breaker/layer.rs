@@ -54,6 +54,13 @@ impl CircuitBreakerLayer {
     }
 }
 
+impl From<BreakerConfig> for CircuitBreakerLayer {
+    /// [`CircuitBreakerLayer::new`]: lets `ServiceBuilderExt::circuit_breaker` take a config.
+    fn from(config: BreakerConfig) -> Self {
+        CircuitBreakerLayer::new(config)
+    }
+}
+
 impl<C> CircuitBreakerLayer<C> {
     /// Names the agent (metrics labels, logs, registry, errors). Starts a fresh breaker.
     #[must_use]

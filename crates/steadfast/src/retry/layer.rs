@@ -59,6 +59,13 @@ impl BackoffRetryLayer {
     }
 }
 
+impl From<RetryConfig> for BackoffRetryLayer {
+    /// [`BackoffRetryLayer::new`]: lets `ServiceBuilderExt::backoff_retry` take a config.
+    fn from(config: RetryConfig) -> Self {
+        BackoffRetryLayer::new(config)
+    }
+}
+
 impl<C> BackoffRetryLayer<C> {
     fn with_parts(self, change: impl FnOnce(&mut Parts)) -> Self {
         let mut parts = self.shared.parts();
