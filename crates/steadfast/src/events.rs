@@ -14,8 +14,18 @@
 //!   ([`Registry::events`](crate::Registry::events)); a breaker without a registry can be given
 //!   a bus with `CircuitBreakerLayer::events`. A breaker emits only on transitions, never on
 //!   the call path.
-//! - Other layers hold an `Option<EventBus>` (set from the registry they register in, or given
-//!   directly) and call [`EventBus::emit`] when they decide something: that is the whole hook.
+//! - `BackoffRetryLayer`, `FallbackLayer`, `DegradeLayer` and `DeadLetterLayer` mirror the
+//!   breaker: `.register(&registry)` publishes on the registry's bus and bumps that agent's
+//!   [`AgentCounters`](crate::registry::AgentCounters); `.events(&bus)` gives a bus of their
+//!   own (which wins over the registry's). They report only their decisions, never a success:
+//!
+//!   | layer | event | counter |
+//!   |---|---|---|
+//!   | `BackoffRetryLayer` | [`Event::RetryScheduled`] per retry, [`Event::RetriesExhausted`] when `max_retries` ran out | `retries`, `retries_exhausted` |
+//!   | `FallbackLayer` | [`Event::FallbackUsed`] when an alternative or the cache answered | `fallbacks` |
+//!   | `DegradeLayer` | [`Event::Degraded`] (`from: "primary"`, `to: "degraded"`) per degraded answer | `degraded` |
+//!   | `DeadLetterLayer` | [`Event::DeadLettered`] once the sink confirmed the record | `dead_lettered` |
+//!   | `dead_letter::Monitor` | [`Event::DlqOverThreshold`] at a check over `max_depth` | `dlq_depth` (set per agent) |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -127,7 +137,10 @@ pub enum Event {
         /// Why the agent's answer was not used.
         reason: Option<&'static str>,
     },
-    /// The service moved to another degradation level.
+    /// A degradation layer answered with a degraded answer instead of the agent's: `from` is
+    /// `"primary"`, `to` is `"degraded"`, `reason` what failed (`"shed"`, `"timeout"`,
+    /// `"circuit open"`, `"shutdown"`, ... or `"error"`). Reserved as well for a service moving
+    /// between degradation levels (`from`/`to` are then level names).
     Degraded {
         /// The agent (or service) whose level changed.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]

@@ -74,6 +74,8 @@ pub mod retry;
 
 #[allow(dead_code)] // used by the layers; a build with none of them has no clock to read
 pub(crate) mod clock;
+#[allow(dead_code)] // used by the layers; a build with none of them reports nothing
+pub(crate) mod report;
 #[allow(dead_code)] // used by the layers; a build with none of them needs none of it
 pub(crate) mod sync;
 

@@ -145,7 +145,7 @@ impl fmt::Display for Health {
     }
 }
 
-/// Counters the retry, fallback and dead-letter layers fill for one agent (get them with
+/// Counters the retry, fallback, degrade and dead-letter layers fill for one agent (get them with
 /// [`Registry::counters`]). Lock-free; every method is one relaxed atomic operation.
 #[derive(Debug, Default)]
 pub struct AgentCounters {
@@ -154,6 +154,7 @@ pub struct AgentCounters {
     fallbacks: AtomicU64,
     dead_lettered: AtomicU64,
     dlq_depth: AtomicU64,
+    degraded: AtomicU64,
 }
 
 impl AgentCounters {
@@ -170,6 +171,11 @@ impl AgentCounters {
     /// A fallback answered instead of the agent.
     pub fn record_fallback(&self) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A degradation layer answered with a degraded answer instead of the agent's.
+    pub fn record_degraded(&self) {
+        self.degraded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request for the agent was dead-lettered.
@@ -190,6 +196,7 @@ impl AgentCounters {
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             dlq_depth: self.dlq_depth.load(Ordering::Relaxed),
+            degraded: self.degraded.load(Ordering::Relaxed),
         }
     }
 }
@@ -209,6 +216,8 @@ pub struct CountersSnapshot {
     pub dead_lettered: u64,
     /// Entries in the agent's dead-letter queue.
     pub dlq_depth: u64,
+    /// Calls a degradation layer answered with a degraded answer.
+    pub degraded: u64,
 }
 
 /// [`Registry::wait_for_healthy`] gave up.

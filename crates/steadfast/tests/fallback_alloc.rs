@@ -24,13 +24,19 @@ fn successful_primary_through_fallback_and_degrade_allocates_nothing() {
         .unwrap();
     runtime.block_on(async {
         let backup = service_fn(|prompt: Arc<str>| ready(Ok::<_, BoxError>(prompt.len())));
+        // Registered: reporting to the registry costs nothing on a success either.
+        let registry = Registry::new();
+        let _events = registry.events().subscribe();
         let fallback = FallbackLayer::new()
             .named("assistant")
             .then_named("backup", backup)
-            .then_named("spare", backup);
+            .then_named("spare", backup)
+            .register(&registry);
         // The view is an `Arc` clone: captured on every call, never allocating.
         let degrade = DegradeLayer::new(|view: &Arc<str>, _: &BoxError| Some(view.len()))
-            .view(|prompt: &Arc<str>| prompt.clone());
+            .view(|prompt: &Arc<str>| prompt.clone())
+            .named("assistant")
+            .register(&registry);
         let mut agent = degrade.layer(fallback.layer(service_fn(|prompt: Arc<str>| {
             ready(Ok::<_, BoxError>(prompt.len() + 1))
         })));

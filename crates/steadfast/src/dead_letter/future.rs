@@ -8,8 +8,10 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use crate::classify::Classify;
+use crate::classify::{Classify, classify_known_error};
 use crate::error::BoxError;
+use crate::events::Event;
+use crate::registry::AgentCounters;
 
 use super::error::{DeadLetterFailed, DeadLettered, FailedResponse};
 use super::id::DeadLetterId;
@@ -29,6 +31,8 @@ struct Sinking {
     append: SinkFuture<'static, ()>,
     id: DeadLetterId,
     agent: Arc<str>,
+    reason: &'static str,
+    shared: Arc<Shared>,
     original: Option<BoxError>,
 }
 
@@ -55,7 +59,7 @@ impl<F, Req, En, C> ResponseFuture<F, Req, En, C> {
 impl<F, Req, En, C, T, E> Future for ResponseFuture<F, Req, En, C>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
     En: EncodeRequest<Req>,
     C: Classify<T, E>,
 {
@@ -73,7 +77,10 @@ where
         };
         let outcome = match &result {
             Ok(response) => capture.classifier.classify(Ok(response)),
-            Err(error) => capture.classifier.classify(Err(error)),
+            // What steadfast itself recognises (a drain's `CancelledByShutdown`, `CircuitOpen`,
+            // timeouts) means the same here as in every other layer, whatever the classifier.
+            Err(error) => classify_known_error(error)
+                .unwrap_or_else(|| capture.classifier.classify(Err(error))),
         };
         if outcome.is_success() || !capture.shared.policy.covers(outcome.kind()) {
             return Poll::Ready(result.map_err(Into::into));
@@ -111,6 +118,8 @@ where
             append: Box::pin(async move { sink.append(record).await }),
             id,
             agent: Arc::clone(&shared.agent),
+            reason: outcome.reason().unwrap_or(outcome.kind().as_str()),
+            shared: Arc::clone(shared),
             original: Some(original),
         });
         poll_sinking(sinking, cx)
@@ -128,6 +137,13 @@ fn poll_sinking<T>(sinking: &mut Sinking, cx: &mut Context<'_>) -> Poll<Result<T
             metrics::counter!("steadfast_dead_letters_total", "agent" => sinking.agent.to_string())
                 .increment(1);
             tracing::warn!(agent = %sinking.agent, id = %sinking.id, error = %original, "request dead-lettered");
+            sinking.shared.reporter.report(
+                || Event::DeadLettered {
+                    agent: Arc::clone(&sinking.agent),
+                    reason: sinking.reason,
+                },
+                AgentCounters::record_dead_letter,
+            );
             Box::new(DeadLettered::new(
                 sinking.id,
                 Arc::clone(&sinking.agent),

@@ -8,6 +8,9 @@ use tower_layer::Layer;
 
 use crate::classify::DefaultClassifier;
 use crate::error::BoxError;
+use crate::events::EventBus;
+use crate::registry::Registry;
+use crate::report::{ReportTo, Reporter};
 
 use super::config::DeadLetterPolicy;
 use super::service::DeadLetterService;
@@ -61,6 +64,9 @@ pub(crate) struct Shared {
     pub(crate) agent: Arc<str>,
     pub(crate) policy: DeadLetterPolicy,
     pub(crate) trace_id: Option<TraceIdFn>,
+    pub(crate) report_to: ReportTo,
+    /// `report_to` resolved for `agent`; refreshed whenever either changes.
+    pub(crate) reporter: Reporter,
 }
 
 /// Stores requests whose final outcome is a failure in a [`DeadLetterSink`], and returns
@@ -87,6 +93,8 @@ impl DeadLetterLayer {
                 agent: Arc::from("agent"),
                 policy: DeadLetterPolicy::default(),
                 trace_id: None,
+                report_to: ReportTo::default(),
+                reporter: Reporter::default(),
             }),
             encoder: DebugEncoder,
             classifier: DefaultClassifier,
@@ -97,7 +105,32 @@ impl DeadLetterLayer {
 impl<En, C> DeadLetterLayer<En, C> {
     /// The agent name stored in records and used as the metrics label.
     pub fn named(mut self, agent: impl Into<Arc<str>>) -> Self {
-        Arc::make_mut(&mut self.shared).agent = agent.into();
+        let shared = Arc::make_mut(&mut self.shared);
+        shared.agent = agent.into();
+        shared.reporter = shared.report_to.resolve(&shared.agent);
+        self
+    }
+
+    /// Reports to `registry`: each record the sink confirmed bumps the agent's `dead_lettered`
+    /// counter and, unless [`events`](Self::events) gave a bus, is published on the registry's
+    /// bus as [`Event::DeadLettered`](crate::events::Event::DeadLettered) with the outcome's
+    /// reason (`"shutdown"` for a call a drain cancelled, `"timeout"`, `"circuit open"`, ...,
+    /// or the outcome kind). Calls that succeed, or are not dead-lettered, report nothing.
+    #[must_use]
+    pub fn register(mut self, registry: &Registry) -> Self {
+        let shared = Arc::make_mut(&mut self.shared);
+        shared.report_to.set_registry(registry);
+        shared.reporter = shared.report_to.resolve(&shared.agent);
+        self
+    }
+
+    /// Publishes `DeadLettered` events on `bus`, in place of a registry's bus. Counters still
+    /// need [`register`](Self::register).
+    #[must_use]
+    pub fn events(mut self, bus: &EventBus) -> Self {
+        let shared = Arc::make_mut(&mut self.shared);
+        shared.report_to.set_bus(bus);
+        shared.reporter = shared.report_to.resolve(&shared.agent);
         self
     }
 

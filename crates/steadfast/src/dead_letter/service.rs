@@ -24,7 +24,7 @@ pub struct DeadLetterService<S, En, C> {
 impl<S, En, C, Req> Service<Req> for DeadLetterService<S, En, C>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     Req: Clone,
     En: EncodeRequest<Req> + Clone,
     C: Classify<S::Response, S::Error> + Clone,

@@ -1,10 +1,13 @@
 //! [`DeadLetterStats`] and [`Monitor`]: depth, oldest age, rate, per-agent counts, gauges and a
 //! threshold alert.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use crate::events::{Event, EventBus};
+use crate::registry::Registry;
 
 use super::sink::{DeadLetterSink, SinkError};
 
@@ -65,6 +68,10 @@ pub struct Monitor {
     max_depth: Option<u64>,
     max_oldest_age: Option<Duration>,
     on_alert: Option<AlertFn>,
+    bus: Option<EventBus>,
+    registry: Option<Registry>,
+    /// Agents whose DLQ depth this monitor set in the registry, to zero those that empty.
+    reported_agents: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl fmt::Debug for Monitor {
@@ -73,6 +80,8 @@ impl fmt::Debug for Monitor {
             .field("name", &self.name)
             .field("max_depth", &self.max_depth)
             .field("max_oldest_age", &self.max_oldest_age)
+            .field("events", &self.bus.is_some())
+            .field("registry", &self.registry.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -86,7 +95,29 @@ impl Monitor {
             max_depth: None,
             max_oldest_age: None,
             on_alert: None,
+            bus: None,
+            registry: None,
+            reported_agents: Arc::default(),
         }
+    }
+
+    /// Publishes [`Event::DlqOverThreshold`] (`queue` is this monitor's name) on `bus` at each
+    /// check that finds more records than [`max_depth`](Self::max_depth), in place of a
+    /// registry's bus.
+    pub fn events(mut self, bus: &EventBus) -> Self {
+        self.bus = Some(bus.clone());
+        self
+    }
+
+    /// At each check, sets every agent's DLQ depth in `registry`
+    /// ([`AgentCounters::set_dlq_depth`](crate::registry::AgentCounters::set_dlq_depth), from
+    /// the store's per-agent counts; agents it no longer holds go back to 0) and, unless
+    /// [`events`](Self::events) gave a bus, publishes [`Event::DlqOverThreshold`] on the
+    /// registry's bus. One monitor per store: two monitors of different stores reporting to
+    /// one registry would overwrite each other's depths.
+    pub fn register(mut self, registry: &Registry) -> Self {
+        self.registry = Some(registry.clone());
+        self
     }
 
     /// Alert when more than `depth` records are stored.
@@ -131,7 +162,43 @@ impl Monitor {
                 on_alert(alert);
             }
         }
+        self.report(&stats, &alerts);
         Ok((stats, alerts))
+    }
+
+    /// Sets the registry's DLQ depths and publishes the depth alert, if configured.
+    fn report(&self, stats: &DeadLetterStats, alerts: &[DlqAlert]) {
+        if let Some(registry) = &self.registry {
+            let mut reported = self
+                .reported_agents
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for agent in reported.iter() {
+                if !stats.by_agent.contains_key(agent) {
+                    registry.counters(agent).set_dlq_depth(0);
+                }
+            }
+            reported.clear();
+            for (agent, depth) in &stats.by_agent {
+                registry.counters(agent).set_dlq_depth(*depth);
+                reported.insert(agent.clone());
+            }
+        }
+        let bus = self
+            .bus
+            .as_ref()
+            .or_else(|| self.registry.as_ref().map(Registry::events));
+        if let Some(bus) = bus {
+            for alert in alerts {
+                if let DlqAlert::DepthOver { depth, threshold } = *alert {
+                    bus.emit(Event::DlqOverThreshold {
+                        queue: Arc::clone(&self.name),
+                        depth,
+                        threshold,
+                    });
+                }
+            }
+        }
     }
 
     /// Checks every `period` on a tokio task until the returned handle is aborted. A failed

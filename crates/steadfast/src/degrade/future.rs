@@ -11,7 +11,9 @@ use pin_project_lite::pin_project;
 
 use crate::classify::classify_known_error;
 use crate::error::BoxError;
+use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::registry::AgentCounters;
 
 use super::error::Shed;
 use super::layer::Degrade;
@@ -78,9 +80,19 @@ where
         let shared = &**this.shared;
         match shared.degrade.degrade(this.view, &error) {
             Some(mut response) => {
+                let reason = reason_of(&error);
                 let served = Served::Degraded {
-                    reason: Cow::Borrowed(reason_of(&error)),
+                    reason: Cow::Borrowed(reason),
                 };
+                shared.reporter.report(
+                    || Event::Degraded {
+                        agent: shared.agent.clone(),
+                        from: "primary",
+                        to: "degraded",
+                        reason: Some(reason),
+                    },
+                    AgentCounters::record_degraded,
+                );
                 tracing::debug!(agent = %shared.agent, error = %error, "answer degraded");
                 shared.marker.mark(&mut response, &served);
                 shared.counters.count(&served);

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::error::BoxError;
+use crate::events::EventBus;
 use crate::provenance::{Marked, ServedCounters, Unmarked};
+
+use crate::registry::Registry;
+use crate::report::ReportTo;
 
 use super::level::{DegradationLevel, Level};
 use super::service::{DegradeService, Shared};
@@ -31,6 +35,7 @@ pub struct DegradeLayer<D, V = NoView, P = Unmarked> {
     marker: P,
     level: Option<DegradationLevel>,
     shed_at: Option<Level>,
+    report_to: ReportTo,
 }
 
 /// Turns the final error, and the view of the request captured before the call, into a degraded
@@ -93,6 +98,7 @@ impl<D> DegradeLayer<D> {
             marker: Unmarked,
             level: None,
             shed_at: None,
+            report_to: ReportTo::default(),
         }
     }
 }
@@ -115,6 +121,7 @@ impl<D, V, P> DegradeLayer<D, V, P> {
             marker: self.marker,
             level: self.level,
             shed_at: self.shed_at,
+            report_to: self.report_to,
         }
     }
 
@@ -129,6 +136,7 @@ impl<D, V, P> DegradeLayer<D, V, P> {
             marker: Marked,
             level: self.level,
             shed_at: self.shed_at,
+            report_to: self.report_to,
         }
     }
 
@@ -136,6 +144,25 @@ impl<D, V, P> DegradeLayer<D, V, P> {
     #[must_use]
     pub fn level(mut self, level: DegradationLevel) -> Self {
         self.level = Some(level);
+        self
+    }
+
+    /// Reports to `registry`: each degraded answer bumps the agent's `degraded` counter and,
+    /// unless [`events`](Self::events) gave a bus, is published on the registry's bus as
+    /// [`Event::Degraded`](crate::events::Event::Degraded) with `from: "primary"`,
+    /// `to: "degraded"` and the reason (`"shed"`, `"timeout"`, `"circuit open"`, ... or
+    /// `"error"`). An error passed through and a success report nothing.
+    #[must_use]
+    pub fn register(mut self, registry: &Registry) -> Self {
+        self.report_to.set_registry(registry);
+        self
+    }
+
+    /// Publishes `Degraded` events on `bus`, in place of a registry's bus. Counters still need
+    /// [`register`](Self::register).
+    #[must_use]
+    pub fn events(mut self, bus: &EventBus) -> Self {
+        self.report_to.set_bus(bus);
         self
     }
 
@@ -165,6 +192,7 @@ impl<S, D: Clone, V: Clone, P: Clone> Layer<S> for DegradeLayer<D, V, P> {
                     (Some(level), Some(at)) => Some((level.clone(), at)),
                     _ => None,
                 },
+                reporter: self.report_to.resolve(&self.agent),
             }),
         }
     }
@@ -179,6 +207,7 @@ impl<D: Clone, V: Clone, P: Clone> Clone for DegradeLayer<D, V, P> {
             marker: self.marker.clone(),
             level: self.level.clone(),
             shed_at: self.shed_at,
+            report_to: self.report_to.clone(),
         }
     }
 }
@@ -190,6 +219,7 @@ impl<D, V, P> fmt::Debug for DegradeLayer<D, V, P> {
             .field("marker", &std::any::type_name::<P>())
             .field("level", &self.level)
             .field("shed_at", &self.shed_at)
+            .field("report_to", &self.report_to)
             .finish_non_exhaustive()
     }
 }

@@ -27,6 +27,7 @@ pub(crate) struct Shared<D, V, P> {
     pub(crate) view: V,
     pub(crate) marker: P,
     pub(crate) shed: Option<(DegradationLevel, Level)>,
+    pub(crate) reporter: crate::report::Reporter,
 }
 
 impl<S, D, V, P> DegradeService<S, D, V, P> {

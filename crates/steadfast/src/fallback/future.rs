@@ -13,7 +13,9 @@ use tower::ServiceExt;
 use crate::cache::CacheMiss;
 use crate::classify::{Classify, Outcome, OutcomeKind};
 use crate::error::BoxError;
+use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::registry::AgentCounters;
 
 use super::alternative::Target;
 use super::error::{AllFailed, SkipReason, Skipped, UnsuccessfulResponse};
@@ -170,6 +172,14 @@ where
             Ok(mut response) if attempt_outcome.is_success() => {
                 marker.mark(&mut response, &served);
                 shared.counters.count(&served);
+                shared.reporter.report(
+                    || Event::FallbackUsed {
+                        agent: shared.agent.clone(),
+                        fallback: name.clone(),
+                        reason: outcome.reason(),
+                    },
+                    AgentCounters::record_fallback,
+                );
                 return Ok(response);
             }
             result => {

@@ -10,6 +10,7 @@ use tower_service::Service;
 use crate::cache::{CacheTier, ResponseCache};
 use crate::classify::DefaultClassifier;
 use crate::error::BoxError;
+use crate::events::EventBus;
 use crate::provenance::{Marked, ServedCounters};
 use crate::registry::Registry;
 
@@ -40,6 +41,7 @@ pub struct FallbackLayer<Req, Res, C = DefaultClassifier, P = crate::provenance:
     alternatives: Vec<Alternative<Req, Res>>,
     cache: Option<Arc<dyn CacheTier<Req, Res>>>,
     registry: Option<Registry>,
+    report_to: crate::report::ReportTo,
     classifier: C,
     marker: P,
 }
@@ -52,6 +54,7 @@ impl<Req, Res> FallbackLayer<Req, Res> {
             alternatives: Vec::new(),
             cache: None,
             registry: None,
+            report_to: crate::report::ReportTo::default(),
             classifier: DefaultClassifier,
             marker: crate::provenance::Unmarked,
         }
@@ -149,6 +152,27 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
         self
     }
 
+    /// Reports to `registry`: each answer an alternative (or the cache) gives in the
+    /// primary's place bumps the agent's `fallbacks` counter and, unless
+    /// [`events`](Self::events) gave a bus, is published on the registry's bus as
+    /// [`Event::FallbackUsed`](crate::events::Event::FallbackUsed). Also looks up
+    /// alternatives' breakers in it, as [`registry`](Self::registry) does. A call the primary
+    /// answers reports nothing.
+    #[must_use]
+    pub fn register(mut self, registry: &Registry) -> Self {
+        self.report_to.set_registry(registry);
+        self.registry = Some(registry.clone());
+        self
+    }
+
+    /// Publishes `FallbackUsed` events on `bus`, in place of a registry's bus. Counters still
+    /// need [`register`](Self::register).
+    #[must_use]
+    pub fn events(mut self, bus: &EventBus) -> Self {
+        self.report_to.set_bus(bus);
+        self
+    }
+
     /// Classifies results (the primary's and the alternatives') with `classifier`.
     #[must_use]
     pub fn classifier<C2>(self, classifier: C2) -> FallbackLayer<Req, Res, C2, P> {
@@ -157,6 +181,7 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
             alternatives: self.alternatives,
             cache: self.cache,
             registry: self.registry,
+            report_to: self.report_to,
             classifier,
             marker: self.marker,
         }
@@ -173,6 +198,7 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
             alternatives: self.alternatives,
             cache: self.cache,
             registry: self.registry,
+            report_to: self.report_to,
             classifier: self.classifier,
             marker: Marked,
         }
@@ -198,6 +224,7 @@ impl<S, Req, Res, C: Clone, P: Clone> Layer<S> for FallbackLayer<Req, Res, C, P>
             alternatives: alternatives.into_boxed_slice(),
             cache: self.cache.clone(),
             registry: self.registry.clone(),
+            reporter: self.report_to.resolve(&self.agent),
         };
         Fallback {
             inner,
@@ -215,6 +242,7 @@ impl<Req, Res, C: Clone, P: Clone> Clone for FallbackLayer<Req, Res, C, P> {
             alternatives: self.alternatives.clone(),
             cache: self.cache.clone(),
             registry: self.registry.clone(),
+            report_to: self.report_to.clone(),
             classifier: self.classifier.clone(),
             marker: self.marker.clone(),
         }
@@ -228,6 +256,7 @@ impl<Req, Res, C, P> fmt::Debug for FallbackLayer<Req, Res, C, P> {
             .field("alternatives", &self.alternatives)
             .field("feeds_cache", &self.cache.is_some())
             .field("registry", &self.registry.is_some())
+            .field("report_to", &self.report_to)
             .field("classifier", &std::any::type_name::<C>())
             .field("marker", &std::any::type_name::<P>())
             .finish()

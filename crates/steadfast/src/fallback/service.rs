@@ -35,6 +35,7 @@ pub(crate) struct Shared<Req, Res> {
     pub(crate) cache: Option<Arc<dyn CacheTier<Req, Res>>>,
     pub(crate) registry: Option<Registry>,
     pub(crate) counters: ServedCounters,
+    pub(crate) reporter: crate::report::Reporter,
 }
 
 impl<S, Req, Res, C, P> Fallback<S, Req, Res, C, P> {

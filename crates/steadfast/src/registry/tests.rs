@@ -10,6 +10,7 @@ fn an_agent_without_a_breaker_is_healthy_and_counts_what_layers_report() {
     counters.record_fallback();
     counters.record_dead_letter();
     counters.set_dlq_depth(7);
+    counters.record_degraded();
     assert!(Arc::ptr_eq(&counters, &registry.counters("tool")));
     let snapshot = registry.snapshot();
     assert_eq!(snapshot.health, Health::Healthy);
@@ -21,6 +22,7 @@ fn an_agent_without_a_breaker_is_healthy_and_counts_what_layers_report() {
             fallbacks: 1,
             dead_lettered: 1,
             dlq_depth: 7,
+            degraded: 1,
         }
     );
     assert_eq!(registry.agent_health("tool"), Some(Health::Healthy));

@@ -131,6 +131,7 @@ where
             Verdict::GiveUp => return self.finish(result.map_err(Into::into)),
             Verdict::Exhausted => {
                 tracing::debug!(agent = %shared.name, attempts, %outcome, "retries exhausted");
+                shared.count_exhausted(&outcome, attempts);
                 return self.finish(result.map_err(|error| {
                     RetriesExhausted::new(shared.name.clone(), attempts, error.into()).into()
                 }));
@@ -166,7 +167,7 @@ where
                 BudgetExhausted::new(shared.name.clone(), attempts, error.into()).into()
             }));
         }
-        shared.count_retry(&outcome);
+        shared.count_retry(&outcome, attempts + 1, wait);
         tracing::debug!(
             agent = %shared.name, attempt = attempts + 1, ?wait, asked_by_agent, %outcome,
             "retrying"

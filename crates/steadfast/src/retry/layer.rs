@@ -6,6 +6,8 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::classify::{DefaultClassifier, Outcome};
+use crate::events::EventBus;
+use crate::registry::Registry;
 
 use super::budget::RetryBudget;
 use super::config::RetryConfig;
@@ -17,7 +19,8 @@ use super::shared::{Parts, Shared};
 /// and a deadline.
 ///
 /// Configure it in this order: `new(config)`, then [`named`](Self::named),
-/// [`budget`](Self::budget), [`seed`](Self::seed), [`retry_on`](Self::retry_on), and
+/// [`budget`](Self::budget), [`seed`](Self::seed), [`retry_on`](Self::retry_on),
+/// [`register`](Self::register) / [`events`](Self::events), and
 /// [`classifier`](Self::classifier). Every service the layer wraps, and every clone of those,
 /// shares the layer's budget and jitter generator.
 ///
@@ -53,6 +56,7 @@ impl BackoffRetryLayer {
                 budget,
                 retry_on: None,
                 seed: SplitMix::random_seed(),
+                report_to: crate::report::ReportTo::default(),
             }),
             classifier: DefaultClassifier,
         }
@@ -113,6 +117,34 @@ impl<C> BackoffRetryLayer<C> {
     pub fn retry_on(self, retry_on: impl Fn(&Outcome) -> bool + Send + Sync + 'static) -> Self {
         let retry_on: super::shared::RetryOn = Arc::new(retry_on);
         self.with_parts(|parts| parts.retry_on = Some(retry_on))
+    }
+
+    /// Reports to `registry`: each retry scheduled and each give-up bump this agent's
+    /// [`AgentCounters`](crate::registry::AgentCounters) (`retries`, `retries_exhausted`) and,
+    /// unless [`events`](Self::events) gave a bus, are published on the registry's bus as
+    /// [`Event::RetryScheduled`](crate::events::Event::RetryScheduled) and
+    /// [`Event::RetriesExhausted`](crate::events::Event::RetriesExhausted). Only those decisions
+    /// report: a call that succeeds first time touches neither. The counters are the ones of
+    /// the agent's final name, whatever the order of `named` and `register`.
+    ///
+    /// ```
+    /// use steadfast::prelude::*;
+    ///
+    /// let registry = Registry::new();
+    /// let layer = BackoffRetryLayer::new(RetryConfig::default()).named("gpt").register(&registry);
+    /// # let _ = layer;
+    /// assert_eq!(registry.agents(), ["gpt"]);
+    /// ```
+    #[must_use]
+    pub fn register(self, registry: &Registry) -> Self {
+        self.with_parts(|parts| parts.report_to.set_registry(registry))
+    }
+
+    /// Publishes this layer's decisions (`RetryScheduled`, `RetriesExhausted`) on `bus`, in
+    /// place of a registry's bus. Counters still need [`register`](Self::register).
+    #[must_use]
+    pub fn events(self, bus: &EventBus) -> Self {
+        self.with_parts(|parts| parts.report_to.set_bus(bus))
     }
 
     /// Uses `classifier` to decide what a result means (see [`crate::classify`]).

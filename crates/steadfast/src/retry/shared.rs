@@ -7,6 +7,8 @@ use std::time::Duration;
 use metrics::Counter;
 
 use crate::classify::Outcome;
+use crate::events::Event;
+use crate::report::{ReportTo, Reporter};
 
 use super::budget::RetryBudget;
 use super::config::RetryConfig;
@@ -22,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) retry_on: Option<RetryOn>,
     rng: SplitMix,
     budget_exhausted: Counter,
+    report_to: ReportTo,
+    reporter: Reporter,
 }
 
 /// What a layer is made of, so its builder methods can make a fresh `Shared` with one part
@@ -32,6 +36,7 @@ pub(crate) struct Parts {
     pub(crate) budget: RetryBudget,
     pub(crate) retry_on: Option<RetryOn>,
     pub(crate) seed: u64,
+    pub(crate) report_to: ReportTo,
 }
 
 impl Shared {
@@ -39,6 +44,7 @@ impl Shared {
         let budget_exhausted = metrics::counter!(
             "steadfast_retry_budget_exhausted_total", "agent" => parts.name.to_string()
         );
+        let reporter = parts.report_to.resolve(&parts.name);
         Arc::new(Shared {
             name: parts.name,
             config: parts.config,
@@ -46,6 +52,8 @@ impl Shared {
             retry_on: parts.retry_on,
             rng: SplitMix::new(parts.seed),
             budget_exhausted,
+            report_to: parts.report_to,
+            reporter,
         })
     }
 
@@ -57,6 +65,7 @@ impl Shared {
             budget: self.budget.clone(),
             retry_on: self.retry_on.clone(),
             seed: self.rng.next_u64(),
+            report_to: self.report_to.clone(),
         }
     }
 
@@ -72,12 +81,34 @@ impl Shared {
         }
     }
 
-    pub(crate) fn count_retry(&self, outcome: &Outcome) {
+    /// A retry was decided: attempt `attempt` follows after `delay`.
+    pub(crate) fn count_retry(&self, outcome: &Outcome, attempt: u32, delay: Duration) {
         let reason = outcome.reason().unwrap_or(outcome.kind().as_str());
         metrics::counter!(
             "steadfast_retries_total", "agent" => self.name.to_string(), "reason" => reason
         )
         .increment(1);
+        self.reporter.report(
+            || Event::RetryScheduled {
+                agent: self.name.clone(),
+                attempt,
+                delay,
+                reason: outcome.reason(),
+            },
+            crate::registry::AgentCounters::record_retry,
+        );
+    }
+
+    /// The retries ran out after `attempts` attempts.
+    pub(crate) fn count_exhausted(&self, outcome: &Outcome, attempts: u32) {
+        self.reporter.report(
+            || Event::RetriesExhausted {
+                agent: self.name.clone(),
+                attempts,
+                reason: outcome.reason(),
+            },
+            crate::registry::AgentCounters::record_retries_exhausted,
+        );
     }
 
     pub(crate) fn count_budget_exhausted(&self) {
@@ -92,6 +123,7 @@ impl fmt::Debug for Shared {
             .field("config", &self.config)
             .field("budget", &self.budget)
             .field("retry_on", &self.retry_on.is_some())
+            .field("report_to", &self.report_to)
             .finish_non_exhaustive()
     }
 }
