@@ -1,20 +1,17 @@
 //! A successful primary call through `FallbackLayer` (with alternatives configured) and through
 //! `DegradeLayer` allocates nothing, when the request is cheap to clone (`Arc`-backed).
-//! Counted with a global allocator; one test in this binary, so no other test is counted.
+//! Counted with a global allocator (see `support`).
 #![cfg(all(feature = "fallback", feature = "degrade"))]
 
-use std::alloc::System;
+mod support;
+
 use std::future::ready;
 use std::sync::Arc;
 
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn successful_primary_through_fallback_and_degrade_allocates_nothing() {
@@ -50,19 +47,20 @@ fn successful_primary_through_fallback_and_degrade_allocates_nothing() {
             .await
             .unwrap();
 
-        let region = Region::new(GLOBAL);
-        let mut total = 0;
-        for _ in 0..10_000 {
-            total += agent
-                .ready()
-                .await
-                .unwrap()
-                .call(prompt.clone())
-                .await
-                .unwrap();
-        }
-        let change = region.change();
-        assert_eq!(total, 10_000 * (prompt.len() + 1));
+        let change = support::allocations_during_async(async || {
+            let mut total = 0;
+            for _ in 0..10_000 {
+                total += agent
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(prompt.clone())
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(total, 10_000 * (prompt.len() + 1));
+        })
+        .await;
         assert_eq!(
             (
                 change.allocations,

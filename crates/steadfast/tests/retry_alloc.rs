@@ -1,16 +1,13 @@
-//! The success path through `BackoffRetry` allocates nothing: counted with a global allocator.
-//! (One test in this binary, so no other test's allocations are counted.)
+//! The success path through `BackoffRetry` allocates nothing: counted with a global allocator
+//! (see `support`).
 #![cfg(feature = "retry")]
 
-use std::alloc::System;
+mod support;
+
 use std::future::ready;
 
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use steadfast::prelude::*;
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn a_first_attempt_that_succeeds_allocates_nothing() {
@@ -29,13 +26,14 @@ fn a_first_attempt_that_succeeds_allocates_nothing() {
         // Warm up once: lazily initialised statics are not per-call costs.
         agent.ready().await.unwrap().call(0).await.unwrap();
 
-        let region = Region::new(GLOBAL);
-        let mut sum = 0;
-        for i in 0..10_000 {
-            sum += agent.ready().await.unwrap().call(i).await.unwrap();
-        }
-        let change = region.change();
-        assert_eq!(sum, (0..10_000).sum::<u64>());
+        let change = support::allocations_during_async(async || {
+            let mut sum = 0;
+            for i in 0..10_000 {
+                sum += agent.ready().await.unwrap().call(i).await.unwrap();
+            }
+            assert_eq!(sum, (0..10_000).sum::<u64>());
+        })
+        .await;
         assert_eq!(
             (
                 change.allocations,
