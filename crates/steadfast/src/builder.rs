@@ -25,8 +25,6 @@
 //! # }
 //! ```
 //!
-//! The dead-letter layer's method joins this trait as that layer lands, with the same shape
-//! (`.dead_letter(x)`).
 
 use tower::ServiceBuilder;
 
@@ -34,6 +32,8 @@ use tower::ServiceBuilder;
 use crate::chaos::ChaosLayer;
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::CircuitBreakerLayer;
+#[cfg(feature = "dead-letter")]
+use crate::dead_letter::DeadLetterLayer;
 #[cfg(feature = "degrade")]
 use crate::degrade::DegradeLayer;
 #[cfg(feature = "fallback")]
@@ -140,6 +140,31 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: impl Into<DegradeLayer<D, V, P>>,
     ) -> ServiceBuilder<tower_layer::Stack<DegradeLayer<D, V, P>, L>>;
 
+    /// Keeps what finally failed in a durable sink ([`DeadLetterLayer`]). Put it outside the
+    /// fallback layer, inside degrade.
+    ///
+    /// ```
+    /// use steadfast::dead_letter::{DeadLetterLayer, DeadLettered, MemorySink};
+    /// use steadfast::prelude::*;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let sink = MemorySink::new(100);
+    /// let agent = ServiceBuilder::new()
+    ///     .dead_letter(DeadLetterLayer::new(sink.clone()).named("gpt"))
+    ///     .service(service_fn(|_: &'static str| async { Err::<(), BoxError>("down".into()) }));
+    /// let err = agent.oneshot("hello").await.unwrap_err();
+    /// assert!(err.is::<DeadLettered>());
+    /// assert_eq!(sink.records().len(), 1);
+    /// # }
+    /// ```
+    #[cfg(feature = "dead-letter")]
+    fn dead_letter<En, C>(
+        self,
+        layer: impl Into<DeadLetterLayer<En, C>>,
+    ) -> ServiceBuilder<tower_layer::Stack<DeadLetterLayer<En, C>, L>>;
+
     /// Adds fault injection ([`ChaosLayer`]): pass a
     /// [`ChaosConfig`](crate::chaos::ChaosConfig) (or a reference to one) or a configured layer.
     /// Put it innermost, next to the agent, so the other layers see its faults as the agent's.
@@ -196,6 +221,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: impl Into<DegradeLayer<D, V, P>>,
     ) -> ServiceBuilder<tower_layer::Stack<DegradeLayer<D, V, P>, L>> {
+        self.layer(layer.into())
+    }
+
+    #[cfg(feature = "dead-letter")]
+    fn dead_letter<En, C>(
+        self,
+        layer: impl Into<DeadLetterLayer<En, C>>,
+    ) -> ServiceBuilder<tower_layer::Stack<DeadLetterLayer<En, C>, L>> {
         self.layer(layer.into())
     }
 
