@@ -2,6 +2,7 @@
 //! (see `support`).
 #![cfg(feature = "circuit-breaker")]
 
+#[path = "support/alloc.rs"]
 mod support;
 
 use std::future::Future;

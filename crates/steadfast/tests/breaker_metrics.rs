@@ -1,64 +1,16 @@
 //! The breaker's metrics, seen through a real `metrics` recorder.
 #![cfg(feature = "circuit-breaker")]
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "support/metrics.rs"]
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use steadfast::BoxError;
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+use support::TestRecorder;
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-/// Keeps every counter and gauge by `name{label=value,...}`.
-#[derive(Default)]
-struct TestRecorder {
-    values: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
-}
-
-impl TestRecorder {
-    fn slot(&self, key: &Key) -> Arc<AtomicU64> {
-        let mut labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        labels.sort();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        self.values.lock().unwrap().entry(name).or_default().clone()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        self.values
-            .lock()
-            .unwrap()
-            .get(name)
-            .map_or(0, |v| v.load(Ordering::SeqCst))
-    }
-
-    fn gauge(&self, name: &str) -> f64 {
-        self.values
-            .lock()
-            .unwrap()
-            .get(name)
-            .map_or(f64::NAN, |v| f64::from_bits(v.load(Ordering::SeqCst)))
-    }
-}
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(self.slot(key))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(self.slot(key))
-    }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
 
 #[test]
 #[allow(clippy::float_cmp)] // the state gauge holds small integers, exact in f64

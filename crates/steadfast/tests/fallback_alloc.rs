@@ -3,6 +3,7 @@
 //! Counted with a global allocator (see `support`).
 #![cfg(all(feature = "fallback", feature = "degrade"))]
 
+#[path = "support/alloc.rs"]
 mod support;
 
 use std::future::ready;

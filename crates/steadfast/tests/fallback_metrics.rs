@@ -2,73 +2,23 @@
 //! degraded.
 #![cfg(all(feature = "fallback", feature = "degrade"))]
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "support/metrics.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use metrics::{
-    Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
 use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
+use support::TestRecorder;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-
-/// Keeps every counter registered with it, by name and labels.
-#[derive(Default)]
-struct Counters(Mutex<BTreeMap<String, Arc<Count>>>);
-
-#[derive(Default)]
-struct Count(AtomicU64);
-
-impl CounterFn for Count {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::SeqCst);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::SeqCst);
-    }
-}
-
-impl Counters {
-    fn get(&self, name: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .get(name)
-            .map_or(0, |count| count.0.load(Ordering::SeqCst))
-    }
-}
-
-impl Recorder for Counters {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|label| format!("{}={}", label.key(), label.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        let count = self.0.lock().unwrap().entry(name).or_default().clone();
-        Counter::from_arc(count)
-    }
-
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn served_total_counts_each_source() {
-    let recorder = Counters::default();
+    let recorder = TestRecorder::default();
     let primary_up = Arc::new(AtomicBool::new(true));
     let backup_up = Arc::new(AtomicBool::new(true));
     let switch = |up: &Arc<AtomicBool>, name: &'static str| {
@@ -116,7 +66,7 @@ async fn served_total_counts_each_source() {
 
     for source in ["primary", "fallback", "cache", "degraded"] {
         assert_eq!(
-            recorder.get(&format!(
+            recorder.counter(&format!(
                 "steadfast_served_total{{agent=assistant,source={source}}}"
             )),
             1,

@@ -2,6 +2,7 @@
 //! (see `support`).
 #![cfg(feature = "retry")]
 
+#[path = "support/alloc.rs"]
 mod support;
 
 use std::future::ready;

@@ -1,5 +1,6 @@
-//! Allocation counting for the zero-allocation tests. Including this module (`mod support;`)
-//! installs the counting global allocator in that test binary.
+//! Allocation counting for the zero-allocation tests. Including this module
+//! (`#[path = "support/alloc.rs"] mod support;`) installs the counting global allocator in that
+//! test binary.
 //!
 //! The allocator counts every thread of the process. A success path that allocates does so on
 //! every call, thousands of times in each run; an allocation by another thread of the test
