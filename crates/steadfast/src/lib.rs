@@ -76,6 +76,11 @@ pub mod retry;
 pub(crate) mod clock;
 #[allow(dead_code)] // used by the layers; a build with none of them reports nothing
 pub(crate) mod report;
+#[cfg(all(
+    feature = "serde",
+    any(feature = "circuit-breaker", feature = "retry", feature = "fallback")
+))]
+pub(crate) mod serde_duration;
 #[allow(dead_code)] // used by the layers; a build with none of them needs none of it
 pub(crate) mod sync;
 

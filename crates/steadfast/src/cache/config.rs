@@ -87,9 +87,9 @@ impl Default for CacheConfig {
 pub struct CacheConfigBuilder {
     max_entries: usize,
     max_bytes: Option<usize>,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     ttl: Duration,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     max_stale: Duration,
 }
 
@@ -161,49 +161,6 @@ impl CacheConfigBuilder {
             return Err(ConfigError::ZeroTtl);
         }
         Ok(config)
-    }
-}
-
-/// Durations as text with a unit ("500ms", "1.5s", "5m", "1h"), as the breaker's config writes
-/// them.
-#[cfg(feature = "serde")]
-mod serde_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        if value.subsec_nanos() == 0 {
-            s.serialize_str(&format!("{}s", value.as_secs()))
-        } else {
-            s.serialize_str(&format!("{}ms", value.as_millis()))
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).ok_or_else(|| {
-            D::Error::custom(format!(
-                "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\", \"5m\", \"1h\""
-            ))
-        })
-    }
-
-    fn parse(text: &str) -> Option<Duration> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let scale = match unit.trim() {
-            "ms" => 1e-3,
-            "s" | "" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        Duration::try_from_secs_f64(number * scale).ok()
     }
 }
 

@@ -18,7 +18,7 @@ pub enum SlidingWindow {
     /// The last `n` calls.
     Count(u32),
     /// The calls of the last `duration`, counted in ten buckets.
-    Time(#[cfg_attr(feature = "serde", serde(with = "serde_duration"))] Duration),
+    Time(#[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))] Duration),
 }
 
 /// Configuration of a circuit breaker. Build one with [`BreakerConfig::builder`]; every value a
@@ -175,19 +175,19 @@ pub struct BreakerConfigBuilder {
     failure_rate_threshold: f64,
     window: SlidingWindow,
     min_calls: u32,
-    #[cfg_attr(feature = "serde", serde(with = "serde_opt_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration::option"))]
     slow_call_threshold: Option<Duration>,
     slow_call_rate_threshold: f64,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     initial_open_duration: Duration,
     open_duration_multiplier: f64,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     max_open_duration: Duration,
     half_open_probes: u32,
     success_threshold: Option<u32>,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     health_check_interval: Duration,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     health_check_timeout: Duration,
     recent_failures: usize,
 }
@@ -492,88 +492,6 @@ pub enum ConfigError {
         /// The initial open time given.
         initial: Duration,
     },
-}
-
-/// Durations in configuration files are written as humane strings: `"1.5s"`, `"250ms"`, `"2m"`.
-#[cfg(feature = "serde")]
-pub(crate) mod serde_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(crate) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*value))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).ok_or_else(|| {
-            D::Error::custom(format!(
-                "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\", \"2m\""
-            ))
-        })
-    }
-
-    pub(crate) fn format_duration(value: Duration) -> String {
-        if value.subsec_nanos() == 0 {
-            format!("{}s", value.as_secs())
-        } else if value.subsec_nanos() % 1_000_000 == 0 {
-            format!("{}ms", value.as_millis())
-        } else {
-            format!("{}ns", value.as_nanos())
-        }
-    }
-
-    pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let scale = match unit.trim() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" | "" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        Duration::try_from_secs_f64(number * scale).ok()
-    }
-}
-
-#[cfg(feature = "serde")]
-mod serde_opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    #[allow(clippy::ref_option)] // the signature serde's `with` requires
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_some(&super::serde_duration::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|text| {
-            super::serde_duration::parse_duration(&text).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\""
-                ))
-            })
-        })
-        .transpose()
-    }
 }
 
 #[cfg(test)]

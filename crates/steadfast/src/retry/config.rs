@@ -198,19 +198,19 @@ impl RetryConfig {
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct RetryConfigBuilder {
     max_retries: u32,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     base: Duration,
     multiplier: f64,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     max_backoff: Duration,
     jitter: Jitter,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     max_retry_after: Duration,
-    #[cfg_attr(feature = "serde", serde(with = "serde_opt_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration::option"))]
     deadline: Option<Duration>,
     budget_ratio: f64,
     budget_min_per_sec: u32,
-    #[cfg_attr(feature = "serde", serde(with = "serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
     budget_ttl: Duration,
 }
 
@@ -358,88 +358,6 @@ impl From<RetryConfig> for RetryConfigBuilder {
             budget_min_per_sec: config.budget_min_per_sec,
             budget_ttl: config.budget_ttl,
         }
-    }
-}
-
-/// Durations as human strings in config files: `"500ms"`, `"1.5s"`, `"2m"`.
-#[cfg(feature = "serde")]
-mod serde_duration {
-    use std::time::Duration;
-
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*value))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).ok_or_else(|| {
-            D::Error::custom(format!(
-                "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\", \"2m\""
-            ))
-        })
-    }
-
-    pub(super) fn format_duration(value: Duration) -> String {
-        if value.subsec_nanos() == 0 {
-            format!("{}s", value.as_secs())
-        } else if value.subsec_nanos() % 1_000_000 == 0 {
-            format!("{}ms", value.as_millis())
-        } else {
-            format!("{}ns", value.as_nanos())
-        }
-    }
-
-    pub(super) fn parse_duration(text: &str) -> Option<Duration> {
-        let text = text.trim();
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let scale = match unit.trim() {
-            "ns" => 1e-9,
-            "us" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        Duration::try_from_secs_f64(number * scale).ok()
-    }
-}
-
-#[cfg(feature = "serde")]
-mod serde_opt_duration {
-    use std::time::Duration;
-
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[allow(clippy::ref_option)] // the signature serde's `with` requires
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_some(&super::serde_duration::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|text| {
-            super::serde_duration::parse_duration(&text).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "invalid duration `{text}`: write a number with a unit, e.g. \"500ms\", \"1.5s\""
-                ))
-            })
-        })
-        .transpose()
     }
 }
 
