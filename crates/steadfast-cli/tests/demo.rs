@@ -29,12 +29,11 @@ fn accounting(stdout: &str) -> (HashMap<String, u64>, String) {
     (numbers, line)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_every_request() {
-    let journal = tempfile::tempdir().unwrap();
+/// Runs `steadfast demo ARGS` with stdout piped, bounded by [`LIMIT`]; returns stdout.
+async fn demo(args: &[&std::ffi::OsStr]) -> String {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
-        .args(["demo", "--duration", "6", "--seed", "7", "--journal"])
-        .arg(journal.path())
+        .arg("demo")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -44,13 +43,28 @@ async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_ever
         .await
         .expect("the demo ends within its duration plus the drain")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "exit {:?}\n{stdout}\n{stderr}",
         output.status
     );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_every_request() {
+    let journal = tempfile::tempdir().unwrap();
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "6".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+        "--journal".as_ref(),
+        journal.path().as_os_str(),
+    ])
+    .await;
 
     // Plain lines (stdout is a pipe): no terminal control sequences, timestamped events.
     assert!(!stdout.contains('\x1b'), "{stdout}");
@@ -121,5 +135,44 @@ async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_ever
         depth,
         count("dead_lettered") + count("degraded"),
         "{stats}\n{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_go_to_rabbitmq_with_amqp() {
+    let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let queue = format!("steadfast.demo.test-{}", std::process::id());
+    let exchange = format!("{queue}.x");
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--seed".as_ref(),
+        "11".as_ref(),
+        "--amqp".as_ref(),
+        url.as_ref(),
+        "--queue".as_ref(),
+        queue.as_ref(),
+        "--exchange".as_ref(),
+        exchange.as_ref(),
+    ])
+    .await;
+    assert!(
+        !stdout.contains("guest:guest"),
+        "the password is never printed:\n{stdout}"
+    );
+    let (counts, line) = accounting(&stdout);
+    assert!(line.ends_with("-> OK"), "{line}");
+
+    let spill = tempfile::tempdir().unwrap();
+    let config = steadfast_amqp::AmqpConfig::new(url, spill.path())
+        .queue(queue.clone())
+        .exchange(exchange.clone());
+    let sink = steadfast_amqp::AmqpSink::connect(config).await.unwrap();
+    let depth = sink.queue_depth().await.unwrap();
+    sink.delete_topology().await.unwrap();
+    assert_eq!(
+        depth,
+        counts["dead_lettered"] + counts["degraded"],
+        "{line}"
     );
 }

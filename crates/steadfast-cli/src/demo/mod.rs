@@ -61,6 +61,12 @@ pub(crate) struct DemoArgs {
     /// Dead-letter to RabbitMQ at this URL instead, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
     #[arg(long)]
     amqp: Option<String>,
+    /// The AMQP queue dead letters go to (with --amqp).
+    #[arg(long, requires = "amqp", default_value = "steadfast.demo.dead-letters")]
+    queue: String,
+    /// The AMQP exchange (with --amqp).
+    #[arg(long, requires = "amqp", default_value = "steadfast.demo")]
+    exchange: String,
     /// Port of the status routes on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 0)]
     status_port: u16,
@@ -85,6 +91,22 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 struct DeadLetters {
     sink: Arc<dyn DeadLetterSink>,
     location: String,
+    /// The AMQP sink's spill directory, removed at the end when nothing is left in it.
+    spill: Option<(AmqpSink, PathBuf)>,
+}
+
+/// `url` with its password replaced by `***`, for what the demo prints.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 async fn open_sink(args: &DemoArgs) -> Result<DeadLetters, BoxError> {
@@ -92,17 +114,25 @@ async fn open_sink(args: &DemoArgs) -> Result<DeadLetters, BoxError> {
         let spill =
             std::env::temp_dir().join(format!("steadfast-demo-spill-{}", std::process::id()));
         let config = AmqpConfig::new(url.clone(), &spill)
-            .exchange("steadfast.demo")
-            .queue("steadfast.demo.dead-letters")
+            .exchange(args.exchange.clone())
+            .queue(args.queue.clone())
             .connect_timeout(Duration::from_secs(5));
-        let sink = AmqpSink::connect(config)
-            .await
-            .map_err(|error| format!("cannot reach RabbitMQ at {url}: {error}"))?;
+        let shown = redact_url(url);
+        let sink = match AmqpSink::connect(config).await {
+            Ok(sink) => sink,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&spill);
+                return Err(format!("cannot reach RabbitMQ at {shown}: {error}").into());
+            }
+        };
         return Ok(DeadLetters {
-            sink: Arc::new(sink),
+            sink: Arc::new(sink.clone()),
             location: format!(
-                "RabbitMQ queue steadfast.demo.dead-letters; inspect: steadfast dlq --amqp {url} --queue steadfast.demo.dead-letters --exchange steadfast.demo list"
+                "RabbitMQ queue {queue}; inspect: steadfast dlq --amqp {shown} --queue {queue} --exchange {exchange} list",
+                queue = args.queue,
+                exchange = args.exchange,
             ),
+            spill: Some((sink, spill)),
         });
     }
     let dir = match &args.journal {
@@ -125,6 +155,7 @@ async fn open_sink(args: &DemoArgs) -> Result<DeadLetters, BoxError> {
             "journal {0}; inspect: steadfast dlq --dir {0} list",
             dir.display()
         ),
+        spill: None,
     })
 }
 
@@ -274,6 +305,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     }
 
     sources.refresh_depth(&registry).await;
+    if let Some((sink, spill)) = &dead_letters.spill {
+        // Records spilled while the broker was unreachable stay for the next run to drain.
+        if sink.drain().await.is_ok() && sink.spilled().await.is_ok_and(|left| left == 0) {
+            let _ = std::fs::remove_dir_all(spill);
+        }
+    }
     let holds = view::summary(&sources, args.seed, &dead_letters.location, initial_depth);
     Ok(if holds && drained {
         ExitCode::SUCCESS
@@ -285,6 +322,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_broker_urls_hide_the_password() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+    }
 
     #[test]
     fn durations_parse_with_or_without_a_unit() {
