@@ -7,8 +7,8 @@
 //! steadfast dlq --dir var/dlq replay --to-http http://127.0.0.1:8080/agent --rate 5
 //! ```
 //!
-//! Exit codes: 0 success, 1 error (the message says what is wrong), 3 a replay left records
-//! that failed again.
+//! Exit codes: 0 success, 1 error (the message says what is wrong; for `demo`, also a request
+//! its summary could not account for), 3 a replay left records that failed again.
 #![forbid(unsafe_code)]
 
 mod demo;

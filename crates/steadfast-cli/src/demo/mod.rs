@@ -52,14 +52,14 @@ pub(crate) struct DemoArgs {
     /// Concurrent callers.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     callers: u16,
-    /// Requests per second per caller.
-    #[arg(long, default_value_t = 4.0)]
+    /// Requests per second per caller (0.1 to 100).
+    #[arg(long, default_value = "4", value_parser = parse_rate)]
     rate: f64,
     /// Dead-letter journal directory (default: a new directory under the system temp dir).
-    #[arg(long, conflicts_with = "amqp")]
+    #[arg(long, value_name = "DIR", conflicts_with = "amqp")]
     journal: Option<PathBuf>,
     /// Dead-letter to RabbitMQ at this URL instead, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     amqp: Option<String>,
     /// The AMQP queue dead letters go to (with --amqp).
     #[arg(long, requires = "amqp", default_value = "steadfast.demo.dead-letters")]
@@ -83,6 +83,15 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
         }
         _ => Err(format!(
             "`{value}` is not a duration between 0.5 and 3600 seconds (e.g. 30 or 6s)"
+        )),
+    }
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(rate) if (0.1..=100.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{value}` is not a rate between 0.1 and 100 requests per second"
         )),
     }
 }
@@ -340,5 +349,14 @@ mod tests {
         assert!(parse_seconds("0").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("NaN").is_err());
+    }
+
+    #[test]
+    fn rates_outside_what_the_demo_can_drive_are_refused() {
+        assert_eq!(parse_rate("4"), Ok(4.0));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert!(parse_rate("1000").is_err());
     }
 }
