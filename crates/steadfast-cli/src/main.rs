@@ -1,15 +1,17 @@
 //! `steadfast`: operate steadfast from the command line.
 //!
 //! ```text
+//! steadfast demo --duration 30 --seed 1
 //! steadfast dlq --dir var/dlq stats
 //! steadfast dlq --amqp amqp://guest:guest@127.0.0.1:5672/%2f list --limit 20 --json
 //! steadfast dlq --dir var/dlq replay --to-http http://127.0.0.1:8080/agent --rate 5
 //! ```
 //!
-//! Exit codes: 0 success, 1 error (the message says what is wrong), 3 a replay left records
-//! that failed again.
+//! Exit codes: 0 success, 1 error (the message says what is wrong; for `demo`, also a request
+//! its summary could not account for), 3 a replay left records that failed again.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod dlq;
 mod http;
 mod output;
@@ -28,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run three mock LLM agents with scripted outages and watch the stack keep answering.
+    Demo(demo::DemoArgs),
     /// Inspect, replay and purge dead letters (a journal directory or a RabbitMQ queue).
     Dlq(dlq::DlqArgs),
 }
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Dlq(args) => runtime.block_on(dlq::run(args)),
     };
     match result {

@@ -1,0 +1,178 @@
+//! `steadfast demo` as CI runs it: a short seeded run with stdout piped (plain lines), whose
+//! summary must account for every request.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The run lasts 6 s; the rest is start-up and the drain of in-flight requests.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// The `key=value` numbers of the summary's accounting line.
+fn accounting(stdout: &str) -> (HashMap<String, u64>, String) {
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("accounting: "))
+        .unwrap_or_else(|| panic!("no accounting line in:\n{stdout}"))
+        .to_string();
+    let numbers = line
+        .trim_start_matches("accounting: ")
+        .split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .map(|(key, value)| {
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("`{value}` of `{key}` is not a count in `{line}`"));
+            (key.to_string(), value)
+        })
+        .collect();
+    (numbers, line)
+}
+
+/// Runs `steadfast demo ARGS` with stdout piped, bounded by [`LIMIT`]; returns stdout.
+async fn demo(args: &[&std::ffi::OsStr]) -> String {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .arg("demo")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("the demo ends within its duration plus the drain")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_every_request() {
+    let journal = tempfile::tempdir().unwrap();
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "6".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+        "--journal".as_ref(),
+        journal.path().as_os_str(),
+    ])
+    .await;
+
+    // Plain lines (stdout is a pipe): no terminal control sequences, timestamped events.
+    assert!(!stdout.contains('\x1b'), "{stdout}");
+    assert!(
+        stdout.contains("/status/ui"),
+        "the status UI's URL is printed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("] event  circuit of `primary` open"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("] event  circuit of `primary` half-open"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("] event  circuit of `primary` closed"),
+        "{stdout}"
+    );
+    let opened = stdout.find("circuit of `primary` open").unwrap();
+    let closed = stdout.find("circuit of `primary` closed").unwrap();
+    assert!(
+        opened < closed,
+        "the breaker recovers after it opened:\n{stdout}"
+    );
+
+    let (counts, line) = accounting(&stdout);
+    assert!(line.ends_with("-> OK"), "{line}");
+    let count = |key: &str| {
+        counts
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| panic!("no `{key}` in `{line}`"))
+    };
+    let outcomes = [
+        "primary",
+        "fallback",
+        "cached",
+        "degraded",
+        "dead_lettered",
+        "other",
+    ];
+    let sum: u64 = outcomes.iter().map(|key| count(key)).sum();
+    assert_eq!(count("sent"), sum, "every request has one outcome: {line}");
+    assert_eq!(count("other"), 0, "{line}");
+    assert!(count("sent") > 50, "8 callers at 4 req/s for 6 s: {line}");
+    assert!(count("primary") > 0, "{line}");
+    assert!(
+        count("fallback") + count("degraded") > 0,
+        "the outage is covered: {line}"
+    );
+
+    // Every final failure is durable in the journal: the batch jobs dead-lettered and the chat
+    // requests answered with a degraded template.
+    let stats = std::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(["dlq", "--dir"])
+        .arg(journal.path())
+        .arg("stats")
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    let depth: u64 = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("depth"))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no depth in:\n{stats}"));
+    assert_eq!(
+        depth,
+        count("dead_lettered") + count("degraded"),
+        "{stats}\n{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_go_to_rabbitmq_with_amqp() {
+    let url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let queue = format!("steadfast.demo.test-{}", std::process::id());
+    let exchange = format!("{queue}.x");
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--seed".as_ref(),
+        "11".as_ref(),
+        "--amqp".as_ref(),
+        url.as_ref(),
+        "--queue".as_ref(),
+        queue.as_ref(),
+        "--exchange".as_ref(),
+        exchange.as_ref(),
+    ])
+    .await;
+    assert!(
+        !stdout.contains("guest:guest"),
+        "the password is never printed:\n{stdout}"
+    );
+    let (counts, line) = accounting(&stdout);
+    assert!(line.ends_with("-> OK"), "{line}");
+
+    let spill = tempfile::tempdir().unwrap();
+    let config = steadfast_amqp::AmqpConfig::new(url, spill.path())
+        .queue(queue.clone())
+        .exchange(exchange.clone());
+    let sink = steadfast_amqp::AmqpSink::connect(config).await.unwrap();
+    let depth = sink.queue_depth().await.unwrap();
+    sink.delete_topology().await.unwrap();
+    assert_eq!(
+        depth,
+        counts["dead_lettered"] + counts["degraded"],
+        "{line}"
+    );
+}
