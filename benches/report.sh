@@ -73,6 +73,9 @@ GOALS = {
     ("fallback_and_degrade", "steadfast_fallback"): "<= 15 ns overhead, 0 allocations",
     ("fallback_and_degrade", "steadfast_degrade"): "<= 15 ns overhead, 0 allocations",
     ("dead_letter", "steadfast_dead_letter"): "<= 15 ns overhead, 0 allocations",
+    ("stack", "steadfast_stack"): "<= 150 ns overhead, 0 allocations; >= 3x faster than tower-resilience",
+    ("circuit_breaker", "tower_resilience_closed"): "steadfast >= 3x faster",
+    ("circuit_breaker", "failsafe_closed"): "steadfast >= 3x faster",
 }
 PEERS = ("tower_resilience_", "failsafe_", "tower_")
 
