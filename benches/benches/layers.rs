@@ -15,24 +15,30 @@ use tower::{Layer, Service, service_fn};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-/// The agent every row wraps: answers at once; request 0 fails (to open peers' circuits).
+/// The agent every row wraps (the same in every bench file): answers at once.
 fn agent()
 -> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>> + Clone
 {
-    service_fn(|n: u64| {
-        ready(if n == 0 {
-            Err::<u64, BoxError>("down".into())
-        } else {
-            Ok(n.wrapping_add(1))
-        })
-    })
+    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
+}
+
+/// An agent that is down: used only to trip a breaker that cannot be forced open.
+fn dead_agent()
+-> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>> + Clone
+{
+    service_fn(|_: u64| ready(Err::<u64, BoxError>("down".into())))
 }
 
 /// failsafe has no tower layer: its documented use is wrapping each call's future.
-fn failsafe_breaker<B: failsafe::futures::CircuitBreaker + Clone>(
+fn failsafe_breaker<B, S>(
     breaker: B,
-) -> impl Service<u64, Response = u64, Error = failsafe::Error<BoxError>> + Clone {
-    let mut inner = agent();
+    mut inner: S,
+) -> impl Service<u64, Response = u64, Error = failsafe::Error<BoxError>> + Clone
+where
+    B: failsafe::futures::CircuitBreaker + Clone,
+    S: Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
+        + Clone,
+{
     service_fn(move |n: u64| breaker.call(inner.call(n)))
 }
 
@@ -62,16 +68,17 @@ fn circuit_breaker(c: &mut Criterion) {
     runtime().block_on(handle.force_open());
     let mut resilience_open = layer.layer(agent());
 
-    let mut failsafe_closed = failsafe_breaker(failsafe::Config::new().build());
+    let mut failsafe_closed = failsafe_breaker(failsafe::Config::new().build(), agent());
     let tripped = failsafe::Config::new().build();
-    let mut failsafe_open = failsafe_breaker(tripped.clone());
+    let mut tripping = failsafe_breaker(tripped.clone(), dead_agent());
     for _ in 0..100 {
-        call_once(&mut failsafe_open, 0);
+        call_once(&mut tripping, 0);
     }
     assert!(
         !tripped.is_call_permitted(),
         "failsafe opens after repeated failures"
     );
+    let mut failsafe_open = failsafe_breaker(tripped, agent());
 
     // Every row must do what its name says, or the figures mean nothing.
     assert!(

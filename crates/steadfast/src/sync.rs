@@ -1,6 +1,7 @@
 //! Small concurrency helpers for the hot paths: a cache-line pad and a sharded counter, so that
 //! threads calling the same agent do not fight over one cache line.
 
+use std::cell::Cell;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -26,12 +27,23 @@ pub(crate) struct ShardedCounter {
     shards: [CachePadded<AtomicU64>; SHARDS],
 }
 
+#[inline]
 fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Const-initialised, so reading it is a plain thread-local load with no lazy-init check;
+    // `usize::MAX` marks a thread that has not been given a shard yet.
     thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    SHARD.with(|shard| *shard)
+    SHARD.with(|shard| {
+        let index = shard.get();
+        if index != usize::MAX {
+            return index;
+        }
+        let index = NEXT.fetch_add(1, Relaxed) % SHARDS;
+        shard.set(index);
+        index
+    })
 }
 
 impl ShardedCounter {
