@@ -101,6 +101,7 @@ with open(out, "w") as f:
     f.write("\n".join(lines))
 PY
 {
+  cat benches/analysis.md
   echo
   cargo run --release -q -p steadfast-benches --bin scenarios
 } >> "$out"
