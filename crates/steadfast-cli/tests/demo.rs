@@ -90,6 +90,19 @@ async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_ever
         opened < closed,
         "the breaker recovers after it opened:\n{stdout}"
     );
+    // The critical agent pages once when it goes down and once when it has recovered.
+    let paged = stdout
+        .find("] notify alert: agent `primary` is down")
+        .unwrap_or_else(|| panic!("no alert was sent:\n{stdout}"));
+    let recovered = stdout
+        .find("] notify recovery: agent `primary` recovered")
+        .unwrap_or_else(|| panic!("no recovery was sent:\n{stdout}"));
+    assert!(paged < recovered, "{stdout}");
+    assert_eq!(
+        stdout.matches("] notify alert: agent `primary`").count(),
+        1,
+        "{stdout}"
+    );
 
     let (counts, line) = accounting(&stdout);
     assert!(line.ends_with("-> OK"), "{line}");

@@ -14,6 +14,7 @@
 //! dead-lettered.
 
 mod agents;
+mod notify;
 mod stack;
 mod traffic;
 mod view;
@@ -272,11 +273,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let events = registry.events().subscribe();
+    let (dispatcher, notifications) = notify::start(&registry, args.duration);
     let viewer = if interactive {
         tokio::spawn(view::live(
             sources.clone(),
             registry.clone(),
             events,
+            notifications,
             stopped,
         ))
     } else {
@@ -284,6 +287,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
             sources.clone(),
             registry.clone(),
             events,
+            notifications,
             stopped,
         ))
     };
@@ -303,6 +307,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
         .is_ok();
     let _ = stop.send(true);
     let _ = viewer.await;
+    dispatcher.abort();
     for agent in &mock_agents {
         agent.task.abort();
     }

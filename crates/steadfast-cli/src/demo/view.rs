@@ -11,6 +11,8 @@ use std::time::Duration;
 use steadfast::circuit_breaker::BreakerHandle;
 use steadfast::dead_letter::{DlqAlert, Monitor};
 use steadfast::events::{Event, EventReceiver};
+use steadfast::notify::Notification;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::traffic::{Counts, Tally};
@@ -114,6 +116,7 @@ pub(crate) async fn plain(
     sources: Arc<Sources>,
     registry: steadfast::Registry,
     mut events: EventReceiver,
+    mut notifications: mpsc::Receiver<Notification>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let period = Duration::from_secs(if sources.duration > Duration::from_secs(20) {
@@ -130,6 +133,9 @@ pub(crate) async fn plain(
                 Some(_) => {}
                 None => break,
             },
+            Some(notification) = notifications.recv() => {
+                println!("[{:6.2}s] notify {}", sources.elapsed(), notification_line(&notification));
+            }
             _ = ticker.tick() => {
                 sources.refresh_depth(&registry).await;
                 println!("[{:6.2}s] status {}", sources.elapsed(), status_line(&sources));
@@ -146,11 +152,17 @@ pub(crate) async fn plain(
     }
 }
 
+/// A notification as one timeline line: `alert: <title>` or `recovery: <title>`.
+fn notification_line(notification: &Notification) -> String {
+    format!("{}: {}", notification.kind.as_str(), notification.title)
+}
+
 /// The live panel: redrawn every 500 ms until `stop` fires.
 pub(crate) async fn live(
     sources: Arc<Sources>,
     registry: steadfast::Registry,
     mut events: EventReceiver,
+    mut notifications: mpsc::Receiver<Notification>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut timeline: VecDeque<String> = VecDeque::with_capacity(TIMELINE);
@@ -167,6 +179,16 @@ pub(crate) async fn live(
                 Some(_) => {}
                 None => break,
             },
+            Some(notification) = notifications.recv() => {
+                if timeline.len() == TIMELINE {
+                    timeline.pop_front();
+                }
+                timeline.push_back(format!(
+                    "{:6.2}s  notification sent: {}",
+                    sources.elapsed(),
+                    notification_line(&notification)
+                ));
+            }
             _ = ticker.tick() => {
                 sources.refresh_depth(&registry).await;
                 let panel = panel(&sources, &timeline);
