@@ -12,7 +12,7 @@ use tower::Service;
 
 /// The allocator a bench binary installs so [`allocations_per_call`] can count:
 ///
-/// ```ignore
+/// ```text
 /// #[global_allocator]
 /// static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// ```
