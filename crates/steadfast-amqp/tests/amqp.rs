@@ -2,84 +2,15 @@
 //! amqp://guest:guest@127.0.0.1:5672/%2f). These tests FAIL when the broker is unreachable:
 //! CI must start it.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
-use bytes::Bytes;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
-use lapin::{Channel, Connection, ConnectionProperties};
-use steadfast::classify::OutcomeKind;
 use steadfast::dead_letter::{DeadLetter, DeadLetterId, DeadLetterSink};
-use steadfast_amqp::{AmqpConfig, AmqpError, AmqpSink, CONTENT_TYPE};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-fn broker_url() -> String {
-    std::env::var("STEADFAST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// Exchange and queue names no other run uses.
-fn unique(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("steadfast-test.{test}.{}.{nanos}", std::process::id())
-}
-
-fn config(url: &str, name: &str, spill: &std::path::Path) -> AmqpConfig {
-    AmqpConfig::new(url, spill)
-        .exchange(format!("{name}.x"))
-        .queue(format!("{name}.q"))
-        .connect_timeout(Duration::from_secs(3))
-        .confirm_timeout(Duration::from_secs(3))
-        .backoff(Duration::from_millis(50), Duration::from_millis(200))
-        .drain_interval(Duration::from_secs(3600))
-}
-
-fn record(n: usize) -> DeadLetter {
-    DeadLetter::new(
-        "gpt",
-        Bytes::from(format!("prompt {n}")),
-        OutcomeKind::Transient,
-    )
-}
-
-async fn direct_channel() -> (Connection, Channel) {
-    let connection = tokio::time::timeout(
-        Duration::from_secs(5),
-        Connection::connect(&broker_url(), ConnectionProperties::default()),
-    )
-    .await
-    .expect("RabbitMQ answers within 5 s")
-    .unwrap_or_else(|e| panic!("RabbitMQ must run at {} for these tests: {e}", broker_url()));
-    let channel = connection.create_channel().await.unwrap();
-    (connection, channel)
-}
-
-/// Takes every message of `queue` (acking it), in order.
-async fn drain_queue(channel: &Channel, queue: &str) -> Vec<(DeadLetter, lapin::BasicProperties)> {
-    let mut out = Vec::new();
-    while let Some(message) = channel
-        .basic_get(queue.into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        let delivery = message.delivery;
-        channel
-            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
-            .await
-            .unwrap();
-        out.push((
-            DeadLetter::decode(&delivery.data).unwrap(),
-            delivery.properties,
-        ));
-    }
-    out
-}
+use steadfast_amqp::{AmqpError, AmqpSink, CONTENT_TYPE};
+use support::proxy::{Proxy, broker_addr};
+use support::{broker_url, config, direct_channel, drain_queue, record, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_dead_letters_are_persistent_confirmed_and_rejects_go_to_the_dead_letter_exchange()
@@ -222,90 +153,6 @@ async fn with_the_broker_unreachable_appends_spill_durably() {
     drop(sink);
     let journal = steadfast::dead_letter::JournalSink::open(spill.path()).unwrap();
     assert_eq!(journal.list(1).await.unwrap(), vec![r]);
-}
-
-/// A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones, then restore.
-struct Proxy {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let (accept_up, accept_connections) = (up.clone(), connections.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !accept_up.load(Ordering::SeqCst) {
-                    drop(client); // the broker is "down": connection reset at once
-                    continue;
-                }
-                let target = target.clone();
-                accept_connections
-                    .lock()
-                    .unwrap()
-                    .push(tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    }));
-            }
-        });
-        Proxy {
-            addr,
-            up,
-            connections,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-
-    /// `url` with its host and port replaced by the proxy's.
-    fn url(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (userinfo, hostpath) = match rest.split_once('@') {
-            Some((user, hostpath)) => (format!("{user}@"), hostpath),
-            None => (String::new(), rest),
-        };
-        let path = hostpath.find('/').map_or("", |i| &hostpath[i..]);
-        format!("{scheme}://{userinfo}{}{path}", self.addr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
-fn broker_addr(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let hostpath = rest.rsplit_once('@').map_or(rest, |(_, hostpath)| hostpath);
-    let host = hostpath.split('/').next().unwrap();
-    if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:5672")
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,5 +125,62 @@ mod tests {
             out[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(decode(&out).is_err());
         }
+
+        /// Bad input: whatever the bytes, a typed answer, never a panic; an accepted frame is
+        /// exactly what `encode` writes for its payload.
+        #[test]
+        fn arbitrary_bytes_decode_to_a_typed_error_or_a_consistent_frame(
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..128),
+            magic in any::<bool>(),
+        ) {
+            if magic && bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(&MAGIC); // get past the first check
+            }
+            if let Ok((kind, payload, len)) = decode(&bytes) {
+                let mut again = Vec::new();
+                encode(kind, payload, &mut again);
+                prop_assert_eq!(&bytes[..len], &again[..]);
+            }
+            if let Some(at) = next_valid(&bytes, 0) {
+                prop_assert!(decode(&bytes[at..]).is_ok());
+            }
+        }
+
+        /// Random overwrites anywhere in a valid frame (header included) are refused with a
+        /// typed error unless they left the bytes unchanged.
+        #[test]
+        fn a_damaged_frame_is_refused(
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            damage in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let mut out = Vec::new();
+            encode(FrameKind::Record, &payload, &mut out);
+            let original = out.clone();
+            for (at, byte) in &damage {
+                let at = at.index(out.len());
+                out[at] = *byte;
+            }
+            match decode(&out) {
+                Ok(_) => prop_assert_eq!(out, original),
+                Err(FrameError::Incomplete | FrameError::Invalid(_)) => {}
+            }
+        }
+
+        /// A valid frame followed by garbage: the frame still decodes whole, and what follows
+        /// is refused, never read as a frame.
+        #[test]
+        fn garbage_after_a_valid_frame_is_not_a_frame(
+            payload in proptest::collection::vec(any::<u8>(), 0..100),
+            garbage in proptest::collection::vec(any::<u8>(), 1..100),
+        ) {
+            let mut out = Vec::new();
+            encode(FrameKind::Record, &payload, &mut out);
+            let frame_len = out.len();
+            out.extend_from_slice(&garbage);
+            let (_, decoded, len) = decode(&out).unwrap();
+            prop_assert_eq!((decoded, len), (&payload[..], frame_len));
+            prop_assert!(decode(&out[len..]).is_err());
+            prop_assert_eq!(next_valid(&out, 1), None);
+        }
     }
 }
