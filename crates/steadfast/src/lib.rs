@@ -46,6 +46,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod builder;
 pub mod classify;
 pub mod error;

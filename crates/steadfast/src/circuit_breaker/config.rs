@@ -213,17 +213,6 @@ impl Default for BreakerConfigBuilder {
     }
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.$name = $name;
-            self
-        }
-    };
-}
-
 impl BreakerConfigBuilder {
     setter!(
         /// Consecutive failures that trip the breaker; 0 turns this rule off.

@@ -231,17 +231,6 @@ impl Default for RetryConfigBuilder {
     }
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.$name = $name;
-            self
-        }
-    };
-}
-
 impl RetryConfigBuilder {
     setter!(
         /// Retries after the first attempt; at most 100.
