@@ -9,7 +9,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use steadfast::BoxError;
 use steadfast::classify::OutcomeKind;
 use steadfast::dead_letter::{
-    Bytes, DeadLetter, DeadLetterLayer, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
+    Bytes, DeadLetterRecord, DeadLetterLayer, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
 };
 use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
 use tower::{Layer, service_fn};
@@ -66,7 +66,7 @@ fn journal_append(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    DeadLetter::new(
+                    DeadLetterRecord::new(
                         "bench",
                         Bytes::from_static(b"{\"prompt\":\"hello\"}"),
                         OutcomeKind::Transient,

@@ -15,14 +15,14 @@ use lapin::{
 };
 use steadfast::BoxError;
 use steadfast::dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterSink, DeadLetterStats, JournalError, JournalSink,
+    DeadLetterRecord, DeadLetterId, DeadLetterSink, DeadLetterStats, JournalError, JournalSink,
     SinkError, SinkFuture,
 };
 use tokio::time::Instant;
 
 use crate::config::{AmqpConfig, ConfigError};
 
-/// The content type of published dead letters (payload: `DeadLetter::encode`).
+/// The content type of published dead letters (payload: `DeadLetterRecord::encode`).
 pub const CONTENT_TYPE: &str = "application/vnd.steadfast.dead-letter.v1";
 
 /// Something went wrong talking to RabbitMQ or the spill journal.
@@ -262,7 +262,7 @@ impl AmqpSink {
         &self,
         limit: usize,
         take: Option<DeadLetterId>,
-    ) -> Result<(Vec<DeadLetter>, bool), AmqpError> {
+    ) -> Result<(Vec<DeadLetterRecord>, bool), AmqpError> {
         let mut link = self.inner.link.lock().await;
         self.inner.ensure(&mut link, true).await?;
         let Some((connection, _)) = &link.connected else {
@@ -287,7 +287,7 @@ impl AmqpSink {
                 break;
             };
             let delivery = message.delivery;
-            let Ok(record) = DeadLetter::decode(&delivery.data) else {
+            let Ok(record) = DeadLetterRecord::decode(&delivery.data) else {
                 tracing::warn!(
                     tag = delivery.delivery_tag,
                     "skipping a message that is not a dead letter"
@@ -389,7 +389,7 @@ impl Inner {
     async fn publish(
         &self,
         link: &mut Link,
-        record: &DeadLetter,
+        record: &DeadLetterRecord,
         force: bool,
     ) -> Result<(), AmqpError> {
         let channel = self.ensure(link, force).await?;
@@ -430,7 +430,7 @@ impl Inner {
         Ok(published)
     }
 
-    async fn append(&self, record: DeadLetter) -> Result<(), SinkError> {
+    async fn append(&self, record: DeadLetterRecord) -> Result<(), SinkError> {
         let mut link = self.link.lock().await;
         // Spilled records go first, so the queue keeps the order they failed in.
         let spilled = self.spill.stats().await?.depth > 0;
@@ -513,7 +513,7 @@ async fn declare_topology(channel: &Channel, config: &AmqpConfig) -> Result<(), 
 async fn publish(
     channel: &Channel,
     config: &AmqpConfig,
-    record: &DeadLetter,
+    record: &DeadLetterRecord,
 ) -> Result<(), AmqpError> {
     let not_confirmed = |reason| AmqpError::NotConfirmed {
         id: record.id,
@@ -582,12 +582,12 @@ fn to_sink_error(error: AmqpError) -> SinkError {
 }
 
 impl DeadLetterSink for AmqpSink {
-    fn append(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn append(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         Box::pin(self.inner.append(record))
     }
 
     /// Spilled records and up to `limit` queued ones (peeked, then requeued), oldest first.
-    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetter>> {
+    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetterRecord>> {
         Box::pin(async move {
             let (mut records, _) = self.peek(limit, None).await.map_err(to_sink_error)?;
             records.extend(self.inner.spill.list(limit).await?);
@@ -597,7 +597,7 @@ impl DeadLetterSink for AmqpSink {
         })
     }
 
-    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetter>> {
+    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetterRecord>> {
         Box::pin(async move {
             if let Some(record) = self.inner.spill.get(id).await? {
                 return Ok(Some(record));
@@ -621,7 +621,7 @@ impl DeadLetterSink for AmqpSink {
     }
 
     /// Publishes the new version, then removes the old message.
-    fn update(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn update(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         Box::pin(async move {
             let id = record.id;
             if self.inner.spill.get(id).await?.is_some() {

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
-use steadfast::dead_letter::{DeadLetter, DeadLetterId, DeadLetterSink};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterId, DeadLetterSink};
 use steadfast_amqp::{AmqpError, AmqpSink, CONTENT_TYPE};
 use support::proxy::{Proxy, broker_addr};
 use support::{broker_url, config, direct_channel, drain_queue, record, unique};
@@ -58,7 +58,7 @@ async fn published_dead_letters_are_persistent_confirmed_and_rejects_go_to_the_d
                 .as_deref(),
             Some(CONTENT_TYPE)
         );
-        assert_eq!(&DeadLetter::decode(&delivery.data).unwrap(), expected);
+        assert_eq!(&DeadLetterRecord::decode(&delivery.data).unwrap(), expected);
     }
     channel
         .basic_ack(got[0].delivery_tag, BasicAckOptions::default())

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use steadfast::BoxError;
 use steadfast::dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterSink, JournalError, JournalSink, Replay,
+    DeadLetterRecord, DeadLetterId, DeadLetterSink, JournalError, JournalSink, Replay,
 };
 use steadfast_amqp::{AmqpConfig, AmqpSink};
 
@@ -255,7 +255,7 @@ async fn replay(
     let sink = store.sink();
     let total = sink.stats().await?.depth.min(limit as u64);
     let bar = progress(usize::try_from(total).unwrap_or(usize::MAX), args.json);
-    let service = tower::service_fn(move |record: DeadLetter| {
+    let service = tower::service_fn(move |record: DeadLetterRecord| {
         let target = target.clone();
         async move {
             let headers = [
@@ -275,7 +275,7 @@ async fn replay(
                 progress_bar.set_message(format!("{} failed: {error}", record.id));
             }
         })
-        .run(service, |record: &DeadLetter| Ok(record.clone()))
+        .run(service, |record: &DeadLetterRecord| Ok(record.clone()))
         .await?;
     bar.finish_and_clear();
     if args.json {

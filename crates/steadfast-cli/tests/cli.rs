@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, JournalSink};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, JournalSink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -19,12 +19,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn journal_with(dir: &std::path::Path, bodies: &[&str]) -> Vec<DeadLetter> {
+async fn journal_with(dir: &std::path::Path, bodies: &[&str]) -> Vec<DeadLetterRecord> {
     let journal = JournalSink::open(dir).unwrap();
     let mut records = Vec::new();
     for body in bodies {
         let mut record =
-            DeadLetter::new("gpt", Bytes::from(body.to_string()), OutcomeKind::Transient);
+            DeadLetterRecord::new("gpt", Bytes::from(body.to_string()), OutcomeKind::Transient);
         record.error_chain = vec!["model overloaded".into()];
         journal.append(record.clone()).await.unwrap();
         records.push(record);
@@ -216,7 +216,7 @@ async fn stats_and_purge_work_over_amqp() {
         .await
         .unwrap_or_else(|e| panic!("RabbitMQ must run at {url}: {e}"));
     for n in 0..3 {
-        sink.append(DeadLetter::new(
+        sink.append(DeadLetterRecord::new(
             "gpt",
             Bytes::from(format!("p{n}")),
             OutcomeKind::Transient,

@@ -1,4 +1,4 @@
-//! Shutdown drain under load: `DeadLetter(JournalSink) > Shutdown > agent`, 64 callers calling
+//! Shutdown drain under load: `DeadLetterRecord(JournalSink) > Shutdown > agent`, 64 callers calling
 //! in a loop, `Shutdown::drain` mid-load. Nothing may be lost: every call either completes or
 //! ends `DeadLettered` with a record in the journal (after reopening it) whose reason is
 //! `"shutdown"` (cancelled at the drain deadline) or `"shutting down"` (refused after the

@@ -2,7 +2,7 @@
 //! injected on the client side of both agents, at concurrency 64.
 //!
 //! Stack, outer to inner (DESIGN §1):
-//! `Degrade > DeadLetter(JournalSink) > Fallback(backup, cache) > Retry > CircuitBreaker >
+//! `Degrade > DeadLetterRecord(JournalSink) > Fallback(backup, cache) > Retry > CircuitBreaker >
 //! Timeout > Chaos > hyper client`; the backup alternative is `CircuitBreaker > Timeout > Chaos
 //! > hyper client`.
 //!
@@ -172,7 +172,7 @@ impl Tally {
                 Served::Cache { .. } => self.cached += 1,
                 Served::Degraded { .. } => {
                     self.degraded += 1;
-                    // Degrade sits outside DeadLetter: a degraded chat answer was dead-lettered
+                    // Degrade sits outside DeadLetterRecord: a degraded chat answer was dead-lettered
                     // first, and says under which id.
                     match response
                         .headers()

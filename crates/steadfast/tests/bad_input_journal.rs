@@ -1,4 +1,4 @@
-//! Bad input: dead-letter bytes from disk and from the broker. `DeadLetter::decode` (what the
+//! Bad input: dead-letter bytes from disk and from the broker. `DeadLetterRecord::decode` (what the
 //! journal and `steadfast-amqp` run on every stored or delivered message) and journal segments
 //! holding garbage: a typed error or a recovered journal, never a panic.
 //!
@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use proptest::prelude::*;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, FsyncPolicy, JournalError, JournalSink};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalError, JournalSink};
 
-fn record(n: usize) -> DeadLetter {
-    let mut record = DeadLetter::new(
+fn record(n: usize) -> DeadLetterRecord {
+    let mut record = DeadLetterRecord::new(
         "gpt",
         Bytes::from(format!("request {n}")),
         OutcomeKind::RateLimited,
@@ -45,8 +45,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Decodes `bytes`; an accepted record must survive its own round trip.
 fn decode_checked(bytes: &[u8]) {
-    match DeadLetter::decode(bytes) {
-        Ok(record) => assert_eq!(DeadLetter::decode(&record.encode()).unwrap(), record),
+    match DeadLetterRecord::decode(bytes) {
+        Ok(record) => assert_eq!(DeadLetterRecord::decode(&record.encode()).unwrap(), record),
         Err(error) => assert!(error.to_string().starts_with("dead-letter record")),
     }
 }

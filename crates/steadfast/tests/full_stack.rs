@@ -1,4 +1,4 @@
-//! The whole stack of DESIGN §1, outer to inner: Degrade > DeadLetter > Fallback > Retry >
+//! The whole stack of DESIGN §1, outer to inner: Degrade > DeadLetterRecord > Fallback > Retry >
 //! CircuitBreaker > Timeout > agent, driven through an outage under a paused clock. Every
 //! request ends in exactly one of: primary, fallback, cache, degraded, dead-lettered.
 #![cfg(all(

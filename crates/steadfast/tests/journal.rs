@@ -9,10 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, FsyncPolicy, JournalError, JournalSink};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalError, JournalSink};
 
-fn record(n: usize) -> DeadLetter {
-    let mut record = DeadLetter::new(
+fn record(n: usize) -> DeadLetterRecord {
+    let mut record = DeadLetterRecord::new(
         if n % 2 == 0 { "gpt" } else { "claude" },
         Bytes::from(format!("request {n} {}", "x".repeat(n % 50))),
         OutcomeKind::Transient,
@@ -180,7 +180,7 @@ async fn a_torn_tail_is_cut_and_reported() {
 }
 
 /// Writes 3 records and flips a byte inside the second; returns the file and its offset.
-async fn corrupt_middle(dir: &Path) -> (PathBuf, u64, Vec<DeadLetter>) {
+async fn corrupt_middle(dir: &Path) -> (PathBuf, u64, Vec<DeadLetterRecord>) {
     let written: Vec<_> = (0..3).map(record).collect();
     let journal = JournalSink::open(dir).unwrap();
     let mut offsets = Vec::new();
@@ -352,7 +352,7 @@ proptest! {
             let journal = JournalSink::open(dir.path()).unwrap();
             let file = segments(dir.path()).pop().unwrap();
             // After each frame: the file length and the live records at that point.
-            let mut live: Vec<DeadLetter> = Vec::new();
+            let mut live: Vec<DeadLetterRecord> = Vec::new();
             let mut checkpoints = vec![(0u64, Vec::new())];
             for (n, append) in ops.iter().enumerate() {
                 if *append || live.is_empty() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterId, DeadLetterSink, JournalSink};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterId, DeadLetterSink, JournalSink};
 
 const CHILD_ENV: &str = "STEADFAST_JOURNAL_CRASH_CHILD";
 const ROUNDS: usize = 6;
@@ -34,7 +34,7 @@ async fn write_and_confirm(
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             while limit.is_none_or(|limit| n < limit) {
-                let record = DeadLetter::new(
+                let record = DeadLetterRecord::new(
                     format!("task-{task}"),
                     Bytes::from(format!("payload {task}/{n} {}", "z".repeat(n % 300))),
                     OutcomeKind::Transient,

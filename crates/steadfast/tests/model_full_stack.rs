@@ -1,5 +1,5 @@
 //! Model-based property test of the whole stack of DESIGN §1, outer to inner:
-//! Degrade > DeadLetter > Fallback > Retry > CircuitBreaker > Timeout > agent.
+//! Degrade > DeadLetterRecord > Fallback > Retry > CircuitBreaker > Timeout > agent.
 //!
 //! proptest generates a sequence of steps: calls whose primary attempts follow a script (ok,
 //! transient error, caller fault, slower than the timeout), whose backup answers or fails, and
@@ -341,7 +341,7 @@ impl Model {
                 }
             }
         };
-        // DeadLetter keeps what no agent answered; Degrade answers it if it may.
+        // DeadLetterRecord keeps what no agent answered; Degrade answers it if it may.
         let end = answered.unwrap_or_else(|| {
             self.dead_letters
                 .push((id, final_kind == Kind::CallerFault));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, DeadLettered, Monitor};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, DeadLettered, Monitor};
 use steadfast::events::EventReceiver;
 use steadfast::prelude::*;
 use steadfast::registry::CountersSnapshot;
@@ -416,7 +416,7 @@ async fn a_drain_dead_letters_the_calls_it_cancels_with_reason_shutdown() {
         );
     }
 
-    let mut records: Vec<DeadLetter> = sink.records();
+    let mut records: Vec<DeadLetterRecord> = sink.records();
     records.sort_by(|a, b| a.request.cmp(&b.request));
     let stored: Vec<_> = records
         .iter()
@@ -472,7 +472,7 @@ async fn dlq_monitor_publishes_the_depth_alert_and_sets_each_agents_depth() {
     let mut events = registry.events().subscribe();
     let sink = MemorySink::new(10);
     for agent in ["gpt", "gpt", "gpt", "claude"] {
-        let record = DeadLetter::new(agent, Bytes::from("prompt"), OutcomeKind::Transient);
+        let record = DeadLetterRecord::new(agent, Bytes::from("prompt"), OutcomeKind::Transient);
         sink.append(record).await.unwrap();
     }
     let monitor = Monitor::new(sink.clone(), "main")
@@ -509,7 +509,7 @@ async fn dlq_monitor_with_only_a_bus_publishes_the_alert_there() {
     let mut events = bus.subscribe();
     let sink = MemorySink::new(10);
     for _ in 0..2 {
-        let record = DeadLetter::new("gpt", Bytes::from("prompt"), OutcomeKind::Transient);
+        let record = DeadLetterRecord::new("gpt", Bytes::from("prompt"), OutcomeKind::Transient);
         sink.append(record).await.unwrap();
     }
     let monitor = Monitor::new(sink, "main").max_depth(1).events(&bus);

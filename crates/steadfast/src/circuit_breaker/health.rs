@@ -22,10 +22,11 @@ pub type HealthFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send
 /// Closures returning a future implement it:
 ///
 /// ```
+/// use steadfast::Agent;
 /// use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 ///
-/// let layer = CircuitBreakerLayer::new(BreakerConfig::default())
-///     .named("gpt-primary")
+/// let gpt = Agent::new("gpt-primary");
+/// let layer = CircuitBreakerLayer::new(&gpt, BreakerConfig::default())
 ///     .health_check(|| async {
 ///         // e.g. reqwest::get("http://127.0.0.1:8080/health").await?.error_for_status()?;
 ///         Ok(())
@@ -60,7 +61,7 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
         if breaker.core.generation() != generation {
             return;
         }
-        let Some(check) = breaker.health_check.clone() else {
+        let Some(check) = breaker.health_check() else {
             return;
         };
         let config = breaker.core.config();

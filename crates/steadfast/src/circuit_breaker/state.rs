@@ -274,6 +274,11 @@ impl Core {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Whether a health check decides when an open breaker admits probes.
+    pub(crate) fn uses_health_check(&self) -> bool {
+        self.uses_health_check.load(Ordering::Acquire)
+    }
+
     /// With a health check, leaving `Open` waits for the check instead of the clock alone.
     pub(crate) fn set_uses_health_check(&self, uses: bool) {
         self.uses_health_check.store(uses, Ordering::Release);

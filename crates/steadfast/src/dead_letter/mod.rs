@@ -2,10 +2,13 @@
 //!
 //! [`DeadLetterLayer`] sits outside retry and fallback. When a call's final outcome is a failure
 //! its policy covers (default: every failure, caller faults included as "poison"), it encodes
-//! the request, appends a [`DeadLetter`] record to a [`DeadLetterSink`], and only once the sink
+//! the request, appends a [`DeadLetterRecord`] record to a [`DeadLetterSink`], and only once the sink
 //! confirmed the record durable returns [`DeadLettered`] (whose `source()` is the original
 //! error). If the sink fails, the call returns [`DeadLetterFailed`] carrying both errors and
-//! `steadfast_dead_letter_failures_total{agent}` is incremented: nothing is swallowed.
+//! an [`Event::DeadLetterFailed`](crate::events::Event::DeadLetterFailed) is emitted (counted in
+//! `steadfast_dead_letter_failures_total{agent}`): nothing is swallowed. Whatever the encoder
+//! redacted from the request ([`EncodeRequest::encode_redacted`]) is scrubbed from the stored
+//! error chain too.
 //!
 //! The request is captured before the inner call consumes it by cloning it, so requests should
 //! be cheap to clone (`Bytes`, `Arc`, a buffered http body). The encoder runs only on failure,
@@ -24,10 +27,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let sink = MemorySink::new(1_000);
+//! let summariser = steadfast::Agent::new("summariser");
 //! let agent = ServiceBuilder::new()
 //!     .layer(
-//!         DeadLetterLayer::new(sink.clone())
-//!             .named("summariser")
+//!         DeadLetterLayer::new(&summariser, sink.clone())
 //!             .encoder(|prompt: &String| Ok::<_, BoxError>(Bytes::from(prompt.clone()))),
 //!     )
 //!     .service(service_fn(|_prompt: String| async { Err::<String, BoxError>("model overloaded".into()) }));
@@ -57,16 +60,16 @@ mod stats;
 /// The byte buffer records hold requests in (re-exported so users need no `bytes` dependency).
 pub use bytes::Bytes;
 pub use config::DeadLetterPolicy;
-pub use error::{DeadLetterFailed, DeadLettered, FailedResponse};
+pub use error::{DeadLetterFailed, DeadLettered};
 pub use future::ResponseFuture;
 pub use id::{DeadLetterId, ParseIdError};
 pub use journal::{FsyncPolicy, JournalError, JournalOptions, JournalSink, OpenReport};
 #[cfg(feature = "serde")]
 pub use layer::json_encoder;
-pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest};
+pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest, Secrets};
 pub use memory::MemorySink;
-pub use record::{DeadLetter, DecodeError, RECORD_VERSION};
+pub use record::{DeadLetterRecord, DecodeError, RECORD_VERSION};
 pub use replay::{Replay, ReplayReport};
-pub use service::DeadLetterService;
+pub use service::DeadLetter;
 pub use sink::{DeadLetterSink, SinkError, SinkFuture};
 pub use stats::{DeadLetterStats, DlqAlert, Monitor};

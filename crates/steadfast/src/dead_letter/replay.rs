@@ -9,7 +9,7 @@ use tower_service::Service;
 use crate::error::BoxError;
 
 use super::id::DeadLetterId;
-use super::record::DeadLetter;
+use super::record::DeadLetterRecord;
 use super::sink::{DeadLetterSink, SinkError};
 
 /// What a replay did.
@@ -24,7 +24,7 @@ pub struct ReplayReport {
     pub failed: Vec<(DeadLetterId, String)>,
 }
 
-type Progress<'a> = Box<dyn FnMut(&DeadLetter, Result<(), &str>) + Send + 'a>;
+type Progress<'a> = Box<dyn FnMut(&DeadLetterRecord, Result<(), &str>) + Send + 'a>;
 
 /// Replays the oldest records of a sink through a service, oldest first: a success removes the
 /// record, a failure keeps it with its `replay_count` incremented.
@@ -33,17 +33,17 @@ type Progress<'a> = Box<dyn FnMut(&DeadLetter, Result<(), &str>) + Send + 'a>;
 /// use bytes::Bytes;
 /// use steadfast::BoxError;
 /// use steadfast::classify::OutcomeKind;
-/// use steadfast::dead_letter::{DeadLetter, DeadLetterSink, MemorySink, Replay};
+/// use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, MemorySink, Replay};
 /// use tower::service_fn;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
 /// let sink = MemorySink::new(100);
-/// sink.append(DeadLetter::new("gpt", Bytes::from_static(b"hello"), OutcomeKind::Transient)).await?;
+/// sink.append(DeadLetterRecord::new("gpt", Bytes::from_static(b"hello"), OutcomeKind::Transient)).await?;
 /// let agent = service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt.len()) });
 ///
 /// let report = Replay::new(&sink)
-///     .run(agent, |record: &DeadLetter| Ok(String::from_utf8(record.request.to_vec())?))
+///     .run(agent, |record: &DeadLetterRecord| Ok(String::from_utf8(record.request.to_vec())?))
 ///     .await?;
 /// assert_eq!(report.succeeded, 1);
 /// assert!(sink.is_empty());
@@ -92,7 +92,7 @@ impl<'a> Replay<'a> {
     /// Called after each record with its result (for progress bars).
     pub fn on_progress(
         mut self,
-        progress: impl FnMut(&DeadLetter, Result<(), &str>) + Send + 'a,
+        progress: impl FnMut(&DeadLetterRecord, Result<(), &str>) + Send + 'a,
     ) -> Self {
         self.progress = Some(Box::new(progress));
         self
@@ -107,7 +107,7 @@ impl<'a> Replay<'a> {
     where
         S: Service<Req>,
         S::Error: Into<BoxError>,
-        D: FnMut(&DeadLetter) -> Result<Req, BoxError>,
+        D: FnMut(&DeadLetterRecord) -> Result<Req, BoxError>,
     {
         let records = self.sink.list(self.limit).await?;
         let mut report = ReplayReport::default();

@@ -79,7 +79,7 @@ impl NotificationKind {
 }
 
 /// A message for people, made from an [`Event`] by the
-/// [`NotificationPolicy`](super::NotificationPolicy).
+/// `steadfast_notify::NotificationPolicy`.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

@@ -48,8 +48,8 @@ impl ShutdownState {
 
     pub(crate) fn report_cancelled(&self, call: &CancelledCall) {
         tracing::warn!(
-            agent = %call.agent,
-            in_flight_for = ?call.in_flight_for,
+            agent = %call.agent(),
+            in_flight_secs = call.in_flight_for().as_secs_f64(),
             "call cancelled by shutdown"
         );
         if let Some(hook) = &self.hook {

@@ -13,7 +13,7 @@ type Agent = tower::util::BoxCloneService<u64, u64, BoxError>;
 
 /// An agent that answers after the given number of seconds.
 fn sleeper(shutdown: &Shutdown) -> Agent {
-    tower::util::BoxCloneService::new(ShutdownLayer::new(shutdown).named("gpt").layer(service_fn(
+    tower::util::BoxCloneService::new(ShutdownLayer::new(shutdown, &crate::Agent::new("gpt")).layer(service_fn(
         |secs: u64| async move {
             sleep(Duration::from_secs(secs)).await;
             Ok::<_, BoxError>(secs)
@@ -74,8 +74,8 @@ async fn calls_still_running_at_the_deadline_are_cancelled_and_handed_to_the_hoo
     assert_eq!(quick.await.unwrap().unwrap(), 1);
     let error = slow.await.unwrap().unwrap_err();
     let error = error.downcast_ref::<CancelledByShutdown>().unwrap();
-    assert_eq!(&*error.agent, "gpt");
-    assert_eq!(error.in_flight_for, Duration::from_secs(7));
+    assert_eq!(error.agent(), "gpt");
+    assert_eq!(error.in_flight_for(), Duration::from_secs(7));
     assert_eq!(
         cancelled.lock().unwrap().as_slice(),
         std::slice::from_ref(error)
@@ -88,8 +88,7 @@ async fn new_calls_are_refused_once_closing_without_reaching_the_agent() {
     let shutdown = Shutdown::new();
     let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = reached.clone();
-    let agent = ShutdownLayer::new(&shutdown)
-        .named("gpt")
+    let agent = ShutdownLayer::new(&shutdown, &crate::Agent::new("gpt"))
         .layer(service_fn(move |(): ()| {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, BoxError>(()) }
@@ -97,7 +96,7 @@ async fn new_calls_are_refused_once_closing_without_reaching_the_agent() {
     shutdown.close();
     let error = agent.oneshot(()).await.unwrap_err();
     let refused = error.downcast_ref::<ShuttingDown>().unwrap();
-    assert_eq!(&*refused.agent, "gpt");
+    assert_eq!(refused.agent(), "gpt");
     assert!(error.to_string().contains("shutting down"), "{error}");
     assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(shutdown.in_flight(), 0);

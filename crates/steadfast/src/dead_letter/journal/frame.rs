@@ -17,7 +17,7 @@ pub(crate) const MAX_PAYLOAD: u32 = 64 << 20;
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FrameKind {
-    /// An encoded [`DeadLetter`](crate::dead_letter::DeadLetter); a later record with the same
+    /// An encoded [`DeadLetterRecord`](crate::dead_letter::DeadLetterRecord); a later record with the same
     /// id replaces it.
     Record = 1,
     /// A 16-byte id whose record was removed (acknowledged).

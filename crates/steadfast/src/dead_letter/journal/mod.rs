@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Each frame is `magic "SFDQ" | version | kind | length | CRC32 | payload`; a payload is a
-//! record ([`DeadLetter::encode`]) or a tombstone (the 16-byte id of a removed record). A
+//! record ([`DeadLetterRecord::encode`]) or a tombstone (the 16-byte id of a removed record). A
 //! record written again with the same id (a replay that failed again) replaces the older copy.
 //! Segments are deleted oldest first once none of their records is live.
 //!
@@ -20,13 +20,13 @@
 //! ```
 //! use bytes::Bytes;
 //! use steadfast::classify::OutcomeKind;
-//! use steadfast::dead_letter::{DeadLetter, DeadLetterSink, JournalSink};
+//! use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, JournalSink};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = std::env::temp_dir().join(format!("steadfast-doc-{}", std::process::id()));
 //! let journal = JournalSink::open(&dir)?;
-//! let record = DeadLetter::new("gpt", Bytes::from_static(b"prompt"), OutcomeKind::Transient);
+//! let record = DeadLetterRecord::new("gpt", Bytes::from_static(b"prompt"), OutcomeKind::Transient);
 //! journal.append(record.clone()).await?; // durable (fsynced) once this returns
 //! assert_eq!(journal.get(record.id).await?, Some(record));
 //! drop(journal);
@@ -56,7 +56,7 @@ pub use options::{FsyncPolicy, JournalOptions};
 
 use self::store::Store;
 use super::id::DeadLetterId;
-use super::record::DeadLetter;
+use super::record::DeadLetterRecord;
 use super::sink::{DeadLetterSink, SinkError, SinkFuture};
 use super::stats::DeadLetterStats;
 
@@ -104,11 +104,11 @@ pub struct Quarantined {
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
 enum Command {
-    Append(DeadLetter, Reply<()>),
-    Update(DeadLetter, Reply<()>),
+    Append(DeadLetterRecord, Reply<()>),
+    Update(DeadLetterRecord, Reply<()>),
     Remove(DeadLetterId, Reply<bool>),
-    Get(DeadLetterId, Reply<Option<DeadLetter>>),
-    List(usize, Reply<Vec<DeadLetter>>),
+    Get(DeadLetterId, Reply<Option<DeadLetterRecord>>),
+    List(usize, Reply<Vec<DeadLetterRecord>>),
     Stats(Reply<DeadLetterStats>),
     Shutdown,
 }
@@ -207,15 +207,15 @@ impl JournalSink {
 }
 
 impl DeadLetterSink for JournalSink {
-    fn append(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn append(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         self.request(|reply| Command::Append(record, reply))
     }
 
-    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetter>> {
+    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetterRecord>> {
         self.request(|reply| Command::List(limit, reply))
     }
 
-    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetter>> {
+    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetterRecord>> {
         self.request(|reply| Command::Get(id, reply))
     }
 
@@ -223,7 +223,7 @@ impl DeadLetterSink for JournalSink {
         self.request(|reply| Command::Remove(id, reply))
     }
 
-    fn update(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn update(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         self.request(|reply| Command::Update(record, reply))
     }
 

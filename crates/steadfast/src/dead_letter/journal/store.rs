@@ -12,7 +12,7 @@ use super::frame::{self, FrameError, FrameKind};
 use super::options::{FsyncPolicy, JournalOptions};
 use super::{JournalError, OpenReport, Quarantined, TornTail};
 use crate::dead_letter::id::{DeadLetterId, unix_millis};
-use crate::dead_letter::record::DeadLetter;
+use crate::dead_letter::record::DeadLetterRecord;
 use crate::dead_letter::stats::DeadLetterStats;
 
 /// Where a live record is.
@@ -157,7 +157,7 @@ fn check_segment(
 
 fn validate_payload(kind: FrameKind, payload: &[u8]) -> Result<(), String> {
     match kind {
-        FrameKind::Record => DeadLetter::decode(payload)
+        FrameKind::Record => DeadLetterRecord::decode(payload)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         FrameKind::Tombstone if payload.len() == 16 => Ok(()),
@@ -253,7 +253,7 @@ fn load_frames(
         };
         match kind {
             FrameKind::Record => {
-                if let Ok(record) = DeadLetter::decode(payload) {
+                if let Ok(record) = DeadLetterRecord::decode(payload) {
                     let entry = Entry {
                         segment: seq,
                         offset: at as u64,
@@ -464,7 +464,7 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn append(&mut self, record: &DeadLetter) -> Result<(), JournalError> {
+    pub(crate) fn append(&mut self, record: &DeadLetterRecord) -> Result<(), JournalError> {
         let mut bytes = Vec::new();
         frame::encode(FrameKind::Record, &record.encode(), &mut bytes);
         let (segment, offset) = self.write_frame(&bytes)?;
@@ -482,7 +482,7 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn update(&mut self, record: &DeadLetter) -> Result<(), JournalError> {
+    pub(crate) fn update(&mut self, record: &DeadLetterRecord) -> Result<(), JournalError> {
         self.append(record)
     }
 
@@ -502,7 +502,7 @@ impl Store {
         Ok(true)
     }
 
-    fn read(&self, entry: &Entry) -> Result<DeadLetter, JournalError> {
+    fn read(&self, entry: &Entry) -> Result<DeadLetterRecord, JournalError> {
         let path = self.dir.join(segment_name(entry.segment));
         let mut file = File::open(&path).map_err(|e| JournalError::io(&path, "opening", e))?;
         let mut bytes = vec![0; entry.len];
@@ -515,10 +515,10 @@ impl Store {
             reason,
         };
         let (_, payload, _) = frame::decode(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
-        DeadLetter::decode(payload).map_err(|e| corrupt(e.to_string()))
+        DeadLetterRecord::decode(payload).map_err(|e| corrupt(e.to_string()))
     }
 
-    pub(crate) fn get(&self, id: DeadLetterId) -> Result<Option<DeadLetter>, JournalError> {
+    pub(crate) fn get(&self, id: DeadLetterId) -> Result<Option<DeadLetterRecord>, JournalError> {
         self.check_poisoned()?;
         self.index
             .get(&id)
@@ -526,7 +526,7 @@ impl Store {
             .transpose()
     }
 
-    pub(crate) fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, JournalError> {
+    pub(crate) fn list(&self, limit: usize) -> Result<Vec<DeadLetterRecord>, JournalError> {
         self.check_poisoned()?;
         self.index
             .values()

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::events::Event;
+use steadfast::events::Event;
 
-use super::notifier::{Notification, NotificationKind};
+use steadfast::notify::{Notification, NotificationKind};
 
 /// Which agents page, and how often.
 #[derive(Clone, Debug, PartialEq)]

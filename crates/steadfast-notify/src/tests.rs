@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::{Instant, advance, sleep};
 
 use super::*;
-use crate::events::{Event, EventBus};
+use steadfast::events::{Event, EventBus};
+use steadfast::notify::{Notification, NotificationKind, Notifier, NotifyFuture};
 
 #[derive(Default)]
 struct Recording {

@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::events::EventReceiver;
+use steadfast::events::EventReceiver;
 
-use super::notifier::{Notification, Notifier};
+use steadfast::notify::{Notification, Notifier};
 use super::policy::{Decision, NotificationPolicy};
 
 /// How the dispatcher delivers.
@@ -51,7 +51,7 @@ impl DispatcherConfig {
 }
 
 /// The running dispatcher. Dropping it leaves the tasks running; they end when every
-/// [`EventBus`](crate::events::EventBus) clone is dropped (after delivering what is queued), or
+/// [`EventBus`](steadfast::events::EventBus) clone is dropped (after delivering what is queued), or
 /// at [`abort`](Self::abort).
 #[derive(Debug)]
 pub struct Dispatcher {
