@@ -546,37 +546,60 @@ fn says_request_over_token_budget(lower: &str) -> bool {
     }
 }
 
+/// Phrases that say the prompt is over the model's window, each with a second phrase it needs
+/// (`""` when it stands alone).
+const CONTEXT_PHRASES: [(&str, &str); 6] = [
+    // OpenAI, Azure, vLLM, DeepSeek: "This model's maximum context length is 4097 tokens."
+    ("maximum context length is", ""),
+    // Anthropic: "prompt is too long: 208656 tokens > 200000 maximum".
+    ("prompt is too long", ""),
+    // vLLM V1: "The prompt (total length 25938) is too long to fit into the model".
+    ("is too long to fit into the model", ""),
+    // TGI: "`inputs` tokens + `max_new_tokens` must be <= 2048. Given: ...".
+    ("`inputs` tokens + `max_new_tokens` must be <=", ""),
+    // TGI: "`inputs` must have less than 1024 tokens. Given: 1168".
+    ("`inputs` must have less than", ""),
+    // Gemini: "The input token count (1200293) exceeds the maximum number of tokens allowed".
+    ("input token count", "exceeds the maximum"),
+];
+
+/// Phrases of credits or spend limits that are used up.
+const QUOTA_PHRASES: [&str; 3] = [
+    // Anthropic: "Your credit balance is too low to access the Anthropic API."
+    "credit balance is too low",
+    // Anthropic: "You have reached your specified API usage limits." (and "workspace API").
+    "you have reached your specified api usage limits",
+    "you have reached your specified workspace api usage limits",
+];
+
+/// Phrases of a self-hosted server still loading its model. Hugging Face: "Model
+/// bigscience/bloom is currently loading"; Ollama: "unexpected server status: llm server loading
+/// model", "timed out waiting for llama runner to start".
+const LOADING_PHRASES: [&str; 3] = [
+    "is currently loading",
+    "loading model",
+    "waiting for llama runner to start",
+];
+
+/// Phrases of a server too busy to queue the request. Ollama: "server busy, please try again.
+/// maximum pending requests exceeded" and "unexpected server status: llm busy - no slots
+/// available"; TGI's message "Model is overloaded" when a proxy dropped its `error_type`.
+const BUSY_PHRASES: [&str; 3] = [
+    "server busy, please try again",
+    "no slots available",
+    "model is overloaded",
+];
+
 /// Anchored phrases inside generic "invalid request" answers.
 fn from_invalid_message(lower: Option<&str>) -> Option<Outcome> {
     let lower = lower?;
-    const CONTEXT: [&str; 6] = [
-        // OpenAI, Azure, vLLM, DeepSeek: "This model's maximum context length is 4097 tokens."
-        "maximum context length is",
-        // Anthropic: "prompt is too long: 208656 tokens > 200000 maximum".
-        "prompt is too long",
-        // vLLM V1: "The prompt (total length 25938) is too long to fit into the model".
-        "is too long to fit into the model",
-        // TGI: "`inputs` tokens + `max_new_tokens` must be <= 2048. Given: ...".
-        "`inputs` tokens + `max_new_tokens` must be <=",
-        // TGI: "`inputs` must have less than 1024 tokens. Given: 1168".
-        "`inputs` must have less than",
-        // Gemini: "The input token count (1200293) exceeds the maximum number of tokens allowed".
-        "input token count",
-    ];
-    if CONTEXT.iter().any(|phrase| {
-        lower.contains(phrase)
-            && (*phrase != "input token count" || lower.contains("exceeds the maximum"))
-    }) {
+    if CONTEXT_PHRASES
+        .iter()
+        .any(|(phrase, also)| lower.contains(phrase) && lower.contains(also))
+    {
         return Some(Outcome::caller_fault(reason::CONTEXT_LENGTH_EXCEEDED));
     }
-    const QUOTA: [&str; 3] = [
-        // Anthropic: "Your credit balance is too low to access the Anthropic API."
-        "credit balance is too low",
-        // Anthropic: "You have reached your specified API usage limits." (and "workspace API").
-        "you have reached your specified api usage limits",
-        "you have reached your specified workspace api usage limits",
-    ];
-    if QUOTA.iter().any(|phrase| lower.contains(phrase)) {
+    if QUOTA_PHRASES.iter().any(|phrase| lower.contains(phrase)) {
         return Some(Outcome::agent_fault(reason::QUOTA_EXHAUSTED));
     }
     None
@@ -589,27 +612,11 @@ fn from_message(status: StatusCode, lower: Option<&str>) -> Option<Outcome> {
     if let Some(outcome) = from_invalid_message(Some(lower)) {
         return Some(outcome);
     }
-    let busy_status = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-    if busy_status {
-        // Hugging Face: "Model bigscience/bloom is currently loading"; Ollama: "unexpected
-        // server status: llm server loading model", "timed out waiting for llama runner to start".
-        const LOADING: [&str; 3] = [
-            "is currently loading",
-            "loading model",
-            "waiting for llama runner to start",
-        ];
-        if LOADING.iter().any(|phrase| lower.contains(phrase)) {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        if LOADING_PHRASES.iter().any(|phrase| lower.contains(phrase)) {
             return Some(Outcome::transient(reason::MODEL_LOADING));
         }
-        // Ollama: "server busy, please try again.  maximum pending requests exceeded" and
-        // "unexpected server status: llm busy - no slots available"; TGI's message "Model is
-        // overloaded" when a proxy dropped its `error_type`.
-        const BUSY: [&str; 3] = [
-            "server busy, please try again",
-            "no slots available",
-            "model is overloaded",
-        ];
-        if BUSY.iter().any(|phrase| lower.contains(phrase)) {
+        if BUSY_PHRASES.iter().any(|phrase| lower.contains(phrase)) {
             return Some(Outcome::transient(reason::OVERLOADED));
         }
     }

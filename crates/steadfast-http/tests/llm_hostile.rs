@@ -4,7 +4,9 @@
 //! Each property runs with a fixed seed (reproducible in CI) and again with proptest's random
 //! seed (which proptest prints and persists on failure).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use http::{HeaderMap, StatusCode};
 use proptest::prelude::*;
