@@ -291,7 +291,7 @@ async fn handle(
                 let number = shared.answered.fetch_add(1, Ordering::Relaxed) + 1;
                 return Ok(json(StatusCode::OK, success::body(route, &body, number)));
             }
-            Reply::Fault(fault) => return Ok(fault_response(fault)),
+            Reply::Fault(fault) => return Ok(fault_response(&fault)),
             Reply::Reset => {
                 reset.store(true, Ordering::Release);
                 return Err(ScriptedReset);
@@ -300,7 +300,7 @@ async fn handle(
     }
 }
 
-fn fault_response(fault: Fault) -> Response<Body> {
+fn fault_response(fault: &Fault) -> Response<Body> {
     let mut response = Response::new(full(fault.body().clone()));
     *response.status_mut() = fault.status();
     *response.headers_mut() = fault.headers().clone();

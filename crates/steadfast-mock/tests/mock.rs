@@ -9,6 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use steadfast_mock::{Fault, MockServer, Reply, Route, Script, faults};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -144,7 +145,6 @@ async fn a_scripted_reset_closes_the_connection_without_an_answer() {
     // The raw socket sees an abortive close (RST), not a clean end of stream.
     server.script(Route::AnthropicMessages, Script::steps([Reply::Reset]));
     let mut socket = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     socket
         .write_all(b"POST /v1/messages HTTP/1.1\r\nhost: mock\r\ncontent-length: 2\r\n\r\n{}")
         .await
@@ -166,9 +166,13 @@ async fn a_scripted_reset_closes_the_connection_without_an_answer() {
 async fn unknown_paths_and_methods_are_refused_and_not_counted() {
     let server = MockServer::start().await.unwrap();
     let client = client();
-    let (status, _, _) = post(&client, &format!("http://{}/v1/embeddings", server.addr()), "{}")
-        .await
-        .unwrap();
+    let (status, _, _) = post(
+        &client,
+        &format!("http://{}/v1/embeddings", server.addr()),
+        "{}",
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     let request = Request::get(server.url(Route::OpenAiChat))
         .body(Full::new(Bytes::new()))
