@@ -2,13 +2,13 @@
 //! AI, Mistral, and self-hosted vLLM, Hugging Face TGI and Ollama.
 //!
 //! [`classify_llm_error`] reads an error answer's status, headers and (bounded) body and says
-//! what the provider meant, with a reason from [`reason`](crate::reason) (see the table there).
+//! what the provider meant, with a reason from [`reason`] (see the table there).
 //! [`HttpClassifier`](crate::HttpClassifier) calls it for every error status whose body is
 //! already in memory, and falls back to the status code when it returns `None`.
 //!
 //! Why not match substrings of the body: providers put links to their billing pages in ordinary
 //! rate-limit messages (OpenAI's free tier: "…Please try again in 20s… Visit
-//! https://platform.openai.com/account/billing to add a payment method."), and Gemini's
+//! `https://platform.openai.com/account/billing` to add a payment method."), and Gemini's
 //! per-minute 429s open with "You exceeded your current quota". So the structured fields decide
 //! (`error.code`, `error.type`, Gemini's `status` and `details`, Azure's `innererror`, TGI's
 //! `error_type`), and the message is read only where no field decides, for anchored phrases
