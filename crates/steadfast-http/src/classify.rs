@@ -8,9 +8,11 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, Response, StatusCode};
 use steadfast::BoxError;
-use steadfast::classify::{Classify, Outcome, classify_known_error};
+use steadfast::classify::{Classify, Outcome, OutcomeKind, classify_known_error};
 
 use crate::body::{BodyTooLarge, BufferError, BufferedBody};
+use crate::llm;
+use crate::reason;
 use crate::retry_after::parse_retry_after;
 
 /// `x-should-retry: true|false`: the agent's own verdict (OpenAI, Anthropic), which overrides
@@ -21,37 +23,27 @@ pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// `grpc-retry-pushback-ms`: the wait a gRPC server asked for.
 pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
-/// Body texts that turn a 429 into "quota or billing exhausted": waiting will not help.
-const QUOTA_MARKERS: [&str; 5] = [
-    "insufficient_quota",
-    "exceeded your current quota",
-    "billing",
-    "credit balance",
-    "quota exceeded",
-];
-/// How much of a buffered 429 body is searched for those markers.
-const BODY_PEEK: usize = 4096;
-
 /// Classifies `http::Response<B>` results and HTTP client errors:
 ///
 /// | answer | outcome |
 /// |---|---|
 /// | 1xx, 2xx, 3xx | success |
+/// | an LLM provider's error body (OpenAI, Azure, Anthropic, Gemini, Vertex, Mistral, vLLM, TGI, Ollama) | what [`llm::classify_llm_error`] says, with a reason from [`reason`] |
 /// | 408, 409, 500, 502, 503, 504, 529, other 5xx | transient (with `Retry-After` if sent) |
-/// | 429 | rate-limited, with the wait from [`parse_retry_after`] |
-/// | 429 whose body says quota or billing is exhausted | agent fault (waiting will not help) |
+/// | 429 | rate-limited, with the wait from [`llm::header_retry_after`] or the body |
 /// | 401, 403, 501 | agent fault |
 /// | other 4xx | caller fault |
-/// | `x-should-retry: true` on a failure | transient |
+/// | `x-should-retry: true` on a failure | transient (rate-limited stays rate-limited; quota exhausted and tokens-over-limit stay final) |
 /// | `x-should-retry: false` on a failure | transient becomes agent fault; no wait |
 /// | connect, reset, closed, timeout errors (`hyper`, `std::io`) | transient |
 /// | steadfast's own errors (`CircuitOpen`, timeouts) | as [`classify_known_error`] says |
 /// | a body over the buffering limit ([`BodyTooLarge`]) | caller fault |
 /// | any other error | transient |
 ///
-/// A success is decided from the status alone: no header is read and nothing is buffered.
-/// The quota check reads only bodies already in memory (`BufferedBody`, `Bytes`, `String`,
-/// `Vec<u8>`); a streaming 429 is classified from its headers.
+/// A success is decided from the status alone: no header is read, nothing is parsed or
+/// allocated. Error bodies are read only when already in memory (`BufferedBody`, `Bytes`,
+/// `String`, `Vec<u8>`), and at most [`llm::MAX_ERROR_BODY`] bytes of them; a streaming error
+/// answer is classified from its status and headers.
 ///
 /// ```
 /// use std::time::Duration;
@@ -76,7 +68,7 @@ impl HttpClassifier {
 
     /// Classifies a status and headers (no body).
     pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Outcome {
-        classify_response(status, headers, None)
+        classify_http_response(status, headers, None)
     }
 }
 
@@ -85,7 +77,7 @@ impl<B: 'static, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
             Ok(response) if is_success(response.status()) => Outcome::success(),
-            Ok(response) => classify_response(
+            Ok(response) => classify_http_response(
                 response.status(),
                 response.headers(),
                 peek_body(response.body()),
@@ -114,56 +106,94 @@ fn peek_body<B: 'static>(body: &B) -> Option<&[u8]> {
     any.downcast_ref::<Vec<u8>>().map(Vec::as_slice)
 }
 
-fn says_quota_exhausted(body: &[u8]) -> bool {
-    let head = &body[..body.len().min(BODY_PEEK)];
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    QUOTA_MARKERS.iter().any(|marker| text.contains(marker))
-}
-
-fn classify_response(status: StatusCode, headers: &HeaderMap, body: Option<&[u8]>) -> Outcome {
+/// What an HTTP answer means, from its status, headers and (if in memory) body: the
+/// classification [`HttpClassifier`] applies to responses, as a free function.
+///
+/// A success status returns at once, before any header or body is looked at. For an error
+/// status, [`llm::classify_llm_error`] reads the body (bounded by [`llm::MAX_ERROR_BODY`]);
+/// when it finds nothing, the status decides. Then `x-should-retry` overrides, and a transient
+/// or rate-limited outcome gets the wait from the headers or, failing those, the body.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use steadfast::OutcomeKind;
+/// use steadfast_http::{classify_http_response, reason};
+///
+/// let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+/// let outcome = classify_http_response(StatusCode::from_u16(529).unwrap(), &HeaderMap::new(), Some(body));
+/// assert_eq!(outcome.kind(), OutcomeKind::Transient);
+/// assert_eq!(outcome.reason(), Some(reason::OVERLOADED));
+/// ```
+pub fn classify_http_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Outcome {
     if is_success(status) {
         return Outcome::success();
     }
-    let outcome = match status.as_u16() {
-        429 if body.is_some_and(says_quota_exhausted) => {
-            return Outcome::agent_fault("quota exhausted");
+    let outcome = match llm::classify_llm_error(status, headers, body) {
+        // Credits that are gone and a request bigger than the whole per-minute budget arrive
+        // as 429s, where servers say `x-should-retry: true`; no wait fixes them, so they stay.
+        Some(outcome)
+            if matches!(
+                outcome.reason(),
+                Some(reason::QUOTA_EXHAUSTED | reason::TOKENS_OVER_LIMIT)
+            ) =>
+        {
+            return outcome;
         }
-        429 => Outcome::rate_limited("429"),
-        408 => Outcome::transient("408"),
-        409 => Outcome::transient("409"),
-        500 => Outcome::transient("500"),
-        502 => Outcome::transient("502"),
-        503 => Outcome::transient("503"),
-        504 => Outcome::transient("504"),
-        529 => Outcome::transient("529"),
-        401 => Outcome::agent_fault("401"),
-        403 => Outcome::agent_fault("403"),
-        501 => Outcome::agent_fault("501"),
-        _ if status.is_server_error() => Outcome::transient("5xx"),
-        _ => Outcome::caller_fault("4xx"),
+        Some(outcome) => outcome,
+        None => status_outcome(status),
     };
     let should_retry = headers
         .get(&X_SHOULD_RETRY)
         .map(http::HeaderValue::as_bytes);
     let outcome = match should_retry {
         Some(b"true") => match outcome.kind() {
-            steadfast::OutcomeKind::RateLimited => outcome,
-            _ => Outcome::transient("x-should-retry"),
+            OutcomeKind::RateLimited | OutcomeKind::Transient => outcome,
+            _ => Outcome::transient(reason::X_SHOULD_RETRY),
         },
         Some(b"false") => {
             return match outcome.kind() {
-                steadfast::OutcomeKind::Transient => Outcome::agent_fault("x-should-retry: false"),
+                OutcomeKind::Transient => Outcome::agent_fault(reason::X_SHOULD_RETRY_FALSE),
                 _ => outcome,
             };
         }
         _ => outcome,
     };
-    if outcome.is_retryable() || outcome.kind() == steadfast::OutcomeKind::RateLimited {
-        if let Some(wait) = parse_retry_after(headers) {
-            return outcome.with_retry_after(wait);
-        }
+    if outcome.retry_after().is_some()
+        || !matches!(
+            outcome.kind(),
+            OutcomeKind::Transient | OutcomeKind::RateLimited
+        )
+    {
+        return outcome;
     }
-    outcome
+    let wait = llm::header_retry_after(headers).or_else(|| body.and_then(llm::body_retry_after));
+    match wait {
+        Some(wait) => outcome.with_retry_after(wait),
+        None => outcome,
+    }
+}
+
+/// The outcome of an error status whose body said nothing more.
+fn status_outcome(status: StatusCode) -> Outcome {
+    match status.as_u16() {
+        429 => Outcome::rate_limited(reason::STATUS_429),
+        408 => Outcome::transient(reason::STATUS_408),
+        409 => Outcome::transient(reason::STATUS_409),
+        500 => Outcome::transient(reason::STATUS_500),
+        502 => Outcome::transient(reason::STATUS_502),
+        503 => Outcome::transient(reason::STATUS_503),
+        504 => Outcome::transient(reason::STATUS_504),
+        529 => Outcome::transient(reason::STATUS_529),
+        401 => Outcome::agent_fault(reason::STATUS_401),
+        403 => Outcome::agent_fault(reason::STATUS_403),
+        501 => Outcome::agent_fault(reason::STATUS_501),
+        _ if status.is_server_error() => Outcome::transient(reason::STATUS_5XX),
+        _ => Outcome::caller_fault(reason::STATUS_4XX),
+    }
 }
 
 /// Classifies a client error: steadfast's own first, then `hyper` and `std::io` errors found in
@@ -191,7 +221,7 @@ pub fn classify_error<E: 'static>(error: &E) -> Outcome {
         }
         current = error.source();
     }
-    Outcome::transient("error")
+    Outcome::transient(reason::ERROR)
 }
 
 #[cfg(feature = "reqwest")]
@@ -207,14 +237,14 @@ fn extra_roots(_: &dyn Any) -> Option<&(dyn Error + 'static)> {
 
 fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if error.is::<BodyTooLarge>() {
-        return Some(Outcome::caller_fault("request body too large"));
+        return Some(Outcome::caller_fault(reason::BODY_TOO_LARGE));
     }
     if let Some(error) = error.downcast_ref::<hyper::Error>() {
         if error.is_timeout() {
-            return Some(Outcome::transient("timeout"));
+            return Some(Outcome::transient(reason::TIMEOUT));
         }
         if error.is_canceled() || error.is_closed() || error.is_incomplete_message() {
-            return Some(Outcome::transient("connection closed"));
+            return Some(Outcome::transient(reason::CONNECTION_CLOSED));
         }
         // Other hyper errors may wrap an I/O error: keep looking down the chain.
         return None;
@@ -222,13 +252,13 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
     #[cfg(feature = "reqwest")]
     if let Some(error) = error.downcast_ref::<reqwest::Error>() {
         if error.is_timeout() {
-            return Some(Outcome::transient("timeout"));
+            return Some(Outcome::transient(reason::TIMEOUT));
         }
         if error.is_connect() {
-            return Some(Outcome::transient("connect"));
+            return Some(Outcome::transient(reason::CONNECT));
         }
         if error.is_builder() {
-            return Some(Outcome::caller_fault("invalid request"));
+            return Some(Outcome::caller_fault(reason::INVALID_CLIENT_REQUEST));
         }
         return None;
     }
@@ -238,11 +268,11 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
             UnexpectedEof,
         };
         return match error.kind() {
-            ConnectionRefused => Some(Outcome::transient("connect")),
+            ConnectionRefused => Some(Outcome::transient(reason::CONNECT)),
             ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                Some(Outcome::transient("connection reset"))
+                Some(Outcome::transient(reason::CONNECTION_RESET))
             }
-            TimedOut => Some(Outcome::transient("timeout")),
+            TimedOut => Some(Outcome::transient(reason::TIMEOUT)),
             _ => None,
         };
     }
@@ -312,7 +342,7 @@ impl GrpcClassifier {
     /// Classifies the status and headers of a gRPC response.
     pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Outcome {
         let Some(code) = headers.get(&GRPC_STATUS) else {
-            return classify_response(status, headers, None);
+            return classify_http_response(status, headers, None);
         };
         let Some(code) = std::str::from_utf8(code.as_bytes())
             .ok()
@@ -439,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn a_429_saying_quota_exhausted_is_an_agent_fault() {
+    fn quota_exhaustion_is_read_from_the_error_code_not_from_words_like_billing() {
         let body = r#"{"error":{"message":"You exceeded your current quota","code":"insufficient_quota"}}"#;
         let quota = Response::builder()
             .status(429)
@@ -453,6 +483,36 @@ mod tests {
             .body(String::from(r#"{"error":{"type":"rate_limit_error"}}"#))
             .unwrap();
         assert_eq!(http(&rate).kind(), OutcomeKind::RateLimited);
+        // The old substring check called this quota exhaustion because of "billing".
+        let billing_link = r#"{"error":{"message":"Please try again in 20s. Visit https://platform.openai.com/account/billing to add a payment method.","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let free_tier = Response::builder()
+            .status(429)
+            .body(Bytes::from(billing_link))
+            .unwrap();
+        let outcome = http(&free_tier);
+        assert_eq!(outcome.kind(), OutcomeKind::RateLimited);
+        assert_eq!(outcome.retry_after(), Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn x_should_retry_true_keeps_a_transient_reason_and_never_revives_quota() {
+        let overloaded = Response::builder()
+            .status(529)
+            .header("x-should-retry", "true")
+            .body(Bytes::from_static(
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ))
+            .unwrap();
+        assert_eq!(http(&overloaded).reason(), Some(reason::OVERLOADED));
+        let quota = Response::builder()
+            .status(429)
+            .header("x-should-retry", "true")
+            .body(Bytes::from_static(
+                br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#,
+            ))
+            .unwrap();
+        assert_eq!(http(&quota).reason(), Some(reason::QUOTA_EXHAUSTED));
+        assert!(!http(&quota).is_retryable());
     }
 
     #[test]

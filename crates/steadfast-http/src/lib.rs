@@ -6,7 +6,9 @@
 //!
 //! | item | what it does |
 //! |---|---|
-//! | [`HttpClassifier`] | status codes, `x-should-retry`, `Retry-After`, connect/reset/timeout errors |
+//! | [`HttpClassifier`] | status codes, LLM providers' error bodies, `x-should-retry`, `Retry-After`, connect/reset/timeout errors |
+//! | [`llm`] | the error vocabulary of OpenAI, Azure, Anthropic, Gemini/Vertex, Mistral, vLLM, TGI, Ollama |
+//! | [`reason`] | the reasons classification reports, documented in one table |
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
@@ -50,6 +52,8 @@
 
 mod body;
 mod classify;
+pub mod llm;
+pub mod reason;
 mod retry_after;
 
 #[cfg(feature = "dead-letter")]
@@ -63,7 +67,7 @@ pub mod notify;
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 pub use classify::{
     GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, X_SHOULD_RETRY,
-    classify_error,
+    classify_error, classify_http_response,
 };
 pub use retry_after::{
     RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,
