@@ -33,8 +33,9 @@
 //! assert_eq!(replayed.headers()["authorization"], "[REDACTED]");
 //! assert_eq!(replayed.body().bytes().as_ref(), br#"{"prompt":"hello"}"#);
 //!
-//! // In the stack: DeadLetterLayer::new(sink).encoder(encoder)
-//! let _layer = DeadLetterLayer::new(MemorySink::new(100)).encoder(HttpRequestEncoder::new());
+//! // In the stack: DeadLetterLayer::new(&agent, sink).encoder(encoder)
+//! let gpt = steadfast::Agent::new("gpt").classifier(steadfast_http::HttpClassifier::llm());
+//! let _layer = DeadLetterLayer::new(&gpt, MemorySink::new(100)).encoder(HttpRequestEncoder::new());
 //! ```
 
 use std::collections::HashSet;

@@ -3,13 +3,12 @@
 //! targeted fallback filter on. Compare against these constants rather than string literals.
 //!
 //! ```
-//! use steadfast::classify::Classify;
 //! use steadfast_http::{reason, BufferedBody, HttpClassifier};
 //!
 //! // Anthropic's answer to a prompt over the model's window.
 //! let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208656 tokens > 200000 maximum"}}"#;
 //! let response = http::Response::builder().status(400).body(BufferedBody::from(body)).unwrap();
-//! let outcome = HttpClassifier::new().classify(Ok::<_, &std::io::Error>(&response));
+//! let outcome = HttpClassifier::llm().classify_response(&response);
 //! // A fallback to a bigger-context model can filter on exactly this reason.
 //! assert_eq!(outcome.reason(), Some(reason::CONTEXT_LENGTH_EXCEEDED));
 //! ```

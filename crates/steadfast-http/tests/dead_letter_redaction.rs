@@ -19,8 +19,8 @@ async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
     let agent = service_fn(|_: http::Request<BufferedBody>| async {
         Err::<http::Response<String>, BoxError>("503 overloaded".into())
     });
-    let stack = DeadLetterLayer::new(journal.clone())
-        .named("gpt")
+    let gpt = steadfast::Agent::new("gpt").classifier(steadfast_http::HttpClassifier::new());
+    let stack = DeadLetterLayer::new(&gpt, journal.clone())
         .encoder(HttpRequestEncoder::new())
         .layer(agent);
 

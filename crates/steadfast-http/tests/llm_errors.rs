@@ -2,14 +2,14 @@
 //! `tests/fixtures/llm/`, taken from the provider's docs, source or a public issue thread; the
 //! URL is beside each use here and in `tests/fixtures/llm/SOURCES.md`.
 
-use std::io;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
-use steadfast::classify::{Classify, Outcome, OutcomeKind};
+use steadfast::classify::{Outcome, OutcomeKind};
 use steadfast_http::{BufferedBody, HttpClassifier, reason};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -26,7 +26,7 @@ fn classify(status: u16, headers: &[(&str, &str)], body: &str) -> Outcome {
         builder = builder.header(*name, *value);
     }
     let response = builder.body(Bytes::from(fixture(body))).unwrap();
-    HttpClassifier::new().classify(Ok::<_, &io::Error>(&response))
+    HttpClassifier::new().classify_response(&response)
 }
 
 fn assert_outcome(outcome: Outcome, kind: OutcomeKind, reason: &str) {
@@ -141,7 +141,7 @@ fn openai_retry_after_ms_beats_retry_after_and_the_reset_headers() {
     let response = builder
         .body(Bytes::from(fixture("openai_429_free_tier_rate_limit.json")))
         .unwrap();
-    let outcome = HttpClassifier::new().classify(Ok::<_, &io::Error>(&response));
+    let outcome = HttpClassifier::new().classify_response(&response);
     assert_eq!(outcome.retry_after(), Some(Duration::from_millis(494)));
 }
 
@@ -398,9 +398,9 @@ fn every_in_memory_body_type_is_read_and_a_streaming_body_is_not() {
     let as_vec = Response::builder().status(400).body(body.clone()).unwrap();
     let as_string = Response::builder().status(400).body(text).unwrap();
     for outcome in [
-        http(&|| HttpClassifier::new().classify(Ok::<_, &io::Error>(&buffered))),
-        http(&|| HttpClassifier::new().classify(Ok::<_, &io::Error>(&as_vec))),
-        http(&|| HttpClassifier::new().classify(Ok::<_, &io::Error>(&as_string))),
+        http(&|| HttpClassifier::new().classify_response(&buffered)),
+        http(&|| HttpClassifier::new().classify_response(&as_vec)),
+        http(&|| HttpClassifier::new().classify_response(&as_string)),
     ] {
         assert_eq!(outcome.reason(), Some(reason::CONTEXT_LENGTH_EXCEEDED));
     }
@@ -409,7 +409,7 @@ fn every_in_memory_body_type_is_read_and_a_streaming_body_is_not() {
         .status(400)
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let outcome = HttpClassifier::new().classify(Ok::<_, &io::Error>(&streaming));
+    let outcome = HttpClassifier::new().classify_response(&streaming);
     assert_outcome(outcome, OutcomeKind::CallerFault, reason::STATUS_4XX);
 }
 
@@ -421,7 +421,7 @@ fn a_success_is_never_parsed_whatever_its_body_says() {
         .unwrap();
     assert!(
         HttpClassifier::new()
-            .classify(Ok::<_, &io::Error>(&response))
+            .classify_response(&response)
             .is_success()
     );
 }

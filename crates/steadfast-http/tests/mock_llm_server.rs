@@ -2,7 +2,6 @@
 //! bodies and headers, hyper's client brings them back, and the classifier (alone and inside
 //! `BackoffRetryLayer`) reads them.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use steadfast::BoxError;
-use steadfast::classify::{Classify, Outcome, OutcomeKind};
+use steadfast::Agent;
+use steadfast::classify::{Outcome, OutcomeKind};
 use steadfast::retry::{BackoffRetryLayer, Jitter, RetryConfig};
 use steadfast_http::{BufferedBody, HttpClassifier, classify_error, reason};
 use steadfast_mock::{MockServer, Reply, Route, Script, faults};
@@ -43,7 +43,7 @@ fn request(server: &MockServer, route: Route) -> Request<BufferedBody> {
 }
 
 fn classify(response: &Response<Bytes>) -> Outcome {
-    HttpClassifier::new().classify(Ok::<_, &io::Error>(response))
+    HttpClassifier::new().classify_response(response)
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn a_connection_reset_before_the_answer_is_transient() {
     let error = send(client, request(&server, Route::OpenAiChat))
         .await
         .unwrap_err();
-    let outcome = classify_error(&error);
+    let outcome = classify_error(error.as_ref());
     assert_eq!(outcome.kind(), OutcomeKind::Transient, "{error:?}");
     // Found in the error chain, not the catch-all "error".
     assert!(
@@ -123,7 +123,10 @@ fn retrying_client(
         .unwrap();
     let client = Arc::new(client);
     ServiceBuilder::new()
-        .layer(BackoffRetryLayer::new(config).classifier(HttpClassifier::new()))
+        .layer(BackoffRetryLayer::new(
+            &Agent::new("llm").classifier(HttpClassifier::llm()),
+            config,
+        ))
         .service(service_fn(move |request: Request<BufferedBody>| {
             let client = HttpClient::clone(&client);
             send(client, request)

@@ -14,10 +14,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use steadfast::events::{Event, EventBus};
-use steadfast::notify::{
-    Decision, Dispatcher, DispatcherConfig, Notification, NotificationKind, NotificationPolicy,
-    PolicyConfig,
-};
+use steadfast::notify::{Notification, NotificationKind};
+use steadfast_notify::{Decision, Dispatcher, DispatcherConfig, NotificationPolicy, PolicyConfig};
 use steadfast::retry::RetryConfig;
 use steadfast_http::notify::{WebhookConfig, WebhookError, WebhookFormat, WebhookNotifier};
 use tokio::net::TcpListener;

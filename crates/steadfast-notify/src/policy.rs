@@ -370,14 +370,7 @@ fn notification(kind: NotificationKind, subject: &str, event: &Event, folded: u3
     if folded > 0 {
         let _ = write!(body, " ({folded} more state changes during the incident)");
     }
-    Notification {
-        kind,
-        subject: subject.to_owned(),
-        title,
-        body,
-        suppressed: folded,
-        event: event.clone(),
-    }
+    Notification::new(kind, subject, title, body, event.clone()).with_suppressed(folded)
 }
 
 #[cfg(test)]

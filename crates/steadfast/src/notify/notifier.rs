@@ -98,6 +98,33 @@ pub struct Notification {
     pub event: Event,
 }
 
+impl Notification {
+    /// A notification of `kind` about `subject`, made from `event`.
+    pub fn new(
+        kind: NotificationKind,
+        subject: impl Into<String>,
+        title: impl Into<String>,
+        body: impl Into<String>,
+        event: Event,
+    ) -> Self {
+        Notification {
+            kind,
+            subject: subject.into(),
+            title: title.into(),
+            body: body.into(),
+            suppressed: 0,
+            event,
+        }
+    }
+
+    /// Records that `suppressed` events were folded into this one.
+    #[must_use]
+    pub fn with_suppressed(mut self, suppressed: u32) -> Self {
+        self.suppressed = suppressed;
+        self
+    }
+}
+
 impl fmt::Display for Notification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}] {}: {}", self.kind.as_str(), self.title, self.body)
