@@ -6,7 +6,7 @@
 //! lines, a blank line, the body), so `steadfast dlq show` prints something a person can read
 //! and `curl` could send.
 //!
-//! Redaction is a [`Redactor`](crate::redact::Redactor) pass; the
+//! Redaction is a [`Redactor`] pass; the
 //! [`redact` module](crate::redact) lists every rule and default name. In short: the values of
 //! credential headers, of sensitive query parameters (any case, percent-encoded or not, after
 //! `&` or `;`), of sensitive JSON keys at any depth and of sensitive form fields become
@@ -16,8 +16,10 @@
 //! A dead letter also stores the error chain, and HTTP clients quote the URL in their errors
 //! (reqwest: `error sending request for url (https://...?key=sk-...)`).
 //! [`HttpRequestEncoder::encode_with_secrets`] returns, with the stored bytes, the
-//! [`Secrets`](crate::redact::Secrets) it removed, whose [`scrub`](crate::redact::Secrets::scrub)
-//! takes them (and any sensitive query value or userinfo) out of such text.
+//! [`Secrets`] it removed, whose [`scrub`](crate::redact::Secrets::scrub)
+//! takes them (and any sensitive query value or userinfo) out of such text. `DeadLetterLayer`
+//! does not call it yet (the hook is being added to `steadfast`); until then, keep URLs out of
+//! the errors that reach it (reqwest: `Error::without_url`).
 //!
 //! ```
 //! use steadfast::dead_letter::{DeadLetterLayer, EncodeRequest, MemorySink};

@@ -48,7 +48,8 @@
 //!   `{` or `[`): the value of every object member whose key (after JSON unescaping,
 //!   ASCII-case-insensitively) is in the set (default [`DEFAULT_REDACTED_JSON_KEYS`]) becomes the
 //!   string `"[REDACTED]"`, at any depth, in objects inside arrays too, and whatever the value is
-//!   (string, number, object, array). A sequence of JSON values (NDJSON) is read value by value.
+//!   (string, number, literal, object, array). A sequence of JSON values (NDJSON) is read value
+//!   by value.
 //!   Everything else keeps its bytes: formatting and key order are untouched.
 //!   A body that is not valid JSON is left alone (add a [body hook](Redactor::body_hook)).
 //!   The work is bounded: a JSON body larger than [`Redactor::max_json_bytes`] or nesting
