@@ -612,6 +612,14 @@ fn collection_is_bounded_and_says_so() {
 }
 
 #[test]
+fn the_types_can_cross_threads_and_be_cloned() {
+    // The core dead-letter layer keeps them across `.await`s and in shared state.
+    fn assert_traits<T: Send + Sync + Clone + fmt::Debug + 'static>() {}
+    assert_traits::<Redactor>();
+    assert_traits::<Secrets>();
+}
+
+#[test]
 fn clones_share_the_rules_and_builders_do_not_touch_other_clones() {
     let base = Redactor::new();
     let copy = base.clone();
