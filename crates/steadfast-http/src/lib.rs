@@ -12,6 +12,7 @@
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
 //! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST), `EmailNotifier` (SMTP) |
@@ -58,6 +59,8 @@ mod retry_after;
 
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
+#[cfg(feature = "redact")]
+pub mod redact;
 #[cfg(feature = "axum")]
 pub mod status;
 

@@ -69,3 +69,76 @@ async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
     }
     assert!(files >= 1, "the journal wrote no file");
 }
+
+/// Every position the review found leaking, through a real journal: no file byte holds any of
+/// the secrets. (The error chain is scrubbed by the core layer through `encode_with_secrets`;
+/// here the agent's error quotes nothing.)
+#[tokio::test]
+async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
+    const SECRETS: [&str; 7] = [
+        "userinfo-pass-5e1f",
+        "query-key-8c2d7a",
+        "amz-session-token-4b9e",
+        "auth-token-77aa01",
+        "json-api-key-3f6c",
+        "aws-signature-9d0b12",
+        "basic-password-61c0",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let journal = JournalSink::open(dir.path()).unwrap();
+    let agent = service_fn(|_: http::Request<BufferedBody>| async {
+        Err::<http::Response<String>, BoxError>("503 overloaded".into())
+    });
+    let stack = DeadLetterLayer::new(journal.clone())
+        .named("gpt")
+        .encoder(HttpRequestEncoder::new())
+        .layer(agent);
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("svc:{}", SECRETS[6]))
+    };
+    let request = http::Request::post(format!(
+        "http://svc:{}@127.0.0.1:9/v1/chat?model=m;API%5Fkey={}&X-Amz-Signature={}",
+        SECRETS[0], SECRETS[1], SECRETS[5]
+    ))
+    .header("x-amz-security-token", SECRETS[2])
+    .header("x-auth-token", SECRETS[3])
+    .header("proxy-authorization", format!("Basic {basic}"))
+    .body(BufferedBody::from(format!(
+        r#"{{"messages":[{{"role":"user","content":"hi"}}],"tools":[{{"config":{{"ApiKey":"{}"}}}}]}}"#,
+        SECRETS[4]
+    )))
+    .unwrap();
+    let err = stack.oneshot(request).await.unwrap_err();
+    let id = err
+        .downcast_ref::<DeadLettered>()
+        .expect("dead-lettered")
+        .id();
+    let record = journal.get(id).await.unwrap().expect("stored");
+    let replay = decode_request(&record.request).unwrap();
+    assert_eq!(
+        replay.uri(),
+        "http://127.0.0.1:9/v1/chat?model=m;API%5Fkey=%5BREDACTED%5D&X-Amz-Signature=%5BREDACTED%5D"
+    );
+    drop(journal);
+
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        files += 1;
+        let bytes = std::fs::read(&path).unwrap();
+        for secret in SECRETS.iter().copied().chain([basic.as_str()]) {
+            assert!(
+                !bytes
+                    .windows(secret.len())
+                    .any(|window| window == secret.as_bytes()),
+                "{} holds {secret}",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 1, "the journal wrote no file");
+}
