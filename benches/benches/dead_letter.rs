@@ -9,7 +9,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use steadfast::BoxError;
 use steadfast::classify::OutcomeKind;
 use steadfast::dead_letter::{
-    Bytes, DeadLetterRecord, DeadLetterLayer, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
+    Bytes, DeadLetterLayer, DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
 };
 use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
 use tower::{Layer, service_fn};

@@ -15,7 +15,7 @@ use lapin::{
 };
 use steadfast::BoxError;
 use steadfast::dead_letter::{
-    DeadLetterRecord, DeadLetterId, DeadLetterSink, DeadLetterStats, JournalError, JournalSink,
+    DeadLetterId, DeadLetterRecord, DeadLetterSink, DeadLetterStats, JournalError, JournalSink,
     SinkError, SinkFuture,
 };
 use tokio::time::Instant;

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
-use steadfast::dead_letter::{DeadLetterRecord, DeadLetterId, DeadLetterSink};
+use steadfast::dead_letter::{DeadLetterId, DeadLetterRecord, DeadLetterSink};
 use steadfast_amqp::{AmqpError, AmqpSink, CONTENT_TYPE};
 use support::proxy::{Proxy, broker_addr};
 use support::{broker_url, config, direct_channel, drain_queue, record, unique};

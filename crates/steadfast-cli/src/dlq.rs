@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use steadfast::BoxError;
 use steadfast::dead_letter::{
-    DeadLetterRecord, DeadLetterId, DeadLetterSink, JournalError, JournalSink, Replay,
+    DeadLetterId, DeadLetterRecord, DeadLetterSink, JournalError, JournalSink, Replay,
 };
 use steadfast_amqp::{AmqpConfig, AmqpSink};
 

@@ -128,7 +128,12 @@ impl HttpClassifier {
         let idempotent = self.all_methods_idempotent
             || matches!(
                 *method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
             )
             || headers.contains_key(&IDEMPOTENCY_KEY);
         Idempotency { idempotent }
@@ -166,7 +171,9 @@ impl<ReqBody, B: 'static> Classify<http::Request<ReqBody>, Response<B>> for Http
 
 /// The classification of a response or a client error, whatever the request.
 #[inline]
-pub(crate) fn classify_response_result<B: 'static>(result: Result<&Response<B>, &BoxError>) -> Outcome {
+pub(crate) fn classify_response_result<B: 'static>(
+    result: Result<&Response<B>, &BoxError>,
+) -> Outcome {
     match result {
         Ok(response) if is_success(response.status()) => Outcome::success(),
         Ok(response) => classify_http_response(
@@ -624,9 +631,13 @@ mod tests {
             .unwrap();
         assert!(idempotent(&keyed));
         let llm = HttpClassifier::llm();
-        let post = http::Request::post("/v1/chat/completions").body(()).unwrap();
+        let post = http::Request::post("/v1/chat/completions")
+            .body(())
+            .unwrap();
         let memo = Classify::<_, Response<()>>::note(&llm, &post);
-        assert!(Classify::<http::Request<()>, Response<()>>::is_idempotent(&llm, &memo));
+        assert!(Classify::<http::Request<()>, Response<()>>::is_idempotent(
+            &llm, &memo
+        ));
     }
 
     #[test]
@@ -647,10 +658,7 @@ mod tests {
             Outcome::transient("connect").unprocessed()
         );
         let boxed: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
-        assert_eq!(
-            http_error(&boxed),
-            Outcome::transient("connection reset")
-        );
+        assert_eq!(http_error(&boxed), Outcome::transient("connection reset"));
         let too_large: BoxError = Box::new(BodyTooLarge { limit: 1 });
         assert_eq!(http_error(&too_large).kind(), OutcomeKind::CallerFault);
         let other: BoxError = "weird".into();

@@ -212,6 +212,15 @@ impl<B: RequestBody> EncodeRequest<Request<B>> for HttpRequestEncoder {
     fn encode(&self, request: &Request<B>) -> Result<Bytes, BoxError> {
         self.encode_with_secrets(request).map(|(bytes, _)| bytes)
     }
+
+    /// The dead-letter layer scrubs the error chain it stores with what redaction collected.
+    fn encode_redacted(
+        &self,
+        request: &Request<B>,
+    ) -> Result<(Bytes, Box<dyn steadfast::dead_letter::Scrub>), BoxError> {
+        let (bytes, secrets) = self.encode_with_secrets(request)?;
+        Ok((bytes, Box::new(secrets)))
+    }
 }
 
 /// Request bodies whose bytes are in memory, so they can be stored.

@@ -68,12 +68,12 @@ pub mod status;
 pub mod notify;
 
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
+#[cfg(feature = "grpc")]
+pub use classify::classify_grpc_error;
 pub use classify::{
     GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, IDEMPOTENCY_KEY,
     Idempotency, X_SHOULD_RETRY, classify_error, classify_http_response,
 };
-#[cfg(feature = "grpc")]
-pub use classify::classify_grpc_error;
 pub use retry_after::{
     RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,
     parse_retry_after, parse_retry_after_at, parse_retry_after_value,

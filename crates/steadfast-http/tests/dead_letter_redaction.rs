@@ -71,8 +71,8 @@ async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
 }
 
 /// Every position the review found leaking, through a real journal: no file byte holds any of
-/// the secrets. (The error chain is scrubbed by the core layer through `encode_with_secrets`;
-/// here the agent's error quotes nothing.)
+/// the secrets, though the agent's error quotes the whole URL and a header as a client error
+/// would (the dead-letter layer scrubs the stored error chain with what redaction collected).
 #[tokio::test]
 async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
     const SECRETS: [&str; 7] = [
@@ -86,11 +86,16 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let journal = JournalSink::open(dir.path()).unwrap();
-    let agent = service_fn(|_: http::Request<BufferedBody>| async {
-        Err::<http::Response<String>, BoxError>("503 overloaded".into())
+    let agent = service_fn(|request: http::Request<BufferedBody>| {
+        let quoted = format!(
+            "error sending request for url ({}) with x-auth-token {:?}",
+            request.uri(),
+            request.headers()["x-auth-token"]
+        );
+        async move { Err::<http::Response<String>, BoxError>(quoted.into()) }
     });
-    let stack = DeadLetterLayer::new(journal.clone())
-        .named("gpt")
+    let gpt = steadfast::Agent::new("gpt").classifier(steadfast_http::HttpClassifier::new());
+    let stack = DeadLetterLayer::new(&gpt, journal.clone())
         .encoder(HttpRequestEncoder::new())
         .layer(agent);
     let basic = {
@@ -120,6 +125,14 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
         replay.uri(),
         "http://127.0.0.1:9/v1/chat?model=m;API%5Fkey=%5BREDACTED%5D&X-Amz-Signature=%5BREDACTED%5D"
     );
+    let chain = record.error_chain.join("\n");
+    assert!(chain.contains("error sending request for url"), "{chain}");
+    for secret in &SECRETS[..4] {
+        assert!(
+            !chain.contains(secret),
+            "{secret} in the stored error chain: {chain}"
+        );
+    }
     drop(journal);
 
     let mut files = 0;

@@ -2,7 +2,6 @@
 //! `tests/fixtures/llm/`, taken from the provider's docs, source or a public issue thread; the
 //! URL is beside each use here and in `tests/fixtures/llm/SOURCES.md`.
 
-
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -22,5 +22,8 @@ async fn a_refused_reqwest_connection_is_a_transient_connect_error() {
     assert_eq!(outcome.reason(), Some("connect"));
     let boxed: BoxError = Box::new(err);
     assert_eq!(classify_error(boxed.as_ref()).reason(), Some("connect"));
-    assert!(classify_error(boxed.as_ref()).is_unprocessed(), "a refused connection never reached the agent");
+    assert!(
+        classify_error(boxed.as_ref()).is_unprocessed(),
+        "a refused connection never reached the agent"
+    );
 }

@@ -16,8 +16,8 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use steadfast::prelude::*;
 use steadfast::Agent;
+use steadfast::prelude::*;
 use steadfast::retry::count_attempts;
 use steadfast_http::{BufferedBody, HttpClassifier};
 use tokio::net::{TcpListener, TcpStream};
@@ -92,9 +92,10 @@ async fn a_503_with_retry_after_is_waited_out_and_the_retry_succeeds() {
         .build()
         .unwrap();
     let client = ServiceBuilder::new()
-        .layer(
-            BackoffRetryLayer::new(&Agent::new("local").classifier(HttpClassifier::new()), config),
-        )
+        .layer(BackoffRetryLayer::new(
+            &Agent::new("local").classifier(HttpClassifier::new()),
+            config,
+        ))
         .service(service_fn(move |request| send(addr, request)));
 
     let started = Instant::now();

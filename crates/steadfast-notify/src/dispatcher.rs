@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use steadfast::events::EventReceiver;
 
-use steadfast::notify::{Notification, Notifier};
 use super::policy::{Decision, NotificationPolicy};
+use steadfast::notify::{Notification, Notifier};
 
 /// How the dispatcher delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -35,9 +35,9 @@
 //! subscribe to. A `/status` page and a `/metrics` scrape therefore always agree.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(feature = "circuit-breaker")]
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics::Counter;
@@ -358,9 +358,7 @@ struct BreakerMetrics {
 impl AgentMetrics {
     fn apply(&self, agent: &Arc<str>, event: &Event) {
         let counter = |name: &'static str| metrics::counter!(name, "agent" => agent.to_string());
-        let served = |source: &'static str| {
-            metrics::counter!("steadfast_served_total", "agent" => agent.to_string(), "source" => source)
-        };
+        let served = |source: &'static str| metrics::counter!("steadfast_served_total", "agent" => agent.to_string(), "source" => source);
         match event {
             #[cfg(feature = "circuit-breaker")]
             Event::CircuitOpened { from, state, .. } | Event::CircuitClosed { from, state, .. } => {

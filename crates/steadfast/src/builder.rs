@@ -89,7 +89,8 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Adds fault injection ([`ChaosLayer`]). Put it innermost, next to the agent, so the other
     /// layers see its faults as the agent's.
     #[cfg(feature = "chaos")]
-    fn chaos<F>(self, layer: ChaosLayer<F>) -> ServiceBuilder<tower_layer::Stack<ChaosLayer<F>, L>>;
+    fn chaos<F>(self, layer: ChaosLayer<F>)
+    -> ServiceBuilder<tower_layer::Stack<ChaosLayer<F>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -134,7 +135,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "chaos")]
-    fn chaos<F>(self, layer: ChaosLayer<F>) -> ServiceBuilder<tower_layer::Stack<ChaosLayer<F>, L>> {
+    fn chaos<F>(
+        self,
+        layer: ChaosLayer<F>,
+    ) -> ServiceBuilder<tower_layer::Stack<ChaosLayer<F>, L>> {
         self.layer(layer)
     }
 }

@@ -412,7 +412,11 @@ fn builtins() -> [Registered; 3] {
 pub fn register<E: ClassifyError>() {
     let type_id = TypeId::of::<E>();
     let known = |registered: &[Registered]| registered.iter().any(|r| r.type_id == type_id);
-    if known(&REGISTERED.read().unwrap_or_else(std::sync::PoisonError::into_inner)) {
+    if known(
+        &REGISTERED
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ) {
         return;
     }
     let mut registered = REGISTERED
@@ -600,8 +604,14 @@ mod tests {
     #[test]
     fn display_says_kind_reason_and_wait() {
         let outcome = Outcome::rate_limited("429").with_retry_after(Duration::from_secs(3));
-        assert_eq!(outcome.to_string(), "rate_limited (429), retry after 3.000s");
-        assert_eq!(OutcomeKind::from_name("rate_limited"), Some(OutcomeKind::RateLimited));
+        assert_eq!(
+            outcome.to_string(),
+            "rate_limited (429), retry after 3.000s"
+        );
+        assert_eq!(
+            OutcomeKind::from_name("rate_limited"),
+            Some(OutcomeKind::RateLimited)
+        );
         assert_eq!(OutcomeKind::from_name("nope"), None);
     }
 }

@@ -260,12 +260,14 @@ impl Registry {
     /// Emits an event that belongs to no agent (a dead-letter queue's alert) on the registry's
     /// bus, with its log line; an agent's event goes through that agent's one event path.
     pub fn emit(&self, event: Event) {
-        match event.agent().and_then(|name| self.read().get(name).cloned()) {
-            Some(scope) => scope.reporter.emit(event),
-            None => {
-                crate::events::trace(&event);
-                self.inner.events.emit(event);
-            }
+        let scope = event
+            .agent()
+            .and_then(|name| self.read().get(name).cloned());
+        if let Some(scope) = scope {
+            scope.reporter.emit(event);
+        } else {
+            crate::events::trace(&event);
+            self.inner.events.emit(event);
         }
     }
 
@@ -277,7 +279,9 @@ impl Registry {
 
     /// What the layers of `agent` counted; `None` for an agent never made.
     pub fn counters(&self, agent: &str) -> Option<CountersSnapshot> {
-        self.read().get(agent).map(|scope| scope.reporter.counters())
+        self.read()
+            .get(agent)
+            .map(|scope| scope.reporter.counters())
     }
 
     /// Sets the dead-letter queue depth of `agent`, if it exists (a dead-letter monitor does).
@@ -294,7 +298,7 @@ impl Registry {
 
     /// The names of the registered agents, sorted.
     pub fn agents(&self) -> Vec<String> {
-        self.read().keys().map(|name| name.to_string()).collect()
+        self.read().keys().map(ToString::to_string).collect()
     }
 
     /// The health of `agent` (see the [module docs](self#health)); `None` if it is unknown.

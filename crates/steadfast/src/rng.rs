@@ -76,6 +76,10 @@ mod tests {
     #[test]
     fn units_stay_in_range() {
         let rng = SplitMix::new(1);
-        assert!((0..10_000).map(|_| rng.next_unit()).all(|u| (0.0..1.0).contains(&u)));
+        assert!(
+            (0..10_000)
+                .map(|_| rng.next_unit())
+                .all(|u| (0.0..1.0).contains(&u))
+        );
     }
 }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use proptest::prelude::*;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalError, JournalSink};
+use steadfast::dead_letter::{
+    DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalError, JournalSink,
+};
 
 fn record(n: usize) -> DeadLetterRecord {
     let mut record = DeadLetterRecord::new(

@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use steadfast::BoxError;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, DlqAlert, MemorySink, Monitor, Replay};
+use steadfast::dead_letter::{
+    DeadLetterRecord, DeadLetterSink, DlqAlert, MemorySink, Monitor, Replay,
+};
 use tower::service_fn;
 
 fn record(agent: &str, body: &'static str) -> DeadLetterRecord {

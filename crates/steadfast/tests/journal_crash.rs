@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetterRecord, DeadLetterId, DeadLetterSink, JournalSink};
+use steadfast::dead_letter::{DeadLetterId, DeadLetterRecord, DeadLetterSink, JournalSink};
 
 const CHILD_ENV: &str = "STEADFAST_JOURNAL_CRASH_CHILD";
 const ROUNDS: usize = 6;

@@ -362,3 +362,10 @@ fn ends_value_in_text(byte: u8) -> bool {
             b'&' | b'#' | b'"' | b'\'' | b'<' | b'>' | b'(' | b')' | b'\\' | b'`' | b','
         )
 }
+
+#[cfg(feature = "dead-letter")]
+impl steadfast::dead_letter::Scrub for Secrets {
+    fn scrub(&self, text: &str) -> String {
+        Secrets::scrub(self, text)
+    }
+}

@@ -142,13 +142,24 @@ impl CacheConfigBuilder {
             ConfigError::new("cache", setting, problem).with_value(0)
         };
         if config.max_entries == 0 {
-            return Err(invalid("max_entries", "a cache must hold at least one entry; set it to 1 or more"));
+            return Err(invalid(
+                "max_entries",
+                "a cache must hold at least one entry; set it to 1 or more",
+            ));
         }
         if config.max_bytes == Some(0) {
-            return Err(invalid("max_bytes", "set a positive byte budget, or leave it unset for no limit"));
+            return Err(invalid(
+                "max_bytes",
+                "set a positive byte budget, or leave it unset for no limit",
+            ));
         }
         if config.ttl.is_zero() {
-            return Err(ConfigError::new("cache", "ttl", "entries would never be fresh; use a positive time to live").with_value("0s"));
+            return Err(ConfigError::new(
+                "cache",
+                "ttl",
+                "entries would never be fresh; use a positive time to live",
+            )
+            .with_value("0s"));
         }
         Ok(config)
     }
@@ -160,8 +171,12 @@ mod tests {
 
     #[test]
     fn rejects_values_that_cannot_work() {
-        let setting = |builder: CacheConfigBuilder| builder.build().unwrap_err().setting().to_owned();
-        assert_eq!(setting(CacheConfig::builder().max_entries(0)), "max_entries");
+        let setting =
+            |builder: CacheConfigBuilder| builder.build().unwrap_err().setting().to_owned();
+        assert_eq!(
+            setting(CacheConfig::builder().max_entries(0)),
+            "max_entries"
+        );
         assert_eq!(setting(CacheConfig::builder().max_bytes(0)), "max_bytes");
         assert_eq!(setting(CacheConfig::builder().ttl(Duration::ZERO)), "ttl");
         assert!(

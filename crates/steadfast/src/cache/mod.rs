@@ -156,7 +156,8 @@ where
 
     fn build(config: CacheConfig, key: Box<KeyFn<Req, K>>, size: Option<Box<SizeFn<Res>>>) -> Self {
         let budget = Budget::new(&config);
-        let store = quick_cache::sync::Cache::with_weighter(config.max_entries, budget.capacity(), budget);
+        let store =
+            quick_cache::sync::Cache::with_weighter(config.max_entries, budget.capacity(), budget);
         ResponseCache {
             shared: Arc::new(Shared {
                 config,
@@ -218,11 +219,7 @@ where
 
     /// The bytes stored, as measured by the size function.
     pub fn bytes(&self) -> usize {
-        self.shared
-            .store
-            .iter()
-            .map(|(_, entry)| entry.bytes)
-            .sum()
+        self.shared.store.iter().map(|(_, entry)| entry.bytes).sum()
     }
 
     /// The configuration.
@@ -304,7 +301,11 @@ mod tests {
 
     #[test]
     fn an_answer_over_the_whole_byte_budget_is_not_stored_and_removes_the_older_one() {
-        let cache = ResponseCache::with_size(config(10, Some(100)), |n: &u32| Some(*n), |s: &String| s.len());
+        let cache = ResponseCache::with_size(
+            config(10, Some(100)),
+            |n: &u32| Some(*n),
+            |s: &String| s.len(),
+        );
         cache.insert(&1, "small".to_string());
         cache.insert(&1, "x".repeat(101));
         assert_eq!(cache.get(&1), None);

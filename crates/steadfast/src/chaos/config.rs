@@ -64,8 +64,12 @@ impl Rates {
             ("latency", self.latency),
         ] {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(ConfigError::new("chaos", format!("{name}_rate"), "must be a rate between 0 and 1")
-                    .with_value(rate));
+                return Err(ConfigError::new(
+                    "chaos",
+                    format!("{name}_rate"),
+                    "must be a rate between 0 and 1",
+                )
+                .with_value(rate));
             }
         }
         let total = self.error + self.response + self.latency;
@@ -312,11 +316,23 @@ mod tests {
 
     #[test]
     fn rates_outside_zero_to_one_or_summing_over_one_are_rejected() {
-        let setting = |result: Result<ChaosConfig, ConfigError>| result.unwrap_err().setting().to_owned();
-        assert_eq!(setting(ChaosConfig::builder().error_rate(1.5).build()), "error_rate");
-        assert_eq!(setting(ChaosConfig::builder().latency_rate(f64::NAN).build()), "latency_rate");
+        let setting =
+            |result: Result<ChaosConfig, ConfigError>| result.unwrap_err().setting().to_owned();
         assert_eq!(
-            setting(ChaosConfig::builder().error_rate(0.6).response_rate(0.5).build()),
+            setting(ChaosConfig::builder().error_rate(1.5).build()),
+            "error_rate"
+        );
+        assert_eq!(
+            setting(ChaosConfig::builder().latency_rate(f64::NAN).build()),
+            "latency_rate"
+        );
+        assert_eq!(
+            setting(
+                ChaosConfig::builder()
+                    .error_rate(0.6)
+                    .response_rate(0.5)
+                    .build()
+            ),
             "rates"
         );
     }

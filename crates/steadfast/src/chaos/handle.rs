@@ -11,8 +11,8 @@ use crate::clock::{Origin, duration_to_nanos};
 use crate::rng::SplitMix;
 
 use super::config::{ChaosConfig, Outage, Rates};
-use crate::error::ConfigError;
 use super::policy::{self, Fault};
+use crate::error::ConfigError;
 
 /// What the layer does with one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

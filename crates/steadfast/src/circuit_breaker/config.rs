@@ -16,7 +16,10 @@ pub const MAX_COUNT_WINDOW: u32 = 10_000;
 /// from 1 ms in five trips, so a larger factor only makes the growth a step function.
 pub const MAX_OPEN_DURATION_MULTIPLIER: f64 = 10.0;
 
-fn invalid(setting: &'static str, problem: impl Into<std::borrow::Cow<'static, str>>) -> ConfigError {
+fn invalid(
+    setting: &'static str,
+    problem: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
     ConfigError::new("breaker", setting, problem)
 }
 
@@ -291,37 +294,28 @@ impl BreakerConfigBuilder {
             if value.is_finite() && value > 0.0 && value <= 1.0 {
                 Ok(value)
             } else {
-                Err(invalid(setting, "must be a rate in (0, 1], e.g. 0.5 for half the calls").with_value(value))
+                Err(invalid(
+                    setting,
+                    "must be a rate in (0, 1], e.g. 0.5 for half the calls",
+                )
+                .with_value(value))
             }
         }
-        fn at_least(setting: &'static str, value: Duration, min: Duration) -> Result<(), ConfigError> {
+        fn at_least(
+            setting: &'static str,
+            value: Duration,
+            min: Duration,
+        ) -> Result<(), ConfigError> {
             if value < min {
-                return Err(invalid(setting, format!("must be at least {min:?}")).with_value(format!("{value:?}")));
+                return Err(invalid(setting, format!("must be at least {min:?}"))
+                    .with_value(format!("{value:?}")));
             }
             Ok(())
         }
         let failure_rate_threshold = rate("failure_rate_threshold", self.failure_rate_threshold)?;
         let slow_call_rate_threshold =
             rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
-        match self.window {
-            SlidingWindow::Count(size) if size == 0 || size > MAX_COUNT_WINDOW => {
-                return Err(invalid("window", format!("a count window must hold 1 to {MAX_COUNT_WINDOW} calls"))
-                    .with_value(format!("{size} calls")));
-            }
-            SlidingWindow::Count(size) if self.min_calls > size => {
-                return Err(invalid(
-                    "min_calls",
-                    format!("exceeds the window of {size} calls, so the failure-rate rule could never trip"),
-                )
-                .with_value(self.min_calls));
-            }
-            SlidingWindow::Time(span)
-                if span < Duration::from_secs(1) || span > Duration::from_secs(3600) =>
-            {
-                return Err(invalid("window", "a time window must span 1 s to 1 h").with_value(format!("{span:?}")));
-            }
-            _ => {}
-        }
+        validate_window(self.window, self.min_calls)?;
         if self.min_calls == 0 {
             return Err(invalid("min_calls", "must be at least 1").with_value(0));
         }
@@ -333,9 +327,17 @@ impl BreakerConfigBuilder {
             return Err(invalid("success_threshold", "must be at least 1").with_value(0));
         }
         if self.slow_call_threshold == Some(Duration::ZERO) {
-            return Err(invalid("slow_call_threshold", "must be greater than zero (leave it unset to not track slow calls)").with_value("0s"));
+            return Err(invalid(
+                "slow_call_threshold",
+                "must be greater than zero (leave it unset to not track slow calls)",
+            )
+            .with_value("0s"));
         }
-        at_least("initial_open_duration", self.initial_open_duration, Duration::from_millis(1))?;
+        at_least(
+            "initial_open_duration",
+            self.initial_open_duration,
+            Duration::from_millis(1),
+        )?;
         if !(self.open_duration_multiplier.is_finite()
             && (1.0..=MAX_OPEN_DURATION_MULTIPLIER).contains(&self.open_duration_multiplier))
         {
@@ -355,12 +357,23 @@ impl BreakerConfigBuilder {
         if self.max_open_duration < self.initial_open_duration {
             return Err(invalid(
                 "max_open_duration",
-                format!("is below initial_open_duration ({:?})", self.initial_open_duration),
+                format!(
+                    "is below initial_open_duration ({:?})",
+                    self.initial_open_duration
+                ),
             )
             .with_value(format!("{:?}", self.max_open_duration)));
         }
-        at_least("health_check_interval", self.health_check_interval, Duration::from_millis(10))?;
-        at_least("health_check_timeout", self.health_check_timeout, Duration::from_millis(1))?;
+        at_least(
+            "health_check_interval",
+            self.health_check_interval,
+            Duration::from_millis(10),
+        )?;
+        at_least(
+            "health_check_timeout",
+            self.health_check_timeout,
+            Duration::from_millis(1),
+        )?;
         Ok(BreakerConfig {
             consecutive_failures: self.consecutive_failures,
             failure_rate_threshold,
@@ -378,6 +391,36 @@ impl BreakerConfigBuilder {
             recent_failures: self.recent_failures,
         })
     }
+}
+
+/// A window that can hold calls, and a `min_calls` it can reach.
+fn validate_window(window: SlidingWindow, min_calls: u32) -> Result<(), ConfigError> {
+    match window {
+        SlidingWindow::Count(size) if size == 0 || size > MAX_COUNT_WINDOW => {
+            return Err(invalid(
+                "window",
+                format!("a count window must hold 1 to {MAX_COUNT_WINDOW} calls"),
+            )
+            .with_value(format!("{size} calls")));
+        }
+        SlidingWindow::Count(size) if min_calls > size => {
+            return Err(invalid(
+                "min_calls",
+                format!(
+                    "exceeds the window of {size} calls, so the failure-rate rule could never trip"
+                ),
+            )
+            .with_value(min_calls));
+        }
+        SlidingWindow::Time(span)
+            if span < Duration::from_secs(1) || span > Duration::from_secs(3600) =>
+        {
+            return Err(invalid("window", "a time window must span 1 s to 1 h")
+                .with_value(format!("{span:?}")));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl TryFrom<BreakerConfigBuilder> for BreakerConfig {

@@ -26,11 +26,19 @@ pub trait EncodeRequest<Req> {
     /// Encodes `request`.
     fn encode(&self, request: &Req) -> Result<Bytes, BoxError>;
 
-    /// Encodes `request` and returns the secret values it left out, to be scrubbed from every
-    /// other stored text. The default removes nothing.
-    fn encode_redacted(&self, request: &Req) -> Result<(Bytes, Secrets), BoxError> {
-        Ok((self.encode(request)?, Secrets::default()))
+    /// Encodes `request` and returns what scrubs the secrets it left out from every other
+    /// stored text (the error chain). The default scrubs nothing.
+    fn encode_redacted(&self, request: &Req) -> Result<(Bytes, Box<dyn Scrub>), BoxError> {
+        Ok((self.encode(request)?, Box::new(Secrets::default())))
     }
+}
+
+/// Removes secrets from text the dead-letter layer stores beside the request (each line of the
+/// error chain). [`Secrets`] is the plain implementation; `steadfast-http`'s redactor brings
+/// one that also knows URLs.
+pub trait Scrub: Send + Sync {
+    /// `text` without the secrets.
+    fn scrub(&self, text: &str) -> String;
 }
 
 impl<Req, F> EncodeRequest<Req> for F
@@ -86,6 +94,12 @@ impl Secrets {
             }
         }
         out
+    }
+}
+
+impl Scrub for Secrets {
+    fn scrub(&self, text: &str) -> String {
+        Secrets::scrub(self, text)
     }
 }
 

@@ -66,7 +66,7 @@ pub use id::{DeadLetterId, ParseIdError};
 pub use journal::{FsyncPolicy, JournalError, JournalOptions, JournalSink, OpenReport};
 #[cfg(feature = "serde")]
 pub use layer::json_encoder;
-pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest, Secrets};
+pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest, Scrub, Secrets};
 pub use memory::MemorySink;
 pub use record::{DeadLetterRecord, DecodeError, RECORD_VERSION};
 pub use replay::{Replay, ReplayReport};

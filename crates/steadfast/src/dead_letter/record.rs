@@ -290,7 +290,10 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = sample().encode();
         for len in 0..bytes.len() {
-            assert!(DeadLetterRecord::decode(&bytes[..len]).is_err(), "len {len}");
+            assert!(
+                DeadLetterRecord::decode(&bytes[..len]).is_err(),
+                "len {len}"
+            );
         }
     }
 

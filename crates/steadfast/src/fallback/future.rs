@@ -135,7 +135,10 @@ where
     for alternative in &shared.alternatives {
         let name = &alternative.name;
         if outcome.kind() == OutcomeKind::CallerFault && !alternative.handles(&outcome) {
-            skipped.push(Skipped::new(name.clone(), SkipReason::CallerFaultNotHandled));
+            skipped.push(Skipped::new(
+                name.clone(),
+                SkipReason::CallerFaultNotHandled,
+            ));
             continue;
         }
         if !alternative.is_callable(now) {

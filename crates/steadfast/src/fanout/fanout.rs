@@ -12,10 +12,10 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
-#[cfg(feature = "degrade")]
-use crate::degrade::{DegradationLevel, Level};
 use crate::agent::Agent;
 use crate::classify::{self, Classify, FailedResponse, Outcome};
+#[cfg(feature = "degrade")]
+use crate::degrade::{DegradationLevel, Level};
 use crate::error::{BoxError, ConfigError};
 
 use super::policy::{Tally, Threshold, Verdict};
@@ -82,6 +82,33 @@ impl<Req: 'static, Res: 'static> FanoutAgent<Req, Res> {
         S::Future: Send + 'static,
     {
         Self::new(agent, false, service)
+    }
+}
+
+impl<Req, Res> FanoutAgent<Req, Res>
+where
+    Req: Clone + Send + 'static,
+    Res: Send + 'static,
+{
+    /// This agent's call, under its deadline (`default` unless it has its own), judged by its
+    /// classifier.
+    fn call(&self, request: Req, default: Duration) -> AgentCall<Res> {
+        let deadline = self.deadline.unwrap_or(default);
+        let kept = request.clone();
+        let call = self.service.clone().oneshot(request);
+        let classify = self.classify.clone();
+        Box::pin(async move {
+            let Ok(result) = tokio::time::timeout(deadline, call).await else {
+                return Err(FailureReason::TimedOut(deadline));
+            };
+            // An answer is what the agent's classifier says is one: an HTTP 503 is not.
+            let outcome = classify(&kept, result.as_ref());
+            match result {
+                Ok(response) if outcome.is_success() => Ok(response),
+                Ok(_) => Err(FailureReason::Error(FailedResponse::new(outcome).into())),
+                Err(error) => Err(FailureReason::Error(error)),
+            }
+        })
     }
 }
 
@@ -223,9 +250,13 @@ impl<Req, Res> FanoutBuilder<Req, Res> {
 
     /// Validates and builds.
     pub fn build(self) -> Result<Fanout<Req, Res>, ConfigError> {
-        let invalid = |setting: &'static str, problem: String| ConfigError::new("fanout", setting, problem);
+        let invalid =
+            |setting: &'static str, problem: String| ConfigError::new("fanout", setting, problem);
         if self.agents.is_empty() {
-            return Err(invalid("agents", "a fan-out needs at least one agent; add one with `required` or `optional`".into()));
+            return Err(invalid(
+                "agents",
+                "a fan-out needs at least one agent; add one with `required` or `optional`".into(),
+            ));
         }
         let mut names = HashSet::new();
         for agent in &self.agents {
@@ -234,18 +265,31 @@ impl<Req, Res> FanoutBuilder<Req, Res> {
                     .with_value(&agent.name));
             }
             if agent.deadline.unwrap_or(self.deadline).is_zero() {
-                return Err(invalid("deadline", format!("agent `{}` would have no time to answer", agent.name))
-                    .with_value("0s"));
+                return Err(invalid(
+                    "deadline",
+                    format!("agent `{}` would have no time to answer", agent.name),
+                )
+                .with_value("0s"));
             }
         }
         match self.threshold {
             Threshold::Ratio(ratio) if !(ratio > 0.0 && ratio <= 1.0) => {
-                return Err(invalid("success_ratio", "must be in (0, 1], e.g. 0.5 for half the agents".into())
-                    .with_value(ratio));
+                return Err(invalid(
+                    "success_ratio",
+                    "must be in (0, 1], e.g. 0.5 for half the agents".into(),
+                )
+                .with_value(ratio));
             }
             Threshold::Quorum(quorum) if quorum == 0 || quorum > self.agents.len() => {
-                return Err(invalid("quorum", format!("cannot be met by {} agent(s); use 1..={}", self.agents.len(), self.agents.len()))
-                    .with_value(quorum));
+                return Err(invalid(
+                    "quorum",
+                    format!(
+                        "cannot be met by {} agent(s); use 1..={}",
+                        self.agents.len(),
+                        self.agents.len()
+                    ),
+                )
+                .with_value(quorum));
             }
             _ => {}
         }
@@ -281,23 +325,7 @@ where
                     skipped.push(agent.name.clone());
                     return None;
                 }
-                let deadline = agent.deadline.unwrap_or(self.shared.deadline);
-                let kept = request.clone();
-                let call = agent.service.clone().oneshot(request.clone());
-                let classify = agent.classify.clone();
-                let call: AgentCall<Res> = Box::pin(async move {
-                    let Ok(result) = tokio::time::timeout(deadline, call).await else {
-                        return Err(FailureReason::TimedOut(deadline));
-                    };
-                    // An answer is what the agent's classifier says is one: an HTTP 503 is not.
-                    let outcome = classify(&kept, result.as_ref());
-                    match result {
-                        Ok(response) if outcome.is_success() => Ok(response),
-                        Ok(_) => Err(FailureReason::Error(FailedResponse::new(outcome).into())),
-                        Err(error) => Err(FailureReason::Error(error)),
-                    }
-                });
-                Some(call)
+                Some(agent.call(request.clone(), self.shared.deadline))
             })
             .collect();
         drop(request);

@@ -4,9 +4,9 @@ use super::*;
 fn the_same_name_gives_the_same_agent_and_no_other_agent_appears() {
     let registry = Registry::new();
     let first = registry.agent("tool");
-    let second = registry.agent("tool").classifier(|_: Result<&(), &crate::BoxError>| {
-        crate::Outcome::success()
-    });
+    let second = registry
+        .agent("tool")
+        .classifier(|_: Result<&(), &crate::BoxError>| crate::Outcome::success());
     assert!(first.same_agent(&second));
     assert_eq!(registry.agents(), ["tool"]);
     assert_eq!(registry.counters("tool"), Some(CountersSnapshot::default()));
@@ -213,7 +213,12 @@ mod with_breakers {
         }));
         // Builder calls commute: the check is set on the breaker the service already uses.
         let layer = layer.health_check(|| async { Err::<(), BoxError>("still down".into()) });
-        assert!(registry.breaker("gpt").unwrap().same_breaker(&layer.handle()));
+        assert!(
+            registry
+                .breaker("gpt")
+                .unwrap()
+                .same_breaker(&layer.handle())
+        );
         let _ = service.ready().await.unwrap().call(()).await;
         assert_eq!(layer.handle().state(), BreakerState::Open);
         // The open time elapses, but the failing check keeps the breaker open.

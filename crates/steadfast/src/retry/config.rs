@@ -42,7 +42,10 @@ pub enum Jitter {
     None,
 }
 
-fn invalid(setting: &'static str, problem: impl Into<std::borrow::Cow<'static, str>>) -> ConfigError {
+fn invalid(
+    setting: &'static str,
+    problem: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
     ConfigError::new("retry", setting, problem)
 }
 
@@ -257,11 +260,21 @@ impl RetryConfigBuilder {
             .with_value(self.multiplier));
         }
         if self.max_backoff < self.base {
-            return Err(invalid("max_backoff", format!("is below base ({:?}): raise max_backoff or lower base", self.base))
-                .with_value(format!("{:?}", self.max_backoff)));
+            return Err(invalid(
+                "max_backoff",
+                format!(
+                    "is below base ({:?}): raise max_backoff or lower base",
+                    self.base
+                ),
+            )
+            .with_value(format!("{:?}", self.max_backoff)));
         }
         if self.deadline == Some(Duration::ZERO) {
-            return Err(invalid("deadline", "must be greater than zero (leave it unset, or Duration::MAX, for none)").with_value("0s"));
+            return Err(invalid(
+                "deadline",
+                "must be greater than zero (leave it unset, or Duration::MAX, for none)",
+            )
+            .with_value("0s"));
         }
         validate_budget(self.budget_ratio, self.budget_ttl)?;
         Ok(RetryConfig {
@@ -288,7 +301,9 @@ pub(crate) fn validate_budget(ratio: f64, ttl: Duration) -> Result<(), ConfigErr
         .with_value(ratio));
     }
     if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(60) {
-        return Err(invalid("budget_ttl", "must be between 1 s and 60 s").with_value(format!("{ttl:?}")));
+        return Err(
+            invalid("budget_ttl", "must be between 1 s and 60 s").with_value(format!("{ttl:?}"))
+        );
     }
     Ok(())
 }
@@ -339,17 +354,33 @@ mod tests {
     #[test]
     fn invalid_values_are_refused_with_a_reason() {
         let cases = [
-            (RetryConfig::builder().max_retries(101), "max_retries", "101"),
+            (
+                RetryConfig::builder().max_retries(101),
+                "max_retries",
+                "101",
+            ),
             (RetryConfig::builder().base(Duration::ZERO), "base", "0s"),
-            (RetryConfig::builder().multiplier(f64::NAN), "multiplier", "NaN"),
+            (
+                RetryConfig::builder().multiplier(f64::NAN),
+                "multiplier",
+                "NaN",
+            ),
             (RetryConfig::builder().multiplier(11.0), "multiplier", "11"),
             (
                 RetryConfig::builder().max_backoff(Duration::from_millis(100)),
                 "max_backoff",
                 "100ms",
             ),
-            (RetryConfig::builder().deadline(Duration::ZERO), "deadline", "0s"),
-            (RetryConfig::builder().budget_ratio(-0.1), "budget_ratio", "-0.1"),
+            (
+                RetryConfig::builder().deadline(Duration::ZERO),
+                "deadline",
+                "0s",
+            ),
+            (
+                RetryConfig::builder().budget_ratio(-0.1),
+                "budget_ratio",
+                "-0.1",
+            ),
             (
                 RetryConfig::builder().budget_ttl(Duration::from_millis(10)),
                 "budget_ttl",
@@ -358,8 +389,15 @@ mod tests {
         ];
         for (builder, setting, value) in cases {
             let err = builder.build().unwrap_err();
-            assert_eq!((err.component(), err.setting(), err.value()), ("retry", setting, Some(value)));
-            assert!(err.to_string().starts_with(&format!("invalid retry setting `{setting}` = {value}: ")), "{err}");
+            assert_eq!(
+                (err.component(), err.setting(), err.value()),
+                ("retry", setting, Some(value))
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid retry setting `{setting}` = {value}: ")),
+                "{err}"
+            );
         }
     }
 

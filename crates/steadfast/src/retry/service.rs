@@ -89,7 +89,13 @@ where
         ResponseFuture::new(
             future,
             deadline,
-            Retrying::new(service, spare, self.classifier.clone(), memo, shared.clone()),
+            Retrying::new(
+                service,
+                spare,
+                self.classifier.clone(),
+                memo,
+                shared.clone(),
+            ),
         )
     }
 }

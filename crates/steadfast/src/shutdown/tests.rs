@@ -13,12 +13,14 @@ type Agent = tower::util::BoxCloneService<u64, u64, BoxError>;
 
 /// An agent that answers after the given number of seconds.
 fn sleeper(shutdown: &Shutdown) -> Agent {
-    tower::util::BoxCloneService::new(ShutdownLayer::new(shutdown, &crate::Agent::new("gpt")).layer(service_fn(
-        |secs: u64| async move {
-            sleep(Duration::from_secs(secs)).await;
-            Ok::<_, BoxError>(secs)
-        },
-    )))
+    tower::util::BoxCloneService::new(
+        ShutdownLayer::new(shutdown, &crate::Agent::new("gpt")).layer(service_fn(
+            |secs: u64| async move {
+                sleep(Duration::from_secs(secs)).await;
+                Ok::<_, BoxError>(secs)
+            },
+        )),
+    )
 }
 
 fn recording() -> (Shutdown, Arc<Mutex<Vec<CancelledCall>>>) {
@@ -88,11 +90,12 @@ async fn new_calls_are_refused_once_closing_without_reaching_the_agent() {
     let shutdown = Shutdown::new();
     let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = reached.clone();
-    let agent = ShutdownLayer::new(&shutdown, &crate::Agent::new("gpt"))
-        .layer(service_fn(move |(): ()| {
+    let agent = ShutdownLayer::new(&shutdown, &crate::Agent::new("gpt")).layer(service_fn(
+        move |(): ()| {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, BoxError>(()) }
-        }));
+        },
+    ));
     shutdown.close();
     let error = agent.oneshot(()).await.unwrap_err();
     let refused = error.downcast_ref::<ShuttingDown>().unwrap();
