@@ -1,5 +1,5 @@
 //! The client stack the demo drives, in the order of DESIGN §1:
-//! Degrade > DeadLetterRecord > Fallback(backup, slow, cache) > Retry > CircuitBreaker > Timeout > HTTP.
+//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > CircuitBreaker > Timeout > HTTP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

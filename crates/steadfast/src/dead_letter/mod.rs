@@ -2,7 +2,7 @@
 //!
 //! [`DeadLetterLayer`] sits outside retry and fallback. When a call's final outcome is a failure
 //! its policy covers (default: every failure, caller faults included as "poison"), it encodes
-//! the request, appends a [`DeadLetterRecord`] record to a [`DeadLetterSink`], and only once the sink
+//! the request, appends a [`DeadLetterRecord`] to a [`DeadLetterSink`], and only once the sink
 //! confirmed the record durable returns [`DeadLettered`] (whose `source()` is the original
 //! error). If the sink fails, the call returns [`DeadLetterFailed`] carrying both errors and
 //! an [`Event::DeadLetterFailed`](crate::events::Event::DeadLetterFailed) is emitted (counted in
