@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use tower_service::Service;
 
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
+
+/// The slowest replay rate accepted: one record a day.
+pub const MIN_RATE_PER_SECOND: f64 = 1.0 / 86_400.0;
+/// The fastest replay rate accepted: faster is no limit at all on one connection.
+pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
 
 use super::id::DeadLetterId;
 use super::record::DeadLetterRecord;
@@ -82,11 +87,24 @@ impl<'a> Replay<'a> {
         self
     }
 
-    /// At most this many calls per second (a recovering agent should not get a burst).
-    pub fn rate_per_second(mut self, rate: f64) -> Self {
-        self.interval =
-            (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate));
-        self
+    /// At most this many calls per second (a recovering agent should not get a burst), from
+    /// [`MIN_RATE_PER_SECOND`] (one a day) to [`MAX_RATE_PER_SECOND`]. NaN, infinite, zero,
+    /// negative and smaller rates are refused with a [`ConfigError`] naming `rate_per_second`;
+    /// leave it unset for no limit.
+    pub fn rate_per_second(mut self, rate: f64) -> Result<Self, ConfigError> {
+        if !(rate.is_finite() && (MIN_RATE_PER_SECOND..=MAX_RATE_PER_SECOND).contains(&rate)) {
+            return Err(ConfigError::new(
+                "replay",
+                "rate_per_second",
+                format!(
+                    "must be a number of calls per second from {MIN_RATE_PER_SECOND:e} (one a day) \
+                     to {MAX_RATE_PER_SECOND}; leave it unset for no limit"
+                ),
+            )
+            .with_value(rate));
+        }
+        self.interval = Some(Duration::from_secs_f64(1.0 / rate));
+        Ok(self)
     }
 
     /// Called after each record with its result (for progress bars).
@@ -150,5 +168,22 @@ impl<'a> Replay<'a> {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::MemorySink;
+
+    #[test]
+    fn rates_that_cannot_be_a_schedule_are_refused_by_name() {
+        let sink = MemorySink::new(1);
+        for rate in [f64::NAN, f64::INFINITY, 0.0, -1.0, 1e-300, 1e300] {
+            let error = Replay::new(&sink).rate_per_second(rate).unwrap_err();
+            assert_eq!(error.setting(), "rate_per_second", "{rate}");
+        }
+        assert!(Replay::new(&sink).rate_per_second(5.0).is_ok());
+        assert!(Replay::new(&sink).rate_per_second(MIN_RATE_PER_SECOND).is_ok());
     }
 }

@@ -139,3 +139,22 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bo
     })
     .await
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_with_no_limit_waits_for_the_calls_and_does_not_panic() {
+    let shutdown = Shutdown::new();
+    let agent = ShutdownLayer::new(&shutdown, &crate::Agent::new("gpt")).layer(service_fn(
+        |secs: u64| async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            Ok::<_, BoxError>(secs)
+        },
+    ));
+    let call = tokio::spawn(agent.oneshot(3_600));
+    tokio::task::yield_now().await;
+    let report = shutdown.drain(Duration::MAX).await;
+    assert_eq!(report.cancelled, 0);
+    assert_eq!(report.waited, Duration::from_secs(3_600));
+    assert_eq!(call.await.unwrap().unwrap(), 3_600);
+    let report = shutdown.drain_with_grace(Duration::ZERO, Duration::MAX).await;
+    assert_eq!(report.in_flight_at_start, 0);
+}
