@@ -23,9 +23,20 @@ impl Outage {
         Outage { start, duration }
     }
 
-    /// An outage starting `delay` from now, for `duration`.
+    /// An outage starting `delay` from now, for `duration`. A delay past what the clock can
+    /// hold (`Duration::MAX`) starts at the last instant it can.
     pub fn after(delay: Duration, duration: Duration) -> Self {
-        Outage::new(Instant::now() + delay, duration)
+        let now = Instant::now();
+        let start = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        Outage::new(start, duration)
+    }
+
+    /// How long the outage still lasts at `now` (`None` outside it).
+    pub(crate) fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.covers(now)
+            .then(|| self.duration.saturating_sub(now.saturating_duration_since(self.start)))
     }
 
     /// Whether `now` falls in the window.

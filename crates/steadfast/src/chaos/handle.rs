@@ -126,8 +126,7 @@ impl ChaosShared {
         }
         self.outages
             .iter()
-            .find(|outage| outage.covers(now))
-            .map(|outage| (outage.start + outage.duration).saturating_duration_since(now))
+            .find_map(|outage| outage.remaining(now))
     }
 }
 
