@@ -18,8 +18,9 @@ use steadfast::notify::{Notification, Notifier};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DispatcherConfig {
-    /// Notifications waiting for delivery before new ones are dropped (counted in
-    /// `steadfast_notifications_dropped_total`); default 64.
+    /// Notifications waiting for one notifier before new ones are dropped for it (counted in
+    /// `steadfast_notifications_dropped_total{notifier}`); default 64. Each notifier has its
+    /// own queue.
     pub queue: usize,
     /// Time each notifier gets per notification (default 10 s).
     pub timeout: Duration,
@@ -56,53 +57,80 @@ impl DispatcherConfig {
 #[derive(Debug)]
 pub struct Dispatcher {
     policy_task: JoinHandle<()>,
-    delivery_task: JoinHandle<()>,
+    delivery_tasks: Vec<JoinHandle<()>>,
+}
+
+/// One notifier's end of the dispatcher: its queue and its drop counter.
+struct Outbox {
+    name: String,
+    sender: mpsc::Sender<Notification>,
+    dropped: Counter,
 }
 
 impl Dispatcher {
     /// Starts the dispatcher on the current tokio runtime: events from `events` go through
-    /// `policy`, and each notification goes to every notifier in turn, from a separate task
-    /// behind a bounded queue, so neither the bus nor any call waits for a notifier.
+    /// `policy`, and each notification goes to every notifier, each from a task of its own
+    /// behind a bounded queue of its own: neither the bus nor any call waits for a notifier,
+    /// and a notifier that hangs or cannot be reached delays no other (it times out, its own
+    /// queue fills, and only its notifications are dropped).
     pub fn spawn(
         events: EventReceiver,
         policy: NotificationPolicy,
         notifiers: Vec<Arc<dyn Notifier>>,
         config: &DispatcherConfig,
     ) -> Dispatcher {
-        let (sender, receiver) = mpsc::channel(config.queue.max(1));
-        let dropped = metrics::counter!("steadfast_notifications_dropped_total");
+        let mut outboxes = Vec::with_capacity(notifiers.len());
+        let mut delivery_tasks = Vec::with_capacity(notifiers.len());
+        for notifier in notifiers {
+            let (sender, receiver) = mpsc::channel(config.queue.max(1));
+            let name = notifier.name().to_owned();
+            outboxes.push(Outbox {
+                dropped: metrics::counter!(
+                    "steadfast_notifications_dropped_total", "notifier" => name.clone()
+                ),
+                name,
+                sender,
+            });
+            delivery_tasks.push(tokio::spawn(deliver(receiver, notifier, config.timeout)));
+        }
         Dispatcher {
-            policy_task: tokio::spawn(run_policy(events, policy, sender, dropped)),
-            delivery_task: tokio::spawn(deliver(receiver, notifiers, config.timeout)),
+            policy_task: tokio::spawn(run_policy(events, policy, outboxes)),
+            delivery_tasks,
         }
     }
 
-    /// Stops both tasks now (queued notifications are lost).
+    /// Stops every task now (queued notifications are lost).
     pub fn abort(&self) {
         self.policy_task.abort();
-        self.delivery_task.abort();
+        for task in &self.delivery_tasks {
+            task.abort();
+        }
     }
 
-    /// Waits until both tasks have ended (after the bus closed and the queue drained).
+    /// Waits until every task has ended (after the bus closed and the queues drained).
     pub async fn join(self) {
         let _ = self.policy_task.await;
-        let _ = self.delivery_task.await;
+        for task in self.delivery_tasks {
+            let _ = task.await;
+        }
     }
 }
 
 async fn run_policy(
     mut events: EventReceiver,
     mut policy: NotificationPolicy,
-    sender: mpsc::Sender<Notification>,
-    dropped: Counter,
+    outboxes: Vec<Outbox>,
 ) {
     let enqueue = |notification: Notification| {
-        if let Err(error) = sender.try_send(notification) {
-            dropped.increment(1);
-            tracing::warn!(
-                notification = %error.into_inner(),
-                "notification queue full: notifiers are too slow; notification dropped"
-            );
+        for outbox in &outboxes {
+            if let Err(error) = outbox.sender.try_send(notification.clone()) {
+                outbox.dropped.increment(1);
+                tracing::warn!(
+                    notifier = %outbox.name,
+                    notification = %error.into_inner(),
+                    "notifier's queue full: it is too slow or hung; notification dropped for it"
+                );
+            }
         }
     };
     loop {
@@ -132,33 +160,36 @@ async fn run_policy(
     }
 }
 
+/// One notifier's delivery loop: its queue, its timeout, nobody else's.
 async fn deliver(
     mut queue: mpsc::Receiver<Notification>,
-    notifiers: Vec<Arc<dyn Notifier>>,
+    notifier: Arc<dyn Notifier>,
     timeout: Duration,
 ) {
     while let Some(notification) = queue.recv().await {
-        for notifier in &notifiers {
-            let outcome = match tokio::time::timeout(timeout, notifier.notify(&notification)).await
-            {
-                Ok(Ok(())) => "sent",
-                Ok(Err(error)) => {
-                    tracing::warn!(notifier = notifier.name(), %error, %notification, "notifier failed");
-                    "failed"
-                }
-                Err(_) => {
-                    tracing::warn!(notifier = notifier.name(), ?timeout, %notification, "notifier timed out");
-                    "timed_out"
-                }
-            };
-            metrics::counter!(
-                "steadfast_notifications_total",
-                "notifier" => notifier.name().to_owned(),
-                "kind" => notification.kind.as_str(),
-                "outcome" => outcome
-            )
-            .increment(1);
-        }
+        let outcome = match tokio::time::timeout(timeout, notifier.notify(&notification)).await {
+            Ok(Ok(())) => "sent",
+            Ok(Err(error)) => {
+                tracing::warn!(notifier = notifier.name(), %error, %notification, "notifier failed");
+                "failed"
+            }
+            Err(_) => {
+                tracing::warn!(
+                    notifier = notifier.name(),
+                    timeout_secs = timeout.as_secs_f64(),
+                    %notification,
+                    "notifier timed out"
+                );
+                "timed_out"
+            }
+        };
+        metrics::counter!(
+            "steadfast_notifications_total",
+            "notifier" => notifier.name().to_owned(),
+            "kind" => notification.kind.as_str(),
+            "outcome" => outcome
+        )
+        .increment(1);
     }
 }
 

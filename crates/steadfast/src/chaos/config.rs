@@ -35,8 +35,10 @@ impl Outage {
 
     /// How long the outage still lasts at `now` (`None` outside it).
     pub(crate) fn remaining(&self, now: Instant) -> Option<Duration> {
-        self.covers(now)
-            .then(|| self.duration.saturating_sub(now.saturating_duration_since(self.start)))
+        self.covers(now).then(|| {
+            self.duration
+                .saturating_sub(now.saturating_duration_since(self.start))
+        })
     }
 
     /// Whether `now` falls in the window.

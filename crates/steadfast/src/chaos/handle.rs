@@ -124,9 +124,7 @@ impl ChaosShared {
                 return Some(Duration::from_nanos(end - at));
             }
         }
-        self.outages
-            .iter()
-            .find_map(|outage| outage.remaining(now))
+        self.outages.iter().find_map(|outage| outage.remaining(now))
     }
 }
 

@@ -245,7 +245,10 @@ fn a_probe_slot_taken_across_a_transition_never_leaks() {
         call(&core, fail(), 0);
     }
     // Half-open: the stale caller reads this period's generation...
-    assert!(call(&core, fail(), SEC).is_some(), "the probe fails: open again");
+    assert!(
+        call(&core, fail(), SEC).is_some(),
+        "the probe fails: open again"
+    );
     let stale = core.generation();
     assert_eq!(core.state(), BreakerState::Open);
     // ...the breaker goes half-open again (a new period) before it takes a slot.
@@ -254,16 +257,31 @@ fn a_probe_slot_taken_across_a_transition_never_leaks() {
     };
     assert_ne!(fresh, stale);
     core.release_probe(fresh);
-    assert!(core.try_probe_in(stale).is_err(), "a stale period's slot is refused");
-    assert_eq!(core.probes_in_flight(), 0, "and nothing leaked into the new period");
+    assert!(
+        core.try_probe_in(stale).is_err(),
+        "a stale period's slot is refused"
+    );
+    assert_eq!(
+        core.probes_in_flight(),
+        0,
+        "and nothing leaked into the new period"
+    );
     // A stale release cannot free a slot of the new period either.
     let Some(Admission::Probe { generation }) = admit(&core, 10 * SEC) else {
         panic!("the single slot of the new period is free");
     };
     core.release_probe(stale);
     assert_eq!(core.probes_in_flight(), 1);
-    assert!(admit(&core, 10 * SEC).is_none(), "one probe configured, one taken");
-    core.on_result(Admission::Probe { generation }, &Outcome::success(), false, || 10 * SEC);
+    assert!(
+        admit(&core, 10 * SEC).is_none(),
+        "one probe configured, one taken"
+    );
+    core.on_result(
+        Admission::Probe { generation },
+        &Outcome::success(),
+        false,
+        || 10 * SEC,
+    );
     assert_eq!(core.state(), BreakerState::Closed);
 }
 

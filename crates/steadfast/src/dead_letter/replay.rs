@@ -184,6 +184,10 @@ mod tests {
             assert_eq!(error.setting(), "rate_per_second", "{rate}");
         }
         assert!(Replay::new(&sink).rate_per_second(5.0).is_ok());
-        assert!(Replay::new(&sink).rate_per_second(MIN_RATE_PER_SECOND).is_ok());
+        assert!(
+            Replay::new(&sink)
+                .rate_per_second(MIN_RATE_PER_SECOND)
+                .is_ok()
+        );
     }
 }

@@ -181,7 +181,8 @@ impl Shutdown {
             );
             self.state.cancelled.store(true, Ordering::SeqCst);
             self.state.cancel.notify_waiters();
-            self.wait_idle_until(Instant::now().checked_add(grace)).await;
+            self.wait_idle_until(Instant::now().checked_add(grace))
+                .await;
         }
         let still_running = self.in_flight();
         if still_running > 0 {

@@ -155,6 +155,8 @@ async fn a_drain_with_no_limit_waits_for_the_calls_and_does_not_panic() {
     assert_eq!(report.cancelled, 0);
     assert_eq!(report.waited, Duration::from_secs(3_600));
     assert_eq!(call.await.unwrap().unwrap(), 3_600);
-    let report = shutdown.drain_with_grace(Duration::ZERO, Duration::MAX).await;
+    let report = shutdown
+        .drain_with_grace(Duration::ZERO, Duration::MAX)
+        .await;
     assert_eq!(report.in_flight_at_start, 0);
 }
