@@ -14,6 +14,9 @@ use steadfast::events::EventReceiver;
 use super::policy::{Decision, NotificationPolicy};
 use steadfast::notify::{Notification, Notifier};
 
+/// The longest notifier queue: a notifier a million notifications behind is not catching up.
+pub const MAX_QUEUE: usize = 1 << 20;
+
 /// How the dispatcher delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,14 +39,14 @@ impl Default for DispatcherConfig {
 }
 
 impl DispatcherConfig {
-    /// Sets [`queue`](Self::queue) (at least 1).
+    /// Sets [`queue`](Self::queue) (1 to [`MAX_QUEUE`]).
     #[must_use]
     pub fn queue(mut self, queue: usize) -> Self {
-        self.queue = queue.max(1);
+        self.queue = queue.clamp(1, MAX_QUEUE);
         self
     }
 
-    /// Sets [`timeout`](Self::timeout).
+    /// Sets [`timeout`](Self::timeout) (`Duration::MAX`: no limit).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -82,7 +85,7 @@ impl Dispatcher {
         let mut outboxes = Vec::with_capacity(notifiers.len());
         let mut delivery_tasks = Vec::with_capacity(notifiers.len());
         for notifier in notifiers {
-            let (sender, receiver) = mpsc::channel(config.queue.max(1));
+            let (sender, receiver) = mpsc::channel(config.queue.clamp(1, MAX_QUEUE));
             let name = notifier.name().to_owned();
             outboxes.push(Outbox {
                 dropped: metrics::counter!(

@@ -39,5 +39,5 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig};
+pub use dispatcher::{Dispatcher, DispatcherConfig, MAX_QUEUE};
 pub use policy::{Decision, NotificationPolicy, PolicyConfig, Suppressed};

@@ -75,3 +75,24 @@ async fn a_hung_notifier_delays_no_other_which_receives_all_2000_alerts_within_a
     assert_eq!(counting.0.load(Ordering::SeqCst), ALERTS);
     dispatcher.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn extreme_queue_and_timeout_settings_start_and_deliver() {
+    let registry = Registry::new();
+    let counting = Arc::new(Counting::default());
+    for (queue, timeout) in [(0, Duration::ZERO), (usize::MAX, Duration::MAX)] {
+        let dispatcher = Dispatcher::spawn(
+            registry.events().subscribe(),
+            NotificationPolicy::new(PolicyConfig::default()),
+            vec![counting.clone()],
+            &DispatcherConfig::default().queue(queue).timeout(timeout),
+        );
+        registry.emit(Event::AgentUnhealthy {
+            agent: Arc::from(format!("q{queue}")),
+            reason: "test",
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        dispatcher.abort();
+    }
+    assert!(counting.0.load(Ordering::SeqCst) >= 1);
+}

@@ -53,6 +53,10 @@ use crate::circuit_breaker::{BreakerState, TransitionReason};
 /// before it loses the oldest.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
+/// The largest [`EventBus`] capacity: the channel allocates every slot up front, so a larger
+/// request is held to this (a subscriber that falls 65,536 events behind is lost anyway).
+pub const MAX_CAPACITY: usize = 1 << 16;
+
 /// Something a layer decided. `#[non_exhaustive]`: match with a wildcard arm.
 ///
 /// With the `serde` feature an event serialises as `{"event": "<name>", ...fields}` (the
@@ -421,9 +425,10 @@ struct BusInner {
 }
 
 impl EventBus {
-    /// A bus whose subscribers may fall `capacity` events behind (at least 1).
+    /// A bus whose subscribers may fall `capacity` events behind (at least 1, at most
+    /// [`MAX_CAPACITY`]).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         let (sender, _) = broadcast::channel(capacity);
         EventBus {
             inner: Arc::new(BusInner {
