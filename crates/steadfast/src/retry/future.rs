@@ -85,7 +85,8 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
 
 enum Step<T> {
     Done(T),
-    Wait(Duration),
+    /// Wait until this instant (now, for a zero wait), then send again.
+    Wait(Duration, Instant),
 }
 
 impl<S, Req, C, M> ResponseFuture<S, Req, C, M>
@@ -154,8 +155,14 @@ where
             Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
         let now = Instant::now();
+        let Some(wake) = now.checked_add(wait) else {
+            // A wait past what the clock can hold (a `Retry-After` of centuries under a
+            // `max_retry_after` of `Duration::MAX`) is no retry at all.
+            tracing::debug!(agent = %shared.name, attempts, wait_secs = wait.as_secs_f64(), "the wait is past any instant: not retrying");
+            return self.finish(result);
+        };
         if let Some(deadline) = self.deadline
-            && now.checked_add(wait).is_none_or(|end| end >= deadline)
+            && wake >= deadline
         {
             shared.report_deadline_exceeded(attempts);
             let total = shared.config.deadline.unwrap_or_default();
@@ -176,7 +183,7 @@ where
         tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
         self.last_error = result.err();
         self.previous_wait = wait;
-        Step::Wait(wait)
+        Step::Wait(wait, wake)
     }
 
     fn finish(
@@ -261,9 +268,9 @@ where
                     };
                     match retrying.after_attempt(result) {
                         Step::Done(result) => return Poll::Ready(result),
-                        Step::Wait(wait) if wait.is_zero() => this.state.set(State::Readying),
-                        Step::Wait(wait) => {
-                            arm(this.timer.as_mut(), Instant::now() + wait);
+                        Step::Wait(wait, _) if wait.is_zero() => this.state.set(State::Readying),
+                        Step::Wait(_, wake) => {
+                            arm(this.timer.as_mut(), wake);
                             this.state.set(State::Waiting);
                         }
                     }
