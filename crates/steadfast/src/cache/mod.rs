@@ -156,7 +156,23 @@ where
 
     fn build(config: CacheConfig, key: Box<KeyFn<Req, K>>, size: Option<Box<SizeFn<Res>>>) -> Self {
         let budget = Budget::new(&config);
-        let store = quick_cache::sync::Cache::with_weighter(config.max_entries, budget.capacity(), budget);
+        let mut options = quick_cache::OptionsBuilder::new();
+        options
+            .estimated_items_capacity(config.max_entries)
+            .weight_capacity(budget.capacity());
+        // The byte budget holds through weights summed per shard: split over `s` shards, an
+        // answer over `max_bytes / s` fits in none and is silently never cached. One shard
+        // keeps both budgets whole; an entry limit alone spreads over shards as quick_cache likes.
+        if config.max_bytes.is_some() {
+            options.shards(1);
+        }
+        let options = options.build().expect("both capacities are set");
+        let store = quick_cache::sync::Cache::with_options(
+            options,
+            budget,
+            quick_cache::DefaultHashBuilder::default(),
+            quick_cache::sync::DefaultLifecycle::default(),
+        );
         ResponseCache {
             shared: Arc::new(Shared {
                 config,
