@@ -9,12 +9,12 @@
 //! alternative, when the primary and the other alternatives failed. The answer then carries
 //! [`Served::Cache { age }`](crate::provenance::Served::Cache).
 //!
-//! It is a [`quick_cache`](https://docs.rs/quick_cache) sharded cache (CLOCK-Pro eviction:
-//! answers asked for again outlive one-off ones), with each answer's store time kept beside it
-//! on tokio's clock, so freshness follows paused-clock tests. A shard lock is taken once per
-//! successful primary call (to store the answer) and once per cache lookup on the failure path.
-//! Caching is opt-in for that reason: a fallback layer without a cache never clones responses
-//! or locks.
+//! It is a [`quick_cache`](https://docs.rs/quick_cache) cache (S3-FIFO eviction: answers asked
+//! for again outlive one-off ones; sharded, except with a byte budget, which one shard must
+//! hold), with each answer's store time kept beside it on tokio's clock, so freshness follows
+//! paused-clock tests. A shard lock is taken once per successful primary call (to store the
+//! answer) and once per cache lookup on the failure path. Caching is opt-in for that reason: a
+//! fallback layer without a cache never clones responses or locks.
 //!
 //! ```
 //! use std::time::Duration;
