@@ -8,8 +8,8 @@ use crate::error::ConfigError;
 ///
 /// | setting | default | meaning |
 /// |---|---|---|
-/// | `max_entries` | 1,000 | oldest entries are evicted first beyond this |
-/// | `max_bytes` | none | with a size function, a byte budget (oldest evicted first) |
+/// | `max_entries` | 1,000 | beyond this, answers not asked for again are evicted first |
+/// | `max_bytes` | none | with a size function, a byte budget (same eviction order) |
 /// | `ttl` | 5 min | an entry is fresh this long after it was stored |
 /// | `max_stale` | 1 h | after that, it may still be served on error this much longer |
 ///

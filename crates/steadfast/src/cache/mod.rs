@@ -9,12 +9,12 @@
 //! alternative, when the primary and the other alternatives failed. The answer then carries
 //! [`Served::Cache { age }`](crate::provenance::Served::Cache).
 //!
-//! It is a [`quick_cache`](https://docs.rs/quick_cache) sharded cache (CLOCK-Pro eviction:
-//! answers asked for again outlive one-off ones), with each answer's store time kept beside it
-//! on tokio's clock, so freshness follows paused-clock tests. A shard lock is taken once per
-//! successful primary call (to store the answer) and once per cache lookup on the failure path.
-//! Caching is opt-in for that reason: a fallback layer without a cache never clones responses
-//! or locks.
+//! It is a [`quick_cache`](https://docs.rs/quick_cache) cache (S3-FIFO eviction: answers asked
+//! for again outlive one-off ones; sharded, except with a byte budget, which one shard must
+//! hold), with each answer's store time kept beside it on tokio's clock, so freshness follows
+//! paused-clock tests. A shard lock is taken once per successful primary call (to store the
+//! answer) and once per cache lookup on the failure path. Caching is opt-in for that reason: a
+//! fallback layer without a cache never clones responses or locks.
 //!
 //! ```
 //! use std::time::Duration;
@@ -156,8 +156,24 @@ where
 
     fn build(config: CacheConfig, key: Box<KeyFn<Req, K>>, size: Option<Box<SizeFn<Res>>>) -> Self {
         let budget = Budget::new(&config);
-        let store =
-            quick_cache::sync::Cache::with_weighter(config.max_entries, budget.capacity(), budget);
+        let mut options = quick_cache::OptionsBuilder::new();
+        options
+            // An estimate sizes the shards' tables up front: never let a huge limit allocate.
+            .estimated_items_capacity(config.max_entries.min(1 << 16))
+            .weight_capacity(budget.capacity());
+        // The byte budget holds through weights summed per shard: split over `s` shards, an
+        // answer over `max_bytes / s` fits in none and is silently never cached. One shard
+        // keeps both budgets whole; an entry limit alone spreads over shards as quick_cache likes.
+        if config.max_bytes.is_some() {
+            options.shards(1);
+        }
+        let options = options.build().expect("both capacities are set");
+        let store = quick_cache::sync::Cache::with_options(
+            options,
+            budget,
+            quick_cache::DefaultHashBuilder::default(),
+            quick_cache::sync::DefaultLifecycle::default(),
+        );
         ResponseCache {
             shared: Arc::new(Shared {
                 config,

@@ -262,7 +262,7 @@ impl BreakerConfigBuilder {
         half_open_probes: u32
     );
     setter!(
-        /// Pause between failing health checks while open; 10 ms to 120 s.
+        /// Pause between failing health checks while open; at least 10 ms.
         health_check_interval: Duration
     );
     setter!(

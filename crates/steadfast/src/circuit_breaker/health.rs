@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Weak;
 
+use crate::clock::Nanos;
 use crate::error::BoxError;
 
 use super::shared::Shared;
@@ -82,10 +83,14 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
             return;
         }
         tracing::debug!(agent = %breaker.name, next_in = ?interval, "health check failed; circuit stays open");
-        // Checks keep their cadence from the scheduled time, unless a check itself ran late.
-        wake_at = (wake_at + interval).max(breaker.instant_at(now));
-        breaker
-            .core
-            .health_check_failed(generation, breaker.origin.nanos_at(wake_at));
+        // Checks keep their cadence from the scheduled time, unless a check itself ran late. An
+        // interval past what the clock can hold (the config bounds it only from below) puts
+        // the next check as far as the breaker's clock reaches, instead of panicking here.
+        let next = wake_at
+            .checked_add(interval)
+            .map_or(Nanos::MAX, |at| breaker.origin.nanos_at(at))
+            .max(now);
+        wake_at = breaker.instant_at(next);
+        breaker.core.health_check_failed(generation, next);
     }
 }

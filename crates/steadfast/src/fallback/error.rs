@@ -10,9 +10,9 @@ use crate::error::BoxError;
 /// The primary and every alternative that was tried failed. Carries every attempt's error, in
 /// the order tried (the primary first), and the alternatives that were skipped and why.
 ///
-/// Its [`source`](Error::source) is the primary's error, so
-/// [`classify_known_error`](crate::classify::classify_known_error) and
-/// [`error::find`](crate::error::find) still see, say, the primary's `CircuitOpen`.
+/// Its [`source`](Error::source) is the primary's error, so [`error::find`](crate::error::find)
+/// still finds, say, the primary's `CircuitOpen`. It classifies itself: an agent fault, or the
+/// caller fault the last alternative refused the request with.
 #[derive(Debug)]
 pub struct AllFailed {
     agent: Arc<str>,
