@@ -7,7 +7,7 @@ use tokio::time::{Instant, advance, sleep};
 
 use super::*;
 use steadfast::events::{Event, EventBus};
-use steadfast::notify::{Notification, NotificationKind, Notifier, NotifyFuture};
+use steadfast::notify::{LogNotifier, Notification, NotificationKind, Notifier, NotifyFuture};
 
 #[derive(Default)]
 struct Recording {
