@@ -10,9 +10,12 @@
     feature = "dead-letter"
 ))]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+#[path = "support/counters.rs"]
+mod snapshot_counters;
 
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
@@ -94,7 +97,7 @@ impl Bus {
     fn assert_counters_match(&mut self, registry: &Registry) {
         self.drain();
         for agent in registry.snapshot().agents {
-            let mut from_events = counted_from_events(&CountersSnapshot::default());
+            let mut from_events = snapshot_counters::event_fed(&CountersSnapshot::default());
             for event in &self.seen {
                 if event.agent() == Some(agent.name.as_str())
                     && let Some(counter) = counter_fed_by(event)
@@ -103,7 +106,7 @@ impl Bus {
                 }
             }
             assert_eq!(
-                counted_from_events(&agent.counters),
+                snapshot_counters::event_fed(&agent.counters),
                 from_events,
                 "agent `{}`: registry counters vs events on the bus",
                 agent.name
@@ -128,21 +131,6 @@ fn counter_fed_by(event: &Event) -> Option<&'static str> {
         Event::DeadLetterFailed { .. } => "dead_letter_failures",
         _ => return None,
     })
-}
-
-/// The counters of a snapshot that events fill (`primary` and `dlq_depth` are not events).
-fn counted_from_events(counters: &CountersSnapshot) -> BTreeMap<&'static str, u64> {
-    BTreeMap::from([
-        ("retries", counters.retries),
-        ("retries_exhausted", counters.retries_exhausted),
-        ("retry_budget_exhausted", counters.retry_budget_exhausted),
-        ("deadlines_exceeded", counters.deadlines_exceeded),
-        ("cache_hits", counters.cache_hits),
-        ("fallbacks", counters.fallbacks),
-        ("degraded", counters.degraded),
-        ("dead_lettered", counters.dead_lettered),
-        ("dead_letter_failures", counters.dead_letter_failures),
-    ])
 }
 
 fn counters(registry: &Registry, agent: &str) -> CountersSnapshot {
