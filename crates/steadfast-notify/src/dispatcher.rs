@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use steadfast::events::EventReceiver;
+use steadfast::notify::{Notification, Notifier};
 
 use super::policy::{Decision, NotificationPolicy};
-use steadfast::notify::{Notification, Notifier};
 
 /// The longest notifier queue: a notifier a million notifications behind is not catching up.
 pub const MAX_QUEUE: usize = 1 << 20;

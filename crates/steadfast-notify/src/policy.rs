@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use steadfast::events::Event;
-
 use steadfast::notify::{Notification, NotificationKind};
 
 /// Which agents page, and how often.

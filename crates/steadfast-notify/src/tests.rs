@@ -7,10 +7,13 @@ use tokio::time::{Instant, advance, sleep};
 
 use super::*;
 use steadfast::events::{Event, EventBus};
-use steadfast::notify::{Notification, NotificationKind, Notifier, NotifyFuture};
+use steadfast::notify::{LogNotifier, Notification, NotificationKind, Notifier, NotifyFuture};
 
 #[derive(Default)]
 struct Recording {
+    /// Each notification handed to the notifier: its subject and when.
+    called: Mutex<Vec<(String, Instant)>>,
+    /// Each notification delivered, and when the delivery ended.
     seen: Mutex<Vec<(NotificationKind, String, Instant)>>,
     delay: Duration,
 }
@@ -22,6 +25,10 @@ impl Notifier for Recording {
 
     fn notify<'a>(&'a self, notification: &'a Notification) -> NotifyFuture<'a> {
         Box::pin(async move {
+            self.called
+                .lock()
+                .unwrap()
+                .push((notification.subject.clone(), Instant::now()));
             sleep(self.delay).await;
             self.seen.lock().unwrap().push((
                 notification.kind,
@@ -104,7 +111,7 @@ async fn a_flapping_agent_is_notified_once_down_and_once_recovered() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_slow_notifier_never_blocks_emitters_and_times_out() {
+async fn a_slow_notifier_is_cut_at_the_timeout_while_a_bounded_queue_waits() {
     let bus = EventBus::new(64);
     let slow = Arc::new(Recording {
         delay: Duration::from_secs(3600),
@@ -119,19 +126,29 @@ async fn a_slow_notifier_never_blocks_emitters_and_times_out() {
             .queue(2)
             .timeout(Duration::from_secs(5)),
     );
-    let before = Instant::now();
-    for agent in ["a", "b", "c", "d", "e"] {
+    let start = Instant::now();
+    bus.emit(down("a"));
+    settle().await;
+    // While "a" is being delivered, the policy keeps taking events off the bus: "b" and "c"
+    // wait in the queue of 2, "d" and "e" find it full and are dropped.
+    for agent in ["b", "c", "d", "e"] {
         bus.emit(down(agent));
     }
-    assert_eq!(before.elapsed(), Duration::ZERO);
     settle().await;
-    // One notification is being delivered, two wait, two were dropped (queue of 2).
-    advance(Duration::from_secs(5)).await;
-    settle().await;
-    advance(Duration::from_secs(5)).await;
-    settle().await;
-    advance(Duration::from_secs(5)).await;
-    settle().await;
+    for _ in 0..4 {
+        advance(Duration::from_secs(5)).await;
+        settle().await;
+    }
+    // Each delivery got its 5 s and no more: the next one started right after.
+    let at = |secs| start + Duration::from_secs(secs);
+    assert_eq!(
+        *slow.called.lock().unwrap(),
+        [
+            ("a".to_owned(), at(0)),
+            ("b".to_owned(), at(5)),
+            ("c".to_owned(), at(10)),
+        ]
+    );
     assert!(
         slow.seen.lock().unwrap().is_empty(),
         "every delivery timed out"

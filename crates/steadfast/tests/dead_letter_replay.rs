@@ -91,6 +91,7 @@ async fn replay_is_rate_limited() {
     let start = tokio::time::Instant::now();
     let report = Replay::new(&sink)
         .rate_per_second(2.0)
+        .unwrap()
         .run(agent, decode)
         .await
         .unwrap();

@@ -31,7 +31,7 @@ impl Drop for Tracked {
 }
 
 pin_project! {
-    /// The future of a [`ShutdownService`](super::ShutdownService) call.
+    /// The future of a [`GracefulShutdown`](super::GracefulShutdown) call.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,

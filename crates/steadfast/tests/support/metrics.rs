@@ -51,6 +51,12 @@ impl TestRecorder {
                 f64::from_bits(value.load(Ordering::SeqCst))
             })
     }
+
+    /// Every counter and gauge registered so far, by `name{labels}`.
+    #[allow(dead_code)] // not every test binary lists the series
+    pub(crate) fn series(&self) -> Vec<String> {
+        self.values.lock().unwrap().keys().cloned().collect()
+    }
 }
 
 impl Recorder for TestRecorder {
