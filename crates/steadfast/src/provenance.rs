@@ -167,8 +167,6 @@ impl<Res: Provenance> MarkServed<Res> for Marked {
     }
 }
 
-/// The `steadfast_served_total{agent, source}` counters of one agent, registered once so that
-/// counting a response never allocates.
 #[cfg(test)]
 mod tests {
     use super::*;

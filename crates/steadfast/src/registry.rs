@@ -321,7 +321,8 @@ impl Registry {
     /// one). An agent not registered yet counts as not healthy.
     pub async fn wait_for_healthy(&self, agent: &str, timeout: Duration) -> Result<(), NotHealthy> {
         let started = tokio::time::Instant::now();
-        let deadline = started + timeout;
+        // A timeout past what the clock can hold (`Duration::MAX`) is no timeout.
+        let deadline = started.checked_add(timeout);
         #[cfg(feature = "circuit-breaker")]
         let mut watch = None;
         loop {
@@ -330,14 +331,16 @@ impl Registry {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|deadline| now >= deadline) {
                 return Err(NotHealthy {
                     agent: agent.to_owned(),
                     health: health.unwrap_or(Health::Unhealthy),
                     waited: now.saturating_duration_since(started),
                 });
             }
-            let wake_at = deadline.min(now + HEALTH_POLL);
+            let wake_at = deadline.map_or(now + HEALTH_POLL, |deadline| {
+                deadline.min(now + HEALTH_POLL)
+            });
             #[cfg(feature = "circuit-breaker")]
             {
                 if watch.is_none() {

@@ -230,7 +230,7 @@ async fn cache_chaos_fanout_and_the_rest_sweep() {
         }
 
         let shutdown = Shutdown::new();
-        let _agent = ShutdownLayer::new(&shutdown, &Agent::new("gpt"))
+        let _agent = ShutdownLayer::new(&Agent::new("gpt"), &shutdown)
             .layer(service_fn(|(): ()| async { Ok::<_, BoxError>(()) }));
         let report = shutdown.drain_with_grace(duration, duration).await;
         assert_eq!(report.cancelled, 0);

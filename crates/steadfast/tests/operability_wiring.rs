@@ -455,7 +455,7 @@ async fn a_drain_dead_letters_the_calls_it_cancels_with_reason_shutdown() {
             DeadLetterLayer::new(&gpt, sink.clone())
                 .encoder(|secs: &u64| Ok::<_, BoxError>(Bytes::from(secs.to_string()))),
         )
-        .layer(ShutdownLayer::new(&shutdown, &gpt))
+        .layer(ShutdownLayer::new(&gpt, &shutdown))
         .service(service_fn(|secs: u64| async move {
             tokio::time::sleep(Duration::from_secs(secs)).await;
             Ok::<_, BoxError>(secs)

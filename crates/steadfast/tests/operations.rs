@@ -51,7 +51,7 @@ async fn an_outage_is_reported_down_once_recovered_once_and_remembered_across_a_
     let shutdown = Shutdown::new();
     let agent: Service = tower::util::BoxCloneService::new(
         ServiceBuilder::new()
-            .layer(ShutdownLayer::new(&shutdown, &gpt))
+            .layer(ShutdownLayer::new(&gpt, &shutdown))
             .layer(breaker.clone())
             .layer(chaos)
             .service(service_fn(|secs: u64| async move {

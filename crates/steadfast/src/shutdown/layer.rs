@@ -20,7 +20,7 @@ pub struct ShutdownLayer {
 
 impl ShutdownLayer {
     /// A layer for `agent`'s calls, tracked by `shutdown`.
-    pub fn new<C>(shutdown: &Shutdown, agent: &Agent<C>) -> Self {
+    pub fn new<C>(agent: &Agent<C>, shutdown: &Shutdown) -> Self {
         crate::classify::register::<ShuttingDown>();
         crate::classify::register::<CancelledByShutdown>();
         ShutdownLayer {

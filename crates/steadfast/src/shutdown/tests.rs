@@ -14,7 +14,7 @@ type Agent = tower::util::BoxCloneService<u64, u64, BoxError>;
 /// An agent that answers after the given number of seconds.
 fn sleeper(shutdown: &Shutdown) -> Agent {
     tower::util::BoxCloneService::new(
-        ShutdownLayer::new(shutdown, &crate::Agent::new("gpt")).layer(service_fn(
+        ShutdownLayer::new(&crate::Agent::new("gpt"), shutdown).layer(service_fn(
             |secs: u64| async move {
                 sleep(Duration::from_secs(secs)).await;
                 Ok::<_, BoxError>(secs)
@@ -90,7 +90,7 @@ async fn new_calls_are_refused_once_closing_without_reaching_the_agent() {
     let shutdown = Shutdown::new();
     let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = reached.clone();
-    let agent = ShutdownLayer::new(&shutdown, &crate::Agent::new("gpt")).layer(service_fn(
+    let agent = ShutdownLayer::new(&crate::Agent::new("gpt"), &shutdown).layer(service_fn(
         move |(): ()| {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, BoxError>(()) }
@@ -143,7 +143,7 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bo
 #[tokio::test(start_paused = true)]
 async fn a_drain_with_no_limit_waits_for_the_calls_and_does_not_panic() {
     let shutdown = Shutdown::new();
-    let agent = ShutdownLayer::new(&shutdown, &crate::Agent::new("gpt")).layer(service_fn(
+    let agent = ShutdownLayer::new(&crate::Agent::new("gpt"), &shutdown).layer(service_fn(
         |secs: u64| async move {
             tokio::time::sleep(Duration::from_secs(secs)).await;
             Ok::<_, BoxError>(secs)
