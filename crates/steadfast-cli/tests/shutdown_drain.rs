@@ -35,7 +35,7 @@ struct Outcomes {
 /// caller's third call takes 5 s (so those are surely in flight at the drain deadline, while the
 /// odd callers' short calls finish during the drain).
 fn latency_ms(caller: u64, n: u64) -> u64 {
-    if caller % 2 == 0 && n == 2 {
+    if caller.is_multiple_of(2) && n == 2 {
         5_000
     } else {
         1 + (caller * 31 + n * 17) % 40
