@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, Statement, params};
 use steadfast::dead_letter::{
     DeadLetter, DeadLetterId, DeadLetterSink, DeadLetterStats, SinkFuture,
 };
@@ -170,7 +170,7 @@ impl SqliteSink {
             "steadfast-dlq-sqlite-writer",
             Box::new({
                 let store = store.clone();
-                move || store.write_loop(writer, &write_queue)
+                move || store.write_loop(&writer, &write_queue)
             }),
         )?;
         let reader_thread = spawn(
@@ -330,7 +330,19 @@ impl Store {
     /// Group commit: takes every write queued (up to [`MAX_BATCH`]), applies them in one
     /// transaction, commits once (one fsync), then answers them all. No write is answered
     /// `Ok` before its commit returned.
-    fn write_loop(&self, mut connection: Connection, queue: &mpsc::Receiver<Write>) {
+    fn write_loop(&self, connection: &Connection, queue: &mpsc::Receiver<Write>) {
+        // Prepared once: parsing the upsert on every write cost more than the fsync it shares.
+        let mut statements = match Statements::prepare(connection) {
+            Ok(statements) => statements,
+            Err(error) => {
+                let error = self.sql("preparing statements")(error);
+                tracing::error!(%error, "the dead-letter store cannot write");
+                while let Ok(write) = queue.recv() {
+                    write.answer(Err(error.clone()));
+                }
+                return;
+            }
+        };
         while let Ok(first) = queue.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -339,7 +351,7 @@ impl Store {
                     Err(_) => break,
                 }
             }
-            let results = self.commit(&mut connection, &batch);
+            let results = self.commit(connection, &mut statements, &batch);
             for (write, result) in batch.into_iter().zip(results) {
                 write.answer(result);
             }
@@ -351,68 +363,75 @@ impl Store {
     /// none is durable and every write gets the error.
     fn commit(
         &self,
-        connection: &mut Connection,
+        connection: &Connection,
+        statements: &mut Statements<'_>,
         writes: &[Write],
     ) -> Vec<Result<usize, SqliteError>> {
         let fail_all = |error: SqliteError| writes.iter().map(|_| Err(error.clone())).collect();
         let now_ms = row::to_millis(SystemTime::now()).unwrap_or(0);
         // IMMEDIATE takes the write lock now, waiting up to the busy timeout for another
         // process; a deferred transaction could fail at its first write without waiting.
-        let mut transaction =
-            match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
-                Ok(transaction) => transaction,
-                Err(error) => return fail_all(self.sql("starting a transaction")(error)),
-            };
+        if let Err(error) = statements.begin.execute([]) {
+            return fail_all(self.sql("starting a transaction")(error));
+        }
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
-            let result = match transaction.savepoint() {
-                Ok(mut savepoint) => match self.apply(&savepoint, write, now_ms) {
-                    Ok(changed) => savepoint
-                        .commit()
-                        .map(|()| changed)
-                        .map_err(self.sql("releasing a savepoint")),
-                    Err(error) => {
-                        let _ = savepoint.rollback();
-                        Err(error)
-                    }
-                },
-                Err(error) => Err(self.sql("starting a savepoint")(error)),
-            };
+            let result = statements
+                .savepoint
+                .execute([])
+                .map_err(self.sql("starting a savepoint"))
+                .and_then(|_| self.apply(statements, write, now_ms))
+                .and_then(|changed| {
+                    statements
+                        .release
+                        .execute([])
+                        .map(|_| changed)
+                        .map_err(self.sql("releasing a savepoint"))
+                });
+            if result.is_err() && !connection.is_autocommit() {
+                // Undo this write only; the savepoint stays on the stack until released.
+                let _ = statements.rollback_to.execute([]);
+                let _ = statements.release.execute([]);
+            }
             let failed = result.as_ref().err().cloned();
             results.push(result);
             // Some errors (I/O, out of memory) make SQLite roll the whole transaction back:
             // nothing before is pending any more, so nothing may be reported stored.
-            if transaction.is_autocommit() {
+            if connection.is_autocommit() {
                 return fail_all(failed.unwrap_or_else(|| SqliteError::Closed {
                     path: self.path.clone(),
                 }));
             }
         }
-        match transaction.commit() {
-            Ok(()) => results,
-            Err(error) => fail_all(self.sql("committing")(error)),
+        match statements.commit.execute([]) {
+            Ok(_) => results,
+            Err(error) => {
+                if !connection.is_autocommit() {
+                    let _ = statements.rollback.execute([]);
+                }
+                fail_all(self.sql("committing")(error))
+            }
         }
     }
 
     fn apply(
         &self,
-        connection: &Connection,
+        statements: &mut Statements<'_>,
         write: &Write,
         now_ms: i64,
     ) -> Result<usize, SqliteError> {
         match write {
             Write::Append(row, _) => {
-                upsert(connection, UPSERT_APPEND, row, now_ms).map_err(self.sql("appending"))
+                upsert(&mut statements.append, row, now_ms).map_err(self.sql("appending"))
             }
             Write::Update(row, _) => {
-                upsert(connection, UPSERT_UPDATE, row, now_ms).map_err(self.sql("updating"))
+                upsert(&mut statements.update, row, now_ms).map_err(self.sql("updating"))
             }
-            Write::Remove(id, _) => connection
-                .execute("DELETE FROM dead_letters WHERE id = ?1", [id.to_string()])
+            Write::Remove(id, _) => statements
+                .remove
+                .execute([id.to_string()])
                 .map_err(self.sql("removing")),
-            Write::Purge(_) => connection
-                .execute("DELETE FROM dead_letters", [])
-                .map_err(self.sql("purging")),
+            Write::Purge(_) => statements.purge.execute([]).map_err(self.sql("purging")),
         }
     }
 
@@ -542,27 +561,50 @@ ON CONFLICT (id) DO UPDATE SET
                                THEN ?12 ELSE dead_letters.last_replayed_at_ms END,
     replay_count = excluded.replay_count";
 
-fn upsert(
-    connection: &Connection,
-    sql: &str,
-    row: &NewRow,
-    now_ms: i64,
-) -> rusqlite::Result<usize> {
-    connection.execute(
-        sql,
-        params![
-            row.id,
-            row.agent,
-            row.created_at_ms,
-            row.created_at,
-            row.outcome,
-            row.reason,
-            row.attempts,
-            row.error_chain,
-            &row.request[..],
-            row.trace_id,
-            row.replay_count,
-            now_ms,
-        ],
-    )
+/// The writer's statements, prepared once per connection.
+struct Statements<'c> {
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+    rollback: Statement<'c>,
+    savepoint: Statement<'c>,
+    release: Statement<'c>,
+    rollback_to: Statement<'c>,
+    append: Statement<'c>,
+    update: Statement<'c>,
+    remove: Statement<'c>,
+    purge: Statement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(connection: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Statements {
+            begin: connection.prepare("BEGIN IMMEDIATE")?,
+            commit: connection.prepare("COMMIT")?,
+            rollback: connection.prepare("ROLLBACK")?,
+            savepoint: connection.prepare("SAVEPOINT steadfast_write")?,
+            release: connection.prepare("RELEASE steadfast_write")?,
+            rollback_to: connection.prepare("ROLLBACK TO steadfast_write")?,
+            append: connection.prepare(UPSERT_APPEND)?,
+            update: connection.prepare(UPSERT_UPDATE)?,
+            remove: connection.prepare("DELETE FROM dead_letters WHERE id = ?1")?,
+            purge: connection.prepare("DELETE FROM dead_letters")?,
+        })
+    }
+}
+
+fn upsert(statement: &mut Statement<'_>, row: &NewRow, now_ms: i64) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        row.id,
+        row.agent,
+        row.created_at_ms,
+        row.created_at,
+        row.outcome,
+        row.reason,
+        row.attempts,
+        row.error_chain,
+        &row.request[..],
+        row.trace_id,
+        row.replay_count,
+        now_ms,
+    ])
 }

@@ -499,6 +499,47 @@ async fn a_writer_waits_for_another_connection_and_gives_up_after_the_busy_timeo
     assert_eq!(sink.list(10).await.unwrap(), vec![r]);
 }
 
+#[tokio::test]
+async fn a_write_that_fails_in_a_group_commit_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SqliteSink::open(dir.path()).unwrap();
+    let mut db = operator(&sink);
+    // An operator's trigger refuses one agent's records.
+    db.execute_batch(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON dead_letters WHEN NEW.agent = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poison refused'); END;",
+    )
+    .unwrap();
+    // Holding the write lock makes the writer wait, so the appends below queue up and are
+    // committed together.
+    let lock = db
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let good: Vec<_> = (0..6).map(record).collect();
+    let mut poison = record(100);
+    poison.agent = "poison".into();
+    let mut pending = Vec::new();
+    for (n, r) in good.iter().enumerate() {
+        pending.push(sink.append(r.clone()));
+        if n == 2 {
+            pending.push(sink.append(poison.clone()));
+        }
+    }
+    drop(lock);
+    let mut results = Vec::new();
+    for append in pending {
+        results.push(append.await);
+    }
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    let error = results[3].as_ref().unwrap_err();
+    assert!(
+        error.to_string().contains("poison refused"),
+        "the trigger's message is kept: {error}"
+    );
+    assert_eq!(sink.list(100).await.unwrap(), good);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_rate_limited_replay_removes_successes_and_stamps_failures() {
     let dir = tempfile::tempdir().unwrap();
