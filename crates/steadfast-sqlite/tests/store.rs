@@ -59,6 +59,24 @@ async fn every_field_round_trips_through_a_reopen_in_id_order() {
 }
 
 #[tokio::test]
+async fn every_synchronous_mode_round_trips_and_is_reported() {
+    for mode in [Synchronous::Full, Synchronous::Normal] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = record(1);
+        {
+            let sink = SqliteSink::options(dir.path())
+                .synchronous(mode)
+                .open()
+                .unwrap();
+            assert_eq!(sink.synchronous(), mode);
+            sink.append(r.clone()).await.unwrap();
+        }
+        let sink = SqliteSink::open(dir.path()).unwrap();
+        assert_eq!(sink.list(1).await.unwrap(), vec![r], "{mode:?}");
+    }
+}
+
+#[tokio::test]
 async fn the_columns_hold_what_an_operator_reads() {
     let dir = tempfile::tempdir().unwrap();
     let sink = SqliteSink::open(dir.path()).unwrap();
