@@ -63,8 +63,9 @@ enum Read {
 /// The embedded SQLite dead-letter store. See the [crate docs](crate).
 ///
 /// Cheap to clone: clones share one writer thread, one reader thread and their connections,
-/// which close when the last clone is dropped (after finishing the operations already asked
-/// for).
+/// which close when the last clone is dropped, after finishing the operations already asked
+/// for. That drop waits for them (usually a commit or less; a purge of a large store takes
+/// longer), so drop the last clone at shutdown rather than on a busy runtime thread.
 #[derive(Clone)]
 pub struct SqliteSink {
     inner: Arc<Inner>,
