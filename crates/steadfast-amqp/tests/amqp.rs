@@ -151,8 +151,8 @@ async fn with_the_broker_unreachable_appends_spill_durably() {
     sink.append(record(2)).await.unwrap();
     assert_eq!(sink.spilled().await.unwrap(), 2);
     drop(sink);
-    let journal = steadfast::dead_letter::JournalSink::open(spill.path()).unwrap();
-    assert_eq!(journal.list(1).await.unwrap(), vec![r]);
+    let store = steadfast_sqlite::SqliteSink::open(spill.path()).unwrap();
+    assert_eq!(store.list(1).await.unwrap(), vec![r]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,26 +1,27 @@
-//! A failed HTTP request dead-lettered into a real journal keeps what a replay needs and none
-//! of the secrets: no byte of any journal file holds the API key.
+//! A failed HTTP request dead-lettered into the real SQLite store keeps what a replay needs and
+//! none of the secrets: no byte of the database, its WAL or any other file holds the API key.
 #![cfg(feature = "dead-letter")]
 
 use std::os::unix::fs::PermissionsExt;
 
 use steadfast::BoxError;
-use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink, DeadLettered, JournalSink};
+use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink, DeadLettered};
 use steadfast_http::BufferedBody;
 use steadfast_http::dead_letter::{HttpRequestEncoder, decode_request};
+use steadfast_sqlite::SqliteSink;
 use tower::{Layer, ServiceExt, service_fn};
 
 const API_KEY: &str = "sk-live-9f8e7d6c5b4a";
 
 #[tokio::test]
-async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
+async fn no_secret_reaches_any_stored_byte_and_the_request_replays() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = JournalSink::open(dir.path()).unwrap();
+    let store = SqliteSink::open(dir.path()).unwrap();
     let agent = service_fn(|_: http::Request<BufferedBody>| async {
         Err::<http::Response<String>, BoxError>("503 overloaded".into())
     });
     let gpt = steadfast::Agent::new("gpt").classifier(steadfast_http::HttpClassifier::new());
-    let stack = DeadLetterLayer::new(&gpt, journal.clone())
+    let stack = DeadLetterLayer::new(&gpt, store.clone())
         .encoder(HttpRequestEncoder::new())
         .layer(agent);
 
@@ -36,7 +37,7 @@ async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
         .expect("dead-lettered")
         .id();
 
-    let record = journal.get(id).await.unwrap().expect("stored");
+    let record = store.get(id).await.unwrap().expect("stored");
     let replay = decode_request(&record.request).unwrap();
     assert_eq!(replay.method(), http::Method::POST);
     assert_eq!(replay.uri().path(), "/v1/chat");
@@ -45,7 +46,7 @@ async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
         replay.body().bytes().as_ref(),
         br#"{"prompt":"summarise this"}"#
     );
-    drop(journal);
+    drop(store);
 
     let mut files = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -67,14 +68,14 @@ async fn no_secret_reaches_any_journal_byte_and_the_request_replays() {
             assert_eq!(mode, 0o600, "{} is readable by others", path.display());
         }
     }
-    assert!(files >= 1, "the journal wrote no file");
+    assert!(files >= 1, "the store wrote no file");
 }
 
-/// Every position the review found leaking, through a real journal: no file byte holds any of
+/// Every position the review found leaking, through the real SQLite store: no file byte holds any of
 /// the secrets, though the agent's error quotes the whole URL and a header as a client error
 /// would (the dead-letter layer scrubs the stored error chain with what redaction collected).
 #[tokio::test]
-async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
+async fn no_stored_byte_holds_a_secret_from_any_reviewed_position() {
     const SECRETS: [&str; 7] = [
         "userinfo-pass-5e1f",
         "query-key-8c2d7a",
@@ -85,7 +86,7 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
         "basic-password-61c0",
     ];
     let dir = tempfile::tempdir().unwrap();
-    let journal = JournalSink::open(dir.path()).unwrap();
+    let store = SqliteSink::open(dir.path()).unwrap();
     let agent = service_fn(|request: http::Request<BufferedBody>| {
         let quoted = format!(
             "error sending request for url ({}) with x-auth-token {:?}",
@@ -95,7 +96,7 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
         async move { Err::<http::Response<String>, BoxError>(quoted.into()) }
     });
     let gpt = steadfast::Agent::new("gpt").classifier(steadfast_http::HttpClassifier::new());
-    let stack = DeadLetterLayer::new(&gpt, journal.clone())
+    let stack = DeadLetterLayer::new(&gpt, store.clone())
         .encoder(HttpRequestEncoder::new())
         .layer(agent);
     let basic = {
@@ -119,7 +120,7 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
         .downcast_ref::<DeadLettered>()
         .expect("dead-lettered")
         .id();
-    let record = journal.get(id).await.unwrap().expect("stored");
+    let record = store.get(id).await.unwrap().expect("stored");
     let replay = decode_request(&record.request).unwrap();
     assert_eq!(
         replay.uri(),
@@ -133,7 +134,7 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
             "{secret} in the stored error chain: {chain}"
         );
     }
-    drop(journal);
+    drop(store);
 
     let mut files = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -153,5 +154,5 @@ async fn no_journal_byte_holds_a_secret_from_any_reviewed_position() {
             );
         }
     }
-    assert!(files >= 1, "the journal wrote no file");
+    assert!(files >= 1, "the store wrote no file");
 }

@@ -48,8 +48,8 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     let registry = Registry::new();
     let health_up = agent_up.clone();
-    let layer = CircuitBreakerLayer::new(&registry.agent("gpt-primary"), config)
-        .health_check(move || {
+    let layer =
+        CircuitBreakerLayer::new(&registry.agent("gpt-primary"), config).health_check(move || {
             let up = health_up.load(Ordering::Relaxed);
             async move {
                 if up {

@@ -22,7 +22,7 @@
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
 //! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
 //! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
-//! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; journal, replay |
+//! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; sink trait, memory sink, replay, monitor |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {

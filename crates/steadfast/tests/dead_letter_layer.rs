@@ -258,23 +258,3 @@ async fn the_json_encoder_stores_a_request_replay_can_decode() {
     let stored: Vec<String> = serde_json::from_slice(&sink.records()[0].request).unwrap();
     assert_eq!(stored, ["a", "b"]);
 }
-
-#[tokio::test]
-async fn through_a_journal_the_dead_lettered_request_survives_a_restart() {
-    use steadfast::dead_letter::{DeadLetterSink, JournalSink};
-    let dir = tempfile::tempdir().unwrap();
-    let id = {
-        let journal = JournalSink::open(dir.path()).unwrap();
-        let agent = ServiceBuilder::new()
-            .layer(DeadLetterLayer::new(&Agent::new("gpt"), journal).encoder(encode))
-            .service(service_fn(|_: String| async {
-                Err::<String, BoxError>("down".into())
-            }));
-        let err = agent.oneshot("keep me".into()).await.unwrap_err();
-        err.downcast_ref::<DeadLettered>().unwrap().id()
-    };
-    let journal = JournalSink::open(dir.path()).unwrap();
-    let record = journal.get(id).await.unwrap().expect("stored durably");
-    assert_eq!(record.request, Bytes::from("keep me"));
-    assert_eq!(record.agent, "gpt");
-}

@@ -48,24 +48,24 @@ impl Sources {
         self.dlq_depth.store(stats.depth, Ordering::Relaxed);
         registry.counters("primary").set_dlq_depth(stats.depth);
         for alert in alerts {
-            if let DlqAlert::DepthOver { depth, threshold } = alert {
-                if !self.dlq_alerted.swap(true, Ordering::Relaxed) {
-                    registry.events().emit(Event::DlqOverThreshold {
-                        queue: Arc::from("primary"),
-                        depth,
-                        threshold,
-                    });
-                }
+            if let DlqAlert::DepthOver { depth, threshold } = alert
+                && !self.dlq_alerted.swap(true, Ordering::Relaxed)
+            {
+                registry.events().emit(Event::DlqOverThreshold {
+                    queue: Arc::from("primary"),
+                    depth,
+                    threshold,
+                });
             }
         }
     }
 
     /// Counts breaker openings (a breaker's own `trips` resets when it closes).
     fn note(&self, event: &Event) {
-        if let Event::CircuitOpened { agent, .. } = event {
-            if let Some(index) = self.breakers.iter().position(|b| b.name() == &**agent) {
-                self.opened[index].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Event::CircuitOpened { agent, .. } = event
+            && let Some(index) = self.breakers.iter().position(|b| b.name() == &**agent)
+        {
+            self.opened[index].fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -14,7 +14,8 @@
 //! be cheap to clone (`Bytes`, `Arc`, a buffered http body). The encoder runs only on failure,
 //! so the success path costs one clone and no allocation for such requests.
 //!
-//! Sinks: [`MemorySink`] (bounded, tests), [`JournalSink`] (embedded, durable default) and
+//! Sinks: [`MemorySink`] (bounded, tests), `steadfast_sqlite::SqliteSink` (embedded, durable
+//! default; several processes can read, replay and purge while the application writes) and
 //! `steadfast_amqp::AmqpSink` (RabbitMQ). [`Monitor`] publishes depth and age gauges and alerts
 //! on thresholds; [`Replay`] feeds records back through any service.
 //!
@@ -48,7 +49,6 @@ mod config;
 mod error;
 mod future;
 mod id;
-pub mod journal;
 mod layer;
 mod memory;
 mod record;
@@ -63,7 +63,6 @@ pub use config::DeadLetterPolicy;
 pub use error::{DeadLetterFailed, DeadLettered};
 pub use future::ResponseFuture;
 pub use id::{DeadLetterId, ParseIdError};
-pub use journal::{FsyncPolicy, JournalError, JournalOptions, JournalSink, OpenReport};
 #[cfg(feature = "serde")]
 pub use layer::json_encoder;
 pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest, Scrub, Secrets};

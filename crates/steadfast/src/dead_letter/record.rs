@@ -1,5 +1,5 @@
 //! [`DeadLetterRecord`]: what is kept about a request no agent could answer, and its compact,
-//! versioned binary encoding (used by the journal and the AMQP sink; no serde needed).
+//! versioned binary encoding (used by the AMQP sink; no serde needed).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

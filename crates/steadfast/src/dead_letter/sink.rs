@@ -7,7 +7,6 @@ use std::pin::Pin;
 use crate::error::BoxError;
 
 use super::id::DeadLetterId;
-use super::journal::JournalError;
 use super::record::DeadLetterRecord;
 use super::stats::DeadLetterStats;
 
@@ -100,10 +99,9 @@ pub enum SinkError {
     /// The request could not be encoded, so there is nothing to store.
     #[error("could not encode the request for the dead-letter record: {0}")]
     Encode(#[source] BoxError),
-    /// The journal failed.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// Any other backend failure (broker unreachable, not confirmed, ...).
+    /// The backend failed (broker unreachable, not confirmed, the store refused the record,
+    /// ...): downcast the source for the backend's own typed error (`steadfast_sqlite`'s
+    /// `SqliteError::RecordTooLarge`, say).
     #[error("dead-letter sink failed: {0}")]
     Other(#[source] BoxError),
 }
