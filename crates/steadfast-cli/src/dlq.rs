@@ -64,8 +64,8 @@ enum DlqCommand {
         /// At most this many records.
         #[arg(long)]
         limit: Option<usize>,
-        /// At most this many requests per second.
-        #[arg(long, default_value_t = 10.0)]
+        /// At most this many requests per second (from 1/86400, one a day, to 1000000).
+        #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
         rate: f64,
     },
     /// Delete every dead letter.
@@ -266,7 +266,7 @@ async fn replay(
     let progress_bar = bar.clone();
     let report = Replay::new(sink)
         .limit(limit)
-        .rate_per_second(rate)
+        .rate_per_second(rate)?
         .on_progress(move |record, result| {
             progress_bar.inc(1);
             if let Err(error) = result {
@@ -303,4 +303,21 @@ async fn replay(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// `--rate`: a number of requests per second that `Replay` accepts; anything else is a usage
+/// error (exit code 2) naming the value, never a panic and never "no limit".
+fn parse_rate(text: &str) -> Result<f64, String> {
+    use steadfast::dead_letter::{MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND};
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of requests per second"))?;
+    if rate.is_finite() && (MIN_RATE_PER_SECOND..=MAX_RATE_PER_SECOND).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{text} requests per second cannot be a schedule: give a number from {MIN_RATE_PER_SECOND:e} (one a day) to {MAX_RATE_PER_SECOND}"
+        ))
+    }
 }
