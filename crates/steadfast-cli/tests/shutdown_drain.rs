@@ -1,4 +1,4 @@
-//! Shutdown drain under load: `DeadLetterRecord(JournalSink) > Shutdown > agent`, 64 callers calling
+//! Shutdown drain under load: `DeadLetter(JournalSink) > Shutdown > agent`, 64 callers calling
 //! in a loop, `Shutdown::drain` mid-load. Nothing may be lost: every call either completes or
 //! ends `DeadLettered` with a record in the journal (after reopening it) whose reason is
 //! `"shutdown"` (cancelled at the drain deadline) or `"shutting down"` (refused after the
@@ -81,16 +81,16 @@ async fn a_drain_under_load_completes_or_dead_letters_every_call() {
     let dir = tempfile::tempdir().unwrap();
     let journal = JournalSink::open(dir.path()).unwrap();
     let shutdown = Shutdown::new();
+    let summariser = steadfast::Agent::new("summariser");
     let agent_calls = Arc::new(AtomicU64::new(0));
     let counted = agent_calls.clone();
     let stack: Stack = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(
-                DeadLetterLayer::new(journal.clone())
-                    .named("summariser")
+                DeadLetterLayer::new(&summariser, journal.clone())
                     .encoder(|ms: &u64| Ok::<_, BoxError>(Bytes::from(ms.to_string()))),
             )
-            .layer(ShutdownLayer::new(&shutdown).named("summariser"))
+            .layer(ShutdownLayer::new(&shutdown, &summariser))
             .service(service_fn(move |ms: u64| {
                 counted.fetch_add(1, Ordering::Relaxed);
                 async move {
