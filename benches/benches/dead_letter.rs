@@ -6,11 +6,11 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use steadfast::BoxError;
 use steadfast::classify::OutcomeKind;
 use steadfast::dead_letter::{
     Bytes, DeadLetterLayer, DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
 };
+use steadfast::{Agent, BoxError};
 use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
 use tower::{Layer, service_fn};
 
@@ -22,8 +22,7 @@ fn success_path(c: &mut Criterion) {
     let agent = || service_fn(|prompt: u64| async move { Ok::<u64, BoxError>(prompt + 1) });
 
     let mut bare = agent();
-    let mut layered = DeadLetterLayer::new(MemorySink::new(16))
-        .named("bench")
+    let mut layered = DeadLetterLayer::new(&Agent::new("bench"), MemorySink::new(16))
         .encoder(|prompt: &u64| Ok::<_, BoxError>(Bytes::from(prompt.to_string())))
         .layer(agent());
     println!(
