@@ -1,6 +1,6 @@
-//! Dead-letter stores: durable appends per second, for 1 and 16 concurrent writers, SQLite
-//! (`Synchronous::Full` and `Normal`) beside the segment journal (`FsyncPolicy::Always`) in the
-//! same run. Each append returns only once the store says the record is durable, so the
+//! The dead-letter store: durable appends per second, for 1 and 16 concurrent writers, SQLite
+//! with `Synchronous::Full` and `Normal` in the same run. (The segment journal it replaced ran
+//! beside them until its removal; its last figures are in docs/benchmarks.md.) Each append returns only once the store says the record is durable, so the
 //! figures are what a `DeadLetterLayer` waits for; 16 writers show what group commit buys.
 //!
 //! `cargo bench -p steadfast-benches --bench dlq_store` (the `thrpt` line is appends per
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{Bytes, DeadLetterRecord, DeadLetterSink, FsyncPolicy, JournalSink};
+use steadfast::dead_letter::{Bytes, DeadLetterRecord, DeadLetterSink};
 use steadfast_sqlite::{SqliteSink, Synchronous};
 
 /// A 1 KiB request: a short prompt with its JSON envelope.
@@ -79,7 +79,7 @@ fn appends_per_second(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
 
-    let stores: [(&str, Open); 3] = [
+    let stores: [(&str, Open); 2] = [
         ("sqlite_full", |dir| {
             Arc::new(SqliteSink::open(dir).expect("open the SQLite store"))
         }),
@@ -89,14 +89,6 @@ fn appends_per_second(c: &mut Criterion) {
                     .synchronous(Synchronous::Normal)
                     .open()
                     .expect("open the SQLite store"),
-            )
-        }),
-        ("journal_always", |dir| {
-            Arc::new(
-                JournalSink::options(dir)
-                    .fsync(FsyncPolicy::Always)
-                    .open()
-                    .expect("open the journal"),
             )
         }),
     ];

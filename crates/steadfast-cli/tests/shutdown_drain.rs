@@ -82,16 +82,16 @@ async fn a_drain_under_load_completes_or_dead_letters_every_call() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteSink::open(dir.path()).unwrap();
     let shutdown = Shutdown::new();
+    let summariser = steadfast::Agent::new("summariser");
     let agent_calls = Arc::new(AtomicU64::new(0));
     let counted = agent_calls.clone();
     let stack: Stack = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(
-                DeadLetterLayer::new(store.clone())
-                    .named("summariser")
+                DeadLetterLayer::new(&summariser, store.clone())
                     .encoder(|ms: &u64| Ok::<_, BoxError>(Bytes::from(ms.to_string()))),
             )
-            .layer(ShutdownLayer::new(&shutdown).named("summariser"))
+            .layer(ShutdownLayer::new(&summariser, &shutdown))
             .service(service_fn(move |ms: u64| {
                 counted.fetch_add(1, Ordering::Relaxed);
                 async move {

@@ -4,7 +4,7 @@
 //! Stack, outer to inner (DESIGN §1):
 //! `Degrade > DeadLetter(SqliteSink) > Fallback(backup, cache) > Retry > CircuitBreaker >
 //! Timeout > Chaos > hyper client`; the backup alternative is `CircuitBreaker > Timeout > Chaos
-//! > hyper client`.
+//! > hyper client`. Each agent (`primary`, `backup`) is named once and handed to its layers.
 //!
 //! Checks, after `calls` calls:
 //! - every call is accounted for exactly once: answered by the primary, a fallback or the cache,
@@ -31,15 +31,15 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use steadfast::BoxError;
 use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::chaos::{ChaosConfig, ChaosHandle, ChaosLayer, InjectedCounts};
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 use steadfast::dead_letter::{DeadLetterId, DeadLetterLayer, DeadLetterSink, DeadLettered};
 use steadfast::degrade::DegradeLayer;
-use steadfast::fallback::{Alternative, FallbackLayer};
+use steadfast::fallback::FallbackLayer;
 use steadfast::provenance::{Provenance, Served};
 use steadfast::retry::{BackoffRetryLayer, Jitter, RetryConfig};
+use steadfast::{Agent, BoxError, Registry};
 use steadfast_http::dead_letter::HttpRequestEncoder;
 use steadfast_http::{BufferedBody, HttpClassifier};
 use steadfast_sqlite::SqliteSink;
@@ -172,7 +172,7 @@ impl Tally {
                 Served::Cache { .. } => self.cached += 1,
                 Served::Degraded { .. } => {
                     self.degraded += 1;
-                    // Degrade sits outside DeadLetterRecord: a degraded chat answer was dead-lettered
+                    // Degrade sits outside DeadLetter: a degraded chat answer was dead-lettered
                     // first, and says under which id.
                     match response
                         .headers()
@@ -304,7 +304,7 @@ fn injected_503(_request: &SoakRequest) -> SoakResponse {
     response
 }
 
-fn chaos(name: &'static str, seed: u64) -> Result<SoakChaos, BoxError> {
+fn chaos<C>(agent: &Agent<C>, seed: u64) -> Result<SoakChaos, BoxError> {
     // Errors and 503s are retried and fall back; a delay past the 200 ms timeout is a timeout.
     let config = ChaosConfig::builder()
         .seed(seed)
@@ -313,9 +313,7 @@ fn chaos(name: &'static str, seed: u64) -> Result<SoakChaos, BoxError> {
         .latency_rate(0.005)
         .latency(Duration::from_millis(300))
         .build()?;
-    Ok(ChaosLayer::new(&config)
-        .named(name, &config)
-        .responses(injected_503 as fn(&SoakRequest) -> SoakResponse))
+    Ok(ChaosLayer::new(agent, &config).responses(injected_503 as fn(&SoakRequest) -> SoakResponse))
 }
 
 struct Built {
@@ -333,8 +331,11 @@ fn build(
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(5))
         .build_http();
-    let primary_chaos = chaos("primary", seed ^ 0x5052_494d)?;
-    let backup_chaos = chaos("backup", seed ^ 0x4241_434b)?;
+    let registry = Registry::new();
+    let primary_agent = registry.agent("primary").classifier(HttpClassifier::llm());
+    let backup_agent = registry.agent("backup").classifier(HttpClassifier::llm());
+    let primary_chaos = chaos(&primary_agent, seed ^ 0x5052_494d)?;
+    let backup_chaos = chaos(&backup_agent, seed ^ 0x4241_434b)?;
     let handles = (primary_chaos.handle(), backup_chaos.handle());
 
     let breaker = BreakerConfig::builder()
@@ -343,12 +344,9 @@ fn build(
         .max_open_duration(Duration::from_millis(200))
         .half_open_probes(2)
         .build()?;
-    let backup_breaker = CircuitBreakerLayer::new(breaker.clone())
-        .named("backup")
-        .classifier(HttpClassifier::new());
-    let backup_guard = backup_breaker.handle();
+    // The fallback layer skips the backup while the backup agent's own breaker is open.
     let backup = ServiceBuilder::new()
-        .layer(backup_breaker)
+        .layer(CircuitBreakerLayer::new(&backup_agent, breaker.clone()))
         .timeout(Duration::from_millis(200))
         .layer(backup_chaos)
         .service(http_agent(client.clone(), backup));
@@ -373,7 +371,7 @@ fn build(
 
     let stack = ServiceBuilder::new()
         .layer(
-            DegradeLayer::new(|batch: &bool, error: &BoxError| {
+            DegradeLayer::new(&primary_agent, |batch: &bool, error: &BoxError| {
                 (!*batch).then(|| {
                     let mut response =
                         Response::new(Bytes::from_static(br#"{"answer":"busy, try again"}"#));
@@ -387,34 +385,17 @@ fn build(
                 })
             })
             .view(is_batch)
-            .named("primary")
             .mark_responses(),
         )
+        .layer(DeadLetterLayer::from_arc(&primary_agent, sink).encoder(HttpRequestEncoder::new()))
         .layer(
-            DeadLetterLayer::from_arc(sink)
-                .named("primary")
-                .encoder(HttpRequestEncoder::new())
-                .classifier(HttpClassifier::new()),
-        )
-        .layer(
-            FallbackLayer::new()
-                .named("primary")
-                .then_alternative(Alternative::new("backup", backup).guarded_by(backup_guard))
+            FallbackLayer::new(&primary_agent)
+                .then(&backup_agent, backup)
                 .then_cache(cache)
-                .classifier(HttpClassifier::new())
                 .mark_responses(),
         )
-        .layer(
-            BackoffRetryLayer::new(retry)
-                .named("primary")
-                .seed(seed)
-                .classifier(HttpClassifier::new()),
-        )
-        .layer(
-            CircuitBreakerLayer::new(breaker)
-                .named("primary")
-                .classifier(HttpClassifier::new()),
-        )
+        .layer(BackoffRetryLayer::new(&primary_agent, retry).seed(seed))
+        .layer(CircuitBreakerLayer::new(&primary_agent, breaker))
         .timeout(Duration::from_millis(200))
         .layer(primary_chaos)
         .service(http_agent(client, primary));

@@ -267,7 +267,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
         tally: tally.clone(),
         breakers: built.breakers.clone(),
         opened: built.breakers.iter().map(|_| AtomicU64::new(0)).collect(),
-        monitor: Monitor::new(dead_letters.sink.clone(), "primary").max_depth(DLQ_ALERT_DEPTH),
+        monitor: Monitor::new(dead_letters.sink.clone(), "primary").register(&registry),
+        dlq_alert_depth: DLQ_ALERT_DEPTH,
         dlq_depth: AtomicU64::new(0),
         dlq_alerted: AtomicBool::new(false),
         status_url,
@@ -296,7 +297,6 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let until = started + args.duration;
     let traffic = traffic::drive(
         built.stack,
-        registry.clone(),
         tally,
         usize::from(args.callers),
         args.rate,
