@@ -436,7 +436,7 @@ impl Core {
             Some(at)
         } else {
             self.window.record(false, false, 0);
-            (had_failures || completed_before % LAST_SUCCESS_SAMPLE == 0).then(&now)
+            (had_failures || completed_before.is_multiple_of(LAST_SUCCESS_SAMPLE)).then(&now)
         };
         if let Some(at) = sample {
             self.last_success.store(at + 1, Ordering::Relaxed);
