@@ -698,30 +698,30 @@ fn redact_pairs(input: &[u8], names: &BTreeSet<Vec<u8>>, secrets: &mut Secrets) 
             .unwrap_or(rest.len());
         let pair = &rest[..pair_len];
         let mut next = at + pair_len;
-        if let Some(eq) = pair.iter().position(|byte| *byte == b'=') {
-            if names.contains(&query_key(&pair[..eq])) {
-                let value_len = rest[eq + 1..]
-                    .iter()
-                    .position(|byte| *byte == b'&')
-                    .unwrap_or(rest.len() - eq - 1);
-                let value = &rest[eq + 1..eq + 1 + value_len];
-                if !value.is_empty() {
-                    secrets.add(value);
-                    // If `;` did separate parameters, the value ended at it.
-                    if let Some(semicolon) = value.iter().position(|byte| *byte == b';') {
-                        secrets.add(&value[..semicolon]);
-                    }
-                    out.extend_from_slice(&rest[..=eq]);
-                    out.extend_from_slice(REDACTED.as_bytes());
-                    changed = true;
-                    next = at + eq + 1 + value_len;
-                    if let Some(separator) = input.get(next) {
-                        out.push(*separator);
-                        at = next + 1;
-                        continue;
-                    }
-                    break;
+        if let Some(eq) = pair.iter().position(|byte| *byte == b'=')
+            && names.contains(&query_key(&pair[..eq]))
+        {
+            let value_len = rest[eq + 1..]
+                .iter()
+                .position(|byte| *byte == b'&')
+                .unwrap_or(rest.len() - eq - 1);
+            let value = &rest[eq + 1..eq + 1 + value_len];
+            if !value.is_empty() {
+                secrets.add(value);
+                // If `;` did separate parameters, the value ended at it.
+                if let Some(semicolon) = value.iter().position(|byte| *byte == b';') {
+                    secrets.add(&value[..semicolon]);
                 }
+                out.extend_from_slice(&rest[..=eq]);
+                out.extend_from_slice(REDACTED.as_bytes());
+                changed = true;
+                next = at + eq + 1 + value_len;
+                if let Some(separator) = input.get(next) {
+                    out.push(*separator);
+                    at = next + 1;
+                    continue;
+                }
+                break;
             }
         }
         out.extend_from_slice(pair);

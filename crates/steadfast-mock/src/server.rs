@@ -338,10 +338,10 @@ struct ResettableStream {
 
 impl Drop for ResettableStream {
     fn drop(&mut self) {
-        if self.reset.load(Ordering::Acquire) {
-            if let Err(error) = self.stream.set_zero_linger() {
-                tracing::debug!(%error, "mock LLM server: could not arm the reset");
-            }
+        if self.reset.load(Ordering::Acquire)
+            && let Err(error) = self.stream.set_zero_linger()
+        {
+            tracing::debug!(%error, "mock LLM server: could not arm the reset");
         }
     }
 }

@@ -307,18 +307,17 @@ impl NotificationPolicy {
                 since,
                 event,
             } = &subject.incident
+                && now.saturating_duration_since(*since) >= settle
             {
-                if now.saturating_duration_since(*since) >= settle {
-                    if *alerted {
-                        due.push(notification(
-                            NotificationKind::Recovery,
-                            name,
-                            event,
-                            *folded,
-                        ));
-                    }
-                    subject.incident = Incident::Quiet;
+                if *alerted {
+                    due.push(notification(
+                        NotificationKind::Recovery,
+                        name,
+                        event,
+                        *folded,
+                    ));
                 }
+                subject.incident = Incident::Quiet;
             }
         }
         due.sort_by(|a, b| a.subject.cmp(&b.subject));

@@ -224,11 +224,11 @@ impl JsonScanner<'_> {
                     Some(b']') if !object => {}
                     _ => return Err(JsonError::Invalid),
                 }
-                if let Some(closed) = stack.pop() {
-                    if closed.redacted {
-                        self.found.spans.push((closed.start, self.at));
-                        inside_redacted = false;
-                    }
+                if let Some(closed) = stack.pop()
+                    && closed.redacted
+                {
+                    self.found.spans.push((closed.start, self.at));
+                    inside_redacted = false;
                 }
             }
         }
@@ -364,13 +364,13 @@ pub(super) fn decode_json_string(raw: &[u8]) -> Vec<u8> {
         };
         at += 4;
         let mut code = unit;
-        if (0xD800..0xDC00).contains(&unit) && raw.get(at..at + 2) == Some(b"\\u") {
-            if let Some(low) = hex4(raw.get(at + 2..at + 6)) {
-                if (0xDC00..0xE000).contains(&low) {
-                    code = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
-                    at += 6;
-                }
-            }
+        if (0xD800..0xDC00).contains(&unit)
+            && raw.get(at..at + 2) == Some(b"\\u")
+            && let Some(low) = hex4(raw.get(at + 2..at + 6))
+            && (0xDC00..0xE000).contains(&low)
+        {
+            code = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+            at += 6;
         }
         let decoded = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
         let mut buffer = [0; 4];

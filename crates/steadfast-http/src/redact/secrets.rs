@@ -282,16 +282,16 @@ fn redact_urls_in_text(text: &[u8], rules: &Rules) -> Vec<u8> {
                 .iter()
                 .position(|&byte| ends_authority_in_text(byte))
                 .unwrap_or(rest.len());
-            if let Some(sign) = rest[..authority_len].iter().rposition(|&byte| byte == b'@') {
-                if sign > 0 {
-                    // Already `[REDACTED]` (a collected value matched): keep it.
-                    if &rest[..sign] == REDACTED.as_bytes() {
-                        out.extend_from_slice(&rest[..sign]);
-                    } else {
-                        out.extend_from_slice(REDACTED.as_bytes());
-                    }
-                    at += sign;
+            if let Some(sign) = rest[..authority_len].iter().rposition(|&byte| byte == b'@')
+                && sign > 0
+            {
+                // Already `[REDACTED]` (a collected value matched): keep it.
+                if &rest[..sign] == REDACTED.as_bytes() {
+                    out.extend_from_slice(&rest[..sign]);
+                } else {
+                    out.extend_from_slice(REDACTED.as_bytes());
                 }
+                at += sign;
             }
             continue;
         }
