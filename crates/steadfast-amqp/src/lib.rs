@@ -34,7 +34,7 @@
 //!     .exchange("agents.dlx")
 //!     .queue("agents.dead-letters");
 //! let sink = AmqpSink::connect(config).await?;
-//! let layer = DeadLetterLayer::new(sink).named("gpt");
+//! let layer = DeadLetterLayer::new(&steadfast::Agent::new("gpt"), sink);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
