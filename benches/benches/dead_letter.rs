@@ -1,16 +1,13 @@
-//! DeadLetterLayer on the success path against the bare service, and journal append
-//! throughput by fsync policy.
+//! DeadLetterLayer on the success path against the bare service. (The store's append
+//! throughput is `benches/dlq_store.rs`.)
 //!
 //! `cargo bench -p steadfast-benches --bench dead_letter -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use steadfast::BoxError;
-use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{
-    Bytes, DeadLetter, DeadLetterLayer, DeadLetterSink, FsyncPolicy, JournalSink, MemorySink,
-};
+use criterion::{Criterion, criterion_group, criterion_main};
+use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
+use steadfast::{Agent, BoxError};
 use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
 use tower::{Layer, service_fn};
 
@@ -22,8 +19,7 @@ fn success_path(c: &mut Criterion) {
     let agent = || service_fn(|prompt: u64| async move { Ok::<u64, BoxError>(prompt + 1) });
 
     let mut bare = agent();
-    let mut layered = DeadLetterLayer::new(MemorySink::new(16))
-        .named("bench")
+    let mut layered = DeadLetterLayer::new(&Agent::new("bench"), MemorySink::new(16))
         .encoder(|prompt: &u64| Ok::<_, BoxError>(Bytes::from(prompt.to_string())))
         .layer(agent());
     println!(
@@ -49,38 +45,5 @@ fn success_path(c: &mut Criterion) {
     group.finish();
 }
 
-fn journal_append(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut group = c.benchmark_group("journal_append");
-    group.sample_size(10);
-    for (name, policy) in [
-        ("fsync_never", FsyncPolicy::Never),
-        ("fsync_always", FsyncPolicy::Always),
-    ] {
-        let dir =
-            std::env::temp_dir().join(format!("steadfast-bench-{}-{name}", std::process::id()));
-        let journal = JournalSink::options(&dir).fsync(policy).open().unwrap();
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || {
-                    DeadLetter::new(
-                        "bench",
-                        Bytes::from_static(b"{\"prompt\":\"hello\"}"),
-                        OutcomeKind::Transient,
-                    )
-                },
-                |record| runtime.block_on(journal.append(record)).unwrap(),
-                BatchSize::SmallInput,
-            );
-        });
-        drop(journal);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    group.finish();
-}
-
-criterion_group!(benches, success_path, journal_append);
+criterion_group!(benches, success_path);
 criterion_main!(benches);

@@ -51,11 +51,19 @@ fn failing_agent()
     service_fn(|_: u64| ready(Err(BoxError::from(Box::new(Down)))))
 }
 
-fn fallback_layer() -> FallbackLayer<u64, u64> {
-    FallbackLayer::new()
-        .named("primary")
-        .then_named("cheap-model", agent())
-        .then_named("spare", agent())
+/// A fallback layer for `primary` with two alternatives, in a registry of its own (so each
+/// row's layer has its own agents, as before).
+fn fallback_layer() -> FallbackLayer<u64, u64, DefaultClassifier> {
+    let registry = Registry::new();
+    FallbackLayer::new(&registry.agent("primary"))
+        .then(&registry.agent("cheap-model"), agent())
+        .then(&registry.agent("spare"), agent())
+}
+
+/// The degrade layer every row uses: always answers 0.
+fn degrade_layer() -> DegradeLayer<impl Fn(&(), &BoxError) -> Option<u64> + Clone, DefaultClassifier>
+{
+    DegradeLayer::new(&Agent::new("primary"), |(): &(), _: &BoxError| Some(0_u64))
 }
 
 fn success_path(c: &mut Criterion) {
@@ -83,13 +91,12 @@ fn success_path(c: &mut Criterion) {
         b.iter(|| black_box(call_now(&mut fallback, black_box(1))).unwrap());
     });
 
-    let mut degrade = DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64)).layer(agent());
+    let mut degrade = degrade_layer().layer(agent());
     group.bench_function("steadfast_degrade", |b| {
         b.iter(|| black_box(call_now(&mut degrade, black_box(1))).unwrap());
     });
 
-    let mut both = DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64))
-        .layer(fallback_layer().layer(agent()));
+    let mut both = degrade_layer().layer(fallback_layer().layer(agent()));
     group.bench_function("steadfast_degrade_and_fallback", |b| {
         b.iter(|| black_box(call_now(&mut both, black_box(1))).unwrap());
     });
@@ -128,8 +135,7 @@ fn hop(c: &mut Criterion) {
         b.iter(|| black_box(call_now(&mut hop, black_box(1))).unwrap());
     });
 
-    let mut degraded =
-        DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64)).layer(failing_agent());
+    let mut degraded = degrade_layer().layer(failing_agent());
     println!(
         "allocations per call [fallback_hop]: bare {:.2}, steadfast_fallback_hop {:.2}, steadfast_degraded_answer {:.2}",
         allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut bare, 1))),

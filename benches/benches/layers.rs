@@ -7,8 +7,8 @@ use std::future::{Ready, ready};
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use steadfast::BoxError;
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+use steadfast::{Agent, BoxError};
 use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
 use tower::{Layer, Service, service_fn};
 
@@ -51,10 +51,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn circuit_breaker(c: &mut Criterion) {
     let mut bare = agent();
-    let mut steadfast_closed = CircuitBreakerLayer::new(BreakerConfig::default())
-        .named("bench")
-        .layer(agent());
-    let open_layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("bench-open");
+    let mut steadfast_closed =
+        CircuitBreakerLayer::new(&Agent::new("bench"), BreakerConfig::default()).layer(agent());
+    let open_layer = CircuitBreakerLayer::new(&Agent::new("bench-open"), BreakerConfig::default());
     open_layer.handle().force_open();
     let mut steadfast_open = open_layer.layer(agent());
 
@@ -145,7 +144,7 @@ fn circuit_breaker(c: &mut Criterion) {
 /// Each iteration is one call on each thread, so `two_threads` at the same time per iteration as
 /// `one_thread` means perfect scaling (throughput ratio 2.0).
 fn contention(c: &mut Criterion) {
-    let layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("shared");
+    let layer = CircuitBreakerLayer::new(&Agent::new("shared"), BreakerConfig::default());
     let mut group = c.benchmark_group("contention");
     group.bench_function("one_thread", |b| {
         let mut service = layer.layer(agent());

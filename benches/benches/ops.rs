@@ -7,10 +7,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use steadfast::BoxError;
 use steadfast::chaos::{ChaosConfig, ChaosLayer};
 use steadfast::events::{Event, EventBus};
 use steadfast::shutdown::{Shutdown, ShutdownLayer};
+use steadfast::{Agent, BoxError};
 use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
 use tower::{Layer, service_fn};
 
@@ -28,12 +28,13 @@ fn agent() -> impl tower::Service<
 
 fn ops(c: &mut Criterion) {
     let mut bare = agent();
+    let bench = Agent::new("bench");
     let off = ChaosConfig::builder().enabled(false).build().unwrap();
-    let mut chaos_off = ChaosLayer::new(&off).layer(agent());
+    let mut chaos_off = ChaosLayer::new(&bench, &off).layer(agent());
     let on = ChaosConfig::builder().seed(1).build().unwrap();
-    let mut chaos_on = ChaosLayer::new(&on).layer(agent());
+    let mut chaos_on = ChaosLayer::new(&bench, &on).layer(agent());
     let shutdown = Shutdown::new();
-    let mut tracked = ShutdownLayer::new(&shutdown).layer(agent());
+    let mut tracked = ShutdownLayer::new(&bench, &shutdown).layer(agent());
     let bus = EventBus::new(1024);
     let _subscriber = bus.subscribe();
     let agent_name: Arc<str> = Arc::from("bench");

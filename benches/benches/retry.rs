@@ -63,9 +63,8 @@ fn success_path(c: &mut Criterion) {
         b.iter(|| black_box(call_now(&mut bare, black_box(1))).unwrap());
     });
 
-    let mut steadfast = BackoffRetryLayer::new(RetryConfig::default())
-        .named("bench")
-        .layer(agent());
+    let mut steadfast =
+        BackoffRetryLayer::new(&Agent::new("bench"), RetryConfig::default()).layer(agent());
     group.bench_function("steadfast_retry", |b| {
         b.iter(|| black_box(call_now(&mut steadfast, black_box(1))).unwrap());
     });

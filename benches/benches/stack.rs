@@ -35,20 +35,19 @@ fn agent()
 fn stacks(c: &mut Criterion) {
     let mut bare = agent();
 
+    let registry = Registry::new();
+    let (bench, backup) = (registry.agent("bench"), registry.agent("backup"));
     let mut steadfast = ServiceBuilder::new()
-        .layer(DegradeLayer::new(|(): &(), _: &BoxError| Some(0_u64)).named("bench"))
+        .layer(DegradeLayer::new(&bench, |(): &(), _: &BoxError| {
+            Some(0_u64)
+        }))
         .layer(
-            DeadLetterLayer::new(MemorySink::new(16))
-                .named("bench")
+            DeadLetterLayer::new(&bench, MemorySink::new(16))
                 .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
         )
-        .layer(
-            FallbackLayer::new()
-                .named("bench")
-                .then_named("backup", agent()),
-        )
-        .layer(BackoffRetryLayer::new(RetryConfig::default()).named("bench"))
-        .layer(CircuitBreakerLayer::new(BreakerConfig::default()).named("bench"))
+        .layer(FallbackLayer::new(&bench).then(&backup, agent()))
+        .layer(BackoffRetryLayer::new(&bench, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(&bench, BreakerConfig::default()))
         .service(agent());
 
     let mut resilience = ServiceBuilder::new()

@@ -32,5 +32,11 @@ async fn main() -> Result<(), BoxError> {
         "GET /status ->\n{}",
         serde_json::to_string_pretty(&summary.status)?
     );
+    println!("GET /metrics -> (steadfast's series)");
+    for line in summary.metrics.lines() {
+        if line.starts_with("steadfast_") {
+            println!("{line}");
+        }
+    }
     Ok(())
 }

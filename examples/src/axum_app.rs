@@ -11,12 +11,14 @@
 //! The run: three prompts are answered; then the agent goes down (a chaos outage), the
 //! handler answers `502` while the retries fail, the breaker opens and the handler answers
 //! `503` with `Retry-After` at once. `GET /status` shows the breaker open and `GET /health`
-//! answers `503` (the only agent is down).
+//! answers `503` (the only agent is down). `GET /metrics` serves the same counters in
+//! Prometheus format: every layer reports through the agent's one event path, so the two agree.
 //!
 //! ```text
 //! cargo run -p steadfast-examples --example axum_app
 //! ```
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,6 +31,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use steadfast::chaos::{ChaosConfig, ChaosLayer};
 use steadfast::prelude::*;
 use steadfast_http::status::StatusRoutes;
@@ -37,40 +40,55 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// The agent as the app holds it: any stack, type-erased, cheap to clone.
-pub type Agent = BoxCloneSyncService<String, String, BoxError>;
+pub type AgentService = BoxCloneSyncService<String, String, BoxError>;
 
 /// How long the breaker stays open once it trips.
 pub const OPEN_FOR: Duration = Duration::from_secs(5);
 
-/// Builds the agent stack: retry > breaker ("summarizer", registered) > timeout > chaos >
-/// the in-process summarizer. Returns the chaos layer's switch too, to take the agent down.
-pub fn agent(registry: &Registry) -> Result<(Agent, steadfast::chaos::ChaosHandle), BoxError> {
-    let chaos_config = ChaosConfig::default();
-    let chaos = ChaosLayer::new(&chaos_config).named("summarizer", &chaos_config);
+/// The process's Prometheus recorder, installed on first use. A `metrics` recorder is global:
+/// install it once, before building the layers (they register their per-call counters when
+/// built). Series are per process, so `/metrics` agrees with `/status` as long as one registry
+/// per process names each agent, as in an app; a second [`run`] in the same process adds to
+/// the same series.
+pub fn prometheus() -> Result<PrometheusHandle, BoxError> {
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|error| format!("cannot install the Prometheus recorder: {error}"))
+        })
+        .clone()
+        .map_err(BoxError::from)
+}
+
+/// Builds the agent stack: retry > breaker > timeout > chaos > the in-process summarizer, every
+/// layer for the agent `summarizer` of `registry`, named once. Returns the chaos layer's switch
+/// too, to take the agent down.
+pub fn agent(
+    registry: &Registry,
+) -> Result<(AgentService, steadfast::chaos::ChaosHandle), BoxError> {
+    let summarizer = registry.agent("summarizer");
+    let chaos = ChaosLayer::new(&summarizer, &ChaosConfig::default());
     let switch = chaos.handle();
     // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process):
     // a backup agent or a cached answer would then replace the handler's 502/503.
     let stack = ServiceBuilder::new()
-        .backoff_retry(
-            BackoffRetryLayer::new(
-                RetryConfig::builder()
-                    .max_retries(1)
-                    .base(Duration::from_millis(20))
-                    .deadline(Duration::from_secs(2))
-                    .build()?,
-            )
-            .named("summarizer"),
-        )
-        .circuit_breaker(
-            CircuitBreakerLayer::new(
-                BreakerConfig::builder()
-                    .consecutive_failures(3)
-                    .initial_open_duration(OPEN_FOR)
-                    .build()?,
-            )
-            .named("summarizer")
-            .register(registry),
-        )
+        .backoff_retry(BackoffRetryLayer::new(
+            &summarizer,
+            RetryConfig::builder()
+                .max_retries(1)
+                .base(Duration::from_millis(20))
+                .deadline(Duration::from_secs(2))
+                .build()?,
+        ))
+        .circuit_breaker(CircuitBreakerLayer::new(
+            &summarizer,
+            BreakerConfig::builder()
+                .consecutive_failures(3)
+                .initial_open_duration(OPEN_FOR)
+                .build()?,
+        ))
         .timeout(Duration::from_millis(500))
         .layer(chaos)
         .service(service_fn(|prompt: String| async move {
@@ -82,17 +100,18 @@ pub fn agent(registry: &Registry) -> Result<(Agent, steadfast::chaos::ChaosHandl
     Ok((BoxCloneSyncService::new(stack), switch))
 }
 
-/// The app: `POST /summarize` plus the status routes (`/health`, `/status`, `/status/ui`, ...).
-pub fn app(agent: Agent, registry: Registry) -> Router {
+/// The app: `POST /summarize` plus the status routes (`/health`, `/status`, `/status/ui`,
+/// `/metrics`, ...).
+pub fn app(agent: AgentService, registry: Registry, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/summarize", post(summarize))
         .with_state(agent)
-        .merge(StatusRoutes::new(registry).router())
+        .merge(StatusRoutes::new(registry).prometheus(metrics).router())
 }
 
 /// The handler: call this request's clone of the stack (`State` cloned it), turn its errors
 /// into HTTP answers.
-async fn summarize(State(agent): State<Agent>, prompt: String) -> Response {
+async fn summarize(State(agent): State<AgentService>, prompt: String) -> Response {
     match agent.oneshot(prompt).await {
         Ok(summary) => summary.into_response(),
         Err(error) => match steadfast::error::find::<CircuitOpen>(error.as_ref()) {
@@ -135,17 +154,20 @@ pub struct Summary {
     pub status: serde_json::Value,
     /// `GET /health` at the end.
     pub health: Exchange,
+    /// `GET /metrics` at the end (Prometheus text format).
+    pub metrics: String,
 }
 
 /// Runs the example (well under a second): starts the app on `127.0.0.1:0`, calls it, stops it.
 pub async fn run() -> Result<Summary, BoxError> {
+    let metrics = prometheus()?;
     let registry = Registry::new();
     let (agent, switch) = agent(&registry)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, app(agent, registry))
+        axum::serve(listener, app(agent, registry, metrics))
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
@@ -164,6 +186,7 @@ pub async fn run() -> Result<Summary, BoxError> {
     }
     let status = send(&client, http::Method::GET, &url, "/status", String::new()).await?;
     let health = send(&client, http::Method::GET, &url, "/health", String::new()).await?;
+    let metrics = send(&client, http::Method::GET, &url, "/metrics", String::new()).await?;
 
     // Idle pooled connections would hold the graceful shutdown open: drop the client first.
     drop(client);
@@ -174,6 +197,7 @@ pub async fn run() -> Result<Summary, BoxError> {
         prompts,
         status: serde_json::from_str(&status.body)?,
         health,
+        metrics: metrics.body,
     })
 }
 

@@ -3,8 +3,8 @@
 //! The server ([`MockLlm`]) answers, in order: a completion; a 429 asking for 250 ms; a 503; a
 //! hang; and three 503s in a row (an outage). The client is hyper-util's pooled client sending
 //! [`BufferedBody`] requests (cloneable, so they can be retried) under
-//! `BackoffRetryLayer > CircuitBreakerLayer > timeout`, all judging answers with
-//! [`HttpClassifier`]:
+//! `BackoffRetryLayer > CircuitBreakerLayer > timeout`, all for one agent, `llm-api`, named once
+//! with its classifier ([`HttpClassifier::llm`]: a prompt is a `POST` that is safe to repeat):
 //!
 //! - the 429 is waited out exactly as the server asked, then retried;
 //! - the 503 is retried after a short backoff;
@@ -95,20 +95,20 @@ pub struct Summary {
 pub async fn run() -> Result<Summary, BoxError> {
     let server = MockLlm::start(SCRIPT.to_vec()).await?;
     let registry = Registry::new();
+    let llm_api = registry.agent("llm-api").classifier(HttpClassifier::llm());
 
     let breaker = CircuitBreakerLayer::new(
+        &llm_api,
         BreakerConfig::builder()
             .consecutive_failures(3)
             .initial_open_duration(OPEN_FOR)
             .half_open_probes(1)
             .build()?,
-    )
-    .named("llm-api")
-    .classifier(HttpClassifier::new())
-    .register(&registry);
+    );
     let breaker_handle = breaker.handle();
 
     let retry = BackoffRetryLayer::new(
+        &llm_api,
         RetryConfig::builder()
             .max_retries(2)
             .base(Duration::from_millis(50))
@@ -116,9 +116,7 @@ pub async fn run() -> Result<Summary, BoxError> {
             .deadline(Duration::from_secs(3))
             .build()?,
     )
-    .named("llm-api")
-    .seed(7)
-    .classifier(HttpClassifier::new());
+    .seed(7);
 
     let client = Client::builder(TokioExecutor::new()).build_http::<BufferedBody>();
     // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process).

@@ -187,22 +187,26 @@ fn stack(
         .latency(Duration::from_millis(300))
         .outage(Outage::after(settings.outage_after, settings.outage_for))
         .build()?;
-    let chaos = ChaosLayer::new(&chaos_config).named("summarizer", &chaos_config);
+    // Each agent is named once; every layer acting for it takes the scope.
+    let summarizer = registry.agent("summarizer");
+    let backup_agent = registry.agent("backup");
+
+    let chaos = ChaosLayer::new(&summarizer, &chaos_config);
     let chaos_handle = chaos.handle();
 
     let breaker = CircuitBreakerLayer::new(
+        &summarizer,
         BreakerConfig::builder()
             .consecutive_failures(3)
             .initial_open_duration(Duration::from_millis(150))
             .max_open_duration(Duration::from_millis(400))
             .half_open_probes(1)
             .build()?,
-    )
-    .named("summarizer")
-    .register(registry);
+    );
     let breaker_handle = breaker.handle();
 
     let retry = BackoffRetryLayer::new(
+        &summarizer,
         RetryConfig::builder()
             .max_retries(2)
             .base(Duration::from_millis(10))
@@ -210,7 +214,6 @@ fn stack(
             .deadline(Duration::from_millis(500))
             .build()?,
     )
-    .named("summarizer")
     .seed(settings.seed);
 
     let agent = service_fn(move |prompt: String| {
@@ -231,7 +234,7 @@ fn stack(
         .error_rate(0.5)
         .build()?;
     let backup = ServiceBuilder::new()
-        .chaos(ChaosLayer::new(&backup_chaos).named("backup", &backup_chaos))
+        .chaos(ChaosLayer::new(&backup_agent, &backup_chaos))
         .service(service_fn(move |prompt: String| {
             backup_calls.fetch_add(1, Ordering::Relaxed);
             async move {
@@ -249,12 +252,11 @@ fn stack(
             .build()?,
         |prompt: &String| Some(prompt.clone()),
     );
-    let fallback = FallbackLayer::new()
-        .named("summarizer")
-        .then_named("backup", backup)
+    let fallback = FallbackLayer::new(&summarizer)
+        .then(&backup_agent, backup)
         .then_cache(cache)
         .mark_responses();
-    let degrade = DegradeLayer::new(|topic: &String, _error: &BoxError| {
+    let degrade = DegradeLayer::new(&summarizer, |topic: &String, _error: &BoxError| {
         Some(Answer::new(format!(
             "cannot summarise {topic} right now, try again in a minute"
         )))
@@ -268,7 +270,6 @@ fn stack(
             .collect::<Vec<_>>()
             .join(" ")
     })
-    .named("summarizer")
     .mark_responses();
 
     // Outer to inner. The dead-letter layer goes between degrade and fallback when it lands.

@@ -132,19 +132,12 @@ pub async fn run() -> Result<Summary, BoxError> {
         .max_backoff(Duration::from_millis(100))
         .deadline(Duration::from_secs(3))
         .build()?;
+    // One agent, named once with its classifier: prompts are POSTs that are safe to repeat.
+    let llm_api = Agent::new("llm-api").classifier(HttpClassifier::llm());
     // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process).
     let stack = ServiceBuilder::new()
-        .backoff_retry(
-            BackoffRetryLayer::new(retry)
-                .named("llm-api")
-                .seed(3)
-                .classifier(HttpClassifier::new()),
-        )
-        .circuit_breaker(
-            CircuitBreakerLayer::new(BreakerConfig::default())
-                .named("llm-api")
-                .classifier(HttpClassifier::new()),
-        )
+        .backoff_retry(BackoffRetryLayer::new(&llm_api, retry).seed(3))
+        .circuit_breaker(CircuitBreakerLayer::new(&llm_api, BreakerConfig::default()))
         .timeout(ATTEMPT_TIMEOUT)
         .service(ReqwestAgent::new(client));
 

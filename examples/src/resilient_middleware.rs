@@ -2,20 +2,21 @@
 //!
 //! reqwest-middleware users build a `ClientWithMiddleware`; [`Resilience`] is a
 //! `reqwest_middleware::Middleware` that runs the rest of the chain (later middlewares and the
-//! client) under `BackoffRetryLayer > CircuitBreakerLayer > timeout`, judging answers with
-//! [`HttpClassifier`]'s rules:
+//! client) under `BackoffRetryLayer > CircuitBreakerLayer > timeout`, for an agent whose
+//! classifier is [`ReqwestClassifier`] ([`HttpClassifier`]'s rules for `reqwest::Response`s):
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), steadfast::BoxError> {
 //! use std::time::Duration;
 //! use steadfast::prelude::*;
-//! use steadfast_examples::resilient_middleware::Resilience;
+//! use steadfast_examples::resilient_middleware::{ReqwestClassifier, Resilience};
 //!
 //! let registry = Registry::new();
+//! let llm_api = registry.agent("llm-api").classifier(ReqwestClassifier);
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(Resilience::new(
-//!         BackoffRetryLayer::new(RetryConfig::default()).named("llm-api"),
-//!         CircuitBreakerLayer::new(BreakerConfig::default()).named("llm-api").register(&registry),
+//!         BackoffRetryLayer::new(&llm_api, RetryConfig::default()),
+//!         CircuitBreakerLayer::new(&llm_api, BreakerConfig::default()),
 //!         Duration::from_secs(30),
 //!     ))
 //!     .build();
@@ -47,16 +48,22 @@ use steadfast_http::HttpClassifier;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// Classifies `reqwest::Response`s by [`HttpClassifier`]'s rules (status, `x-should-retry`,
-/// `Retry-After`), and errors by [`steadfast_http::classify_error`].
+/// `Retry-After`), and errors by [`steadfast_http::classify_error`]. Like
+/// [`HttpClassifier::llm`], it counts every request as safe to repeat (LLM prompts are `POST`s
+/// that create nothing), whatever the request type the layers see.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReqwestClassifier;
 
-impl<E: 'static> Classify<Response, E> for ReqwestClassifier {
-    fn classify(&self, result: Result<&Response, &E>) -> Outcome {
+impl<Req> Classify<Req, Response> for ReqwestClassifier {
+    type Memo = ();
+
+    fn note(&self, _request: &Req) {}
+
+    fn classify(&self, (): &(), result: Result<&Response, &BoxError>) -> Outcome {
         match result {
             Ok(response) if response.status().is_success() => Outcome::success(),
             Ok(response) => HttpClassifier::classify_parts(response.status(), response.headers()),
-            Err(error) => steadfast_http::classify_error(error),
+            Err(error) => steadfast_http::classify_error(error.as_ref()),
         }
     }
 }
@@ -70,16 +77,17 @@ pub struct Resilience {
 }
 
 impl Resilience {
-    /// The middleware: `retry` and `breaker` get the [`ReqwestClassifier`]; `timeout` bounds
-    /// each attempt.
-    pub fn new<C1, C2>(
-        retry: BackoffRetryLayer<C1>,
-        breaker: CircuitBreakerLayer<C2>,
+    /// The middleware: `retry` and `breaker` are made for an agent classified by
+    /// [`ReqwestClassifier`] (`registry.agent("llm-api").classifier(ReqwestClassifier)`);
+    /// `timeout` bounds each attempt.
+    pub fn new(
+        retry: BackoffRetryLayer<ReqwestClassifier>,
+        breaker: CircuitBreakerLayer<ReqwestClassifier>,
         timeout: Duration,
     ) -> Self {
         Resilience {
-            retry: retry.classifier(ReqwestClassifier),
-            breaker: breaker.classifier(ReqwestClassifier),
+            retry,
+            breaker,
             timeout,
         }
     }
@@ -263,11 +271,12 @@ pub async fn run() -> Result<Summary, BoxError> {
         .base(Duration::from_millis(50))
         .deadline(Duration::from_secs(3))
         .build()?;
+    let llm_api = Agent::new("llm-api").classifier(ReqwestClassifier);
     let client =
         reqwest_middleware::ClientBuilder::new(reqwest::Client::builder().no_proxy().build()?)
             .with(Resilience::new(
-                BackoffRetryLayer::new(retry).named("llm-api").seed(5),
-                CircuitBreakerLayer::new(BreakerConfig::default()).named("llm-api"),
+                BackoffRetryLayer::new(&llm_api, retry).seed(5),
+                CircuitBreakerLayer::new(&llm_api, BreakerConfig::default()),
                 Duration::from_millis(500),
             ))
             .build();

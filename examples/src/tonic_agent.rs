@@ -1,4 +1,5 @@
-//! A tonic gRPC agent wrapped by the same layers, judged by [`GrpcClassifier`].
+//! A tonic gRPC agent wrapped by the same layers, judged by
+//! [`GrpcClassifier`](steadfast_http::GrpcClassifier)'s rules.
 //!
 //! No `protoc` needed: the two messages below are written by hand with `prost`'s derive (what
 //! `prost-build` would generate from the proto in the comment), and the client and server use
@@ -32,10 +33,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use steadfast::classify::Classify;
 use steadfast::prelude::*;
 use steadfast::retry::count_attempts;
-use steadfast_http::GrpcClassifier;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tonic::body::Body;
@@ -191,11 +190,12 @@ impl Service<AskRequest> for GrpcAgent {
 }
 
 /// Classifies the typed results: an answer is a success; an error (a `tonic::Status`, a
-/// timeout, an open circuit, anywhere in the chain) is judged by [`GrpcClassifier`].
+/// timeout, an open circuit, anywhere in the chain) is judged by
+/// [`GrpcClassifier`](steadfast_http::GrpcClassifier)'s rules ([`steadfast_http::classify_grpc_error`]).
 pub fn classify(result: Result<&AskReply, &BoxError>) -> Outcome {
     match result {
         Ok(_) => Outcome::success(),
-        Err(error) => GrpcClassifier::new().classify(Err::<&http::Response<()>, _>(error)),
+        Err(error) => steadfast_http::classify_grpc_error(error.as_ref()),
     }
 }
 
@@ -254,17 +254,19 @@ pub async fn run() -> Result<Summary, BoxError> {
     );
 
     let channel = Endpoint::from_shared(format!("http://{addr}"))?.connect_lazy();
+    // One agent, named once with its classifier, for every layer.
+    let grpc_agent = Agent::new("grpc-agent").classifier(classify);
     let breaker = CircuitBreakerLayer::new(
+        &grpc_agent,
         BreakerConfig::builder()
             .consecutive_failures(3)
             .initial_open_duration(OPEN_FOR)
             .half_open_probes(1)
             .build()?,
-    )
-    .named("grpc-agent")
-    .classifier(classify);
+    );
     let breaker_handle = breaker.handle();
     let retry = BackoffRetryLayer::new(
+        &grpc_agent,
         RetryConfig::builder()
             .max_retries(2)
             .base(Duration::from_millis(50))
@@ -272,9 +274,7 @@ pub async fn run() -> Result<Summary, BoxError> {
             .deadline(Duration::from_secs(3))
             .build()?,
     )
-    .named("grpc-agent")
-    .seed(11)
-    .classifier(classify);
+    .seed(11);
     // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process).
     let stack = ServiceBuilder::new()
         .backoff_retry(retry)

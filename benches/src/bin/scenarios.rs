@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use steadfast::BoxError;
 use steadfast::circuit_breaker::{
     BreakerConfig, BreakerState, CircuitBreakerLayer, MAX_OPEN_DURATION_LIMIT,
 };
 use steadfast::retry::{BackoffRetryLayer, RetryConfig};
+use steadfast::{Agent, BoxError};
 use tokio::time::{Instant, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -35,7 +35,7 @@ async fn recovery_time(outage: Duration, health_check: bool) -> Duration {
             }
         })
     };
-    let mut layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("agent");
+    let mut layer = CircuitBreakerLayer::new(&Agent::new("llm"), BreakerConfig::default());
     if health_check {
         let up = up.clone();
         layer = layer.health_check(move || {
@@ -204,8 +204,7 @@ async fn outage_amplification() {
     .await;
     outage_row("steadfast retry + budget", |started, tally| {
         tower::util::BoxCloneSyncService::new(
-            BackoffRetryLayer::new(retry_config())
-                .named("agent")
+            BackoffRetryLayer::new(&Agent::new("llm"), retry_config())
                 .seed(7)
                 .layer(outage_agent(started, tally)),
         )
@@ -219,8 +218,7 @@ async fn outage_amplification() {
                 .build()
                 .unwrap();
             tower::util::BoxCloneSyncService::new(
-                BackoffRetryLayer::new(config)
-                    .named("agent")
+                BackoffRetryLayer::new(&Agent::new("llm"), config)
                     .seed(7)
                     .layer(outage_agent(started, tally)),
             )
@@ -228,10 +226,10 @@ async fn outage_amplification() {
     )
     .await;
     outage_row("steadfast retry + budget + breaker", |started, tally| {
-        let breaker = CircuitBreakerLayer::new(BreakerConfig::default()).named("agent");
+        let llm = Agent::new("llm");
+        let breaker = CircuitBreakerLayer::new(&llm, BreakerConfig::default());
         tower::util::BoxCloneSyncService::new(
-            BackoffRetryLayer::new(retry_config())
-                .named("agent")
+            BackoffRetryLayer::new(&llm, retry_config())
                 .seed(7)
                 .layer(breaker.layer(outage_agent(started, tally))),
         )

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use steadfast::dead_letter::FsyncPolicy;
+use steadfast::ConfigError;
+
+use steadfast_sqlite::Synchronous;
 
 /// Where and how to publish dead letters.
 #[derive(Clone, Debug)]
@@ -12,7 +14,7 @@ pub struct AmqpConfig {
     pub(crate) exchange: String,
     pub(crate) queue: String,
     pub(crate) spill_dir: PathBuf,
-    pub(crate) spill_fsync: FsyncPolicy,
+    pub(crate) spill_synchronous: Synchronous,
     pub(crate) connect_timeout: Duration,
     pub(crate) confirm_timeout: Duration,
     pub(crate) min_backoff: Duration,
@@ -20,14 +22,9 @@ pub struct AmqpConfig {
     pub(crate) drain_interval: Duration,
 }
 
-/// A configuration value is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid AMQP dead-letter configuration: {0}")]
-pub struct ConfigError(String);
-
 impl AmqpConfig {
-    /// Publishes to the broker at `uri` (`amqp://user:pass@host:port/vhost`), spilling to a
-    /// journal in `spill_dir`. Defaults: exchange `steadfast.dead-letter`, queue
+    /// Publishes to the broker at `uri` (`amqp://user:pass@host:port/vhost`), spilling to an
+    /// SQLite store ([`SqliteSink`](steadfast_sqlite::SqliteSink)) in directory `spill_dir`. Defaults: exchange `steadfast.dead-letter`, queue
     /// `steadfast.dead-letters`, 5 s connect and confirm timeouts, reconnect backoff 100 ms
     /// doubling to 30 s, drain check every second.
     pub fn new(uri: impl Into<String>, spill_dir: impl AsRef<Path>) -> Self {
@@ -36,7 +33,7 @@ impl AmqpConfig {
             exchange: "steadfast.dead-letter".into(),
             queue: "steadfast.dead-letters".into(),
             spill_dir: spill_dir.as_ref().to_path_buf(),
-            spill_fsync: FsyncPolicy::Always,
+            spill_synchronous: Synchronous::Full,
             connect_timeout: Duration::from_secs(5),
             confirm_timeout: Duration::from_secs(5),
             min_backoff: Duration::from_millis(100),
@@ -58,9 +55,10 @@ impl AmqpConfig {
         self
     }
 
-    /// The spill journal's fsync policy (default `Always`).
-    pub fn spill_fsync(mut self, policy: FsyncPolicy) -> Self {
-        self.spill_fsync = policy;
+    /// How the spill store commits (default [`Synchronous::Full`]: a spilled record survives a
+    /// power loss; see [`Synchronous::Normal`] for the faster trade-off).
+    pub fn spill_synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.spill_synchronous = synchronous;
         self
     }
 
@@ -108,16 +106,30 @@ impl AmqpConfig {
         for (what, name) in [("exchange", &self.exchange), ("queue", &self.queue)] {
             // `.rejected` is appended; AMQP names are at most 255 bytes.
             if name.is_empty() || name.len() > 240 {
-                return Err(ConfigError(format!(
-                    "{what} name `{name}` must be 1 to 240 bytes"
-                )));
+                return Err(ConfigError::new(
+                    "amqp",
+                    what,
+                    "must be 1 to 240 bytes (`.rejected` is appended; AMQP names are at most 255)",
+                )
+                .with_value(format!("{name:?}")));
             }
         }
-        if self.exchange.is_empty() || self.uri.is_empty() {
-            return Err(ConfigError("the broker URI is empty".into()));
+        if self.uri.is_empty() {
+            return Err(ConfigError::new(
+                "amqp",
+                "uri",
+                "the broker URI is empty: give amqp://user:pass@host:port/vhost",
+            ));
         }
-        if self.connect_timeout.is_zero() || self.confirm_timeout.is_zero() {
-            return Err(ConfigError("timeouts must be greater than zero".into()));
+        for (setting, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("confirm_timeout", self.confirm_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(
+                    ConfigError::new("amqp", setting, "must be greater than zero").with_value("0s"),
+                );
+            }
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! # steadfast-amqp
 //!
 //! [`AmqpSink`]: a [`DeadLetterSink`] that publishes dead letters to RabbitMQ (via lapin), and
-//! spills them to a local [`JournalSink`] while the broker is unreachable.
+//! spills them to a local [`SqliteSink`] while the broker is unreachable.
 //!
 //! ## Topology (declared on every connect, all durable)
 //!
@@ -20,7 +20,7 @@
 //! [`append`](DeadLetterSink::append) returns `Ok` only when the record is durable: the broker
 //! confirmed the persistent message (publisher confirms; `mandatory`, so an unroutable message
 //! is an error), or, if the broker could not be reached or did not confirm in time, the local
-//! spill journal fsynced it. Spilled records are published again, oldest first, before any new
+//! spill store committed it (fsynced, with the default [`Synchronous::Full`](steadfast_sqlite::Synchronous::Full)). Spilled records are published again, oldest first, before any new
 //! record, as soon as the broker is back (on the next append, on [`AmqpSink::drain`], or by the
 //! background drainer). Delivery is at-least-once: a record whose confirm was lost may be
 //! published twice; its AMQP `message_id` is the record id, so consumers can de-duplicate.
@@ -34,7 +34,7 @@
 //!     .exchange("agents.dlx")
 //!     .queue("agents.dead-letters");
 //! let sink = AmqpSink::connect(config).await?;
-//! let layer = DeadLetterLayer::new(sink).named("gpt");
+//! let layer = DeadLetterLayer::new(&steadfast::Agent::new("gpt"), sink);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -42,8 +42,10 @@
 mod config;
 mod sink;
 
-pub use config::{AmqpConfig, ConfigError};
+pub use config::AmqpConfig;
 pub use sink::{AmqpError, AmqpSink, CONTENT_TYPE};
 
 #[doc(no_inline)]
-pub use steadfast::dead_letter::{DeadLetterSink, JournalSink};
+pub use steadfast::dead_letter::DeadLetterSink;
+#[doc(no_inline)]
+pub use steadfast_sqlite::SqliteSink;

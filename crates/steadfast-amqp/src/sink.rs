@@ -14,18 +14,20 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use steadfast::BoxError;
+use steadfast::backoff::Exponential;
 use steadfast::dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterSink, DeadLetterStats, JournalError, JournalSink,
-    SinkError, SinkFuture,
+    DeadLetterId, DeadLetterRecord, DeadLetterSink, DeadLetterStats, SinkError, SinkFuture,
 };
+use steadfast_sqlite::{SqliteError, SqliteSink};
 use tokio::time::Instant;
 
-use crate::config::{AmqpConfig, ConfigError};
+use crate::config::AmqpConfig;
+use steadfast::ConfigError;
 
-/// The content type of published dead letters (payload: `DeadLetter::encode`).
+/// The content type of published dead letters (payload: `DeadLetterRecord::encode`).
 pub const CONTENT_TYPE: &str = "application/vnd.steadfast.dead-letter.v1";
 
-/// Something went wrong talking to RabbitMQ or the spill journal.
+/// Something went wrong talking to RabbitMQ or the spill store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AmqpError {
@@ -59,15 +61,15 @@ pub enum AmqpError {
         /// Timeout, nack or unroutable.
         reason: &'static str,
     },
-    /// The spill journal failed.
-    #[error("the local spill journal failed: {0}")]
-    Spill(#[from] JournalError),
-    /// The spill journal failed (as a sink error).
-    #[error("the local spill journal failed: {0}")]
+    /// The spill store failed.
+    #[error("the local spill store failed: {0}")]
+    Spill(#[from] SqliteError),
+    /// The spill store failed (as a sink error).
+    #[error("the local spill store failed: {0}")]
     SpillSink(#[from] SinkError),
 }
 
-/// A [`DeadLetterSink`] on RabbitMQ with a local spill journal. See the [crate docs](crate).
+/// A [`DeadLetterSink`] on RabbitMQ with a local spill store. See the [crate docs](crate).
 ///
 /// Cheap to clone; clones share the connection and the spill.
 #[derive(Clone)]
@@ -77,7 +79,7 @@ pub struct AmqpSink {
 
 struct Inner {
     config: AmqpConfig,
-    spill: JournalSink,
+    spill: SqliteSink,
     link: tokio::sync::Mutex<Link>,
     drainer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -97,8 +99,26 @@ impl Drop for Inner {
 
 struct Link {
     connected: Option<(Connection, Channel)>,
-    backoff: Duration,
+    /// Failed attempts in a row: the reconnect delay grows with them (steadfast's one
+    /// exponential backoff, from `min_backoff` doubling to `max_backoff`).
+    failures: u32,
     retry_at: Option<Instant>,
+}
+
+impl Link {
+    /// After a failed attempt: wait the next backoff before trying again. A wait past what the
+    /// clock can hold (`max_backoff` of `Duration::MAX`) waits a year, and `reconnect_now`
+    /// still tries at once.
+    fn back_off(&mut self, config: &AmqpConfig) {
+        self.failures = self.failures.saturating_add(1);
+        let delay =
+            Exponential::new(config.min_backoff, 2.0, config.max_backoff).delay(self.failures);
+        let now = Instant::now();
+        self.retry_at = Some(
+            now.checked_add(delay)
+                .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400)),
+        );
+    }
 }
 
 impl fmt::Debug for AmqpSink {
@@ -127,18 +147,18 @@ pub(crate) fn redact(uri: &str) -> String {
 }
 
 impl AmqpSink {
-    /// Opens the spill journal and starts the background drainer (when called inside a tokio
-    /// runtime). Does not contact the broker: the first append connects, and spills if it
+    /// Opens the spill store (blocking) and starts the background drainer (when called inside a
+    /// tokio runtime). Does not contact the broker: the first append connects, and spills if it
     /// cannot.
     pub fn new(config: AmqpConfig) -> Result<Self, AmqpError> {
         config.validate()?;
-        let spill = JournalSink::options(&config.spill_dir)
-            .fsync(config.spill_fsync)
+        let spill = SqliteSink::options(&config.spill_dir)
+            .synchronous(config.spill_synchronous)
             .open()?;
         let inner = Arc::new(Inner {
             link: tokio::sync::Mutex::new(Link {
                 connected: None,
-                backoff: config.min_backoff,
+                failures: 0,
                 retry_at: None,
             }),
             config,
@@ -171,12 +191,12 @@ impl AmqpSink {
         &self.inner.config
     }
 
-    /// The local spill journal.
-    pub fn spill(&self) -> &JournalSink {
+    /// The local spill store.
+    pub fn spill(&self) -> &SqliteSink {
         &self.inner.spill
     }
 
-    /// Records waiting in the spill journal.
+    /// Records waiting in the spill store.
     pub async fn spilled(&self) -> Result<u64, AmqpError> {
         Ok(self.inner.spill.stats().await?.depth)
     }
@@ -223,13 +243,7 @@ impl AmqpSink {
                 action: "purge the queue",
                 source,
             })?;
-        let mut count = u64::from(purged);
-        for record in self.inner.spill.list(usize::MAX).await? {
-            if self.inner.spill.remove(record.id).await? {
-                count += 1;
-            }
-        }
-        Ok(count)
+        Ok(u64::from(purged) + self.inner.spill.purge().await?)
     }
 
     /// Deletes the queues and exchanges this sink declared (tests, decommissioning).
@@ -262,7 +276,7 @@ impl AmqpSink {
         &self,
         limit: usize,
         take: Option<DeadLetterId>,
-    ) -> Result<(Vec<DeadLetter>, bool), AmqpError> {
+    ) -> Result<(Vec<DeadLetterRecord>, bool), AmqpError> {
         let mut link = self.inner.link.lock().await;
         self.inner.ensure(&mut link, true).await?;
         let Some((connection, _)) = &link.connected else {
@@ -287,7 +301,7 @@ impl AmqpSink {
                 break;
             };
             let delivery = message.delivery;
-            let Ok(record) = DeadLetter::decode(&delivery.data) else {
+            let Ok(record) = DeadLetterRecord::decode(&delivery.data) else {
                 tracing::warn!(
                     tag = delivery.delivery_tag,
                     "skipping a message that is not a dead letter"
@@ -332,12 +346,11 @@ impl Inner {
                 Ok(pair) => {
                     tracing::info!(uri = %redact(&self.config.uri), "connected to RabbitMQ for dead letters");
                     link.connected = Some(pair);
-                    link.backoff = self.config.min_backoff;
+                    link.failures = 0;
                     link.retry_at = None;
                 }
                 Err(error) => {
-                    link.retry_at = Some(Instant::now() + link.backoff);
-                    link.backoff = (link.backoff * 2).min(self.config.max_backoff);
+                    link.back_off(&self.config);
                     return Err(error);
                 }
             }
@@ -389,7 +402,7 @@ impl Inner {
     async fn publish(
         &self,
         link: &mut Link,
-        record: &DeadLetter,
+        record: &DeadLetterRecord,
         force: bool,
     ) -> Result<(), AmqpError> {
         let channel = self.ensure(link, force).await?;
@@ -403,8 +416,7 @@ impl Inner {
                 )
                 .await;
             }
-            link.retry_at = Some(Instant::now() + link.backoff);
-            link.backoff = (link.backoff * 2).min(self.config.max_backoff);
+            link.back_off(&self.config);
         }
         result
     }
@@ -430,16 +442,17 @@ impl Inner {
         Ok(published)
     }
 
-    async fn append(&self, record: DeadLetter) -> Result<(), SinkError> {
+    async fn append(&self, record: DeadLetterRecord) -> Result<(), SinkError> {
         let mut link = self.link.lock().await;
-        // Spilled records go first, so the queue keeps the order they failed in.
-        let spilled = self.spill.stats().await?.depth > 0;
+        // Spilled records go first, so the queue keeps the order they failed in. (One indexed
+        // row, not a count: the spill may hold many records while the broker is away.)
+        let spilled = !self.spill.list(1).await?.is_empty();
         let drained = !spilled || (self.drain(&mut link, false).await.is_ok());
         if drained {
             match self.publish(&mut link, &record, false).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::warn!(%error, id = %record.id, "RabbitMQ unavailable; spilling the dead letter to the local journal");
+                    tracing::warn!(%error, id = %record.id, "RabbitMQ unavailable; spilling the dead letter to the local store");
                 }
             }
         }
@@ -513,7 +526,7 @@ async fn declare_topology(channel: &Channel, config: &AmqpConfig) -> Result<(), 
 async fn publish(
     channel: &Channel,
     config: &AmqpConfig,
-    record: &DeadLetter,
+    record: &DeadLetterRecord,
 ) -> Result<(), AmqpError> {
     let not_confirmed = |reason| AmqpError::NotConfirmed {
         id: record.id,
@@ -563,11 +576,15 @@ async fn drain_in_background(inner: Weak<Inner>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let Some(inner) = inner.upgrade() else { return };
-        let spilled = inner.spill.stats().await.map_or(0, |s| s.depth);
-        if spilled > 0 {
+        let spilled = inner
+            .spill
+            .list(1)
+            .await
+            .is_ok_and(|first| !first.is_empty());
+        if spilled {
             let mut link = inner.link.lock().await;
             if let Err(error) = inner.drain(&mut link, false).await {
-                tracing::debug!(%error, spilled, "dead letters stay spilled until RabbitMQ is back");
+                tracing::debug!(%error, "dead letters stay spilled until RabbitMQ is back");
             }
         }
     }
@@ -576,18 +593,18 @@ async fn drain_in_background(inner: Weak<Inner>, every: Duration) {
 fn to_sink_error(error: AmqpError) -> SinkError {
     match error {
         AmqpError::SpillSink(error) => error,
-        AmqpError::Spill(error) => SinkError::Journal(error),
+        AmqpError::Spill(error) => error.into(),
         other => SinkError::Other(Box::new(other) as BoxError),
     }
 }
 
 impl DeadLetterSink for AmqpSink {
-    fn append(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn append(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         Box::pin(self.inner.append(record))
     }
 
     /// Spilled records and up to `limit` queued ones (peeked, then requeued), oldest first.
-    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetter>> {
+    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetterRecord>> {
         Box::pin(async move {
             let (mut records, _) = self.peek(limit, None).await.map_err(to_sink_error)?;
             records.extend(self.inner.spill.list(limit).await?);
@@ -597,7 +614,7 @@ impl DeadLetterSink for AmqpSink {
         })
     }
 
-    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetter>> {
+    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetterRecord>> {
         Box::pin(async move {
             if let Some(record) = self.inner.spill.get(id).await? {
                 return Ok(Some(record));
@@ -621,7 +638,7 @@ impl DeadLetterSink for AmqpSink {
     }
 
     /// Publishes the new version, then removes the old message.
-    fn update(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn update(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         Box::pin(async move {
             let id = record.id;
             if self.inner.spill.get(id).await?.is_some() {

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
-use steadfast::dead_letter::{DeadLetter, DeadLetterId, DeadLetterSink};
+use steadfast::dead_letter::{DeadLetterId, DeadLetterRecord, DeadLetterSink};
 use steadfast_amqp::{AmqpError, AmqpSink, CONTENT_TYPE};
 use support::proxy::{Proxy, broker_addr};
 use support::{broker_url, config, direct_channel, drain_queue, record, unique};
@@ -58,7 +58,7 @@ async fn published_dead_letters_are_persistent_confirmed_and_rejects_go_to_the_d
                 .as_deref(),
             Some(CONTENT_TYPE)
         );
-        assert_eq!(&DeadLetter::decode(&delivery.data).unwrap(), expected);
+        assert_eq!(&DeadLetterRecord::decode(&delivery.data).unwrap(), expected);
     }
     channel
         .basic_ack(got[0].delivery_tag, BasicAckOptions::default())
@@ -151,8 +151,8 @@ async fn with_the_broker_unreachable_appends_spill_durably() {
     sink.append(record(2)).await.unwrap();
     assert_eq!(sink.spilled().await.unwrap(), 2);
     drop(sink);
-    let journal = steadfast::dead_letter::JournalSink::open(spill.path()).unwrap();
-    assert_eq!(journal.list(1).await.unwrap(), vec![r]);
+    let store = steadfast_sqlite::SqliteSink::open(spill.path()).unwrap();
+    assert_eq!(store.list(1).await.unwrap(), vec![r]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use steadfast::BoxError;
-use steadfast::dead_letter::{
-    DeadLetter, DeadLetterId, DeadLetterSink, JournalError, JournalSink, Replay,
-};
+use steadfast::dead_letter::{DeadLetterId, DeadLetterRecord, DeadLetterSink, Replay};
 use steadfast_amqp::{AmqpConfig, AmqpSink};
+use steadfast_sqlite::{DB_FILE_NAME, SqliteError, SqliteSink};
 
 use crate::http::Target;
 use crate::output;
@@ -18,8 +17,9 @@ use crate::output;
 /// Where the dead letters are: exactly one of `--dir` and `--amqp`.
 #[derive(Debug, Args)]
 pub(crate) struct DlqArgs {
-    /// A dead-letter journal directory (JournalSink).
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "amqp")]
+    /// The dead-letter store's directory, as given to `SqliteSink::open` (it holds
+    /// `dlq.sqlite3`). Safe to use while the application writes to it.
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "amqp")]
     dir: Option<PathBuf>,
     /// A RabbitMQ broker URL (AmqpSink), e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
     #[arg(long, global = true, value_name = "URL")]
@@ -64,8 +64,8 @@ enum DlqCommand {
         /// At most this many records.
         #[arg(long)]
         limit: Option<usize>,
-        /// At most this many requests per second.
-        #[arg(long, default_value_t = 10.0)]
+        /// At most this many requests per second (from 1/86400, one a day, to 1000000).
+        #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
         rate: f64,
     },
     /// Delete every dead letter.
@@ -77,14 +77,14 @@ enum DlqCommand {
 }
 
 enum Store {
-    Journal(JournalSink),
+    Sqlite(SqliteSink),
     Amqp(AmqpSink, PathBuf),
 }
 
 impl Store {
     fn sink(&self) -> &dyn DeadLetterSink {
         match self {
-            Store::Journal(journal) => journal,
+            Store::Sqlite(sqlite) => sqlite,
             Store::Amqp(amqp, _) => amqp,
         }
     }
@@ -99,21 +99,30 @@ impl Drop for Store {
     }
 }
 
-async fn open(args: &DlqArgs, write: bool) -> Result<Store, BoxError> {
+async fn open(args: &DlqArgs) -> Result<Store, BoxError> {
     match (&args.dir, &args.amqp) {
         (Some(dir), None) => {
-            // Reads do not take the writer lock, so they work while the application runs.
-            let journal = JournalSink::options(dir)
+            // Never creates a store: a mistyped path is an error, not a new empty store. The
+            // application may be writing to it at the same time (WAL): that is fine.
+            let sqlite = SqliteSink::options(dir)
                 .create(false)
-                .read_only(!write)
                 .open()
-                .map_err(|error| match error {
-                    JournalError::Missing { .. } | JournalError::NotADirectory { .. } => {
-                        format!("no dead-letter journal at `{}`: check --dir", dir.display()).into()
+                .map_err(|error| -> BoxError {
+                    match error {
+                        SqliteError::Missing { .. } => format!(
+                            "no dead-letter store at `{}`: check --dir (the directory the application opened, holding {DB_FILE_NAME})",
+                            dir.display()
+                        )
+                        .into(),
+                        SqliteError::NotADirectory { .. } => format!(
+                            "`{}` is not a directory: --dir takes the directory that holds {DB_FILE_NAME}, not the file",
+                            dir.display()
+                        )
+                        .into(),
+                        other => other.into(),
                     }
-                    other => BoxError::from(other),
                 })?;
-            Ok(Store::Journal(journal))
+            Ok(Store::Sqlite(sqlite))
         }
         (None, Some(url)) => {
             let spill = std::env::temp_dir().join(format!("steadfast-cli-spill-{}", std::process::id()));
@@ -127,7 +136,7 @@ async fn open(args: &DlqArgs, write: bool) -> Result<Store, BoxError> {
             }
             Ok(Store::Amqp(sink?, spill))
         }
-        _ => Err("say where the dead letters are: --dir PATH (a journal directory) or --amqp URL (RabbitMQ)".into()),
+        _ => Err("say where the dead letters are: --dir DIR (the SQLite store's directory) or --amqp URL (RabbitMQ)".into()),
     }
 }
 
@@ -139,7 +148,7 @@ fn print_json(value: &serde_json::Value) -> Result<(), BoxError> {
 pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
     match &args.command {
         DlqCommand::Stats => {
-            let store = open(&args, false).await?;
+            let store = open(&args).await?;
             let stats = store.sink().stats().await?;
             if args.json {
                 print_json(&output::stats_json(&stats))?;
@@ -148,7 +157,7 @@ pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
             }
         }
         DlqCommand::List { limit } => {
-            let store = open(&args, false).await?;
+            let store = open(&args).await?;
             let records = store.sink().list(*limit).await?;
             if args.json {
                 print_json(&records.iter().map(output::record_json).collect())?;
@@ -158,7 +167,7 @@ pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
         }
         DlqCommand::Show { id } => {
             let id: DeadLetterId = id.parse()?;
-            let store = open(&args, false).await?;
+            let store = open(&args).await?;
             let Some(record) = store.sink().get(id).await? else {
                 return Err(format!("no dead letter with id {id} here").into());
             };
@@ -190,22 +199,11 @@ pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
                         .into(),
                 );
             }
-            let store = open(&args, true).await?;
+            let store = open(&args).await?;
             let purged = match &store {
                 Store::Amqp(amqp, _) => amqp.purge().await?,
-                Store::Journal(journal) => {
-                    let records = journal.list(usize::MAX).await?;
-                    let bar = progress(records.len(), args.json);
-                    let mut purged = 0;
-                    for record in records {
-                        if journal.remove(record.id).await? {
-                            purged += 1;
-                        }
-                        bar.inc(1);
-                    }
-                    bar.finish_and_clear();
-                    purged
-                }
+                // One transaction: all or nothing, however many records.
+                Store::Sqlite(sqlite) => sqlite.purge().await?,
             };
             if args.json {
                 print_json(&serde_json::json!({ "purged": purged }))?;
@@ -236,7 +234,7 @@ async fn replay(
     rate: f64,
 ) -> Result<ExitCode, BoxError> {
     if dry_run {
-        let store = open(args, false).await?;
+        let store = open(args).await?;
         let records = store.sink().list(limit).await?;
         if args.json {
             print_json(&records.iter().map(output::record_json).collect())?;
@@ -251,11 +249,11 @@ async fn replay(
     }
     let url = to_http.ok_or("replay needs a target: --to-http URL, or --dry-run")?;
     let target = Target::parse(url)?;
-    let store = open(args, true).await?;
+    let store = open(args).await?;
     let sink = store.sink();
     let total = sink.stats().await?.depth.min(limit as u64);
     let bar = progress(usize::try_from(total).unwrap_or(usize::MAX), args.json);
-    let service = tower::service_fn(move |record: DeadLetter| {
+    let service = tower::service_fn(move |record: DeadLetterRecord| {
         let target = target.clone();
         async move {
             let headers = [
@@ -268,14 +266,14 @@ async fn replay(
     let progress_bar = bar.clone();
     let report = Replay::new(sink)
         .limit(limit)
-        .rate_per_second(rate)
+        .rate_per_second(rate)?
         .on_progress(move |record, result| {
             progress_bar.inc(1);
             if let Err(error) = result {
                 progress_bar.set_message(format!("{} failed: {error}", record.id));
             }
         })
-        .run(service, |record: &DeadLetter| Ok(record.clone()))
+        .run(service, |record: &DeadLetterRecord| Ok(record.clone()))
         .await?;
     bar.finish_and_clear();
     if args.json {
@@ -305,4 +303,21 @@ async fn replay(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// `--rate`: a number of requests per second that `Replay` accepts; anything else is a usage
+/// error (exit code 2) naming the value, never a panic and never "no limit".
+fn parse_rate(text: &str) -> Result<f64, String> {
+    use steadfast::dead_letter::{MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND};
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of requests per second"))?;
+    if rate.is_finite() && (MIN_RATE_PER_SECOND..=MAX_RATE_PER_SECOND).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{text} requests per second cannot be a schedule: give a number from {MIN_RATE_PER_SECOND:e} (one a day) to {MAX_RATE_PER_SECOND}"
+        ))
+    }
 }

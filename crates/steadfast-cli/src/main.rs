@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Run three mock LLM agents with scripted outages and watch the stack keep answering.
     Demo(demo::DemoArgs),
-    /// Inspect, replay and purge dead letters (a journal directory or a RabbitMQ queue).
+    /// Inspect, replay and purge dead letters (an SQLite store directory or a RabbitMQ queue).
     Dlq(dlq::DlqArgs),
 }
 

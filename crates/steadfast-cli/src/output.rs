@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use steadfast::dead_letter::{DeadLetter, DeadLetterStats};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterStats};
 
 pub(crate) fn age(duration: Duration) -> String {
     let secs = duration.as_secs();
@@ -21,7 +21,7 @@ fn millis(time: std::time::SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-pub(crate) fn record_json(record: &DeadLetter) -> Value {
+pub(crate) fn record_json(record: &DeadLetterRecord) -> Value {
     let request = match std::str::from_utf8(&record.request) {
         Ok(text) => json!({ "utf8": text }),
         Err(_) => json!({ "hex": hex(&record.request) }),
@@ -90,7 +90,7 @@ fn clip(text: &str, max: usize) -> String {
     }
 }
 
-pub(crate) fn list_table(records: &[DeadLetter]) -> String {
+pub(crate) fn list_table(records: &[DeadLetterRecord]) -> String {
     let rows: Vec<[String; 7]> = records
         .iter()
         .map(|r| {
@@ -134,7 +134,7 @@ pub(crate) fn list_table(records: &[DeadLetter]) -> String {
     out
 }
 
-pub(crate) fn show_text(record: &DeadLetter) -> String {
+pub(crate) fn show_text(record: &DeadLetterRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "id            {}", record.id);
     let _ = writeln!(out, "agent         {}", record.agent);

@@ -1,10 +1,12 @@
-//! The `steadfast dlq` command on a real journal, a real HTTP target and the real RabbitMQ.
+//! The `steadfast dlq` command on a real SQLite store (held open by an "application" while the
+//! command runs), a real HTTP target and the real RabbitMQ.
 
 use std::process::{Command, Output};
 
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, JournalSink};
+use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink};
+use steadfast_sqlite::SqliteSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -19,17 +21,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn journal_with(dir: &std::path::Path, bodies: &[&str]) -> Vec<DeadLetter> {
-    let journal = JournalSink::open(dir).unwrap();
+/// A store holding one record per body, and the application's handle on it (kept open while
+/// the command runs, as a running application would).
+async fn store_with(dir: &std::path::Path, bodies: &[&str]) -> (SqliteSink, Vec<DeadLetterRecord>) {
+    let store = SqliteSink::open(dir).unwrap();
     let mut records = Vec::new();
     for body in bodies {
         let mut record =
-            DeadLetter::new("gpt", Bytes::from(body.to_string()), OutcomeKind::Transient);
+            DeadLetterRecord::new("gpt", Bytes::from(body.to_string()), OutcomeKind::Transient);
         record.error_chain = vec!["model overloaded".into()];
-        journal.append(record.clone()).await.unwrap();
+        store.append(record.clone()).await.unwrap();
         records.push(record);
     }
-    records
+    (store, records)
 }
 
 #[test]
@@ -60,12 +64,32 @@ fn an_unreachable_broker_is_a_clear_error() {
     assert!(!stderr.contains("secret"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stats_list_and_show_read_a_journal_in_use() {
+#[test]
+fn a_file_instead_of_the_directory_is_a_clear_error_and_nothing_is_created() {
     let dir = tempfile::tempdir().unwrap();
-    let records = journal_with(dir.path(), &["first", "second"]).await;
-    // The application still holds the journal open: reads must still work.
-    let _writer = JournalSink::open(dir.path()).unwrap();
+    let file = dir.path().join("dlq.sqlite3");
+    std::fs::write(&file, b"").unwrap();
+    let output = steadfast(&["dlq", "--dir", file.to_str().unwrap(), "stats"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("not a directory") && stderr.contains("dlq.sqlite3"),
+        "{stderr}"
+    );
+
+    // An existing directory without a store: the command does not create one.
+    let empty = tempfile::tempdir().unwrap();
+    let output = steadfast(&["dlq", "--dir", empty.path().to_str().unwrap(), "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("no dead-letter store"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_list_and_show_read_a_store_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    // The application holds the store open (and keeps appending below): reads must work.
+    let (app, records) = store_with(dir.path(), &["first", "second"]).await;
     let path = dir.path().to_str().unwrap();
 
     let output = steadfast(&["dlq", "--dir", path, "stats", "--json"]);
@@ -88,6 +112,14 @@ async fn stats_list_and_show_read_a_journal_in_use() {
     let output = steadfast(&["dlq", "--dir", path, "show", "not-an-id"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("not-an-id"));
+
+    // A record the application appends now is seen by the next command.
+    let later = DeadLetterRecord::new("claude", Bytes::from("third"), OutcomeKind::RateLimited);
+    app.append(later).await.unwrap();
+    let output = steadfast(&["dlq", "--dir", path, "stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stats["depth"], 3);
+    assert_eq!(stats["by_agent"]["claude"], 1);
 }
 
 /// An HTTP endpoint that answers 200 to bodies starting with "ok" and 500 otherwise.
@@ -133,9 +165,9 @@ async fn http_target() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_to_http_removes_successes_and_keeps_failures() {
+async fn replay_to_http_removes_successes_and_keeps_failures_while_the_app_runs() {
     let dir = tempfile::tempdir().unwrap();
-    journal_with(dir.path(), &["ok one", "bad two", "ok three"]).await;
+    let (app, _) = store_with(dir.path(), &["ok one", "bad two", "ok three"]).await;
     let path = dir.path().to_str().unwrap();
     let url = http_target().await;
 
@@ -160,8 +192,8 @@ async fn replay_to_http_removes_successes_and_keeps_failures() {
         text(&output.stdout)
     );
 
-    let journal = JournalSink::open(dir.path()).unwrap();
-    let left = journal.list(10).await.unwrap();
+    // The application's own handle sees what the command did.
+    let left = app.list(10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].request, Bytes::from("bad two"));
     assert_eq!(left[0].replay_count, 1);
@@ -170,7 +202,7 @@ async fn replay_to_http_removes_successes_and_keeps_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_needs_a_target_and_purge_needs_confirmation() {
     let dir = tempfile::tempdir().unwrap();
-    journal_with(dir.path(), &["a", "b"]).await;
+    let (app, _) = store_with(dir.path(), &["a", "b"]).await;
     let path = dir.path().to_str().unwrap();
 
     let output = steadfast(&["dlq", "--dir", path, "replay"]);
@@ -185,15 +217,16 @@ async fn replay_needs_a_target_and_purge_needs_confirmation() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let purged: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(purged["purged"], 2);
-    assert_eq!(
-        JournalSink::open(dir.path())
-            .unwrap()
-            .stats()
-            .await
-            .unwrap()
-            .depth,
-        0
-    );
+    assert_eq!(app.stats().await.unwrap().depth, 0);
+    // The application goes on appending after the purge.
+    app.append(DeadLetterRecord::new(
+        "gpt",
+        Bytes::from("c"),
+        OutcomeKind::Transient,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(app.stats().await.unwrap().depth, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +249,7 @@ async fn stats_and_purge_work_over_amqp() {
         .await
         .unwrap_or_else(|e| panic!("RabbitMQ must run at {url}: {e}"));
     for n in 0..3 {
-        sink.append(DeadLetter::new(
+        sink.append(DeadLetterRecord::new(
             "gpt",
             Bytes::from(format!("p{n}")),
             OutcomeKind::Transient,

@@ -130,7 +130,7 @@ async fn a_short_seeded_run_opens_and_recovers_the_breaker_and_accounts_for_ever
         "the outage is covered: {line}"
     );
 
-    // Every final failure is durable in the journal: the batch jobs dead-lettered and the chat
+    // Every final failure is durable in the store: the batch jobs dead-lettered and the chat
     // requests answered with a degraded template.
     let stats = std::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
         .args(["dlq", "--dir"])

@@ -1,6 +1,6 @@
-//! Shutdown drain under load: `DeadLetter(JournalSink) > Shutdown > agent`, 64 callers calling
+//! Shutdown drain under load: `DeadLetter(SqliteSink) > Shutdown > agent`, 64 callers calling
 //! in a loop, `Shutdown::drain` mid-load. Nothing may be lost: every call either completes or
-//! ends `DeadLettered` with a record in the journal (after reopening it) whose reason is
+//! ends `DeadLettered` with a record in the store (after reopening it) whose reason is
 //! `"shutdown"` (cancelled at the drain deadline) or `"shutting down"` (refused after the
 //! drain began).
 
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use steadfast::BoxError;
-use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink, DeadLettered, JournalSink};
+use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink, DeadLettered};
 use steadfast::shutdown::{CancelledByShutdown, Shutdown, ShutdownLayer, ShuttingDown};
+use steadfast_sqlite::SqliteSink;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -34,7 +35,7 @@ struct Outcomes {
 /// caller's third call takes 5 s (so those are surely in flight at the drain deadline, while the
 /// odd callers' short calls finish during the drain).
 fn latency_ms(caller: u64, n: u64) -> u64 {
-    if caller % 2 == 0 && n == 2 {
+    if caller.is_multiple_of(2) && n == 2 {
         5_000
     } else {
         1 + (caller * 31 + n * 17) % 40
@@ -79,18 +80,18 @@ async fn call_until_refused(stack: Stack, shutdown: Shutdown, caller: u64) -> Ou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_under_load_completes_or_dead_letters_every_call() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = JournalSink::open(dir.path()).unwrap();
+    let store = SqliteSink::open(dir.path()).unwrap();
     let shutdown = Shutdown::new();
+    let summariser = steadfast::Agent::new("summariser");
     let agent_calls = Arc::new(AtomicU64::new(0));
     let counted = agent_calls.clone();
     let stack: Stack = BoxCloneSyncService::new(
         ServiceBuilder::new()
             .layer(
-                DeadLetterLayer::new(journal.clone())
-                    .named("summariser")
+                DeadLetterLayer::new(&summariser, store.clone())
                     .encoder(|ms: &u64| Ok::<_, BoxError>(Bytes::from(ms.to_string()))),
             )
-            .layer(ShutdownLayer::new(&shutdown).named("summariser"))
+            .layer(ShutdownLayer::new(&summariser, &shutdown))
             .service(service_fn(move |ms: u64| {
                 counted.fetch_add(1, Ordering::Relaxed);
                 async move {
@@ -159,8 +160,8 @@ async fn a_drain_under_load_completes_or_dead_letters_every_call() {
     );
 
     drop(stack);
-    drop(journal);
-    let reopened = JournalSink::open(dir.path()).unwrap();
+    drop(store);
+    let reopened = SqliteSink::open(dir.path()).unwrap();
     for (ids, reason) in [
         (&all.cancelled, "shutdown"),
         (&all.refused, "shutting down"),
@@ -170,13 +171,13 @@ async fn a_drain_under_load_completes_or_dead_letters_every_call() {
                 .get(*id)
                 .await
                 .unwrap()
-                .unwrap_or_else(|| panic!("dead letter {id} is missing from the journal"));
+                .unwrap_or_else(|| panic!("dead letter {id} is missing from the store"));
             assert_eq!(record.reason, reason, "record {id}");
         }
     }
     assert_eq!(
         reopened.stats().await.unwrap().depth,
         (all.cancelled.len() + all.refused.len()) as u64,
-        "the journal holds exactly the dead letters the callers were told about",
+        "the store holds exactly the dead letters the callers were told about",
     );
 }

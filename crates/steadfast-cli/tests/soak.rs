@@ -2,15 +2,15 @@
 //! injected on the client side of both agents, at concurrency 64.
 //!
 //! Stack, outer to inner (DESIGN §1):
-//! `Degrade > DeadLetter(JournalSink) > Fallback(backup, cache) > Retry > CircuitBreaker >
+//! `Degrade > DeadLetter(SqliteSink) > Fallback(backup, cache) > Retry > CircuitBreaker >
 //! Timeout > Chaos > hyper client`; the backup alternative is `CircuitBreaker > Timeout > Chaos
-//! > hyper client`.
+//! > hyper client`. Each agent (`primary`, `backup`) is named once and handed to its layers.
 //!
 //! Checks, after `calls` calls:
 //! - every call is accounted for exactly once: answered by the primary, a fallback or the cache,
 //!   degraded, or dead-lettered (`DeadLettered { id }`); anything else is "unaccounted";
-//! - no dead letter is lost: every id a caller got back is in the journal after it is reopened,
-//!   and the journal holds nothing else;
+//! - no dead letter is lost: every id a caller got back is in the store after it is reopened,
+//!   and the store holds nothing else;
 //! - memory is stable: resident memory grows by less than [`RSS_GROWTH_BOUND`] between 10% of
 //!   the run and its end.
 //!
@@ -31,19 +31,18 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use steadfast::BoxError;
 use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::chaos::{ChaosConfig, ChaosHandle, ChaosLayer, InjectedCounts};
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
-use steadfast::dead_letter::{
-    DeadLetterId, DeadLetterLayer, DeadLetterSink, DeadLettered, JournalSink,
-};
+use steadfast::dead_letter::{DeadLetterId, DeadLetterLayer, DeadLetterSink, DeadLettered};
 use steadfast::degrade::DegradeLayer;
-use steadfast::fallback::{Alternative, FallbackLayer};
+use steadfast::fallback::FallbackLayer;
 use steadfast::provenance::{Provenance, Served};
 use steadfast::retry::{BackoffRetryLayer, Jitter, RetryConfig};
+use steadfast::{Agent, BoxError, Registry};
 use steadfast_http::dead_letter::HttpRequestEncoder;
 use steadfast_http::{BufferedBody, HttpClassifier};
+use steadfast_sqlite::SqliteSink;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
@@ -58,13 +57,14 @@ const CONCURRENCY: usize = 64;
 /// Allowed growth of resident memory from 10% of the run to its end, on top of
 /// [`RSS_PER_DEAD_LETTER`]. Everything the stack keeps is bounded (cache: 512 entries of ~150
 /// bytes; breakers, retry budget: fixed; hyper's pool: at most one connection per concurrent
-/// caller and agent, ~20 KiB of buffers each, ~3 MiB; the journal's one-minute rate window) except
-/// the journal's index of live records. 32 MiB is ten times the bounded part: above it, something
-/// grows per call (33 bytes a call over a 1,000,000-call run).
+/// caller and agent, ~20 KiB of buffers each, ~3 MiB; SQLite's page caches, 2 MiB per
+/// connection by default) except the test's own list of dead-letter ids. 32 MiB is ten times the
+/// bounded part: above it, something grows per call (33 bytes a call over a 1,000,000-call run).
 const RSS_GROWTH_BOUND: u64 = 32 << 20;
-/// What each live dead letter may add: the journal's index entry (id, segment, offset, length,
-/// agent, time: ~100 bytes in a B-tree node) and the test's own copy of the id, with allocator
-/// slack. Measured: ~390 bytes a dead letter over the whole run, growth included.
+/// What each live dead letter may add: the test's own copies of its id (a `Vec` per caller, then
+/// the merged list), with allocator slack; the store keeps records on disk, not in memory.
+/// Measured with the former journal store, which also kept a ~100-byte index entry per record
+/// in memory: ~390 bytes a dead letter over the whole run, growth included.
 const RSS_PER_DEAD_LETTER: u64 = 512;
 /// An outage of the primary starts this often, one of the backup every third time.
 const OUTAGE_EVERY: Duration = Duration::from_millis(500);
@@ -111,7 +111,7 @@ struct Report {
     injected_primary: InjectedCounts,
     injected_backup: InjectedCounts,
     outages: u64,
-    journal_records: usize,
+    stored_records: usize,
     lost_dead_letters: usize,
     unexpected_records: usize,
     rss_start: u64,
@@ -125,9 +125,9 @@ impl Report {
         self.primary + self.fallback + self.cached + self.degraded + self.dead_lettered
     }
 
-    /// The memory growth allowed: fixed, plus what the journal's index holds per live record.
+    /// The memory growth allowed: fixed, plus what each live record may add.
     fn rss_bound(&self) -> u64 {
-        RSS_GROWTH_BOUND + RSS_PER_DEAD_LETTER * self.journal_records as u64
+        RSS_GROWTH_BOUND + RSS_PER_DEAD_LETTER * self.stored_records as u64
     }
 
     fn faults(counts: InjectedCounts) -> u64 {
@@ -304,7 +304,7 @@ fn injected_503(_request: &SoakRequest) -> SoakResponse {
     response
 }
 
-fn chaos(name: &'static str, seed: u64) -> Result<SoakChaos, BoxError> {
+fn chaos<C>(agent: &Agent<C>, seed: u64) -> Result<SoakChaos, BoxError> {
     // Errors and 503s are retried and fall back; a delay past the 200 ms timeout is a timeout.
     let config = ChaosConfig::builder()
         .seed(seed)
@@ -313,9 +313,7 @@ fn chaos(name: &'static str, seed: u64) -> Result<SoakChaos, BoxError> {
         .latency_rate(0.005)
         .latency(Duration::from_millis(300))
         .build()?;
-    Ok(ChaosLayer::new(&config)
-        .named(name, &config)
-        .responses(injected_503 as fn(&SoakRequest) -> SoakResponse))
+    Ok(ChaosLayer::new(agent, &config).responses(injected_503 as fn(&SoakRequest) -> SoakResponse))
 }
 
 struct Built {
@@ -333,8 +331,11 @@ fn build(
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(5))
         .build_http();
-    let primary_chaos = chaos("primary", seed ^ 0x5052_494d)?;
-    let backup_chaos = chaos("backup", seed ^ 0x4241_434b)?;
+    let registry = Registry::new();
+    let primary_agent = registry.agent("primary").classifier(HttpClassifier::llm());
+    let backup_agent = registry.agent("backup").classifier(HttpClassifier::llm());
+    let primary_chaos = chaos(&primary_agent, seed ^ 0x5052_494d)?;
+    let backup_chaos = chaos(&backup_agent, seed ^ 0x4241_434b)?;
     let handles = (primary_chaos.handle(), backup_chaos.handle());
 
     let breaker = BreakerConfig::builder()
@@ -343,12 +344,9 @@ fn build(
         .max_open_duration(Duration::from_millis(200))
         .half_open_probes(2)
         .build()?;
-    let backup_breaker = CircuitBreakerLayer::new(breaker.clone())
-        .named("backup")
-        .classifier(HttpClassifier::new());
-    let backup_guard = backup_breaker.handle();
+    // The fallback layer skips the backup while the backup agent's own breaker is open.
     let backup = ServiceBuilder::new()
-        .layer(backup_breaker)
+        .layer(CircuitBreakerLayer::new(&backup_agent, breaker.clone()))
         .timeout(Duration::from_millis(200))
         .layer(backup_chaos)
         .service(http_agent(client.clone(), backup));
@@ -373,7 +371,7 @@ fn build(
 
     let stack = ServiceBuilder::new()
         .layer(
-            DegradeLayer::new(|batch: &bool, error: &BoxError| {
+            DegradeLayer::new(&primary_agent, |batch: &bool, error: &BoxError| {
                 (!*batch).then(|| {
                     let mut response =
                         Response::new(Bytes::from_static(br#"{"answer":"busy, try again"}"#));
@@ -387,34 +385,17 @@ fn build(
                 })
             })
             .view(is_batch)
-            .named("primary")
             .mark_responses(),
         )
+        .layer(DeadLetterLayer::from_arc(&primary_agent, sink).encoder(HttpRequestEncoder::new()))
         .layer(
-            DeadLetterLayer::from_arc(sink)
-                .named("primary")
-                .encoder(HttpRequestEncoder::new())
-                .classifier(HttpClassifier::new()),
-        )
-        .layer(
-            FallbackLayer::new()
-                .named("primary")
-                .then_alternative(Alternative::new("backup", backup).guarded_by(backup_guard))
+            FallbackLayer::new(&primary_agent)
+                .then(&backup_agent, backup)
                 .then_cache(cache)
-                .classifier(HttpClassifier::new())
                 .mark_responses(),
         )
-        .layer(
-            BackoffRetryLayer::new(retry)
-                .named("primary")
-                .seed(seed)
-                .classifier(HttpClassifier::new()),
-        )
-        .layer(
-            CircuitBreakerLayer::new(breaker)
-                .named("primary")
-                .classifier(HttpClassifier::new()),
-        )
+        .layer(BackoffRetryLayer::new(&primary_agent, retry).seed(seed))
+        .layer(CircuitBreakerLayer::new(&primary_agent, breaker))
         .timeout(Duration::from_millis(200))
         .layer(primary_chaos)
         .service(http_agent(client, primary));
@@ -463,15 +444,15 @@ async fn outages(primary: ChaosHandle, backup: ChaosHandle, seed: u64, count: Ar
     }
 }
 
-/// Runs `calls` calls from `concurrency` callers through the full stack and checks the journal
+/// Runs `calls` calls from `concurrency` callers through the full stack and checks the store
 /// afterwards.
 async fn soak(calls: u64, concurrency: usize, seed: u64) -> Result<Report, BoxError> {
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
-    let journal = JournalSink::open(dir.path())?;
+    let store = SqliteSink::open(dir.path())?;
     let primary = start_agent("primary", seed ^ 1).await?;
     let backup = start_agent("backup", seed ^ 2).await?;
-    let built = Arc::new(build(primary, backup, seed, Arc::new(journal.clone()))?);
+    let built = Arc::new(build(primary, backup, seed, Arc::new(store.clone()))?);
 
     let mut report = Report {
         calls,
@@ -519,10 +500,10 @@ async fn soak(calls: u64, concurrency: usize, seed: u64) -> Result<Report, BoxEr
     report.injected_backup = built.backup_chaos.injected();
     report.outages = outages_started.load(Ordering::Relaxed);
 
-    // Close the journal (every clone: the stack holds one), reopen it, and look for every id.
+    // Close the store (every clone: the stack holds one), reopen it, and look for every id.
     drop(built);
-    drop(journal);
-    let reopened = JournalSink::open(dir.path())?;
+    drop(store);
+    let reopened = SqliteSink::open(dir.path())?;
     let stored: HashSet<DeadLetterId> = reopened
         .list(usize::MAX)
         .await?
@@ -530,7 +511,7 @@ async fn soak(calls: u64, concurrency: usize, seed: u64) -> Result<Report, BoxEr
         .map(|record| record.id)
         .collect();
     let returned: HashSet<DeadLetterId> = ids.iter().copied().collect();
-    report.journal_records = stored.len();
+    report.stored_records = stored.len();
     report.lost_dead_letters = returned.difference(&stored).count() + (ids.len() - returned.len());
     report.unexpected_records = stored.difference(&returned).count();
     report.elapsed = started.elapsed();
@@ -576,9 +557,9 @@ async fn under_chaos_every_call_is_accounted_for_no_dead_letter_is_lost_and_memo
         report.outages,
     );
     println!(
-        "soak: degraded answers dead-lettered first {}; journal records after reopen {}, lost dead letters {}, unexpected records {}",
+        "soak: degraded answers dead-lettered first {}; store records after reopen {}, lost dead letters {}, unexpected records {}",
         report.degraded_dead_letters,
-        report.journal_records,
+        report.stored_records,
         report.lost_dead_letters,
         report.unexpected_records,
     );
@@ -603,14 +584,14 @@ async fn under_chaos_every_call_is_accounted_for_no_dead_letter_is_lost_and_memo
     );
     assert_eq!(
         report.lost_dead_letters, 0,
-        "dead-lettered ids missing from the journal"
+        "dead-lettered ids missing from the store"
     );
     assert_eq!(
         report.unexpected_records, 0,
-        "journal records no caller was told about"
+        "store records no caller was told about"
     );
     assert_eq!(
-        report.journal_records as u64,
+        report.stored_records as u64,
         report.dead_lettered + report.degraded_dead_letters
     );
     // The run must have exercised what it claims to: faults, fallbacks, dead letters.

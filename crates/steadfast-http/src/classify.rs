@@ -8,9 +8,11 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, Response, StatusCode};
 use steadfast::BoxError;
-use steadfast::classify::{Classify, Outcome, classify_known_error};
+use steadfast::classify::{Classify, Outcome, OutcomeKind, error_outcome};
 
-use crate::body::{BodyTooLarge, BufferError, BufferedBody};
+use crate::body::{BodyTooLarge, BufferedBody};
+use crate::llm;
+use crate::reason;
 use crate::retry_after::parse_retry_after;
 
 /// `x-should-retry: true|false`: the agent's own verdict (OpenAI, Anthropic), which overrides
@@ -21,77 +23,165 @@ pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// `grpc-retry-pushback-ms`: the wait a gRPC server asked for.
 pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
-/// Body texts that turn a 429 into "quota or billing exhausted": waiting will not help.
-const QUOTA_MARKERS: [&str; 5] = [
-    "insufficient_quota",
-    "exceeded your current quota",
-    "billing",
-    "credit balance",
-    "quota exceeded",
-];
-/// How much of a buffered 429 body is searched for those markers.
-const BODY_PEEK: usize = 4096;
-
 /// Classifies `http::Response<B>` results and HTTP client errors:
 ///
 /// | answer | outcome |
 /// |---|---|
 /// | 1xx, 2xx, 3xx | success |
+/// | an LLM provider's error body (OpenAI, Azure, Anthropic, Gemini, Vertex, Mistral, vLLM, TGI, Ollama) | what [`llm::classify_llm_error`] says, with a reason from [`reason`] |
 /// | 408, 409, 500, 502, 503, 504, 529, other 5xx | transient (with `Retry-After` if sent) |
-/// | 429 | rate-limited, with the wait from [`parse_retry_after`] |
-/// | 429 whose body says quota or billing is exhausted | agent fault (waiting will not help) |
+/// | 429 | rate-limited, with the wait from [`llm::header_retry_after`] or the body; never processed |
 /// | 401, 403, 501 | agent fault |
 /// | other 4xx | caller fault |
-/// | `x-should-retry: true` on a failure | transient |
+/// | 503 with `Retry-After` | transient, with the wait; never processed |
+/// | `x-should-retry: true` on a failure | transient (rate-limited stays rate-limited; quota exhausted and tokens-over-limit stay final); the server says a repeat is safe |
 /// | `x-should-retry: false` on a failure | transient becomes agent fault; no wait |
-/// | connect, reset, closed, timeout errors (`hyper`, `std::io`) | transient |
-/// | steadfast's own errors (`CircuitOpen`, timeouts) | as [`classify_known_error`] says |
+/// | connection refused | transient; never processed |
+/// | reset, closed, timeout errors (`hyper`, `std::io`, `reqwest`) | transient |
+/// | errors that classify themselves (`CircuitOpen`, timeouts, ...) | as [`error_outcome`] says |
 /// | a body over the buffering limit ([`BodyTooLarge`]) | caller fault |
 /// | any other error | transient |
 ///
-/// A success is decided from the status alone: no header is read and nothing is buffered.
-/// The quota check reads only bodies already in memory (`BufferedBody`, `Bytes`, `String`,
-/// `Vec<u8>`); a streaming 429 is classified from its headers.
+/// A success is decided from the status alone: no header is read, nothing is parsed or
+/// allocated. Error bodies are read only when already in memory (`BufferedBody`, `Bytes`,
+/// `String`, `Vec<u8>`), and at most [`llm::MAX_ERROR_BODY`] bytes of them; a streaming error
+/// answer is classified from its status and headers.
+///
+/// # Requests that must not be sent twice
+///
+/// The classifier notes each request's method ([`Classify::note`]): `GET`, `HEAD`, `OPTIONS`,
+/// `TRACE`, `PUT` and `DELETE` are idempotent (RFC 9110 §9.2.2), and so is any request that
+/// carries an `Idempotency-Key` header; `POST`, `PATCH` and `CONNECT` are not. A retry layer
+/// sends a non-idempotent request again only after a failure that proves the agent never acted
+/// on it (the rows marked "never processed" above, and an open circuit), never after a
+/// response timeout or a 500.
+///
+/// LLM APIs take prompts as `POST` but create nothing: repeating one costs tokens, not
+/// correctness. For them use [`HttpClassifier::llm`] (or
+/// [`all_methods_idempotent`](Self::all_methods_idempotent)), which retries every method.
 ///
 /// ```
 /// use std::time::Duration;
-/// use steadfast::classify::{Classify, OutcomeKind};
+/// use steadfast::classify::OutcomeKind;
 /// use steadfast_http::HttpClassifier;
 ///
+/// let classifier = HttpClassifier::new();
+/// let post = http::Request::post("https://api.example.com/v1/orders").body(()).unwrap();
+/// let memo = classifier.idempotency(post.method(), post.headers());
+/// assert!(!memo.is_idempotent());
+///
 /// let throttled = http::Response::builder().status(429).header("retry-after", "2").body(()).unwrap();
-/// let outcome = HttpClassifier::new().classify(Ok::<_, &std::io::Error>(&throttled));
+/// let outcome = classifier.classify_response(&throttled);
 /// assert_eq!(outcome.kind(), OutcomeKind::RateLimited);
 /// assert_eq!(outcome.retry_after(), Some(Duration::from_secs(2)));
+/// assert!(outcome.is_unprocessed(), "a 429 is safe to repeat, even for a POST");
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HttpClassifier {
-    _private: (),
+    all_methods_idempotent: bool,
 }
 
+/// What [`HttpClassifier`] notes of a request: whether sending it twice is safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Idempotency {
+    idempotent: bool,
+}
+
+impl Idempotency {
+    /// Whether the request may be sent again after a failure that may have reached the agent.
+    pub const fn is_idempotent(self) -> bool {
+        self.idempotent
+    }
+}
+
+/// `Idempotency-Key`: a client-chosen key that makes a `POST` safe to repeat (Stripe's
+/// convention, sent by OpenAI's SDKs).
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 impl HttpClassifier {
-    /// The classifier.
+    /// The classifier: non-idempotent requests are retried only after failures that never
+    /// reached the agent.
     pub const fn new() -> Self {
-        HttpClassifier { _private: () }
+        HttpClassifier {
+            all_methods_idempotent: false,
+        }
+    }
+
+    /// The classifier for LLM APIs, whose prompts are `POST`s that are safe to repeat: every
+    /// method counts as idempotent. The same as `new().all_methods_idempotent()`.
+    pub const fn llm() -> Self {
+        HttpClassifier {
+            all_methods_idempotent: true,
+        }
+    }
+
+    /// Counts every request as idempotent (see [`HttpClassifier::llm`]).
+    #[must_use]
+    pub const fn all_methods_idempotent(mut self) -> Self {
+        self.all_methods_idempotent = true;
+        self
+    }
+
+    /// Whether a request with this method and headers may be sent twice.
+    pub fn idempotency(&self, method: &http::Method, headers: &HeaderMap) -> Idempotency {
+        use http::Method;
+        let idempotent = self.all_methods_idempotent
+            || matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            )
+            || headers.contains_key(&IDEMPOTENCY_KEY);
+        Idempotency { idempotent }
     }
 
     /// Classifies a status and headers (no body).
     pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Outcome {
-        classify_response(status, headers, None)
+        classify_http_response(status, headers, None)
+    }
+
+    /// Classifies a response (what the layers do through [`Classify`], without a request: the
+    /// outcome of an answer does not depend on it).
+    pub fn classify_response<B: 'static>(&self, response: &Response<B>) -> Outcome {
+        classify_response_result(Ok(response))
     }
 }
 
-impl<B: 'static, E: 'static> Classify<Response<B>, E> for HttpClassifier {
+impl<ReqBody, B: 'static> Classify<http::Request<ReqBody>, Response<B>> for HttpClassifier {
+    type Memo = Idempotency;
+
     #[inline]
-    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
-        match result {
-            Ok(response) if is_success(response.status()) => Outcome::success(),
-            Ok(response) => classify_response(
-                response.status(),
-                response.headers(),
-                peek_body(response.body()),
-            ),
-            Err(error) => classify_error(error),
-        }
+    fn note(&self, request: &http::Request<ReqBody>) -> Idempotency {
+        self.idempotency(request.method(), request.headers())
+    }
+
+    #[inline]
+    fn classify(&self, _memo: &Idempotency, result: Result<&Response<B>, &BoxError>) -> Outcome {
+        classify_response_result(result)
+    }
+
+    fn is_idempotent(&self, memo: &Idempotency) -> bool {
+        memo.idempotent
+    }
+}
+
+/// The classification of a response or a client error, whatever the request.
+#[inline]
+pub(crate) fn classify_response_result<B: 'static>(
+    result: Result<&Response<B>, &BoxError>,
+) -> Outcome {
+    match result {
+        Ok(response) if is_success(response.status()) => Outcome::success(),
+        Ok(response) => classify_http_response(
+            response.status(),
+            response.headers(),
+            peek_body(response.body()),
+        ),
+        Err(error) => classify_error(error.as_ref()),
     }
 }
 
@@ -114,107 +204,130 @@ fn peek_body<B: 'static>(body: &B) -> Option<&[u8]> {
     any.downcast_ref::<Vec<u8>>().map(Vec::as_slice)
 }
 
-fn says_quota_exhausted(body: &[u8]) -> bool {
-    let head = &body[..body.len().min(BODY_PEEK)];
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    QUOTA_MARKERS.iter().any(|marker| text.contains(marker))
-}
-
-fn classify_response(status: StatusCode, headers: &HeaderMap, body: Option<&[u8]>) -> Outcome {
+/// What an HTTP answer means, from its status, headers and (if in memory) body: the
+/// classification [`HttpClassifier`] applies to responses, as a free function.
+///
+/// A success status returns at once, before any header or body is looked at. For an error
+/// status, [`llm::classify_llm_error`] reads the body (bounded by [`llm::MAX_ERROR_BODY`]);
+/// when it finds nothing, the status decides. Then `x-should-retry` overrides, and a transient
+/// or rate-limited outcome gets the wait from the headers or, failing those, the body.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use steadfast::OutcomeKind;
+/// use steadfast_http::{classify_http_response, reason};
+///
+/// let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+/// let outcome = classify_http_response(StatusCode::from_u16(529).unwrap(), &HeaderMap::new(), Some(body));
+/// assert_eq!(outcome.kind(), OutcomeKind::Transient);
+/// assert_eq!(outcome.reason(), Some(reason::OVERLOADED));
+/// ```
+pub fn classify_http_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Outcome {
     if is_success(status) {
         return Outcome::success();
     }
-    let outcome = match status.as_u16() {
-        429 if body.is_some_and(says_quota_exhausted) => {
-            return Outcome::agent_fault("quota exhausted");
+    let outcome = match llm::classify_llm_error(status, headers, body) {
+        // Credits that are gone and a request bigger than the whole per-minute budget arrive
+        // as 429s, where servers say `x-should-retry: true`; no wait fixes them, so they stay.
+        Some(outcome)
+            if matches!(
+                outcome.reason(),
+                Some(reason::QUOTA_EXHAUSTED | reason::TOKENS_OVER_LIMIT)
+            ) =>
+        {
+            return outcome;
         }
-        429 => Outcome::rate_limited("429"),
-        408 => Outcome::transient("408"),
-        409 => Outcome::transient("409"),
-        500 => Outcome::transient("500"),
-        502 => Outcome::transient("502"),
-        503 => Outcome::transient("503"),
-        504 => Outcome::transient("504"),
-        529 => Outcome::transient("529"),
-        401 => Outcome::agent_fault("401"),
-        403 => Outcome::agent_fault("403"),
-        501 => Outcome::agent_fault("501"),
-        _ if status.is_server_error() => Outcome::transient("5xx"),
-        _ => Outcome::caller_fault("4xx"),
+        Some(outcome) => outcome,
+        None => status_outcome(status),
     };
     let should_retry = headers
         .get(&X_SHOULD_RETRY)
         .map(http::HeaderValue::as_bytes);
     let outcome = match should_retry {
+        // The server says repeating the request is safe: it did not act on it.
         Some(b"true") => match outcome.kind() {
-            steadfast::OutcomeKind::RateLimited => outcome,
-            _ => Outcome::transient("x-should-retry"),
+            OutcomeKind::RateLimited | OutcomeKind::Transient => outcome.unprocessed(),
+            _ => Outcome::transient(reason::X_SHOULD_RETRY).unprocessed(),
         },
         Some(b"false") => {
             return match outcome.kind() {
-                steadfast::OutcomeKind::Transient => Outcome::agent_fault("x-should-retry: false"),
+                OutcomeKind::Transient => Outcome::agent_fault(reason::X_SHOULD_RETRY_FALSE),
                 _ => outcome,
             };
         }
         _ => outcome,
     };
-    if outcome.is_retryable() || outcome.kind() == steadfast::OutcomeKind::RateLimited {
-        if let Some(wait) = parse_retry_after(headers) {
-            return outcome.with_retry_after(wait);
-        }
-    }
-    outcome
-}
-
-/// Classifies a client error: steadfast's own first, then `hyper` and `std::io` errors found in
-/// the `source()` chain.
-pub fn classify_error<E: 'static>(error: &E) -> Outcome {
-    if let Some(outcome) = classify_known_error(error) {
+    // A 429 refuses the request before any work; a 503 that names a wait is the server
+    // saying "not now", before processing: both are safe to repeat whatever the method.
+    let outcome = match status.as_u16() {
+        429 => outcome.unprocessed(),
+        503 if headers.contains_key(http::header::RETRY_AFTER) => outcome.unprocessed(),
+        _ => outcome,
+    };
+    if outcome.retry_after().is_some()
+        || !matches!(
+            outcome.kind(),
+            OutcomeKind::Transient | OutcomeKind::RateLimited
+        )
+    {
         return outcome;
     }
-    let any: &dyn Any = error;
-    let root: Option<&(dyn Error + 'static)> = if let Some(boxed) = any.downcast_ref::<BoxError>() {
-        Some(boxed.as_ref())
-    } else if let Some(error) = any.downcast_ref::<hyper::Error>() {
-        Some(error)
-    } else if let Some(error) = any.downcast_ref::<io::Error>() {
-        Some(error)
-    } else if let Some(error) = any.downcast_ref::<BufferError>() {
-        Some(error)
-    } else {
-        extra_roots(any)
-    };
-    let mut current = root;
+    let wait = llm::header_retry_after(headers).or_else(|| body.and_then(llm::body_retry_after));
+    match wait {
+        Some(wait) => outcome.with_retry_after(wait),
+        None => outcome,
+    }
+}
+
+/// The outcome of an error status whose body said nothing more.
+fn status_outcome(status: StatusCode) -> Outcome {
+    match status.as_u16() {
+        429 => Outcome::rate_limited(reason::STATUS_429),
+        408 => Outcome::transient(reason::STATUS_408),
+        409 => Outcome::transient(reason::STATUS_409),
+        500 => Outcome::transient(reason::STATUS_500),
+        502 => Outcome::transient(reason::STATUS_502),
+        503 => Outcome::transient(reason::STATUS_503),
+        504 => Outcome::transient(reason::STATUS_504),
+        529 => Outcome::transient(reason::STATUS_529),
+        401 => Outcome::agent_fault(reason::STATUS_401),
+        403 => Outcome::agent_fault(reason::STATUS_403),
+        501 => Outcome::agent_fault(reason::STATUS_501),
+        _ if status.is_server_error() => Outcome::transient(reason::STATUS_5XX),
+        _ => Outcome::caller_fault(reason::STATUS_4XX),
+    }
+}
+
+/// Classifies a client error: errors that classify themselves first (anywhere in the chain),
+/// then `hyper`, `reqwest` and `std::io` errors found in the `source()` chain.
+pub fn classify_error(error: &(dyn Error + 'static)) -> Outcome {
+    if let Some(outcome) = error_outcome(error) {
+        return outcome;
+    }
+    let mut current = Some(error);
     while let Some(error) = current {
         if let Some(outcome) = classify_one(error) {
             return outcome;
         }
         current = error.source();
     }
-    Outcome::transient("error")
-}
-
-#[cfg(feature = "reqwest")]
-fn extra_roots(any: &dyn Any) -> Option<&(dyn Error + 'static)> {
-    any.downcast_ref::<reqwest::Error>()
-        .map(|error| error as &(dyn Error + 'static))
-}
-
-#[cfg(not(feature = "reqwest"))]
-fn extra_roots(_: &dyn Any) -> Option<&(dyn Error + 'static)> {
-    None
+    Outcome::transient(reason::ERROR)
 }
 
 fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if error.is::<BodyTooLarge>() {
-        return Some(Outcome::caller_fault("request body too large"));
+        return Some(Outcome::caller_fault(reason::BODY_TOO_LARGE));
     }
     if let Some(error) = error.downcast_ref::<hyper::Error>() {
         if error.is_timeout() {
-            return Some(Outcome::transient("timeout"));
+            return Some(Outcome::transient(reason::TIMEOUT));
         }
         if error.is_canceled() || error.is_closed() || error.is_incomplete_message() {
-            return Some(Outcome::transient("connection closed"));
+            return Some(Outcome::transient(reason::CONNECTION_CLOSED));
         }
         // Other hyper errors may wrap an I/O error: keep looking down the chain.
         return None;
@@ -222,13 +335,13 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
     #[cfg(feature = "reqwest")]
     if let Some(error) = error.downcast_ref::<reqwest::Error>() {
         if error.is_timeout() {
-            return Some(Outcome::transient("timeout"));
+            return Some(Outcome::transient(reason::TIMEOUT));
         }
         if error.is_connect() {
-            return Some(Outcome::transient("connect"));
+            return Some(Outcome::transient(reason::CONNECT).unprocessed());
         }
         if error.is_builder() {
-            return Some(Outcome::caller_fault("invalid request"));
+            return Some(Outcome::caller_fault(reason::INVALID_CLIENT_REQUEST));
         }
         return None;
     }
@@ -238,11 +351,11 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
             UnexpectedEof,
         };
         return match error.kind() {
-            ConnectionRefused => Some(Outcome::transient("connect")),
+            ConnectionRefused => Some(Outcome::transient(reason::CONNECT).unprocessed()),
             ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                Some(Outcome::transient("connection reset"))
+                Some(Outcome::transient(reason::CONNECTION_RESET))
             }
-            TimedOut => Some(Outcome::transient("timeout")),
+            TimedOut => Some(Outcome::transient(reason::TIMEOUT)),
             _ => None,
         };
     }
@@ -270,7 +383,7 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
 /// use steadfast_http::GrpcClassifier;
 ///
 /// let unavailable = http::Response::builder().header("grpc-status", "14").body(()).unwrap();
-/// let outcome = GrpcClassifier::new().classify(Ok::<_, &std::io::Error>(&unavailable));
+/// let outcome = Classify::<(), _>::classify(&GrpcClassifier::new(), &(), Ok(&unavailable));
 /// assert_eq!(outcome.kind(), OutcomeKind::Transient);
 /// assert_eq!(GrpcClassifier::code(16).kind(), OutcomeKind::AgentFault);
 /// ```
@@ -312,7 +425,7 @@ impl GrpcClassifier {
     /// Classifies the status and headers of a gRPC response.
     pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Outcome {
         let Some(code) = headers.get(&GRPC_STATUS) else {
-            return classify_response(status, headers, None);
+            return classify_http_response(status, headers, None);
         };
         let Some(code) = std::str::from_utf8(code.as_bytes())
             .ok()
@@ -337,34 +450,38 @@ impl GrpcClassifier {
     }
 }
 
-impl<B: 'static, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
+/// gRPC methods are all `POST`s on the wire and say nothing of their idempotency, so every
+/// request counts as repeatable: retry only the codes the table calls transient.
+impl<Req, B: 'static> Classify<Req, Response<B>> for GrpcClassifier {
+    type Memo = ();
+
     #[inline]
-    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+    fn note(&self, _request: &Req) {}
+
+    #[inline]
+    fn classify(&self, _memo: &(), result: Result<&Response<B>, &BoxError>) -> Outcome {
         match result {
             Ok(response) => GrpcClassifier::classify_parts(response.status(), response.headers()),
-            Err(error) => classify_grpc_error(error),
+            Err(error) => classify_grpc_error(error.as_ref()),
         }
     }
 }
 
+/// Classifies a gRPC client error: a `tonic::Status` anywhere in the chain by its code, else as
+/// [`classify_error`].
 #[cfg(feature = "grpc")]
-fn classify_grpc_error<E: 'static>(error: &E) -> Outcome {
-    if let Some(outcome) = classify_known_error(error) {
+pub fn classify_grpc_error(error: &(dyn Error + 'static)) -> Outcome {
+    if let Some(outcome) = error_outcome(error) {
         return outcome;
     }
-    let any: &dyn Any = error;
-    let status = any.downcast_ref::<tonic::Status>().or_else(|| {
-        any.downcast_ref::<BoxError>()
-            .and_then(|boxed| steadfast::error::find::<tonic::Status>(boxed.as_ref()))
-    });
-    match status {
+    match steadfast::error::find::<tonic::Status>(error) {
         Some(status) => GrpcClassifier::code(status.code() as i32),
         None => classify_error(error),
     }
 }
 
 #[cfg(not(feature = "grpc"))]
-fn classify_grpc_error<E: 'static>(error: &E) -> Outcome {
+fn classify_grpc_error(error: &(dyn Error + 'static)) -> Outcome {
     classify_error(error)
 }
 
@@ -385,7 +502,15 @@ mod tests {
     }
 
     fn http<B: 'static>(response: &Response<B>) -> Outcome {
-        HttpClassifier::new().classify(Ok::<_, &io::Error>(response))
+        classify_response_result(Ok(response))
+    }
+
+    fn http_error(error: &BoxError) -> Outcome {
+        classify_response_result::<()>(Err(error))
+    }
+
+    fn grpc(result: Result<&Response<()>, &BoxError>) -> Outcome {
+        Classify::<(), _>::classify(&GrpcClassifier::new(), &(), result)
     }
 
     #[test]
@@ -439,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn a_429_saying_quota_exhausted_is_an_agent_fault() {
+    fn quota_exhaustion_is_read_from_the_error_code_not_from_words_like_billing() {
         let body = r#"{"error":{"message":"You exceeded your current quota","code":"insufficient_quota"}}"#;
         let quota = Response::builder()
             .status(429)
@@ -453,21 +578,91 @@ mod tests {
             .body(String::from(r#"{"error":{"type":"rate_limit_error"}}"#))
             .unwrap();
         assert_eq!(http(&rate).kind(), OutcomeKind::RateLimited);
+        // The old substring check called this quota exhaustion because of "billing".
+        let billing_link = r#"{"error":{"message":"Please try again in 20s. Visit https://platform.openai.com/account/billing to add a payment method.","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let free_tier = Response::builder()
+            .status(429)
+            .body(Bytes::from(billing_link))
+            .unwrap();
+        let outcome = http(&free_tier);
+        assert_eq!(outcome.kind(), OutcomeKind::RateLimited);
+        assert_eq!(outcome.retry_after(), Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn x_should_retry_true_keeps_a_transient_reason_and_never_revives_quota() {
+        let overloaded = Response::builder()
+            .status(529)
+            .header("x-should-retry", "true")
+            .body(Bytes::from_static(
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ))
+            .unwrap();
+        assert_eq!(http(&overloaded).reason(), Some(reason::OVERLOADED));
+        let quota = Response::builder()
+            .status(429)
+            .header("x-should-retry", "true")
+            .body(Bytes::from_static(
+                br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#,
+            ))
+            .unwrap();
+        assert_eq!(http(&quota).reason(), Some(reason::QUOTA_EXHAUSTED));
+        assert!(!http(&quota).is_retryable());
+    }
+
+    #[test]
+    fn methods_are_idempotent_per_rfc_9110_unless_an_idempotency_key_or_the_llm_switch_says_so() {
+        let classifier = HttpClassifier::new();
+        let idempotent = |request: &http::Request<()>| {
+            let memo = Classify::<_, Response<()>>::note(&classifier, request);
+            Classify::<http::Request<()>, Response<()>>::is_idempotent(&classifier, &memo)
+        };
+        for method in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            let request = http::Request::builder().method(method).body(()).unwrap();
+            assert!(idempotent(&request), "{method}");
+        }
+        for method in ["POST", "PATCH", "CONNECT"] {
+            let request = http::Request::builder().method(method).body(()).unwrap();
+            assert!(!idempotent(&request), "{method}");
+        }
+        let keyed = http::Request::post("/v1/chat/completions")
+            .header("Idempotency-Key", "stainless-retry-1")
+            .body(())
+            .unwrap();
+        assert!(idempotent(&keyed));
+        let llm = HttpClassifier::llm();
+        let post = http::Request::post("/v1/chat/completions")
+            .body(())
+            .unwrap();
+        let memo = Classify::<_, Response<()>>::note(&llm, &post);
+        assert!(Classify::<http::Request<()>, Response<()>>::is_idempotent(
+            &llm, &memo
+        ));
+    }
+
+    #[test]
+    fn failures_that_never_reached_the_agent_are_marked_unprocessed() {
+        assert!(http(&response(429, &[])).is_unprocessed());
+        assert!(http(&response(503, &[("retry-after", "3")])).is_unprocessed());
+        assert!(!http(&response(503, &[])).is_unprocessed());
+        assert!(!http(&response(500, &[])).is_unprocessed());
+        assert!(!http(&response(504, &[])).is_unprocessed());
+        assert!(http(&response(500, &[("x-should-retry", "true")])).is_unprocessed());
     }
 
     #[test]
     fn connection_errors_are_transient_and_oversized_bodies_caller_faults() {
-        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(classify_error(&refused), Outcome::transient("connect"));
-        let boxed: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
+        let refused: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert_eq!(
-            classify_error(&boxed),
-            Outcome::transient("connection reset")
+            http_error(&refused),
+            Outcome::transient("connect").unprocessed()
         );
+        let boxed: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(http_error(&boxed), Outcome::transient("connection reset"));
         let too_large: BoxError = Box::new(BodyTooLarge { limit: 1 });
-        assert_eq!(classify_error(&too_large).kind(), OutcomeKind::CallerFault);
+        assert_eq!(http_error(&too_large).kind(), OutcomeKind::CallerFault);
         let other: BoxError = "weird".into();
-        assert_eq!(classify_error(&other), Outcome::transient("error"));
+        assert_eq!(http_error(&other), Outcome::transient("error"));
     }
 
     #[test]
@@ -488,30 +683,19 @@ mod tests {
         ] {
             assert_eq!(GrpcClassifier::code(code).kind(), kind, "{code}");
         }
-        let grpc = |headers: &[(&'static str, &'static str)]| {
-            GrpcClassifier::new().classify(Ok::<_, &io::Error>(&response(200, headers)))
-        };
-        assert!(grpc(&[]).is_success(), "status arrives in trailers");
-        let exhausted = grpc(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]);
+        let of = |headers: &[(&'static str, &'static str)]| grpc(Ok(&response(200, headers)));
+        assert!(of(&[]).is_success(), "status arrives in trailers");
+        let exhausted = of(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]);
         assert_eq!(exhausted.retry_after(), Some(Duration::from_millis(250)));
-        assert_eq!(grpc(&[("grpc-status", "x")]).kind(), Transient);
+        assert_eq!(of(&[("grpc-status", "x")]).kind(), Transient);
     }
 
     #[cfg(feature = "grpc")]
     #[test]
     fn tonic_statuses_are_classified_by_code_even_when_boxed() {
-        let grpc =
-            |error: &BoxError| GrpcClassifier::new().classify(Err::<&Response<()>, _>(error));
         let unavailable: BoxError = Box::new(tonic::Status::unavailable("draining"));
-        assert_eq!(grpc(&unavailable).kind(), OutcomeKind::Transient);
+        assert_eq!(grpc(Err(&unavailable)).kind(), OutcomeKind::Transient);
         let denied: BoxError = Box::new(tonic::Status::permission_denied("no"));
-        assert_eq!(grpc(&denied).kind(), OutcomeKind::AgentFault);
-        let status = tonic::Status::invalid_argument("bad");
-        assert_eq!(
-            GrpcClassifier::new()
-                .classify(Err::<&Response<()>, _>(&status))
-                .kind(),
-            OutcomeKind::CallerFault
-        );
+        assert_eq!(grpc(Err(&denied)).kind(), OutcomeKind::AgentFault);
     }
 }

@@ -6,40 +6,56 @@
 //! lines, a blank line, the body), so `steadfast dlq show` prints something a person can read
 //! and `curl` could send.
 //!
-//! Redacted unless told otherwise: the headers `authorization`, `proxy-authorization`,
-//! `cookie`, `set-cookie`, `x-api-key`, `api-key`, `x-goog-api-key`, `openai-organization`,
-//! and the URI query parameters `key`, `api_key`, `apikey`, `access_token`, `token`, `sig`,
-//! `signature`: their values become `[REDACTED]`. Add names, a body hook for secrets in bodies,
-//! or (knowingly) turn redaction off.
+//! Redaction is a [`Redactor`] pass; the
+//! [`redact` module](crate::redact) lists every rule and default name. In short: the values of
+//! credential headers, of sensitive query parameters (any case, percent-encoded or not, after
+//! `&` or `;`), of sensitive JSON keys at any depth and of sensitive form fields become
+//! `[REDACTED]`, and URL userinfo is removed. Add names, a body hook for other body formats, or
+//! (knowingly) turn redaction off.
+//!
+//! A dead letter also stores the error chain, and HTTP clients quote the URL in their errors
+//! (reqwest: `error sending request for url (https://...?key=sk-...)`).
+//! [`HttpRequestEncoder::encode_with_secrets`] returns, with the stored bytes, the
+//! [`Secrets`] it removed, whose [`scrub`](crate::redact::Secrets::scrub)
+//! takes them (and any sensitive query value or userinfo) out of such text. `DeadLetterLayer`
+//! does not call it yet (the hook is being added to `steadfast`); until then, keep URLs out of
+//! the errors that reach it (reqwest: `Error::without_url`).
 //!
 //! ```
-//! use steadfast::dead_letter::{DeadLetterLayer, MemorySink};
+//! use steadfast::dead_letter::{DeadLetterLayer, EncodeRequest, MemorySink};
 //! use steadfast_http::BufferedBody;
 //! use steadfast_http::dead_letter::{HttpRequestEncoder, decode_request};
-//! use steadfast::dead_letter::EncodeRequest;
 //!
 //! let encoder = HttpRequestEncoder::new().redact_header("x-team-secret");
-//! let request = http::Request::post("https://api.example.com/v1/chat?key=sk-live-123")
+//! let request = http::Request::post("https://api.example.com/v1/chat?Key=sk-live-123")
 //!     .header("authorization", "Bearer sk-live-123")
 //!     .header("x-team-secret", "hunter2")
-//!     .body(BufferedBody::from(r#"{"prompt":"hello"}"#))
+//!     .body(BufferedBody::from(r#"{"prompt":"hello","api_key":"sk-live-123"}"#))
 //!     .unwrap();
-//! let stored = encoder.encode(&request).unwrap();
+//! let (stored, secrets) = encoder.encode_with_secrets(&request).unwrap();
 //! let text = String::from_utf8_lossy(&stored);
 //! assert!(!text.contains("sk-live-123") && !text.contains("hunter2"));
 //!
-//! let replayed = decode_request(&stored).unwrap();
-//! assert_eq!(replayed.uri(), "https://api.example.com/v1/chat?key=%5BREDACTED%5D");
-//! assert_eq!(replayed.headers()["authorization"], "[REDACTED]");
-//! assert_eq!(replayed.body().bytes().as_ref(), br#"{"prompt":"hello"}"#);
+//! let error = "error sending request for url (https://api.example.com/v1/chat?Key=sk-live-123)";
+//! assert_eq!(
+//!     secrets.scrub(error),
+//!     "error sending request for url (https://api.example.com/v1/chat?Key=[REDACTED])"
+//! );
 //!
-//! // In the stack: DeadLetterLayer::new(sink).encoder(encoder)
-//! let _layer = DeadLetterLayer::new(MemorySink::new(100)).encoder(HttpRequestEncoder::new());
+//! let replayed = decode_request(&stored).unwrap();
+//! assert_eq!(replayed.uri(), "https://api.example.com/v1/chat?Key=%5BREDACTED%5D");
+//! assert_eq!(replayed.headers()["authorization"], "[REDACTED]");
+//! assert_eq!(
+//!     replayed.body().bytes().as_ref(),
+//!     br#"{"prompt":"hello","api_key":"[REDACTED]"}"#
+//! );
+//! // `EncodeRequest::encode` stores the same bytes.
+//! assert_eq!(encoder.encode(&request).unwrap(), stored);
+//!
+//! // In the stack: DeadLetterLayer::new(&agent, sink).encoder(encoder)
+//! let gpt = steadfast::Agent::new("gpt").classifier(steadfast_http::HttpClassifier::llm());
+//! let _layer = DeadLetterLayer::new(&gpt, MemorySink::new(100)).encoder(HttpRequestEncoder::new());
 //! ```
-
-use std::collections::HashSet;
-use std::fmt;
-use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
@@ -47,42 +63,15 @@ use steadfast::BoxError;
 use steadfast::dead_letter::EncodeRequest;
 
 use crate::BufferedBody;
+use crate::redact::{RedactedParts, Redactor, Secrets};
 
-/// What replaces a redacted value.
-pub const REDACTED: &str = "[REDACTED]";
-
-/// Headers whose values are redacted by default.
-pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "openai-organization",
-];
-
-/// URI query parameters whose values are redacted by default.
-pub const DEFAULT_REDACTED_QUERY_PARAMS: &[&str] = &[
-    "key",
-    "api_key",
-    "apikey",
-    "access_token",
-    "token",
-    "sig",
-    "signature",
-];
-
-type BodyRedactor = Arc<dyn Fn(&Bytes) -> Bytes + Send + Sync>;
+pub use crate::redact::{DEFAULT_REDACTED_HEADERS, DEFAULT_REDACTED_QUERY_PARAMS, REDACTED};
 
 /// Encodes HTTP requests for a [`DeadLetterLayer`](steadfast::dead_letter::DeadLetterLayer),
 /// redacting secrets. See the [module docs](self).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpRequestEncoder {
-    headers: Arc<HashSet<HeaderName>>,
-    query_params: Arc<HashSet<String>>,
-    body: Option<BodyRedactor>,
+    redactor: Redactor,
     redact: bool,
 }
 
@@ -93,117 +82,144 @@ impl Default for HttpRequestEncoder {
 }
 
 impl HttpRequestEncoder {
-    /// An encoder redacting the default headers and query parameters.
+    /// An encoder redacting with [`Redactor::new`]'s defaults.
     pub fn new() -> Self {
         HttpRequestEncoder {
-            headers: Arc::new(
-                DEFAULT_REDACTED_HEADERS
-                    .iter()
-                    .map(|name| HeaderName::from_static(name))
-                    .collect(),
-            ),
-            query_params: Arc::new(
-                DEFAULT_REDACTED_QUERY_PARAMS
-                    .iter()
-                    .map(|name| (*name).to_owned())
-                    .collect(),
-            ),
-            body: None,
+            redactor: Redactor::new(),
             redact: true,
         }
     }
 
-    /// Also redacts the header `name` (case-insensitive). A name that is not a valid header
-    /// name cannot occur in a request, so it is ignored.
+    /// Redacts with `redactor` (e.g. [`Redactor::empty`] plus your own names) instead.
+    #[must_use]
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Also redacts the header `name` (case-insensitive).
     #[must_use]
     pub fn redact_header(mut self, name: &str) -> Self {
-        if let Ok(name) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
-            Arc::make_mut(&mut self.headers).insert(name);
-        }
+        self.redactor = self.redactor.redact_header(name);
         self
     }
 
-    /// Also redacts the URI query parameter `name` (exact match).
+    /// Also redacts the URI query parameter (and form field) `name` (case-insensitive, matched
+    /// after percent-decoding).
     #[must_use]
     pub fn redact_query_param(mut self, name: &str) -> Self {
-        Arc::make_mut(&mut self.query_params).insert(name.to_owned());
+        self.redactor = self.redactor.redact_query_param(name);
         self
     }
 
-    /// Passes the body through `redact` before storing it (e.g. to blank a field holding a
-    /// customer's token).
+    /// Also redacts the value of the JSON key `name` at any depth (case-insensitive).
+    #[must_use]
+    pub fn redact_json_key(mut self, name: &str) -> Self {
+        self.redactor = self.redactor.redact_json_key(name);
+        self
+    }
+
+    /// Passes the body through `redact` before storing it (e.g. for a body format the built-in
+    /// JSON and form rules do not read). The JSON and form rules still run on its output. To
+    /// have the values it removes scrubbed from the error chain too, use
+    /// [`Redactor::body_hook`] through [`redactor`](Self::redactor).
     #[must_use]
     pub fn redact_body(mut self, redact: impl Fn(&Bytes) -> Bytes + Send + Sync + 'static) -> Self {
-        self.body = Some(Arc::new(redact));
+        self.redactor = self.redactor.body_hook(move |body, _| redact(body));
         self
     }
 
-    /// Stores requests exactly as they are, secrets included. Only for requests that carry none.
+    /// Stores requests exactly as they are, secrets included, and scrubs nothing. Only for
+    /// requests that carry none.
     #[must_use]
     pub fn without_redaction(mut self) -> Self {
         self.redact = false;
         self
     }
 
-    fn uri(&self, uri: &Uri) -> String {
-        let text = uri.to_string();
-        if !self.redact {
-            return text;
-        }
-        let Some((before, query)) = text.split_once('?') else {
-            return text;
-        };
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if self.query_params.contains(name) => format!("{name}={REDACTED}"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        format!("{before}?{}", redacted.join("&"))
-    }
-
-    fn encode_parts(
+    /// The stored form of `request` and the secret values taken out of it, to scrub the error
+    /// chain (or any other text stored with it) with [`Secrets::scrub`]. Without redaction the
+    /// secrets are empty and scrub nothing.
+    pub fn encode_with_secrets<B: RequestBody>(
         &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &http::HeaderMap,
-        body: &Bytes,
-    ) -> Bytes {
-        let uri = self.uri(uri);
-        let body = match (&self.body, self.redact) {
-            (Some(redact), true) => redact(body),
-            _ => body.clone(),
-        };
-        let mut out = BytesMut::with_capacity(64 + uri.len() + headers.len() * 32 + body.len());
-        out.put_slice(method.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(uri.as_bytes());
-        out.put_slice(b" HTTP/1.1\r\n");
-        for (name, value) in headers {
-            out.put_slice(name.as_str().as_bytes());
-            out.put_slice(b": ");
-            if self.redact && self.headers.contains(name) {
-                out.put_slice(REDACTED.as_bytes());
-            } else {
-                out.put_slice(value.as_bytes());
-            }
-            out.put_slice(b"\r\n");
+        request: &Request<B>,
+    ) -> Result<(Bytes, Secrets), BoxError> {
+        let body = request.body().body_bytes();
+        if !self.redact {
+            let headers: Vec<_> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
+                .collect();
+            let bytes = encode_head_and_body(
+                request.method(),
+                &request.uri().to_string(),
+                &headers,
+                &body,
+            );
+            return Ok((bytes, Secrets::new()));
         }
-        out.put_slice(b"\r\n");
-        out.put_slice(&body);
-        out.freeze()
+        let RedactedParts {
+            uri,
+            headers,
+            body,
+            secrets,
+            ..
+        } = self
+            .redactor
+            .redact_parts(request.uri(), request.headers(), &body);
+        if !secrets.is_complete() {
+            tracing::warn!(
+                ?secrets,
+                "a request held more secret values than are kept for scrubbing; all were \
+                 redacted in the stored request, but the error chain may still quote some"
+            );
+        }
+        Ok((
+            encode_head_and_body(request.method(), &uri, &headers, &body),
+            secrets,
+        ))
     }
+}
+
+fn encode_head_and_body(
+    method: &Method,
+    uri: &str,
+    headers: &[(HeaderName, Vec<u8>)],
+    body: &Bytes,
+) -> Bytes {
+    let head_len: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let mut out = BytesMut::with_capacity(32 + uri.len() + head_len + body.len());
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(uri.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(body);
+    out.freeze()
 }
 
 impl<B: RequestBody> EncodeRequest<Request<B>> for HttpRequestEncoder {
     fn encode(&self, request: &Request<B>) -> Result<Bytes, BoxError> {
-        Ok(self.encode_parts(
-            request.method(),
-            request.uri(),
-            request.headers(),
-            &request.body().body_bytes(),
-        ))
+        self.encode_with_secrets(request).map(|(bytes, _)| bytes)
+    }
+
+    /// The dead-letter layer scrubs the error chain it stores with what redaction collected.
+    fn encode_redacted(
+        &self,
+        request: &Request<B>,
+    ) -> Result<(Bytes, Box<dyn steadfast::dead_letter::Scrub>), BoxError> {
+        let (bytes, secrets) = self.encode_with_secrets(request)?;
+        Ok((bytes, Box::new(secrets)))
     }
 }
 
@@ -240,17 +256,6 @@ impl RequestBody for Vec<u8> {
 impl RequestBody for () {
     fn body_bytes(&self) -> Bytes {
         Bytes::new()
-    }
-}
-
-impl fmt::Debug for HttpRequestEncoder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpRequestEncoder")
-            .field("redact", &self.redact)
-            .field("headers", &self.headers)
-            .field("query_params", &self.query_params)
-            .field("body_redactor", &self.body.is_some())
-            .finish()
     }
 }
 
@@ -400,6 +405,81 @@ mod tests {
         );
         let raw = encoder().without_redaction().encode(&request).unwrap();
         assert!(String::from_utf8_lossy(&raw).contains("Bearer kept"));
+    }
+
+    #[test]
+    fn encode_with_secrets_returns_what_scrubs_the_error_chain() {
+        let request =
+            Request::post("https://jo:pa55-w0rd@api.example.com/v1?Api%5FKey=sk-9f8e7d6c")
+                .header("x-api-key", "sk-9f8e7d6c")
+                .header("content-type", "application/json")
+                .body(BufferedBody::from(
+                    r#"{"messages":[],"password":"pa55-w0rd"}"#,
+                ))
+                .unwrap();
+        let (stored, secrets) = encoder().encode_with_secrets(&request).unwrap();
+        let text = String::from_utf8_lossy(&stored);
+        for secret in ["sk-9f8e7d6c", "pa55-w0rd", "jo:"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.starts_with("POST https://api.example.com/v1?Api%5FKey=[REDACTED] HTTP/1.1\r\n")
+        );
+        let chain = [
+            "error sending request for url \
+             (https://jo:pa55-w0rd@api.example.com/v1?Api%5FKey=sk-9f8e7d6c)",
+            "upstream said: invalid key sk-9f8e7d6c",
+        ];
+        let scrubbed: Vec<String> = chain.iter().map(|line| secrets.scrub(line)).collect();
+        assert_eq!(
+            scrubbed,
+            [
+                "error sending request for url \
+                 (https://[REDACTED]@api.example.com/v1?Api%5FKey=[REDACTED])",
+                "upstream said: invalid key [REDACTED]",
+            ]
+        );
+        // `encode` stores exactly the same bytes.
+        assert_eq!(encoder().encode(&request).unwrap(), stored);
+    }
+
+    #[test]
+    fn a_redacted_body_is_stored_with_its_new_length_and_replays() {
+        let body = r#"{"prompt":"hi","api_key":"sk-0123456789"}"#;
+        let request = Request::post("http://127.0.0.1/v1")
+            .header("content-length", body.len())
+            .body(BufferedBody::from(body))
+            .unwrap();
+        let stored = encoder().encode(&request).unwrap();
+        let back = decode_request(&stored).unwrap();
+        let redacted = br#"{"prompt":"hi","api_key":"[REDACTED]"}"#;
+        assert_eq!(back.body().bytes().as_ref(), redacted);
+        assert_eq!(
+            back.headers()["content-length"],
+            redacted.len().to_string().as_str()
+        );
+    }
+
+    #[test]
+    fn a_replaced_redactor_and_the_opt_out_scrub_accordingly() {
+        let request = Request::get("http://h/v1?session=s-0001&key=k-0002")
+            .header("authorization", "Bearer kept-0003")
+            .body(BufferedBody::from(Bytes::new()))
+            .unwrap();
+        let only_session = encoder().redactor(Redactor::empty().redact_query_param("session"));
+        let (stored, secrets) = only_session.encode_with_secrets(&request).unwrap();
+        let text = String::from_utf8_lossy(&stored);
+        assert!(text.contains("session=[REDACTED]&key=k-0002"), "{text}");
+        assert!(text.contains("Bearer kept-0003"), "{text}");
+        assert_eq!(secrets.scrub("s-0001 k-0002"), "[REDACTED] k-0002");
+
+        let (raw, secrets) = encoder()
+            .without_redaction()
+            .encode_with_secrets(&request)
+            .unwrap();
+        assert!(String::from_utf8_lossy(&raw).contains("session=s-0001&key=k-0002"));
+        assert!(secrets.is_empty());
+        assert_eq!(secrets.scrub("?key=k-0002"), "?key=k-0002");
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //!
 //! | item | what it does |
 //! |---|---|
-//! | [`HttpClassifier`] | status codes, `x-should-retry`, `Retry-After`, connect/reset/timeout errors |
+//! | [`HttpClassifier`] | status codes, LLM providers' error bodies, `x-should-retry`, `Retry-After`, connect/reset/timeout errors |
+//! | [`llm`] | the error vocabulary of OpenAI, Azure, Anthropic, Gemini/Vertex, Mistral, vLLM, TGI, Ollama |
+//! | [`reason`] | the reasons classification reports, documented in one table |
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
 //! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST), `EmailNotifier` (SMTP) |
@@ -36,7 +39,7 @@
 //!     }
 //! });
 //! let client = ServiceBuilder::new()
-//!     .layer(BackoffRetryLayer::new(RetryConfig::default()).classifier(HttpClassifier::new()))
+//!     .layer(BackoffRetryLayer::new(&Agent::new("agent-v1").classifier(HttpClassifier::new()), RetryConfig::default()))
 //!     .service(agent);
 //!
 //! let request = http::Request::post("http://agent/v1").body(BufferedBody::from("hi")).unwrap();
@@ -50,10 +53,14 @@
 
 mod body;
 mod classify;
+pub mod llm;
+pub mod reason;
 mod retry_after;
 
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
+#[cfg(feature = "redact")]
+pub mod redact;
 #[cfg(feature = "axum")]
 pub mod status;
 
@@ -61,9 +68,11 @@ pub mod status;
 pub mod notify;
 
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
+#[cfg(feature = "grpc")]
+pub use classify::classify_grpc_error;
 pub use classify::{
-    GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, X_SHOULD_RETRY,
-    classify_error,
+    GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, IDEMPOTENCY_KEY,
+    Idempotency, X_SHOULD_RETRY, classify_error, classify_http_response,
 };
 pub use retry_after::{
     RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,

@@ -137,7 +137,8 @@ pub fn status_routes(registry: Registry) -> axum::Router {
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 async fn health(State(Routes(routes)): State<Routes>) -> Response {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::events::Event;
-use steadfast::notify::{Decision, Notification, NotificationPolicy, PolicyConfig};
+use steadfast::notify::Notification;
 use steadfast_http::notify::{EmailConfig, EmailError, EmailNotifier};
+use steadfast_notify::{Decision, NotificationPolicy, PolicyConfig};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;

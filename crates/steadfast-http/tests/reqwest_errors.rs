@@ -21,5 +21,9 @@ async fn a_refused_reqwest_connection_is_a_transient_connect_error() {
     assert_eq!(outcome.kind(), OutcomeKind::Transient, "{err:?}");
     assert_eq!(outcome.reason(), Some("connect"));
     let boxed: BoxError = Box::new(err);
-    assert_eq!(classify_error(&boxed).reason(), Some("connect"));
+    assert_eq!(classify_error(boxed.as_ref()).reason(), Some("connect"));
+    assert!(
+        classify_error(boxed.as_ref()).is_unprocessed(),
+        "a refused connection never reached the agent"
+    );
 }

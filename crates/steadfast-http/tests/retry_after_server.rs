@@ -16,6 +16,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use steadfast::Agent;
 use steadfast::prelude::*;
 use steadfast::retry::count_attempts;
 use steadfast_http::{BufferedBody, HttpClassifier};
@@ -91,11 +92,10 @@ async fn a_503_with_retry_after_is_waited_out_and_the_retry_succeeds() {
         .build()
         .unwrap();
     let client = ServiceBuilder::new()
-        .layer(
-            BackoffRetryLayer::new(config)
-                .named("local")
-                .classifier(HttpClassifier::new()),
-        )
+        .layer(BackoffRetryLayer::new(
+            &Agent::new("local").classifier(HttpClassifier::new()),
+            config,
+        ))
         .service(service_fn(move |request| send(addr, request)));
 
     let started = Instant::now();
@@ -125,7 +125,10 @@ async fn a_503_with_retry_after_is_waited_out_and_the_retry_succeeds() {
 async fn a_retry_after_over_the_cap_returns_the_503_without_waiting() {
     let (addr, hits) = serve("3600").await;
     let client = ServiceBuilder::new()
-        .layer(BackoffRetryLayer::new(RetryConfig::default()).classifier(HttpClassifier::new()))
+        .layer(BackoffRetryLayer::new(
+            &Agent::new("local").classifier(HttpClassifier::new()),
+            RetryConfig::default(),
+        ))
         .service(service_fn(move |request| send(addr, request)));
 
     let started = Instant::now();

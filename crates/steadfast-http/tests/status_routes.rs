@@ -15,9 +15,7 @@ use tower::ServiceExt;
 fn registry_with(names: &[&str]) -> Registry {
     let registry = Registry::new();
     for name in names {
-        let _ = CircuitBreakerLayer::new(BreakerConfig::default())
-            .named(*name)
-            .register(&registry);
+        let _ = CircuitBreakerLayer::new(&registry.agent(*name), BreakerConfig::default());
     }
     registry
 }
@@ -168,9 +166,7 @@ async fn metrics_are_served_in_prometheus_format_when_configured() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
-        let layer = CircuitBreakerLayer::new(BreakerConfig::default())
-            .named("gpt")
-            .register(&registry);
+        let layer = CircuitBreakerLayer::new(&registry.agent("gpt"), BreakerConfig::default());
         layer.handle().force_open();
     });
     let app = StatusRoutes::new(registry).prometheus(handle).router();
@@ -186,6 +182,8 @@ async fn metrics_are_served_in_prometheus_format_when_configured() {
         ),
         "{body}"
     );
+    // Named once, before anything was registered: no series under a default name.
+    assert!(!body.contains(r#"agent="agent""#), "{body}");
 }
 
 /// Where the browser test finds Chromium: `STEADFAST_CHROMIUM`, or Debian's package.

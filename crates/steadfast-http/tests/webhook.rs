@@ -14,12 +14,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use steadfast::events::{Event, EventBus};
-use steadfast::notify::{
-    Decision, Dispatcher, DispatcherConfig, Notification, NotificationKind, NotificationPolicy,
-    PolicyConfig,
-};
+use steadfast::notify::{Notification, NotificationKind};
 use steadfast::retry::RetryConfig;
 use steadfast_http::notify::{WebhookConfig, WebhookError, WebhookFormat, WebhookNotifier};
+use steadfast_notify::{Decision, Dispatcher, DispatcherConfig, NotificationPolicy, PolicyConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;

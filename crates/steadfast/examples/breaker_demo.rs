@@ -48,9 +48,8 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     let registry = Registry::new();
     let health_up = agent_up.clone();
-    let layer = CircuitBreakerLayer::new(config)
-        .named("gpt-primary")
-        .health_check(move || {
+    let layer =
+        CircuitBreakerLayer::new(&registry.agent("gpt-primary"), config).health_check(move || {
             let up = health_up.load(Ordering::Relaxed);
             async move {
                 if up {
@@ -59,8 +58,7 @@ async fn main() -> Result<(), BoxError> {
                     Err::<(), BoxError>("health check: 503".into())
                 }
             }
-        })
-        .register(&registry);
+        });
     let handle = layer.handle();
     let mut service = ServiceBuilder::new().layer(layer).service(agent);
 

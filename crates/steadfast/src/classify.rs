@@ -2,8 +2,8 @@
 //!
 //! An agent's failure is not always an `Err`: an HTTP 503 is `Ok(Response)`, and a timeout and a
 //! rejected prompt are both `Err` but call for opposite reactions. Every steadfast layer therefore
-//! takes a classifier ([`Classify`]) that turns a call's result into an [`Outcome`], and reacts to
-//! the [`OutcomeKind`] alone:
+//! asks the agent's classifier ([`Classify`], given once to the [`Agent`](crate::Agent)) what a
+//! result means, and reacts to the [`OutcomeKind`] alone:
 //!
 //! | kind | examples | retry | breaker | fallback | dead-letter |
 //! |---|---|---|---|---|---|
@@ -16,18 +16,36 @@
 //! A caller fault never counts against an agent's health: a bad prompt must not open the circuit
 //! of a healthy model.
 //!
+//! # The contract
+//!
+//! - **Results** go through the agent's [`Classify`]. It may look at the request first
+//!   ([`Classify::note`], in the spirit of tower-http's `MakeClassifier`): that is how an HTTP
+//!   classifier knows a `POST` must not be sent twice after a failure that may have reached the
+//!   agent ([`Classify::is_idempotent`], [`Outcome::unprocessed`]).
+//! - **Errors that say what they mean** implement [`ClassifyError`] and are
+//!   [registered](register) once (steadfast's layers register theirs when they are built).
+//!   They are found anywhere in an error's `source()` chain and win over the classifier, so a
+//!   `CircuitOpen`, a retry layer's `DeadlineExceeded` or a drain's cancellation mean the same to
+//!   every layer and every classifier. This module depends on no layer: a new layer's errors
+//!   classify themselves without an edit here.
+//! - A response that is `Ok` but classified as a failure (an HTTP 503) becomes a
+//!   [`FailedResponse`] error wherever a layer has to turn it into one (fallback, dead-letter,
+//!   degrade), and that error classifies itself as the outcome it stood for.
+//!
 //! ```
 //! use std::time::Duration;
+//! use steadfast::BoxError;
 //! use steadfast::classify::{Classify, Outcome, OutcomeKind};
 //!
-//! // A closure is a classifier: here an in-process agent whose `Err(String)` starting with
-//! // "bad prompt" is the caller's fault.
-//! let classifier = |result: Result<&u32, &String>| match result {
+//! // A closure is a classifier: here an in-process agent whose errors starting with
+//! // "bad prompt" are the caller's fault.
+//! let classifier = |result: Result<&u32, &BoxError>| match result {
 //!     Ok(_) => Outcome::success(),
-//!     Err(e) if e.starts_with("bad prompt") => Outcome::caller_fault("bad prompt"),
+//!     Err(e) if e.to_string().starts_with("bad prompt") => Outcome::caller_fault("bad prompt"),
 //!     Err(_) => Outcome::transient("agent error"),
 //! };
-//! let outcome = classifier.classify(Err(&"bad prompt: empty".to_string()));
+//! let error: BoxError = "bad prompt: empty".into();
+//! let outcome = Classify::<String, u32>::classify(&classifier, &(), Err(&error));
 //! assert_eq!(outcome.kind(), OutcomeKind::CallerFault);
 //! assert!(!outcome.counts_against_agent());
 //!
@@ -35,8 +53,10 @@
 //! assert_eq!(throttled.retry_after(), Some(Duration::from_secs(2)));
 //! ```
 
-use std::any::Any;
+use std::any::TypeId;
+use std::error::Error;
 use std::fmt;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use crate::error::BoxError;
@@ -82,6 +102,13 @@ impl OutcomeKind {
             OutcomeKind::CallerFault => "caller_fault",
         }
     }
+
+    /// The kind named `name` (as [`as_str`](Self::as_str) writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        OutcomeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
 }
 
 impl fmt::Display for OutcomeKind {
@@ -90,8 +117,9 @@ impl fmt::Display for OutcomeKind {
     }
 }
 
-/// The classification of one call: its [`OutcomeKind`], the wait the agent asked for (if any)
-/// and a short static reason for events and dead letters.
+/// The classification of one call: its [`OutcomeKind`], the wait the agent asked for (if any),
+/// a short static reason for events and dead letters, and whether the agent certainly did not
+/// act on the request.
 ///
 /// `Outcome` is `Copy` and never allocates, so classifying the success path costs nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,6 +127,7 @@ pub struct Outcome {
     kind: OutcomeKind,
     retry_after: Option<Duration>,
     reason: Option<&'static str>,
+    unprocessed: bool,
 }
 
 impl Outcome {
@@ -108,6 +137,7 @@ impl Outcome {
             kind,
             retry_after: None,
             reason: None,
+            unprocessed: false,
         }
     }
 
@@ -150,6 +180,16 @@ impl Outcome {
         self
     }
 
+    /// Marks that the agent certainly did not act on the request: the connection was refused,
+    /// the agent refused it before doing any work (429, 503 with `Retry-After`), or steadfast
+    /// refused it before sending (circuit open, shed, shutting down). Such a failure may be
+    /// retried even when the request is not idempotent ([`Classify::is_idempotent`]).
+    #[must_use]
+    pub const fn unprocessed(mut self) -> Self {
+        self.unprocessed = true;
+        self
+    }
+
     /// The kind of outcome.
     pub const fn kind(&self) -> OutcomeKind {
         self.kind
@@ -163,6 +203,20 @@ impl Outcome {
     /// The short reason, if the classifier gave one.
     pub const fn reason(&self) -> Option<&'static str> {
         self.reason
+    }
+
+    /// The reason, or the kind's name when there is none.
+    pub const fn reason_or_kind(&self) -> &'static str {
+        match self.reason {
+            Some(reason) => reason,
+            None => self.kind.as_str(),
+        }
+    }
+
+    /// Whether the agent certainly did not act on the request (see
+    /// [`unprocessed`](Self::unprocessed)).
+    pub const fn is_unprocessed(&self) -> bool {
+        self.unprocessed
     }
 
     /// `true` for [`OutcomeKind::Success`].
@@ -180,7 +234,8 @@ impl Outcome {
     }
 
     /// `true` when retrying the same agent may help: transient failures, and rate limits whose
-    /// wait is known.
+    /// wait is known. Whether the request may be sent again at all is the request's business
+    /// ([`Classify::is_idempotent`]).
     pub const fn is_retryable(&self) -> bool {
         match self.kind {
             OutcomeKind::Transient => true,
@@ -197,115 +252,242 @@ impl fmt::Display for Outcome {
             write!(f, " ({reason})")?;
         }
         if let Some(wait) = self.retry_after {
-            write!(f, ", retry after {wait:?}")?;
+            write!(f, ", retry after {:.3}s", wait.as_secs_f64())?;
         }
         Ok(())
     }
 }
 
-/// Turns a call's result into an [`Outcome`].
+/// Turns a call's result into an [`Outcome`], optionally looking at the request first.
 ///
-/// Implemented for closures `Fn(Result<&Res, &E>) -> Outcome` and by [`DefaultClassifier`];
-/// `steadfast-http` ships HTTP and gRPC classifiers. Implementations should not allocate on the
+/// Give an agent its classifier once (`registry.agent("gpt").classifier(..)`); every layer
+/// built from that [`Agent`](crate::Agent) uses it. Errors reach the classifier boxed, as every
+/// layer returns them. Errors that implement [`ClassifyError`] are classified before the
+/// classifier is asked, so a classifier only needs to know its agent's own vocabulary.
+///
+/// Closures `Fn(Result<&Res, &BoxError>) -> Outcome` implement it (noting nothing of the
+/// request); [`DefaultClassifier`] is the classifier of plain `Result` agents; `steadfast-http`
+/// ships the HTTP, gRPC and LLM providers' ones. Implementations should not allocate on the
 /// success path: every call through every layer is classified.
-pub trait Classify<Res, E> {
-    /// Classifies one result.
-    fn classify(&self, result: Result<&Res, &E>) -> Outcome;
+pub trait Classify<Req, Res> {
+    /// What the classifier keeps of a request, noted before the call consumes it (`()` for
+    /// most; whether the request is idempotent for HTTP).
+    type Memo;
+
+    /// Notes what this classifier needs of `request`.
+    fn note(&self, request: &Req) -> Self::Memo;
+
+    /// Classifies one result of a call whose request was noted as `memo`.
+    fn classify(&self, memo: &Self::Memo, result: Result<&Res, &BoxError>) -> Outcome;
+
+    /// Whether a request noted as `memo` may be sent again after a failure that may have
+    /// reached the agent (a timeout after sending, a 500). `true` by default; an HTTP
+    /// classifier says `false` for non-idempotent methods. A failure marked
+    /// [`unprocessed`](Outcome::unprocessed) may be retried either way.
+    fn is_idempotent(&self, memo: &Self::Memo) -> bool {
+        let _ = memo;
+        true
+    }
 }
 
-impl<F, Res, E> Classify<Res, E> for F
+impl<F, Req, Res> Classify<Req, Res> for F
 where
-    F: Fn(Result<&Res, &E>) -> Outcome,
+    F: Fn(Result<&Res, &BoxError>) -> Outcome,
 {
-    fn classify(&self, result: Result<&Res, &E>) -> Outcome {
+    type Memo = ();
+
+    #[inline]
+    fn note(&self, _request: &Req) {}
+
+    #[inline]
+    fn classify(&self, _memo: &(), result: Result<&Res, &BoxError>) -> Outcome {
         self(result)
     }
 }
 
+/// Classifies `result` for the layers: an error that classifies itself (anywhere in its chain)
+/// is taken at its word; anything else goes to `classifier`.
+#[inline]
+pub fn classify<C, Req, Res>(
+    classifier: &C,
+    memo: &C::Memo,
+    result: Result<&Res, &BoxError>,
+) -> Outcome
+where
+    C: Classify<Req, Res> + ?Sized,
+{
+    if let Err(error) = result
+        && let Some(outcome) = error_outcome(error.as_ref())
+    {
+        return outcome;
+    }
+    classifier.classify(memo, result)
+}
+
 /// The classifier for plain `Result<T, E>` agents: every `Ok` is a success and every `Err` is
-/// transient, except errors steadfast itself recognises (see [`classify_known_error`]): a
-/// [`tower::timeout::error::Elapsed`] is a transient `"timeout"` and a circuit-open rejection is
-/// an agent fault (so it is not retried against the same agent, but falls back).
+/// transient, except errors that classify themselves ([`ClassifyError`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DefaultClassifier;
 
-impl<Res, E: 'static> Classify<Res, E> for DefaultClassifier {
+impl<Req, Res> Classify<Req, Res> for DefaultClassifier {
+    type Memo = ();
+
     #[inline]
-    fn classify(&self, result: Result<&Res, &E>) -> Outcome {
+    fn note(&self, _request: &Req) {}
+
+    #[inline]
+    fn classify(&self, _memo: &(), result: Result<&Res, &BoxError>) -> Outcome {
         match result {
             Ok(_) => Outcome::success(),
-            Err(error) => classify_known_error(error).unwrap_or(Outcome::transient("error")),
+            Err(error) => error_outcome(error.as_ref()).unwrap_or(Outcome::transient("error")),
         }
     }
 }
 
-/// Recognises the errors that steadfast layers and tower produce, whatever classifier is in use,
-/// so that every classifier treats them alike:
+/// An error that says what it means for the agent.
 ///
-/// - a circuit-open rejection: [`OutcomeKind::AgentFault`] with reason `"circuit open"` and the
-///   time until the next probe as `retry_after`;
-/// - tower's and tokio's timeout `Elapsed`: [`OutcomeKind::Transient`] with reason `"timeout"`;
-/// - a call refused or cancelled by a graceful [`shutdown`](crate::shutdown):
-///   [`OutcomeKind::AgentFault`] with reason `"shutting down"` or `"shutdown"` (never retried,
-///   never held against the agent's breaker as a transient blip; dead-letter layers keep the
-///   request).
+/// Implement it for the errors your layers or agents produce, and [`register`] the type once
+/// (where the service that returns it is built): from then on every layer and every
+/// classifier reads the error's own [`Outcome`], wherever it sits in an error's `source()`
+/// chain (the outermost registered error wins).
 ///
-/// `error` may be the concrete error or a [`BoxError`]; a boxed error's `source()` chain is
-/// searched too. Returns `None` for anything else.
-pub fn classify_known_error<E: 'static>(error: &E) -> Option<Outcome> {
-    let any: &dyn Any = error;
-    if let Some(boxed) = any.downcast_ref::<BoxError>() {
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(boxed.as_ref());
-        while let Some(err) = current {
-            if let Some(outcome) = classify_dyn_error(err) {
-                return Some(outcome);
-            }
-            current = err.source();
+/// ```
+/// use steadfast::BoxError;
+/// use steadfast::classify::{self, ClassifyError, Outcome, OutcomeKind};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("the tool sandbox is full")]
+/// struct SandboxFull;
+///
+/// impl ClassifyError for SandboxFull {
+///     fn outcome(&self) -> Outcome {
+///         Outcome::rate_limited("sandbox full").unprocessed()
+///     }
+/// }
+///
+/// classify::register::<SandboxFull>();
+/// let error: BoxError = Box::new(SandboxFull);
+/// let outcome = classify::error_outcome(error.as_ref()).unwrap();
+/// assert_eq!(outcome.kind(), OutcomeKind::RateLimited);
+/// ```
+pub trait ClassifyError: Error + 'static {
+    /// What this error means.
+    fn outcome(&self) -> Outcome;
+}
+
+/// One registered error type: its id (to register once) and how to read it from a `dyn Error`.
+#[derive(Clone, Copy)]
+struct Registered {
+    type_id: TypeId,
+    classify: fn(&(dyn Error + 'static)) -> Option<Outcome>,
+}
+
+fn classify_as<E: ClassifyError>(error: &(dyn Error + 'static)) -> Option<Outcome> {
+    error.downcast_ref::<E>().map(ClassifyError::outcome)
+}
+
+/// The registered error types, searched in order. Read on failure paths only; written once per
+/// type. Starts with tower's and tokio's timeouts, which are below every layer.
+static REGISTERED: RwLock<Vec<Registered>> = RwLock::new(Vec::new());
+
+fn builtins() -> [Registered; 3] {
+    [
+        Registered {
+            type_id: TypeId::of::<tower::timeout::error::Elapsed>(),
+            classify: classify_as::<tower::timeout::error::Elapsed>,
+        },
+        Registered {
+            type_id: TypeId::of::<tokio::time::error::Elapsed>(),
+            classify: classify_as::<tokio::time::error::Elapsed>,
+        },
+        Registered {
+            type_id: TypeId::of::<FailedResponse>(),
+            classify: classify_as::<FailedResponse>,
+        },
+    ]
+}
+
+/// Registers `E` as an error that classifies itself (see [`ClassifyError`]). Idempotent and
+/// cheap after the first call; steadfast's layers register their own errors when built.
+pub fn register<E: ClassifyError>() {
+    let type_id = TypeId::of::<E>();
+    let known = |registered: &[Registered]| registered.iter().any(|r| r.type_id == type_id);
+    if known(
+        &REGISTERED
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ) {
+        return;
+    }
+    let mut registered = REGISTERED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !known(&registered) {
+        registered.push(Registered {
+            type_id,
+            classify: classify_as::<E>,
+        });
+    }
+}
+
+/// The outcome of the first error in `error`'s `source()` chain (outermost first) that
+/// classifies itself: tower's and tokio's timeout `Elapsed` (transient `"timeout"`), a
+/// [`FailedResponse`], and every [registered](register) [`ClassifyError`]. `None` if none does.
+pub fn error_outcome(error: &(dyn Error + 'static)) -> Option<Outcome> {
+    let builtins = builtins();
+    let registered = REGISTERED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let found = builtins
+            .iter()
+            .chain(registered.iter())
+            .find_map(|entry| (entry.classify)(error));
+        if found.is_some() {
+            return found;
         }
-        return None;
-    }
-    if let Some(error) = any.downcast_ref::<tower::timeout::error::Elapsed>() {
-        return classify_dyn_error(error);
-    }
-    if let Some(error) = any.downcast_ref::<tokio::time::error::Elapsed>() {
-        return classify_dyn_error(error);
-    }
-    if let Some(error) = any.downcast_ref::<crate::shutdown::ShuttingDown>() {
-        return classify_dyn_error(error);
-    }
-    if let Some(error) = any.downcast_ref::<crate::shutdown::CancelledByShutdown>() {
-        return classify_dyn_error(error);
-    }
-    #[cfg(feature = "circuit-breaker")]
-    if let Some(open) = any.downcast_ref::<crate::circuit_breaker::CircuitOpen>() {
-        return Some(circuit_open_outcome(open));
+        current = error.source();
     }
     None
 }
 
-fn classify_dyn_error(error: &(dyn std::error::Error + 'static)) -> Option<Outcome> {
-    #[cfg(feature = "circuit-breaker")]
-    if let Some(open) = error.downcast_ref::<crate::circuit_breaker::CircuitOpen>() {
-        return Some(circuit_open_outcome(open));
+impl ClassifyError for tower::timeout::error::Elapsed {
+    fn outcome(&self) -> Outcome {
+        Outcome::transient("timeout")
     }
-    if error.is::<tower::timeout::error::Elapsed>() || error.is::<tokio::time::error::Elapsed>() {
-        return Some(Outcome::transient("timeout"));
-    }
-    if error.is::<crate::shutdown::ShuttingDown>() {
-        return Some(Outcome::agent_fault("shutting down"));
-    }
-    if error.is::<crate::shutdown::CancelledByShutdown>() {
-        return Some(Outcome::agent_fault("shutdown"));
-    }
-    None
 }
 
-#[cfg(feature = "circuit-breaker")]
-fn circuit_open_outcome(open: &crate::circuit_breaker::CircuitOpen) -> Outcome {
-    let outcome = Outcome::agent_fault("circuit open");
-    match open.retry_in() {
-        Some(wait) => outcome.with_retry_after(wait),
-        None => outcome,
+impl ClassifyError for tokio::time::error::Elapsed {
+    fn outcome(&self) -> Outcome {
+        Outcome::transient("timeout")
+    }
+}
+
+/// An `Ok` answer that the classifier called a failure (an HTTP 503), as an error: what the
+/// fallback, dead-letter and degrade layers report when they must turn such an answer into one.
+/// It classifies itself as the outcome it stands for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the agent answered, but with a failure: {outcome}")]
+pub struct FailedResponse {
+    outcome: Outcome,
+}
+
+impl FailedResponse {
+    /// The error for an answer classified as `outcome`.
+    pub const fn new(outcome: Outcome) -> Self {
+        FailedResponse { outcome }
+    }
+
+    /// How the answer was classified.
+    pub const fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+}
+
+impl ClassifyError for FailedResponse {
+    fn outcome(&self) -> Outcome {
+        self.outcome
     }
 }
 
@@ -313,14 +495,18 @@ fn circuit_open_outcome(open: &crate::circuit_breaker::CircuitOpen) -> Outcome {
 mod tests {
     use super::*;
 
+    fn default_outcome(result: Result<&u32, &BoxError>) -> Outcome {
+        classify::<_, (), u32>(&DefaultClassifier, &(), result)
+    }
+
     #[test]
     fn default_classifier_treats_ok_as_success_and_err_as_transient() {
-        let ok: Result<&u32, &String> = Ok(&1);
-        assert_eq!(DefaultClassifier.classify(ok), Outcome::success());
-        let err: Result<&u32, &String> = Err(&"boom".to_string());
-        let outcome = DefaultClassifier.classify(err);
-        assert_eq!(outcome.kind(), OutcomeKind::Transient);
+        assert_eq!(default_outcome(Ok(&1)), Outcome::success());
+        let err: BoxError = "boom".into();
+        let outcome = default_outcome(Err(&err));
+        assert_eq!(outcome, Outcome::transient("error"));
         assert!(outcome.is_retryable());
+        assert!(!outcome.is_unprocessed());
     }
 
     #[tokio::test(start_paused = true)]
@@ -334,52 +520,70 @@ mod tests {
             .oneshot(())
             .await
             .unwrap_err();
-        let outcome = DefaultClassifier.classify(Err::<&(), _>(&err));
-        assert_eq!(outcome, Outcome::transient("timeout"));
+        assert_eq!(default_outcome(Err(&err)), Outcome::transient("timeout"));
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(BoxError);
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("agent call failed")
+        }
+    }
+    impl Error for Wrapper {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(self.0.as_ref())
+        }
     }
 
     #[test]
     fn a_timeout_found_in_the_source_chain_is_a_timeout() {
-        #[derive(Debug)]
-        struct Wrapper(tower::timeout::error::Elapsed);
-        impl fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("agent call failed")
-            }
-        }
-        impl std::error::Error for Wrapper {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let err: BoxError = Box::new(Wrapper(tower::timeout::error::Elapsed::new()));
-        assert_eq!(
-            DefaultClassifier.classify(Err::<&(), _>(&err)),
-            Outcome::transient("timeout")
-        );
+        let err: BoxError = Box::new(Wrapper(Box::new(tower::timeout::error::Elapsed::new())));
+        assert_eq!(default_outcome(Err(&err)), Outcome::transient("timeout"));
         let plain: BoxError = "request timed out".into();
+        assert_eq!(default_outcome(Err(&plain)), Outcome::transient("error"));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer layer gave up")]
+    struct GaveUp(#[source] BoxError);
+    impl ClassifyError for GaveUp {
+        fn outcome(&self) -> Outcome {
+            Outcome::agent_fault("gave up")
+        }
+    }
+
+    #[test]
+    fn the_outermost_self_classifying_error_wins_and_a_custom_classifier_is_not_asked() {
+        register::<GaveUp>();
+        let err: BoxError = Box::new(Wrapper(Box::new(GaveUp(Box::new(
+            tower::timeout::error::Elapsed::new(),
+        )))));
+        let never_asked = |_: Result<&u32, &BoxError>| -> Outcome { panic!("not asked") };
         assert_eq!(
-            DefaultClassifier.classify(Err::<&(), _>(&plain)),
-            Outcome::transient("error")
+            classify::<_, (), u32>(&never_asked, &(), Err(&err)),
+            Outcome::agent_fault("gave up")
         );
     }
 
     #[test]
-    fn shutdown_refusals_and_cancellations_are_agent_faults_not_retried() {
-        let refused = crate::shutdown::ShuttingDown {
-            agent: std::sync::Arc::from("gpt"),
-        };
-        let outcome = DefaultClassifier.classify(Err::<&(), _>(&refused));
-        assert_eq!(outcome, Outcome::agent_fault("shutting down"));
-        assert!(!outcome.is_retryable());
-        let cancelled: BoxError = Box::new(crate::shutdown::CancelledByShutdown {
-            agent: std::sync::Arc::from("gpt"),
-            in_flight_for: Duration::from_secs(3),
-        });
-        assert_eq!(
-            DefaultClassifier.classify(Err::<&(), _>(&cancelled)),
-            Outcome::agent_fault("shutdown")
-        );
+    fn registering_twice_keeps_one_entry() {
+        register::<GaveUp>();
+        register::<GaveUp>();
+        let count = REGISTERED
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|r| r.type_id == TypeId::of::<GaveUp>())
+            .count();
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_failed_response_classifies_as_the_outcome_it_stands_for() {
+        let outcome = Outcome::transient("503").with_retry_after(Duration::from_secs(2));
+        let err: BoxError = Box::new(FailedResponse::new(outcome));
+        assert_eq!(error_outcome(err.as_ref()), Some(outcome));
     }
 
     #[test]
@@ -400,6 +604,14 @@ mod tests {
     #[test]
     fn display_says_kind_reason_and_wait() {
         let outcome = Outcome::rate_limited("429").with_retry_after(Duration::from_secs(3));
-        assert_eq!(outcome.to_string(), "rate_limited (429), retry after 3s");
+        assert_eq!(
+            outcome.to_string(),
+            "rate_limited (429), retry after 3.000s"
+        );
+        assert_eq!(
+            OutcomeKind::from_name("rate_limited"),
+            Some(OutcomeKind::RateLimited)
+        );
+        assert_eq!(OutcomeKind::from_name("nope"), None);
     }
 }

@@ -17,7 +17,9 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::error::Error;
+use std::fmt;
 
 /// The error type every layer returns: a boxed, thread-safe error. The same as tower's
 /// `BoxError`.
@@ -49,6 +51,83 @@ pub fn chain(error: &(dyn Error + 'static)) -> Vec<String> {
     }
     out
 }
+
+/// A configuration was refused: which setting of which component, the value given, and what
+/// is allowed. Every config of every layer returns this one type from its `build()`.
+///
+/// ```
+/// # #[cfg(feature = "retry")] {
+/// use steadfast::retry::RetryConfig;
+///
+/// let error = RetryConfig::builder().multiplier(f64::NAN).build().unwrap_err();
+/// assert_eq!(error.component(), "retry");
+/// assert_eq!(error.setting(), "multiplier");
+/// assert_eq!(error.value(), Some("NaN"));
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    component: &'static str,
+    setting: Cow<'static, str>,
+    value: Option<String>,
+    problem: Cow<'static, str>,
+}
+
+impl ConfigError {
+    /// `setting` of `component` (`"breaker"`, `"retry"`, ...) is wrong: `problem` says what is
+    /// allowed or what to do instead.
+    pub fn new(
+        component: &'static str,
+        setting: impl Into<Cow<'static, str>>,
+        problem: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        ConfigError {
+            component,
+            setting: setting.into(),
+            value: None,
+            problem: problem.into(),
+        }
+    }
+
+    /// Records the value that was given.
+    #[must_use]
+    pub fn with_value(mut self, value: impl fmt::Display) -> Self {
+        self.value = Some(value.to_string());
+        self
+    }
+
+    /// The component whose configuration was refused (`"breaker"`, `"retry"`, `"cache"`, ...).
+    pub fn component(&self) -> &'static str {
+        self.component
+    }
+
+    /// The setting that is wrong, as the config's builder and serde form name it.
+    pub fn setting(&self) -> &str {
+        &self.setting
+    }
+
+    /// The value given, as text, when there was one.
+    pub fn value(&self) -> Option<&str> {
+        self.value.as_deref()
+    }
+
+    /// What is allowed, or what to do instead.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {} setting `{}`", self.component, self.setting)?;
+        if let Some(value) = &self.value {
+            write!(f, " = {value}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {

@@ -1,31 +1,28 @@
 //! [`Event`]s: what the layers decided, on a non-blocking [`EventBus`].
 //!
 //! Every decision an operator may care about (a breaker opening, a retry, a fallback, a
-//! dead-letter, an agent turning unhealthy) is an [`Event`]. Layers [`emit`](EventBus::emit)
-//! them on an [`EventBus`], a bounded [`tokio::sync::broadcast`] channel: emitting never
-//! blocks, never waits for a subscriber and allocates nothing beyond the event itself (agent
-//! names are shared `Arc<str>`, reasons are `&'static str`). A subscriber that falls behind
-//! loses the oldest events; each lost event is counted in the `steadfast_events_dropped_total`
-//! counter and the subscriber is told how many it missed.
+//! dead letter, an agent turning unhealthy) is an [`Event`]. A layer emits it through its
+//! [`Agent`](crate::Agent)'s one event path, which derives everything else from it in one
+//! place: the agent's [counters](crate::registry::CountersSnapshot), the `steadfast_*`
+//! metrics, one `tracing` event, and a message on the registry's [`EventBus`], a bounded
+//! [`tokio::sync::broadcast`] channel. Emitting never blocks, never waits for a subscriber and
+//! allocates nothing beyond the event itself (agent names are shared `Arc<str>`, reasons are
+//! `&'static str`). A subscriber that falls behind loses the oldest events; each lost event is
+//! counted in `steadfast_events_dropped_total` and the subscriber is told how many it missed.
+//! Layers report only decisions, never a plain success.
 //!
-//! # Where events come from
-//!
-//! - Circuit breakers registered in a [`Registry`](crate::Registry) emit on the registry's bus
-//!   ([`Registry::events`](crate::Registry::events)); a breaker without a registry can be given
-//!   a bus with `CircuitBreakerLayer::events`. A breaker emits only on transitions, never on
-//!   the call path.
-//! - `BackoffRetryLayer`, `FallbackLayer`, `DegradeLayer` and `DeadLetterLayer` mirror the
-//!   breaker: `.register(&registry)` publishes on the registry's bus and bumps that agent's
-//!   [`AgentCounters`](crate::registry::AgentCounters); `.events(&bus)` gives a bus of their
-//!   own (which wins over the registry's). They report only their decisions, never a success:
-//!
-//!   | layer | event | counter |
-//!   |---|---|---|
-//!   | `BackoffRetryLayer` | [`Event::RetryScheduled`] per retry, [`Event::RetriesExhausted`] when `max_retries` ran out | `retries`, `retries_exhausted` |
-//!   | `FallbackLayer` | [`Event::FallbackUsed`] when an alternative or the cache answered | `fallbacks` |
-//!   | `DegradeLayer` | [`Event::Degraded`] (`from: "primary"`, `to: "degraded"`) per degraded answer | `degraded` |
-//!   | `DeadLetterLayer` | [`Event::DeadLettered`] once the sink confirmed the record | `dead_lettered` |
-//!   | `dead_letter::Monitor` | [`Event::DlqOverThreshold`] at a check over `max_depth` | `dlq_depth` (set per agent) |
+//! | layer | event | counter | metric |
+//! |---|---|---|---|
+//! | `CircuitBreakerLayer` | [`Event::CircuitOpened`], [`Event::CircuitHalfOpen`], [`Event::CircuitClosed`], then [`Event::AgentUnhealthy`] / [`Event::AgentRecovered`] | (breaker snapshot) | `steadfast_breaker_transitions_total`, `steadfast_breaker_state` |
+//! | `BackoffRetryLayer` | [`Event::RetryScheduled`] per retry | `retries` | `steadfast_retries_total` |
+//! | | [`Event::RetriesExhausted`] when `max_retries` ran out | `retries_exhausted` | `steadfast_retries_exhausted_total` |
+//! | | [`Event::RetryBudgetExhausted`] when the budget refused a retry | `retry_budget_exhausted` | `steadfast_retry_budget_exhausted_total` |
+//! | | [`Event::DeadlineExceeded`] when the overall deadline passed | `deadlines_exceeded` | `steadfast_retry_deadline_exceeded_total` |
+//! | `FallbackLayer` | [`Event::FallbackUsed`] when an alternative (`source: "fallback"`) or the cache (`source: "cache"`) answered | `fallbacks`, `cache_hits` | `steadfast_served_total{source}` |
+//! | `DegradeLayer` | [`Event::Degraded`] per degraded answer | `degraded` | `steadfast_served_total{source="degraded"}` |
+//! | `DeadLetterLayer` | [`Event::DeadLettered`] once the sink confirmed the record | `dead_lettered` | `steadfast_dead_letters_total` |
+//! | | [`Event::DeadLetterFailed`] when the sink could not keep it | `dead_letter_failures` | `steadfast_dead_letter_failures_total` |
+//! | `dead_letter::Monitor` | [`Event::DlqOverThreshold`] at a check over `max_depth` | `dlq_depth` (set per agent) | `steadfast_dlq_depth` |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -55,6 +52,10 @@ use crate::circuit_breaker::{BreakerState, TransitionReason};
 /// The default capacity of an [`EventBus`]: how many events a subscriber may fall behind
 /// before it loses the oldest.
 pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// The largest [`EventBus`] capacity: the channel allocates every slot up front, so a larger
+/// request is held to this (a subscriber that falls 65,536 events behind is lost anyway).
+pub const MAX_CAPACITY: usize = 1 << 16;
 
 /// Something a layer decided. `#[non_exhaustive]`: match with a wildcard arm.
 ///
@@ -87,6 +88,8 @@ pub enum Event {
         /// The agent.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
         agent: Arc<str>,
+        /// The state it left (`open`, or `forced_open` restored).
+        from: BreakerState,
         /// Why (open time elapsed, health check passed).
         reason: TransitionReason,
     },
@@ -126,14 +129,33 @@ pub enum Event {
         /// Why the last one failed.
         reason: Option<&'static str>,
     },
+    /// A retry layer did not retry because the retry budget was spent.
+    RetryBudgetExhausted {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A retry layer's overall deadline passed (during an attempt, or before a retry's wait
+    /// could end).
+    DeadlineExceeded {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// A fallback answered instead of the agent.
     FallbackUsed {
         /// The agent that failed.
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
         agent: Arc<str>,
-        /// Which fallback answered (agent name, "cache", "static", ...).
+        /// Which alternative answered (its agent's name, or `cache`).
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
         fallback: Arc<str>,
+        /// `fallback` for an alternative agent, `cache` for the response cache.
+        source: &'static str,
         /// Why the agent's answer was not used.
         reason: Option<&'static str>,
     },
@@ -158,6 +180,15 @@ pub enum Event {
         #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
         agent: Arc<str>,
         /// Why (`retries_exhausted`, `circuit_open`, `shutdown`, ...).
+        reason: &'static str,
+    },
+    /// A request's final failure could NOT be dead-lettered (the sink failed): unless the
+    /// caller keeps it, it is lost.
+    DeadLetterFailed {
+        /// The agent the request was for.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Why the call failed.
         reason: &'static str,
     },
     /// A dead-letter queue holds more entries than its alert threshold.
@@ -198,6 +229,9 @@ impl Event {
             | Event::CircuitClosed { agent, .. } => Some(agent),
             Event::RetryScheduled { agent, .. }
             | Event::RetriesExhausted { agent, .. }
+            | Event::RetryBudgetExhausted { agent, .. }
+            | Event::DeadlineExceeded { agent, .. }
+            | Event::DeadLetterFailed { agent, .. }
             | Event::FallbackUsed { agent, .. }
             | Event::Degraded { agent, .. }
             | Event::DeadLettered { agent, .. }
@@ -218,6 +252,9 @@ impl Event {
             Event::CircuitClosed { .. } => "circuit_closed",
             Event::RetryScheduled { .. } => "retry_scheduled",
             Event::RetriesExhausted { .. } => "retries_exhausted",
+            Event::RetryBudgetExhausted { .. } => "retry_budget_exhausted",
+            Event::DeadlineExceeded { .. } => "deadline_exceeded",
+            Event::DeadLetterFailed { .. } => "dead_letter_failed",
             Event::FallbackUsed { .. } => "fallback_used",
             Event::Degraded { .. } => "degraded",
             Event::DeadLettered { .. } => "dead_lettered",
@@ -246,7 +283,7 @@ impl fmt::Display for Event {
                 Ok(())
             }
             #[cfg(feature = "circuit-breaker")]
-            Event::CircuitHalfOpen { agent, reason } => {
+            Event::CircuitHalfOpen { agent, reason, .. } => {
                 write!(f, "circuit of `{agent}` half-open, probing ({reason})")
             }
             #[cfg(feature = "circuit-breaker")]
@@ -275,10 +312,23 @@ impl fmt::Display for Event {
                 "gave up on `{agent}` after {attempts} attempts ({})",
                 reason.unwrap_or("failed")
             ),
+            Event::RetryBudgetExhausted { agent, attempts } => write!(
+                f,
+                "not retrying `{agent}` after {attempts} attempt(s): the retry budget is spent"
+            ),
+            Event::DeadlineExceeded { agent, attempts } => write!(
+                f,
+                "gave up on `{agent}` after {attempts} attempt(s): the deadline passed"
+            ),
+            Event::DeadLetterFailed { agent, reason } => write!(
+                f,
+                "request for `{agent}` failed ({reason}) and could NOT be dead-lettered"
+            ),
             Event::FallbackUsed {
                 agent,
                 fallback,
                 reason,
+                ..
             } => write!(
                 f,
                 "`{fallback}` answered for `{agent}` ({})",
@@ -315,6 +365,49 @@ impl fmt::Display for Event {
     }
 }
 
+impl Event {
+    /// How loud the one log line of this event is: failures that lose or refuse work are
+    /// warnings (an error when a request is lost), recoveries and routine retries are info
+    /// and debug.
+    pub fn level(&self) -> tracing::Level {
+        match self {
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitOpened { .. } => tracing::Level::WARN,
+            Event::AgentUnhealthy { .. }
+            | Event::RetriesExhausted { .. }
+            | Event::RetryBudgetExhausted { .. }
+            | Event::DeadlineExceeded { .. }
+            | Event::DeadLettered { .. }
+            | Event::DlqOverThreshold { .. } => tracing::Level::WARN,
+            Event::DeadLetterFailed { .. } => tracing::Level::ERROR,
+            Event::RetryScheduled { .. } => tracing::Level::DEBUG,
+            _ => tracing::Level::INFO,
+        }
+    }
+}
+
+/// The one `tracing` event of an [`Event`] (target `steadfast::events`): the event's name, its
+/// agent and its text as plain strings, at [`Event::level`].
+pub(crate) fn trace(event: &Event) {
+    macro_rules! at {
+        ($level:expr) => {
+            tracing::event!(
+                target: "steadfast::events",
+                $level,
+                event = event.name(),
+                agent = event.agent().unwrap_or(""),
+                "{event}"
+            )
+        };
+    }
+    match event.level() {
+        tracing::Level::ERROR => at!(tracing::Level::ERROR),
+        tracing::Level::WARN => at!(tracing::Level::WARN),
+        tracing::Level::INFO => at!(tracing::Level::INFO),
+        _ => at!(tracing::Level::DEBUG),
+    }
+}
+
 /// A bounded, non-blocking broadcast of [`Event`]s. Cheap to clone: clones share the channel.
 ///
 /// [`emit`](Self::emit) never blocks and never fails: with no subscriber the event is simply
@@ -332,9 +425,10 @@ struct BusInner {
 }
 
 impl EventBus {
-    /// A bus whose subscribers may fall `capacity` events behind (at least 1).
+    /// A bus whose subscribers may fall `capacity` events behind (at least 1, at most
+    /// [`MAX_CAPACITY`]).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         let (sender, _) = broadcast::channel(capacity);
         EventBus {
             inner: Arc::new(BusInner {

@@ -7,20 +7,22 @@
 //!
 //! | module | feature | what it does |
 //! |---|---|---|
-//! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on |
+//! | [`agent`] | always | [`Agent`]: an agent named once, with its classifier and one event path, handed to every layer |
+//! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on; errors that classify themselves |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
 //! | [`events`] | always | what the layers decided, on a non-blocking bus |
-//! | [`builder`] | always | `ServiceBuilderExt`: `.circuit_breaker(cfg).backoff_retry(cfg)` on `ServiceBuilder` |
-//! | [`notify`] | always | notifications from events: policy, dispatcher, `Notifier` trait |
+//! | [`builder`] | always | `ServiceBuilderExt`: `.circuit_breaker(layer).backoff_retry(layer)` on `ServiceBuilder` |
+//! | [`notify`] | always | the `Notifier` trait (policy and delivery: `steadfast-notify`) |
+//! | [`backoff`] | always | the one exponential backoff (retry waits, open times, reconnects) |
 //! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //! | `fallback`, `cache` | `fallback` | alternatives in priority order, stale-if-error response cache |
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
 //! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
 //! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
-//! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; journal, replay |
+//! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; sink trait, memory sink, replay, monitor |
 //!
 //! ```
 //! # #[cfg(feature = "circuit-breaker")] {
@@ -31,8 +33,9 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
 //! let registry = Registry::new();
+//! let echo = registry.agent("echo");
 //! let agent = ServiceBuilder::new()
-//!     .layer(CircuitBreakerLayer::new(BreakerConfig::default()).named("echo").register(&registry))
+//!     .layer(CircuitBreakerLayer::new(&echo, BreakerConfig::default()))
 //!     .service(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt.to_uppercase()) }));
 //!
 //! let reply = agent.oneshot("hello".to_string()).await?;
@@ -49,6 +52,8 @@
 #[macro_use]
 mod macros;
 
+pub mod agent;
+pub mod backoff;
 pub mod builder;
 pub mod classify;
 pub mod error;
@@ -77,13 +82,8 @@ pub mod retry;
 
 #[allow(dead_code)] // used by the layers; a build with none of them has no clock to read
 pub(crate) mod clock;
-#[allow(dead_code)] // used by the layers; a build with none of them reports nothing
-pub(crate) mod report;
-#[cfg(all(
-    feature = "serde",
-    any(feature = "circuit-breaker", feature = "retry", feature = "fallback")
-))]
-pub(crate) mod serde_duration;
+#[allow(dead_code)] // used by the retry and chaos layers
+pub(crate) mod rng;
 #[allow(dead_code)] // used by the layers; a build with none of them needs none of it
 pub(crate) mod sync;
 
@@ -97,15 +97,20 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../../docs/guide.md")]
 pub struct GuideDoctests;
 
-pub use classify::{Classify, DefaultClassifier, Outcome, OutcomeKind};
-pub use error::BoxError;
+pub use agent::Agent;
+pub use classify::{Classify, ClassifyError, DefaultClassifier, Outcome, OutcomeKind};
+pub use error::{BoxError, ConfigError};
 pub use registry::Registry;
 
-/// The layers, their configs, [`Outcome`] and [`Registry`]: `use steadfast::prelude::*;`.
+/// The layers, their configs, [`Agent`], [`Outcome`] and [`Registry`]: `use steadfast::prelude::*;`.
+///
+/// The builder extension is imported anonymously, so `use tower_http::ServiceBuilderExt;`
+/// beside this glob still works.
 pub mod prelude {
-    pub use crate::builder::ServiceBuilderExt;
-    pub use crate::classify::{Classify, DefaultClassifier, Outcome, OutcomeKind};
-    pub use crate::error::BoxError;
+    pub use crate::agent::Agent;
+    pub use crate::builder::ServiceBuilderExt as _;
+    pub use crate::classify::{Classify, ClassifyError, DefaultClassifier, Outcome, OutcomeKind};
+    pub use crate::error::{BoxError, ConfigError};
     pub use crate::registry::Registry;
 
     #[cfg(feature = "chaos")]
@@ -121,13 +126,13 @@ pub mod prelude {
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,
     };
     #[cfg(feature = "dead-letter")]
-    pub use crate::dead_letter::{
-        DeadLetterLayer, DeadLetterSink, DeadLettered, JournalSink, MemorySink,
-    };
+    pub use crate::dead_letter::{DeadLetterLayer, DeadLetterSink, DeadLettered, MemorySink};
     #[cfg(feature = "degrade")]
     pub use crate::degrade::{DegradationLevel, DegradeLayer};
     #[cfg(feature = "fallback")]
     pub use crate::fallback::{AllFailed, Alternative, FallbackLayer};
+    #[cfg(feature = "fanout")]
+    pub use crate::fanout::Fanout;
     pub use crate::provenance::{Provenance, Served};
     #[cfg(feature = "retry")]
     pub use crate::retry::{

@@ -167,50 +167,6 @@ impl<Res: Provenance> MarkServed<Res> for Marked {
     }
 }
 
-/// The `steadfast_served_total{agent, source}` counters of one agent, registered once so that
-/// counting a response never allocates.
-#[derive(Clone)]
-#[allow(dead_code)] // a build with neither fallback nor degrade counts nothing
-pub(crate) struct ServedCounters {
-    primary: metrics::Counter,
-    fallback: metrics::Counter,
-    cache: metrics::Counter,
-    degraded: metrics::Counter,
-}
-
-#[allow(dead_code)]
-impl ServedCounters {
-    pub(crate) fn new(agent: &str) -> Self {
-        let counter = |source: &'static str| metrics::counter!("steadfast_served_total", "agent" => agent.to_string(), "source" => source);
-        ServedCounters {
-            primary: counter("primary"),
-            fallback: counter("fallback"),
-            cache: counter("cache"),
-            degraded: counter("degraded"),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn primary(&self) {
-        self.primary.increment(1);
-    }
-
-    pub(crate) fn count(&self, served: &Served) {
-        match served {
-            Served::Primary => self.primary.increment(1),
-            Served::Fallback { .. } => self.fallback.increment(1),
-            Served::Cache { .. } => self.cache.increment(1),
-            Served::Degraded { .. } => self.degraded.increment(1),
-        }
-    }
-}
-
-impl fmt::Debug for ServedCounters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ServedCounters")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,33 @@
 //! [`Registry`]: every named agent in one place, for status pages, metrics, events and other
 //! layers.
 //!
-//! A registry holds, per agent, its breaker handle, a [`Health`] derived from it, counters the
-//! other layers fill ([`AgentCounters`]: retries, fallbacks, dead letters, DLQ depth), and the
-//! [`EventBus`] every registered layer publishes on.
+//! A registry makes the [`Agent`]s (the same name always gives the same agent) and holds, per
+//! agent, its breaker handle, a [`Health`] derived from it, and the counters its layers' events
+//! filled ([`CountersSnapshot`]). Its [`EventBus`] carries every agent's events.
 //!
 //! ```
-//! # #[cfg(feature = "circuit-breaker")] {
+//! # #[cfg(all(feature = "circuit-breaker", feature = "retry"))] {
+//! use std::time::Duration;
 //! use steadfast::prelude::*;
-//! use steadfast::registry::Health;
+//! use tower::{service_fn, Layer, ServiceExt};
 //!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
 //! let registry = Registry::new();
-//! let _layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("gpt").register(&registry);
-//! registry.counters("gpt").record_retry();
+//! let gpt = registry.agent("gpt");
+//! let config = RetryConfig::builder().max_retries(1).base(Duration::from_millis(10)).build().unwrap();
+//! let flaky = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let agent = BackoffRetryLayer::new(&gpt, config).layer(service_fn(move |_: ()| {
+//!     let first = flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+//!     async move { if first { Err::<(), BoxError>("overloaded".into()) } else { Ok(()) } }
+//! }));
+//! agent.oneshot(()).await.unwrap();
+//!
 //! let snapshot = registry.snapshot();
 //! assert_eq!(snapshot.agents[0].name, "gpt");
 //! assert_eq!(snapshot.agents[0].health, Health::Healthy);
 //! assert_eq!(snapshot.agents[0].counters.retries, 1);
-//! assert_eq!(registry.health(), Health::Healthy);
+//! # }
 //! # }
 //! ```
 //!
@@ -38,13 +48,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::agent::{Agent, Scope};
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::{BreakerHandle, BreakerSnapshot, BreakerState};
-use crate::events::EventBus;
+use crate::events::{Event, EventBus};
 
 /// The version of the [`RegistrySnapshot`] JSON schema; bumped on any incompatible change
 /// (fields are only ever added within a version).
@@ -59,16 +69,9 @@ pub struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    agents: RwLock<BTreeMap<String, AgentEntry>>,
+    agents: RwLock<BTreeMap<Arc<str>, Arc<Scope>>>,
     events: EventBus,
     policy: HealthPolicy,
-}
-
-#[derive(Clone, Default)]
-struct AgentEntry {
-    #[cfg(feature = "circuit-breaker")]
-    breaker: Option<BreakerHandle>,
-    counters: Arc<AgentCounters>,
 }
 
 /// How [`Health`] is derived from a breaker (see the [module docs](self#health)).
@@ -145,79 +148,35 @@ impl fmt::Display for Health {
     }
 }
 
-/// Counters the retry, fallback, degrade and dead-letter layers fill for one agent (get them with
-/// [`Registry::counters`]). Lock-free; every method is one relaxed atomic operation.
-#[derive(Debug, Default)]
-pub struct AgentCounters {
-    retries: AtomicU64,
-    retries_exhausted: AtomicU64,
-    fallbacks: AtomicU64,
-    dead_lettered: AtomicU64,
-    dlq_depth: AtomicU64,
-    degraded: AtomicU64,
-}
-
-impl AgentCounters {
-    /// A retry was scheduled.
-    pub fn record_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A retry layer gave up.
-    pub fn record_retries_exhausted(&self) {
-        self.retries_exhausted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A fallback answered instead of the agent.
-    pub fn record_fallback(&self) {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A degradation layer answered with a degraded answer instead of the agent's.
-    pub fn record_degraded(&self) {
-        self.degraded.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A request for the agent was dead-lettered.
-    pub fn record_dead_letter(&self) {
-        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The agent's dead-letter queue now holds `depth` entries.
-    pub fn set_dlq_depth(&self, depth: u64) {
-        self.dlq_depth.store(depth, Ordering::Relaxed);
-    }
-
-    /// The counters at this moment.
-    pub fn snapshot(&self) -> CountersSnapshot {
-        CountersSnapshot {
-            retries: self.retries.load(Ordering::Relaxed),
-            retries_exhausted: self.retries_exhausted.load(Ordering::Relaxed),
-            fallbacks: self.fallbacks.load(Ordering::Relaxed),
-            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
-            dlq_depth: self.dlq_depth.load(Ordering::Relaxed),
-            degraded: self.degraded.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// [`AgentCounters`] at one moment.
+/// What an agent's layers counted, from their [events](crate::events) (and, for `primary`, the
+/// fallback layer's successes), at one moment. Each field matches one metric series; see the
+/// table in [`crate::events`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CountersSnapshot {
     /// Retries scheduled.
     pub retries: u64,
-    /// Calls whose retries ran out.
+    /// Calls whose retries ran out (`max_retries`).
     pub retries_exhausted: u64,
-    /// Calls a fallback answered.
+    /// Retries the retry budget refused.
+    pub retry_budget_exhausted: u64,
+    /// Calls whose retry deadline passed.
+    pub deadlines_exceeded: u64,
+    /// Calls through a fallback layer that the primary answered.
+    pub primary: u64,
+    /// Calls an alternative agent answered.
     pub fallbacks: u64,
-    /// Requests dead-lettered.
-    pub dead_lettered: u64,
-    /// Entries in the agent's dead-letter queue.
-    pub dlq_depth: u64,
+    /// Calls the response cache answered.
+    pub cache_hits: u64,
     /// Calls a degradation layer answered with a degraded answer.
     pub degraded: u64,
+    /// Requests dead-lettered.
+    pub dead_lettered: u64,
+    /// Requests the dead-letter sink could not keep.
+    pub dead_letter_failures: u64,
+    /// Entries in the agent's dead-letter queue (set by a `dead_letter::Monitor`).
+    pub dlq_depth: u64,
 }
 
 /// [`Registry::wait_for_healthy`] gave up.
@@ -226,14 +185,27 @@ pub struct CountersSnapshot {
     "agent `{agent}` did not become healthy within {waited:?} (it is {health}); check its \
      breaker and recent failures in the registry snapshot"
 )]
-#[non_exhaustive]
 pub struct NotHealthy {
+    agent: String,
+    health: Health,
+    waited: Duration,
+}
+
+impl NotHealthy {
     /// The agent.
-    pub agent: String,
-    /// Its health when the wait ended.
-    pub health: Health,
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// Its health when the wait ended (`unhealthy` for an agent never made).
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
     /// How long it was waited for.
-    pub waited: Duration,
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
 }
 
 /// How often [`Registry::wait_for_healthy`] re-derives health between breaker transitions (the
@@ -269,47 +241,69 @@ impl Registry {
         self.inner.policy
     }
 
-    /// Registers a breaker under its name, replacing an earlier one of that name. The breaker
-    /// publishes its transitions on this registry's [bus](Self::events) unless it was given
-    /// one of its own.
-    #[cfg(feature = "circuit-breaker")]
-    pub fn register_breaker(&self, handle: BreakerHandle) {
-        handle
-            .shared
-            .set_events(Some(self.inner.events.clone()), true);
-        let mut agents = self.write();
-        let name = handle.name().to_owned();
-        agents.entry(name).or_default().breaker = Some(handle);
+    /// The agent named `name`, made on first use: the same name always gives the same agent
+    /// (its scope: counters, breaker, event path), with the default classifier. Give it its
+    /// classifier with [`Agent::classifier`].
+    pub fn agent(&self, name: impl Into<Arc<str>>) -> Agent {
+        let name = name.into();
+        if let Some(scope) = self.read().get(&name) {
+            return Agent::from_scope(scope.clone());
+        }
+        let scope = self
+            .write()
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Scope::new(name, self.inner.events.clone())))
+            .clone();
+        Agent::from_scope(scope)
     }
 
-    /// The breaker registered for `agent`.
+    /// Emits an event that belongs to no agent (a dead-letter queue's alert) on the registry's
+    /// bus, with its log line; an agent's event goes through that agent's one event path.
+    pub fn emit(&self, event: Event) {
+        let scope = event
+            .agent()
+            .and_then(|name| self.read().get(name).cloned());
+        if let Some(scope) = scope {
+            scope.reporter.emit(event);
+        } else {
+            crate::events::trace(&event);
+            self.inner.events.emit(event);
+        }
+    }
+
+    /// The breaker of `agent`, if it has one.
     #[cfg(feature = "circuit-breaker")]
     pub fn breaker(&self, agent: &str) -> Option<BreakerHandle> {
-        self.read()
-            .get(agent)
-            .and_then(|entry| entry.breaker.clone())
+        self.read().get(agent).and_then(|scope| scope.breaker())
     }
 
-    /// The counters of `agent` (registering the agent if it is new), for layers to fill.
-    pub fn counters(&self, agent: &str) -> Arc<AgentCounters> {
-        if let Some(entry) = self.read().get(agent) {
-            return entry.counters.clone();
+    /// What the layers of `agent` counted; `None` for an agent never made.
+    pub fn counters(&self, agent: &str) -> Option<CountersSnapshot> {
+        self.read()
+            .get(agent)
+            .map(|scope| scope.reporter.counters())
+    }
+
+    /// Sets the dead-letter queue depth of `agent`, if it exists (a dead-letter monitor does).
+    #[cfg(feature = "dead-letter")]
+    pub(crate) fn set_dlq_depth(&self, agent: &str, depth: u64) -> bool {
+        match self.read().get(agent) {
+            Some(scope) => {
+                scope.reporter.set_dlq_depth(depth);
+                true
+            }
+            None => false,
         }
-        self.write()
-            .entry(agent.to_owned())
-            .or_default()
-            .counters
-            .clone()
     }
 
     /// The names of the registered agents, sorted.
     pub fn agents(&self) -> Vec<String> {
-        self.read().keys().cloned().collect()
+        self.read().keys().map(ToString::to_string).collect()
     }
 
     /// The health of `agent` (see the [module docs](self#health)); `None` if it is unknown.
     pub fn agent_health(&self, agent: &str) -> Option<Health> {
-        self.read().get(agent).map(|entry| self.entry_health(entry))
+        self.read().get(agent).map(|scope| scope.health(self))
     }
 
     /// The worst health of all agents (`Healthy` when there are none): what a load balancer's
@@ -317,23 +311,9 @@ impl Registry {
     pub fn health(&self) -> Health {
         self.read()
             .values()
-            .map(|entry| self.entry_health(entry))
+            .map(|scope| scope.health(self))
             .max()
             .unwrap_or(Health::Healthy)
-    }
-
-    #[cfg_attr(not(feature = "circuit-breaker"), allow(clippy::unused_self))]
-    fn entry_health(&self, entry: &AgentEntry) -> Health {
-        #[cfg(feature = "circuit-breaker")]
-        if let Some(breaker) = &entry.breaker {
-            return self
-                .inner
-                .policy
-                .health_of(breaker.state(), breaker.failure_rate());
-        }
-        #[cfg(not(feature = "circuit-breaker"))]
-        let _ = entry;
-        Health::Healthy
     }
 
     /// Waits until `agent` is [`Healthy`](Health::Healthy), for at most `timeout`. Wakes on
@@ -341,7 +321,8 @@ impl Registry {
     /// one). An agent not registered yet counts as not healthy.
     pub async fn wait_for_healthy(&self, agent: &str, timeout: Duration) -> Result<(), NotHealthy> {
         let started = tokio::time::Instant::now();
-        let deadline = started + timeout;
+        // A timeout past what the clock can hold (`Duration::MAX`) is no timeout.
+        let deadline = started.checked_add(timeout);
         #[cfg(feature = "circuit-breaker")]
         let mut watch = None;
         loop {
@@ -350,14 +331,16 @@ impl Registry {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|deadline| now >= deadline) {
                 return Err(NotHealthy {
                     agent: agent.to_owned(),
                     health: health.unwrap_or(Health::Unhealthy),
                     waited: now.saturating_duration_since(started),
                 });
             }
-            let wake_at = deadline.min(now + HEALTH_POLL);
+            let wake_at = deadline.map_or(now + HEALTH_POLL, |deadline| {
+                deadline.min(now + HEALTH_POLL)
+            });
             #[cfg(feature = "circuit-breaker")]
             {
                 if watch.is_none() {
@@ -378,12 +361,12 @@ impl Registry {
         let agents: Vec<AgentSnapshot> = self
             .read()
             .iter()
-            .map(|(name, entry)| AgentSnapshot {
-                name: name.clone(),
-                health: self.entry_health(entry),
+            .map(|(name, scope)| AgentSnapshot {
+                name: name.to_string(),
+                health: scope.health(self),
                 #[cfg(feature = "circuit-breaker")]
-                breaker: entry.breaker.as_ref().map(BreakerHandle::snapshot),
-                counters: entry.counters.snapshot(),
+                breaker: scope.breaker().as_ref().map(BreakerHandle::snapshot),
+                counters: scope.reporter.counters(),
             })
             .collect();
         RegistrySnapshot {
@@ -397,14 +380,14 @@ impl Registry {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, AgentEntry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<Scope>>> {
         self.inner
             .agents
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, AgentEntry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Arc<str>, Arc<Scope>>> {
         self.inner
             .agents
             .write()
@@ -455,7 +438,7 @@ pub struct AgentSnapshot {
     /// Its breaker, if it has one.
     #[cfg(feature = "circuit-breaker")]
     pub breaker: Option<BreakerSnapshot>,
-    /// What the retry, fallback and dead-letter layers counted.
+    /// What its layers counted.
     pub counters: CountersSnapshot,
 }
 

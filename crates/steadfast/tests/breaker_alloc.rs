@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer, SlidingWindow};
+use steadfast::{BoxError, Outcome, Registry};
 use tower::{Layer, Service, service_fn};
 
 fn call_ready<S: Service<u32>>(service: &mut S, request: u32) {
@@ -33,16 +34,33 @@ fn closed_breaker_success_path_allocates_nothing() {
                 .unwrap(),
         ),
     ];
+    // Registered, with a subscriber on the bus: the agent's event path costs nothing on a
+    // success either.
+    let registry = Registry::new();
+    let _events = registry.events().subscribe();
     for (name, config) in configs {
-        let agent = service_fn(|n: u32| std::future::ready(Ok::<_, steadfast::BoxError>(n + 1)));
-        let mut breaker = CircuitBreakerLayer::new(config).named("alloc").layer(agent);
+        let agent = service_fn(|n: u32| std::future::ready(Ok::<_, BoxError>(n + 1)));
+        let plain = CircuitBreakerLayer::new(&registry.agent("alloc"), config.clone());
+        let mut plain = plain.layer(agent);
+        // The agent's own classifier (a closure) judges every call.
+        let classified =
+            registry
+                .agent("alloc-classified")
+                .classifier(|result: Result<&u32, &BoxError>| match result {
+                    Ok(n) if *n == u32::MAX => Outcome::transient("no answer"),
+                    Ok(_) => Outcome::success(),
+                    Err(_) => Outcome::transient("error"),
+                });
+        let mut classified = CircuitBreakerLayer::new(&classified, config).layer(agent);
         // Warm up: lazily initialised statics (tracing, metrics, thread-locals) may allocate once.
         for n in 0..200 {
-            call_ready(&mut breaker, n);
+            call_ready(&mut plain, n);
+            call_ready(&mut classified, n);
         }
         let change = support::allocations_during(|| {
             for n in 0..10_000 {
-                call_ready(&mut breaker, n);
+                call_ready(&mut plain, n);
+                call_ready(&mut classified, n);
             }
         });
         assert_eq!(

@@ -7,8 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use steadfast::BoxError;
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+use steadfast::{BoxError, Registry};
 use support::TestRecorder;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -23,7 +23,11 @@ fn calls_states_and_transitions_are_counted() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let layer = CircuitBreakerLayer::new(BreakerConfig::default()).named("gpt");
+            let registry = Registry::new();
+            let layer = CircuitBreakerLayer::new(&registry.agent("gpt"), BreakerConfig::default());
+            // Registered under the agent's name as the breaker is made, before any call.
+            assert!(recorder.registered("steadfast_calls_total{agent=gpt,outcome=success}"));
+            assert_eq!(recorder.gauge("steadfast_breaker_state{agent=gpt}"), 0.0);
             let mut agent = layer.layer(service_fn(|fail: bool| async move {
                 if fail {
                     Err::<(), BoxError>("down".into())
@@ -34,12 +38,36 @@ fn calls_states_and_transitions_are_counted() {
             for fail in [false, false, true, true, true, true, true, false] {
                 let _ = agent.ready().await.unwrap().call(fail).await;
             }
+            assert_eq!(
+                recorder.gauge("steadfast_breaker_state{agent=gpt}"),
+                1.0,
+                "open"
+            );
             tokio::time::advance(Duration::from_secs(1)).await;
-            for _ in 0..3 {
+            agent.ready().await.unwrap().call(false).await.unwrap();
+            assert_eq!(
+                recorder.gauge("steadfast_breaker_state{agent=gpt}"),
+                2.0,
+                "half-open"
+            );
+            for _ in 0..2 {
                 agent.ready().await.unwrap().call(false).await.unwrap();
             }
+            // An agent without a breaker has no call series at all.
+            let _claude = registry.agent("claude");
         });
     });
+    assert!(!recorder.registered("steadfast_calls_total{agent=claude,outcome=success}"));
+    assert!(!recorder.registered("steadfast_breaker_state{agent=claude}"));
+    for outcome in ["rate_limited", "agent_fault", "caller_fault"] {
+        assert_eq!(
+            recorder.counter(&format!(
+                "steadfast_calls_total{{agent=gpt,outcome={outcome}}}"
+            )),
+            0,
+            "{outcome}"
+        );
+    }
     assert_eq!(
         recorder.counter("steadfast_calls_total{agent=gpt,outcome=success}"),
         5

@@ -9,12 +9,13 @@ use steadfast::circuit_breaker::{
     BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen, SlidingWindow,
     TransitionReason,
 };
-use steadfast::{BoxError, Outcome};
+use steadfast::events::Event;
+use steadfast::{Agent, BoxError, Outcome, Registry};
 use tokio::time::{Instant, advance, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::{assert_request_eq, mock};
 
-type Agent = tower::util::BoxCloneService<Reply, &'static str, BoxError>;
+type Scripted = tower::util::BoxCloneService<Reply, &'static str, BoxError>;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Reply {
@@ -25,7 +26,7 @@ enum Reply {
 }
 
 /// An in-process agent that does what each request says.
-fn scripted() -> Agent {
+fn scripted() -> Scripted {
     tower::util::BoxCloneService::new(service_fn(|reply: Reply| async move {
         match reply {
             Reply::Ok => Ok("ok"),
@@ -53,9 +54,8 @@ fn breaker(
     impl Service<Reply, Response = &'static str, Error = BoxError> + Clone,
     BreakerHandle,
 ) {
-    let layer = CircuitBreakerLayer::new(config)
-        .named("gpt")
-        .classifier(caller_fault_aware);
+    let gpt = Agent::new("gpt").classifier(caller_fault_aware);
+    let layer = CircuitBreakerLayer::new(&gpt, config);
     (layer.layer(scripted()), layer.handle())
 }
 
@@ -235,6 +235,7 @@ async fn open_time_grows_by_half_on_each_failed_recovery_up_to_the_cap() {
 async fn half_open_admits_at_most_the_configured_concurrent_probes() {
     let (service, mut mock) = mock::pair::<&'static str, &'static str>();
     let layer = CircuitBreakerLayer::new(
+        &Agent::new("gpt"),
         BreakerConfig::builder()
             .consecutive_failures(1)
             .build()
@@ -341,7 +342,7 @@ async fn clones_share_one_breaker() {
 #[tokio::test(start_paused = true)]
 async fn poll_ready_forwards_the_inner_readiness_only() {
     let (service, mut mock) = mock::pair::<&'static str, &'static str>();
-    let layer = CircuitBreakerLayer::new(BreakerConfig::default());
+    let layer = CircuitBreakerLayer::new(&Agent::new("gpt"), BreakerConfig::default());
     let mut agent = tower_test::mock::Spawn::new(layer.layer(service));
     mock.allow(0);
     assert!(agent.poll_ready().is_pending());
@@ -397,20 +398,18 @@ async fn health_check_gates_half_open_and_recovery_is_within_cap_plus_interval()
         .unwrap();
     let layer = {
         let (healthy, checks) = (healthy.clone(), checks.clone());
-        CircuitBreakerLayer::new(config)
-            .named("gpt")
-            .health_check(move || {
-                checks.fetch_add(1, Ordering::SeqCst);
-                let healthy = healthy.load(Ordering::SeqCst);
-                async move {
-                    if healthy {
-                        Ok(())
-                    } else {
-                        Err::<(), BoxError>("still down".into())
-                    }
+        let gpt = Agent::new("gpt").classifier(caller_fault_aware);
+        CircuitBreakerLayer::new(&gpt, config).health_check(move || {
+            checks.fetch_add(1, Ordering::SeqCst);
+            let healthy = healthy.load(Ordering::SeqCst);
+            async move {
+                if healthy {
+                    Ok(())
+                } else {
+                    Err::<(), BoxError>("still down".into())
                 }
-            })
-            .classifier(caller_fault_aware)
+            }
+        })
     };
     let handle = layer.handle();
     let mut agent = layer.layer(scripted());
@@ -464,21 +463,99 @@ async fn health_check_gates_half_open_and_recovery_is_within_cap_plus_interval()
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_health_check_counts_as_failed() {
+    let checks = Arc::new(AtomicU32::new(0));
     let config = BreakerConfig::builder()
         .consecutive_failures(1)
         .health_check_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let layer = CircuitBreakerLayer::new(config).health_check(|| async {
-        sleep(Duration::from_secs(3600)).await;
-        Ok(())
+    let counted = checks.clone();
+    let layer = CircuitBreakerLayer::new(&Agent::new("gpt"), config).health_check(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {
+            sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
     });
     let handle = layer.handle();
     let mut agent = layer.layer(scripted());
     let _ = send(&mut agent, Reply::Fail).await;
-    advance(Duration::from_secs(30)).await;
-    tokio::task::yield_now().await;
+    let opened_at = Instant::now();
+    for _ in 0..30 {
+        advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+    }
     assert_eq!(handle.state(), BreakerState::Open);
+    // Checks at 1 s, 11 s and 21 s, each given up after 2 s: a check that never answers
+    // failed, and the next one runs on the 10 s cadence.
+    assert_eq!(checks.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        handle.next_probe_at(),
+        Some(opened_at + Duration::from_secs(31))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_check_added_after_the_layer_wrapped_services_applies_to_them() {
+    let checks = Arc::new(AtomicU32::new(0));
+    let config = BreakerConfig::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let layer = CircuitBreakerLayer::new(&Agent::new("gpt"), config);
+    let mut agent = layer.layer(scripted());
+    let counted = checks.clone();
+    let layer = layer.health_check(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), BoxError>("still down".into()) }
+    });
+    let _ = send(&mut agent, Reply::Fail).await;
+    assert!(layer.handle().awaiting_health_check());
+    advance(Duration::from_secs(1)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(checks.load(Ordering::SeqCst), 1);
+    assert!(
+        send(&mut agent, Reply::Ok)
+            .await
+            .unwrap_err()
+            .is::<CircuitOpen>(),
+        "the failing check keeps the service's breaker open past its open time"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_check_interval_beyond_the_clock_does_not_kill_the_check_task() {
+    // Accepted by the config (only a lower bound applies); the next check is then "never",
+    // which must not overflow the clock in the background task.
+    let config = BreakerConfig::builder()
+        .consecutive_failures(1)
+        .health_check_interval(Duration::MAX)
+        .build()
+        .unwrap();
+    let layer = CircuitBreakerLayer::new(&Agent::new("gpt"), config)
+        .health_check(|| async { Err::<(), BoxError>("still down".into()) });
+    let handle = layer.handle();
+    let mut agent = layer.layer(scripted());
+    let _ = send(&mut agent, Reply::Fail).await;
+    advance(Duration::from_secs(1)).await;
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    // A task that panicked would have left the next check at the one that just failed.
+    let next = handle
+        .next_probe_at()
+        .expect("open: a next check is planned");
+    assert!(
+        next > Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        "next check {:?} from now",
+        next - Instant::now()
+    );
+    assert!(
+        send(&mut agent, Reply::Ok)
+            .await
+            .unwrap_err()
+            .is::<CircuitOpen>()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -524,26 +601,40 @@ async fn handle_reports_recent_failures_and_times() {
 #[cfg(feature = "serde")]
 #[tokio::test(start_paused = true)]
 async fn registry_snapshot_serialises_each_agent() {
-    let registry = steadfast::Registry::new();
-    let layer = CircuitBreakerLayer::new(BreakerConfig::default())
-        .named("gpt")
-        .register(&registry);
-    let _other = CircuitBreakerLayer::new(BreakerConfig::default())
-        .named("claude")
-        .register(&registry);
+    let registry = Registry::new();
+    let layer = CircuitBreakerLayer::new(
+        &registry.agent("gpt").classifier(caller_fault_aware),
+        BreakerConfig::default(),
+    );
+    let _other = CircuitBreakerLayer::new(&registry.agent("claude"), BreakerConfig::default());
+    let _no_breaker = registry.agent("mistral");
     let mut agent = layer.layer(scripted());
     for _ in 0..5 {
         let _ = send(&mut agent, Reply::Fail).await;
     }
     let json: serde_json::Value = serde_json::from_str(&registry.snapshot().to_json()).unwrap();
     assert_eq!(json["version"], 1);
-    assert_eq!(json["agents"][0]["name"], "claude");
+    assert_eq!(json["health"], "unhealthy");
+    let names: Vec<&str> = json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["claude", "gpt", "mistral"]);
+    assert_eq!(json["agents"][0]["health"], "healthy");
+    assert_eq!(json["agents"][0]["breaker"]["state"], "closed");
+    assert_eq!(json["agents"][1]["health"], "unhealthy");
     let gpt = &json["agents"][1]["breaker"];
+    assert_eq!(gpt["agent"], "gpt");
     assert_eq!(gpt["state"], "open");
     assert_eq!(gpt["last_transition_reason"], "consecutive_failures");
     assert_eq!(gpt["counts"]["failures"], 5);
     assert_eq!(gpt["recent_failures"][0]["kind"], "transient");
+    assert_eq!(gpt["recent_failures"][0]["reason"], "overloaded");
     assert_eq!(gpt["next_probe_in_secs"], 1.0);
+    assert_eq!(json["agents"][2]["breaker"], serde_json::Value::Null);
+    assert_eq!(json["agents"][2]["health"], "healthy");
     assert!(
         registry
             .breaker("gpt")
@@ -553,12 +644,132 @@ async fn registry_snapshot_serialises_each_agent() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_breaker_is_the_agents_whichever_classifier_the_scope_carries() {
+    let registry = Registry::new();
+    let plain = registry.agent("gpt");
+    let classified = registry.agent("gpt").classifier(caller_fault_aware);
+    assert!(plain.same_agent(&classified), "one name, one agent");
+    let layer = CircuitBreakerLayer::new(&classified, BreakerConfig::default());
+    let breaker = plain.breaker().expect("the agent knows its breaker");
+    assert!(breaker.same_breaker(&layer.handle()));
+    assert_eq!(breaker.name(), "gpt");
+    assert!(registry.breaker("claude").is_none(), "no phantom agents");
+    assert_eq!(registry.agents(), ["gpt"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_breaker_for_the_same_agent_replaces_the_first_in_the_registry() {
+    let registry = Registry::new();
+    let gpt = registry.agent("gpt");
+    let first = CircuitBreakerLayer::new(&gpt, BreakerConfig::default());
+    let second = CircuitBreakerLayer::new(&gpt, BreakerConfig::default());
+    let shown = registry.breaker("gpt").unwrap();
+    assert!(shown.same_breaker(&second.handle()));
+    assert!(!shown.same_breaker(&first.handle()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_an_event_naming_the_state_it_left() {
+    let registry = Registry::new();
+    let mut events = registry.events().subscribe();
+    let gpt = registry.agent("gpt").classifier(caller_fault_aware);
+    let config = BreakerConfig::builder()
+        .consecutive_failures(1)
+        .half_open_probes(1)
+        .build()
+        .unwrap();
+    let layer = CircuitBreakerLayer::new(&gpt, config);
+    let mut agent = layer.layer(scripted());
+    let _ = send(&mut agent, Reply::Fail).await;
+    advance(Duration::from_secs(1)).await;
+    send(&mut agent, Reply::Ok).await.unwrap();
+    layer.handle().force_open();
+    layer.handle().reset();
+
+    let name: Arc<str> = Arc::from("gpt");
+    let agent = || name.clone();
+    let mut seen = Vec::new();
+    while let Some(event) = events.try_recv() {
+        seen.push(event);
+    }
+    assert_eq!(
+        seen,
+        [
+            Event::CircuitOpened {
+                agent: agent(),
+                from: BreakerState::Closed,
+                state: BreakerState::Open,
+                reason: TransitionReason::ConsecutiveFailures,
+                open_for: Some(Duration::from_secs(1)),
+            },
+            Event::AgentUnhealthy {
+                agent: agent(),
+                reason: "consecutive_failures",
+            },
+            Event::CircuitHalfOpen {
+                agent: agent(),
+                from: BreakerState::Open,
+                reason: TransitionReason::OpenTimeElapsed,
+            },
+            Event::CircuitClosed {
+                agent: agent(),
+                from: BreakerState::HalfOpen,
+                state: BreakerState::Closed,
+                reason: TransitionReason::ProbesSucceeded,
+            },
+            Event::AgentRecovered {
+                agent: agent(),
+                reason: "probes_succeeded",
+            },
+            Event::CircuitOpened {
+                agent: agent(),
+                from: BreakerState::Closed,
+                state: BreakerState::ForcedOpen,
+                reason: TransitionReason::ForcedOpen,
+                open_for: None,
+            },
+            Event::AgentUnhealthy {
+                agent: agent(),
+                reason: "forced_open",
+            },
+            Event::CircuitClosed {
+                agent: agent(),
+                from: BreakerState::ForcedOpen,
+                state: BreakerState::Closed,
+                reason: TransitionReason::Reset,
+            },
+            Event::AgentRecovered {
+                agent: agent(),
+                reason: "reset",
+            },
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_a_classifier_every_err_is_a_failure() {
-    let layer = CircuitBreakerLayer::new(BreakerConfig::default());
+    let layer = CircuitBreakerLayer::new(&Agent::new("gpt"), BreakerConfig::default());
     let handle = layer.handle();
     let mut agent = layer.layer(scripted());
     for _ in 0..5 {
         let _ = send(&mut agent, Reply::BadPrompt).await;
     }
     assert_eq!(handle.state(), BreakerState::Open);
+    assert_eq!(handle.counts().caller_faults, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_circuit_open_rejection_classifies_itself_as_an_unprocessed_agent_fault() {
+    let (mut agent, handle) = breaker(BreakerConfig::default());
+    for _ in 0..5 {
+        let _ = send(&mut agent, Reply::Fail).await;
+    }
+    let err = send(&mut agent, Reply::Ok).await.unwrap_err();
+    let outcome = steadfast::classify::error_outcome(err.as_ref()).expect("self-classifying");
+    assert_eq!(outcome.kind(), steadfast::OutcomeKind::AgentFault);
+    assert_eq!(outcome.reason(), Some("circuit open"));
+    assert!(outcome.is_unprocessed(), "the agent never saw the call");
+    assert_eq!(outcome.retry_after(), Some(Duration::from_secs(1)));
+    // The breaker's own rejection does not count against the agent a second time.
+    assert_eq!(handle.counts().failures, 5);
 }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use steadfast::BoxError;
 use steadfast::classify::{Outcome, OutcomeKind};
 use steadfast::dead_letter::{
     DeadLetterFailed, DeadLetterLayer, DeadLetterPolicy, DeadLettered, MemorySink, SinkError,
 };
+use steadfast::{Agent, BoxError};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 #[allow(clippy::ptr_arg, clippy::unnecessary_wraps)]
@@ -22,11 +22,7 @@ fn encode(prompt: &String) -> Result<Bytes, BoxError> {
 async fn a_success_passes_through_and_stores_nothing() {
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
-        .layer(
-            DeadLetterLayer::new(sink.clone())
-                .named("echo")
-                .encoder(encode),
-        )
+        .layer(DeadLetterLayer::new(&Agent::new("echo"), sink.clone()).encoder(encode))
         .service(service_fn(|p: String| async move { Ok::<_, BoxError>(p) }));
     assert_eq!(agent.oneshot("hi".into()).await.unwrap(), "hi");
     assert!(sink.is_empty());
@@ -35,10 +31,10 @@ async fn a_success_passes_through_and_stores_nothing() {
 #[tokio::test]
 async fn a_failure_is_stored_before_dead_lettered_is_returned() {
     let sink = MemorySink::new(10);
+    let gpt = Agent::new("gpt");
     let agent = ServiceBuilder::new()
         .layer(
-            DeadLetterLayer::new(sink.clone())
-                .named("gpt")
+            DeadLetterLayer::new(&gpt, sink.clone())
                 .encoder(encode)
                 .trace_id(|| Some("trace-7".into())),
         )
@@ -66,14 +62,20 @@ async fn a_failure_is_stored_before_dead_lettered_is_returned() {
     assert_eq!(record.attempts, 1);
     assert_eq!(record.trace_id.as_deref(), Some("trace-7"));
     assert_eq!(record.replay_count, 0);
+    let counted = gpt.counters();
+    assert_eq!(
+        (counted.dead_lettered, counted.dead_letter_failures),
+        (1, 0)
+    );
 }
 
 #[tokio::test]
 async fn a_failing_sink_returns_both_errors_and_never_swallows_either() {
     let sink = MemorySink::new(10);
     sink.fail_next_append("disk on fire");
+    let gpt = Agent::new("gpt");
     let agent = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(sink.clone()).encoder(encode))
+        .layer(DeadLetterLayer::new(&gpt, sink.clone()).encoder(encode))
         .service(service_fn(|_: String| async {
             Err::<String, BoxError>("overloaded".into())
         }));
@@ -87,13 +89,19 @@ async fn a_failing_sink_returns_both_errors_and_never_swallows_either() {
     assert!(err.to_string().contains("overloaded") && err.to_string().contains("disk on fire"));
     assert!(err.downcast_ref::<DeadLettered>().is_none());
     assert!(sink.is_empty());
+    // Counted as a loss, not as a dead letter.
+    let counted = gpt.counters();
+    assert_eq!(
+        (counted.dead_lettered, counted.dead_letter_failures),
+        (0, 1)
+    );
 }
 
 #[tokio::test]
 async fn a_full_memory_sink_refuses_rather_than_dropping_old_records() {
     let sink = MemorySink::new(1);
     let agent = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(sink.clone()).encoder(encode))
+        .layer(DeadLetterLayer::new(&Agent::new("gpt"), sink.clone()).encoder(encode))
         .service(service_fn(|_: String| async {
             Err::<String, BoxError>("down".into())
         }));
@@ -116,14 +124,11 @@ async fn caller_faults_are_dead_lettered_as_poison_by_default_and_can_be_exclude
         Err(_) => Outcome::caller_fault("bad prompt"),
     };
     let failing = || service_fn(|_: String| async { Err::<String, BoxError>("400".into()) });
+    let gpt = Agent::new("gpt").classifier(classifier);
 
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
-        .layer(
-            DeadLetterLayer::new(sink.clone())
-                .encoder(encode)
-                .classifier(classifier),
-        )
+        .layer(DeadLetterLayer::new(&gpt, sink.clone()).encoder(encode))
         .service(failing());
     assert!(
         agent
@@ -138,9 +143,8 @@ async fn caller_faults_are_dead_lettered_as_poison_by_default_and_can_be_exclude
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
         .layer(
-            DeadLetterLayer::new(sink.clone())
+            DeadLetterLayer::new(&gpt, sink.clone())
                 .encoder(encode)
-                .classifier(classifier)
                 .policy(DeadLetterPolicy::default().without(OutcomeKind::CallerFault)),
         )
         .service(failing());
@@ -157,12 +161,9 @@ async fn a_response_classified_as_failure_is_dead_lettered() {
         Ok(_) => Outcome::success(),
         Err(_) => Outcome::transient("error"),
     };
+    let gpt = Agent::new("gpt").classifier(classifier);
     let agent = ServiceBuilder::new()
-        .layer(
-            DeadLetterLayer::new(sink.clone())
-                .encoder(encode)
-                .classifier(classifier),
-        )
+        .layer(DeadLetterLayer::new(&gpt, sink.clone()).encoder(encode))
         .service(service_fn(|_: String| async { Ok::<u16, BoxError>(503) }));
     let err = agent.oneshot("x".into()).await.unwrap_err();
     assert!(err.is::<DeadLettered>());
@@ -174,7 +175,7 @@ async fn an_encoder_failure_is_reported_with_the_original_error() {
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
         .layer(
-            DeadLetterLayer::new(sink.clone())
+            DeadLetterLayer::new(&Agent::new("gpt"), sink.clone())
                 .encoder(|_: &String| Err::<Bytes, BoxError>("not serialisable".into())),
         )
         .service(service_fn(|_: String| async {
@@ -190,7 +191,7 @@ async fn an_encoder_failure_is_reported_with_the_original_error() {
 async fn the_default_encoder_stores_the_debug_text() {
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(sink.clone()))
+        .layer(DeadLetterLayer::new(&Agent::new("gpt"), sink.clone()))
         .service(service_fn(|_: (u8, &'static str)| async {
             Err::<(), BoxError>("down".into())
         }));
@@ -204,7 +205,7 @@ async fn attempts_come_from_the_retry_error() {
     use steadfast::retry::RetriesExhausted;
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(sink.clone()).encoder(encode))
+        .layer(DeadLetterLayer::new(&Agent::new("gpt"), sink.clone()).encoder(encode))
         .service(service_fn(|_: String| async {
             Err::<String, BoxError>(Box::new(RetriesExhausted::new("gpt", 4, "last".into())))
         }));
@@ -220,10 +221,12 @@ async fn the_encoder_runs_only_on_failure() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let agent = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(sink.clone()).encoder(|p: &String| {
-            ENCODED.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, BoxError>(Bytes::from(p.clone()))
-        }))
+        .layer(
+            DeadLetterLayer::new(&Agent::new("gpt"), sink.clone()).encoder(|p: &String| {
+                ENCODED.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, BoxError>(Bytes::from(p.clone()))
+            }),
+        )
         .service(service_fn(move |p: String| {
             let n = counter.fetch_add(1, Ordering::SeqCst);
             async move {
@@ -247,31 +250,11 @@ async fn the_json_encoder_stores_a_request_replay_can_decode() {
     use steadfast::dead_letter::json_encoder;
     let sink = MemorySink::new(10);
     let agent = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(sink.clone()).encoder(json_encoder()))
+        .layer(DeadLetterLayer::new(&Agent::new("gpt"), sink.clone()).encoder(json_encoder()))
         .service(service_fn(|_: Vec<String>| async {
             Err::<(), BoxError>("down".into())
         }));
     let _ = agent.oneshot(vec!["a".to_string(), "b".to_string()]).await;
     let stored: Vec<String> = serde_json::from_slice(&sink.records()[0].request).unwrap();
     assert_eq!(stored, ["a", "b"]);
-}
-
-#[tokio::test]
-async fn through_a_journal_the_dead_lettered_request_survives_a_restart() {
-    use steadfast::dead_letter::{DeadLetterSink, JournalSink};
-    let dir = tempfile::tempdir().unwrap();
-    let id = {
-        let journal = JournalSink::open(dir.path()).unwrap();
-        let agent = ServiceBuilder::new()
-            .layer(DeadLetterLayer::new(journal).named("gpt").encoder(encode))
-            .service(service_fn(|_: String| async {
-                Err::<String, BoxError>("down".into())
-            }));
-        let err = agent.oneshot("keep me".into()).await.unwrap_err();
-        err.downcast_ref::<DeadLettered>().unwrap().id()
-    };
-    let journal = JournalSink::open(dir.path()).unwrap();
-    let record = journal.get(id).await.unwrap().expect("stored durably");
-    assert_eq!(record.request, Bytes::from("keep me"));
-    assert_eq!(record.agent, "gpt");
 }

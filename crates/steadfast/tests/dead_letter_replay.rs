@@ -7,18 +7,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use steadfast::BoxError;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, DlqAlert, MemorySink, Monitor, Replay};
+use steadfast::dead_letter::{
+    DeadLetterRecord, DeadLetterSink, DlqAlert, MemorySink, Monitor, Replay,
+};
 use tower::service_fn;
 
-fn record(agent: &str, body: &'static str) -> DeadLetter {
-    DeadLetter::new(
+fn record(agent: &str, body: &'static str) -> DeadLetterRecord {
+    DeadLetterRecord::new(
         agent,
         Bytes::from_static(body.as_bytes()),
         OutcomeKind::Transient,
     )
 }
 
-fn decode(record: &DeadLetter) -> Result<String, BoxError> {
+fn decode(record: &DeadLetterRecord) -> Result<String, BoxError> {
     Ok(String::from_utf8(record.request.to_vec())?)
 }
 
@@ -66,7 +68,7 @@ async fn replay_removes_successes_and_keeps_failures_with_a_higher_replay_count(
 #[tokio::test]
 async fn an_undecodable_record_is_kept() {
     let sink = MemorySink::new(10);
-    sink.append(DeadLetter::new(
+    sink.append(DeadLetterRecord::new(
         "gpt",
         Bytes::from_static(&[0xff, 0xfe]),
         OutcomeKind::Transient,
@@ -89,6 +91,7 @@ async fn replay_is_rate_limited() {
     let start = tokio::time::Instant::now();
     let report = Replay::new(&sink)
         .rate_per_second(2.0)
+        .unwrap()
         .run(agent, decode)
         .await
         .unwrap();

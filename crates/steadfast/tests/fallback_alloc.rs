@@ -25,16 +25,14 @@ fn successful_primary_through_fallback_and_degrade_allocates_nothing() {
         // Registered: reporting to the registry costs nothing on a success either.
         let registry = Registry::new();
         let _events = registry.events().subscribe();
-        let fallback = FallbackLayer::new()
-            .named("assistant")
-            .then_named("backup", backup)
-            .then_named("spare", backup)
-            .register(&registry);
+        let assistant = registry.agent("assistant");
+        let fallback = FallbackLayer::new(&assistant)
+            .then(&registry.agent("backup"), backup)
+            .then(&registry.agent("spare"), backup);
         // The view is an `Arc` clone: captured on every call, never allocating.
-        let degrade = DegradeLayer::new(|view: &Arc<str>, _: &BoxError| Some(view.len()))
-            .view(|prompt: &Arc<str>| prompt.clone())
-            .named("assistant")
-            .register(&registry);
+        let degrade =
+            DegradeLayer::new(&assistant, |view: &Arc<str>, _: &BoxError| Some(view.len()))
+                .view(|prompt: &Arc<str>| prompt.clone());
         let mut agent = degrade.layer(fallback.layer(service_fn(|prompt: Arc<str>| {
             ready(Ok::<_, BoxError>(prompt.len() + 1))
         })));
@@ -70,6 +68,11 @@ fn successful_primary_through_fallback_and_degrade_allocates_nothing() {
             ),
             (0, 0, 0),
             "the success path must not allocate"
+        );
+        // Each primary answer was counted (the warm-up, then three runs).
+        assert_eq!(
+            registry.counters("assistant").unwrap().primary,
+            1 + 3 * 10_000
         );
     });
 }

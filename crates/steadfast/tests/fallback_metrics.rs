@@ -37,21 +37,22 @@ async fn served_total_counts_each_source() {
     let cache = ResponseCache::new(CacheConfig::default(), |prompt: &String| {
         Some(prompt.clone())
     });
-    // Counters bind to the recorder installed when the layers are built.
-    let agent = metrics::with_local_recorder(&recorder, || {
-        ServiceBuilder::new()
-            .layer(
-                DegradeLayer::new(|(): &(), _: &BoxError| Some("template".to_string()))
-                    .named("assistant"),
-            )
-            .layer(
-                FallbackLayer::new()
-                    .named("assistant")
-                    .then_named("backup", switch(&backup_up, "backup"))
-                    .then_cache(cache),
-            )
-            .service(switch(&primary_up, "primary"))
-    });
+    // The primary's counter is registered as the layer is made, the others as their events
+    // are emitted: the recorder is this thread's for the whole test (a current-thread
+    // runtime runs every call here).
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let registry = Registry::new();
+    let assistant = registry.agent("assistant");
+    let agent = ServiceBuilder::new()
+        .layer(DegradeLayer::new(&assistant, |(): &(), _: &BoxError| {
+            Some("template".to_string())
+        }))
+        .layer(
+            FallbackLayer::new(&assistant)
+                .then(&registry.agent("backup"), switch(&backup_up, "backup"))
+                .then_cache(cache),
+        )
+        .service(switch(&primary_up, "primary"));
 
     agent.clone().oneshot("cached".into()).await.unwrap();
     primary_up.store(false, Ordering::SeqCst);
@@ -72,5 +73,23 @@ async fn served_total_counts_each_source() {
             1,
             "source {source}"
         );
+        assert_eq!(
+            recorder.counter(&format!(
+                "steadfast_served_total{{agent=backup,source={source}}}"
+            )),
+            0,
+            "counted on the agent the call was for, not on the one that answered"
+        );
     }
+    // The registry's counters come from the same events.
+    let counters = registry.counters("assistant").unwrap();
+    assert_eq!(
+        (
+            counters.primary,
+            counters.fallbacks,
+            counters.cache_hits,
+            counters.degraded
+        ),
+        (1, 1, 1, 1)
+    );
 }

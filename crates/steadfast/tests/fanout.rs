@@ -5,12 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use steadfast::BoxError;
-use steadfast::fanout::{
-    ConfigError, FailureReason, Fanout, FanoutAgent, FanoutError, FanoutFailure,
-};
+use steadfast::classify::FailedResponse;
+use steadfast::fanout::{FailureReason, Fanout, FanoutAgent, FanoutError, FanoutFailure};
+use steadfast::{Agent, BoxError, ConfigError, Outcome};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt, service_fn};
+
+/// An agent of its own, with the default classifier.
+fn named(name: &'static str) -> Agent {
+    Agent::new(name)
+}
 
 /// Sets its flag when dropped: tells whether a straggler's call was cancelled.
 struct DropFlag(Arc<AtomicBool>);
@@ -52,10 +56,10 @@ fn straggler(
 #[tokio::test(start_paused = true)]
 async fn succeeds_with_required_answers_and_half_the_agents_and_reports_failures() {
     let fanout = Fanout::builder()
-        .optional("critic", agent(1, Err("critic overloaded")))
-        .required("planner", agent(2, Ok("plan")))
-        .optional("reviewer", agent(3, Ok("review")))
-        .optional("tester", agent(4, Ok("tests")))
+        .optional(&named("critic"), agent(1, Err("critic overloaded")))
+        .required(&named("planner"), agent(2, Ok("plan")))
+        .optional(&named("reviewer"), agent(3, Ok("review")))
+        .optional(&named("tester"), agent(4, Ok("tests")))
         .build()
         .unwrap();
     let started = Instant::now();
@@ -84,9 +88,9 @@ async fn succeeds_with_required_answers_and_half_the_agents_and_reports_failures
 #[tokio::test(start_paused = true)]
 async fn waits_for_a_slow_required_agent_even_when_the_ratio_is_met() {
     let fanout = Fanout::builder()
-        .optional("a", agent(1, Ok("a")))
-        .optional("b", agent(1, Ok("b")))
-        .required("slow", agent(10, Ok("slow")))
+        .optional(&named("a"), agent(1, Ok("a")))
+        .optional(&named("b"), agent(1, Ok("b")))
+        .required(&named("slow"), agent(10, Ok("slow")))
         .build()
         .unwrap();
     let started = Instant::now();
@@ -99,9 +103,9 @@ async fn waits_for_a_slow_required_agent_even_when_the_ratio_is_met() {
 async fn required_failure_fails_at_once_and_cancels_the_stragglers() {
     let dropped = Arc::new(AtomicBool::new(false));
     let fanout = Fanout::builder()
-        .required("planner", agent(1, Err("planner down")))
-        .optional("slow", straggler(&dropped))
-        .optional("fast", agent(0, Ok("fast")))
+        .required(&named("planner"), agent(1, Err("planner down")))
+        .optional(&named("slow"), straggler(&dropped))
+        .optional(&named("fast"), agent(0, Ok("fast")))
         .build()
         .unwrap();
     let started = Instant::now();
@@ -112,17 +116,17 @@ async fn required_failure_fails_at_once_and_cancels_the_stragglers() {
         "the straggler's call was dropped"
     );
     assert_eq!(
-        error.failure,
+        *error.failure(),
         FanoutFailure::RequiredFailed {
             agent: "planner".into()
         }
     );
     assert_eq!(
-        error.answered.iter().map(|n| &**n).collect::<Vec<_>>(),
+        error.answered().iter().map(|n| &**n).collect::<Vec<_>>(),
         ["fast"]
     );
     assert_eq!(
-        error.cancelled.iter().map(|n| &**n).collect::<Vec<_>>(),
+        error.cancelled().iter().map(|n| &**n).collect::<Vec<_>>(),
         ["slow"]
     );
     assert_eq!(
@@ -135,9 +139,9 @@ async fn required_failure_fails_at_once_and_cancels_the_stragglers() {
 async fn quorum_of_replicas_decides_and_cancels_the_last_replica() {
     let dropped = Arc::new(AtomicBool::new(false));
     let fanout = Fanout::builder()
-        .optional("replica-1", agent(1, Ok("42")))
-        .optional("replica-2", straggler(&dropped))
-        .optional("replica-3", agent(2, Ok("42")))
+        .optional(&named("replica-1"), agent(1, Ok("42")))
+        .optional(&named("replica-2"), straggler(&dropped))
+        .optional(&named("replica-3"), agent(2, Ok("42")))
         .quorum(2)
         .build()
         .unwrap();
@@ -152,9 +156,13 @@ async fn quorum_of_replicas_decides_and_cancels_the_last_replica() {
 #[tokio::test(start_paused = true)]
 async fn each_agent_gets_its_own_deadline() {
     let fanout = Fanout::builder()
-        .agent(FanoutAgent::required("quick", agent(0, Ok("quick"))))
+        .agent(FanoutAgent::required(
+            &named("quick"),
+            agent(0, Ok("quick")),
+        ))
         .agent(
-            FanoutAgent::optional("hasty", agent(5, Ok("hasty"))).deadline(Duration::from_secs(2)),
+            FanoutAgent::optional(&named("hasty"), agent(5, Ok("hasty")))
+                .deadline(Duration::from_secs(2)),
         )
         .deadline(Duration::from_secs(30))
         .success_ratio(1.0)
@@ -164,14 +172,14 @@ async fn each_agent_gets_its_own_deadline() {
     let error = fanout.call(0).await.unwrap_err();
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     assert_eq!(
-        error.failure,
+        *error.failure(),
         FanoutFailure::BelowThreshold {
             answered: 1,
             needed: 2
         }
     );
     assert!(
-        matches!(error.failed[0].reason, FailureReason::TimedOut(d) if d == Duration::from_secs(2))
+        matches!(error.failed()[0].reason, FailureReason::TimedOut(d) if d == Duration::from_secs(2))
     );
 }
 
@@ -179,9 +187,9 @@ async fn each_agent_gets_its_own_deadline() {
 async fn fails_as_soon_as_the_threshold_is_out_of_reach() {
     let dropped = Arc::new(AtomicBool::new(false));
     let fanout = Fanout::builder()
-        .optional("a", agent(1, Err("a down")))
-        .optional("b", agent(2, Err("b down")))
-        .optional("c", straggler(&dropped))
+        .optional(&named("a"), agent(1, Err("a down")))
+        .optional(&named("b"), agent(2, Err("b down")))
+        .optional(&named("c"), straggler(&dropped))
         .quorum(2)
         .build()
         .unwrap();
@@ -190,7 +198,7 @@ async fn fails_as_soon_as_the_threshold_is_out_of_reach() {
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     assert!(dropped.load(Ordering::SeqCst));
     assert_eq!(
-        error.failure,
+        *error.failure(),
         FanoutFailure::BelowThreshold {
             answered: 0,
             needed: 2
@@ -206,7 +214,7 @@ async fn fails_as_soon_as_the_threshold_is_out_of_reach() {
 #[tokio::test(start_paused = true)]
 async fn works_as_a_tower_service_with_a_downcastable_error() {
     let fanout = Fanout::builder()
-        .required("only", agent(0, Err("down")))
+        .required(&named("only"), agent(0, Err("down")))
         .build()
         .unwrap();
     let error = fanout.clone().oneshot(0).await.unwrap_err();
@@ -215,51 +223,144 @@ async fn works_as_a_tower_service_with_a_downcastable_error() {
 
 #[test]
 fn rejects_configurations_that_cannot_work() {
-    let build = |ratio: Option<f64>, quorum: Option<usize>| {
-        let mut builder = Fanout::<u32, String>::builder()
-            .required("a", agent(0, Ok("a")))
-            .optional("b", agent(0, Ok("b")));
-        if let Some(ratio) = ratio {
-            builder = builder.success_ratio(ratio);
-        }
-        if let Some(quorum) = quorum {
-            builder = builder.quorum(quorum);
-        }
-        builder.build().map(|_| ())
+    /// The setting and value a refused fan-out names (its component is always `fanout`).
+    fn refused<Res>(built: Result<Fanout<u32, Res>, ConfigError>) -> (String, Option<String>) {
+        let error = built.map(|_| ()).expect_err("refused");
+        assert_eq!(error.component(), "fanout", "{error}");
+        assert!(!error.problem().is_empty(), "{error}");
+        assert!(
+            error.to_string().contains(error.setting()),
+            "the message names the setting: {error}"
+        );
+        (error.setting().to_owned(), error.value().map(str::to_owned))
+    }
+    let pair = || {
+        Fanout::<u32, String>::builder()
+            .required(&named("a"), agent(0, Ok("a")))
+            .optional(&named("b"), agent(0, Ok("b")))
     };
-    assert_eq!(build(Some(0.0), None), Err(ConfigError::Ratio(0.0)));
-    assert_eq!(build(Some(1.5), None), Err(ConfigError::Ratio(1.5)));
+    let expect = |setting: &str, value: &str| (setting.to_owned(), Some(value.to_owned()));
     assert_eq!(
-        build(None, Some(3)),
-        Err(ConfigError::Quorum {
-            quorum: 3,
-            agents: 2
-        })
+        refused(pair().success_ratio(0.0).build()),
+        expect("success_ratio", "0")
     );
     assert_eq!(
-        build(None, Some(0)),
-        Err(ConfigError::Quorum {
-            quorum: 0,
-            agents: 2
-        })
+        refused(pair().success_ratio(1.5).build()),
+        expect("success_ratio", "1.5")
     );
-    assert_eq!(build(None, Some(2)), Ok(()));
     assert_eq!(
-        Fanout::<u32, String>::builder().build().map(|_| ()),
-        Err(ConfigError::NoAgents)
+        refused(pair().success_ratio(f64::NAN).build()),
+        expect("success_ratio", "NaN")
+    );
+    assert_eq!(refused(pair().quorum(3).build()), expect("quorum", "3"));
+    assert_eq!(refused(pair().quorum(0).build()), expect("quorum", "0"));
+    assert!(pair().quorum(2).build().is_ok());
+    assert!(pair().success_ratio(1.0).build().is_ok());
+    assert_eq!(
+        refused(Fanout::<u32, String>::builder().build()),
+        ("agents".to_owned(), None)
     );
     let duplicate = Fanout::builder()
-        .required("a", agent(0, Ok("a")))
-        .optional("a", agent(0, Ok("a")))
-        .build()
-        .map(|_| ());
-    assert_eq!(duplicate, Err(ConfigError::DuplicateName("a".into())));
+        .required(&named("a"), agent(0, Ok("a")))
+        .optional(&named("a"), agent(0, Ok("a")))
+        .build();
+    assert_eq!(refused(duplicate), expect("agents", "a"));
     let zero = Fanout::builder()
-        .required("a", agent(0, Ok("a")))
+        .required(&named("a"), agent(0, Ok("a")))
         .deadline(Duration::ZERO)
+        .build();
+    assert_eq!(refused(zero), expect("deadline", "0s"));
+    let own_zero = Fanout::builder()
+        .agent(FanoutAgent::required(&named("a"), agent(0, Ok("a"))).deadline(Duration::ZERO))
+        .build();
+    assert_eq!(refused(own_zero), expect("deadline", "0s"));
+}
+
+/// An answer starting with "503" is a failure, as an HTTP classifier would say of a 503.
+fn status_aware(result: Result<&String, &BoxError>) -> Outcome {
+    match result {
+        Ok(reply) if reply.starts_with("503") => Outcome::transient("status 503"),
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::transient("error"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ok_answer_the_agents_classifier_calls_a_failure_is_a_failed_agent() {
+    let fanout = Fanout::builder()
+        .required(&named("planner"), agent(1, Ok("plan")))
+        .optional(
+            &named("critic").classifier(status_aware),
+            agent(1, Ok("503 overloaded")),
+        )
+        .optional(&named("lenient"), agent(2, Ok("503 overloaded")))
+        .success_ratio(1.0)
         .build()
-        .map(|_| ());
-    assert_eq!(zero, Err(ConfigError::ZeroDeadline("a".into())));
+        .unwrap();
+    let error = fanout.call(0).await.unwrap_err();
+    assert_eq!(
+        *error.failure(),
+        FanoutFailure::BelowThreshold {
+            answered: 1,
+            needed: 3
+        },
+        "decided as soon as `critic`'s answer was judged a failure"
+    );
+    assert_eq!(&*error.failed()[0].agent, "critic");
+    let FailureReason::Error(cause) = &error.failed()[0].reason else {
+        panic!("an error, not a timeout: {:?}", error.failed()[0].reason);
+    };
+    let failed = cause
+        .downcast_ref::<FailedResponse>()
+        .expect("a FailedResponse");
+    assert_eq!(failed.outcome(), Outcome::transient("status 503"));
+    assert_eq!(
+        error.cancelled().iter().map(|n| &**n).collect::<Vec<_>>(),
+        ["lenient"],
+        "`lenient` takes any answer, but was still running"
+    );
+
+    // Judged by each agent's own classifier: the default one takes the same answer.
+    let fanout = Fanout::builder()
+        .required(&named("planner"), agent(1, Ok("plan")))
+        .optional(&named("lenient"), agent(2, Ok("503 overloaded")))
+        .success_ratio(1.0)
+        .build()
+        .unwrap();
+    let report = fanout.call(0).await.unwrap();
+    assert_eq!(
+        report.answer_of("lenient").map(String::as_str),
+        Some("503 overloaded")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_required_agents_failed_answer_fails_the_fanout_at_once() {
+    let fanout = Fanout::builder()
+        .required(
+            &named("planner").classifier(status_aware),
+            agent(1, Ok("503 overloaded")),
+        )
+        .optional(&named("critic"), agent(5, Ok("critique")))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = fanout.call(0).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(
+        *error.failure(),
+        FanoutFailure::RequiredFailed {
+            agent: "planner".into()
+        }
+    );
+    let source = std::error::Error::source(&error).expect("the failed answer");
+    assert!(source.is::<FailedResponse>(), "{source}");
+    // A failed fan-out is an agent fault: an outer retry would call every agent again.
+    let boxed: BoxError = Box::new(error);
+    assert_eq!(
+        steadfast::classify::error_outcome(boxed.as_ref()),
+        Some(Outcome::agent_fault("fan-out failed"))
+    );
 }
 
 #[cfg(feature = "degrade")]
@@ -276,8 +377,8 @@ async fn optional_agents_are_not_called_while_degraded() {
     });
     let level = DegradationLevel::new();
     let fanout = Fanout::builder()
-        .required("planner", agent(1, Ok("plan")))
-        .optional("critic", critic)
+        .required(&named("planner"), agent(1, Ok("plan")))
+        .optional(&named("critic"), critic)
         .success_ratio(1.0)
         .skip_optional_at(level.clone(), Level::Minimal)
         .build()
@@ -309,8 +410,8 @@ async fn quorum_out_of_reach_after_skipping_fails_without_waiting() {
     let level = DegradationLevel::new();
     level.set(Level::Emergency);
     let fanout = Fanout::builder()
-        .optional("replica-1", agent(5, Ok("a")))
-        .optional("replica-2", agent(5, Ok("a")))
+        .optional(&named("replica-1"), agent(5, Ok("a")))
+        .optional(&named("replica-2"), agent(5, Ok("a")))
         .quorum(2)
         .skip_optional_at(level, Level::Reduced)
         .build()
@@ -319,11 +420,11 @@ async fn quorum_out_of_reach_after_skipping_fails_without_waiting() {
     let error = fanout.call(0).await.unwrap_err();
     assert_eq!(started.elapsed(), Duration::ZERO);
     assert_eq!(
-        error.failure,
+        *error.failure(),
         FanoutFailure::BelowThreshold {
             answered: 0,
             needed: 2
         }
     );
-    assert_eq!(error.skipped.len(), 2);
+    assert_eq!(error.skipped().len(), 2);
 }

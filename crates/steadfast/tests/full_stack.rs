@@ -1,6 +1,7 @@
 //! The whole stack of DESIGN §1, outer to inner: Degrade > DeadLetter > Fallback > Retry >
-//! CircuitBreaker > Timeout > agent, driven through an outage under a paused clock. Every
-//! request ends in exactly one of: primary, fallback, cache, degraded, dead-lettered.
+//! CircuitBreaker > Timeout > agent, every layer made from one agent scope, driven through an
+//! outage under a paused clock. Every request ends in exactly one of: primary, fallback, cache,
+//! degraded, dead-lettered; the registry counts the same.
 #![cfg(all(
     feature = "circuit-breaker",
     feature = "retry",
@@ -16,7 +17,7 @@ use std::time::Duration;
 use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::dead_letter::{Bytes, DeadLetterLayer, DeadLettered, MemorySink};
 use steadfast::degrade::DegradeLayer;
-use steadfast::fallback::{Alternative, FallbackLayer};
+use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast::provenance::{Attributed, Provenance, Served};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -83,9 +84,10 @@ async fn every_request_ends_in_exactly_one_place_through_an_outage() {
             .unwrap(),
         |prompt: &Request| Some(prompt.text.clone()),
     );
-    let breaker = CircuitBreakerLayer::new(BreakerConfig::default())
-        .named("large")
-        .register(&registry);
+    // The agent is named once; every layer of its stack reports under that name.
+    let large = registry.agent("large");
+    let small = registry.agent("small");
+    let breaker = CircuitBreakerLayer::new(&large, BreakerConfig::default());
     let retry_config = RetryConfig::builder()
         .max_retries(2)
         .jitter(Jitter::None)
@@ -94,26 +96,23 @@ async fn every_request_ends_in_exactly_one_place_through_an_outage() {
 
     let stack = ServiceBuilder::new()
         .layer(
-            DegradeLayer::new(|degradable: &bool, _: &BoxError| {
+            DegradeLayer::new(&large, |degradable: &bool, _: &BoxError| {
                 degradable.then(|| Attributed::new("busy, try again soon".to_string()))
             })
             .view(|prompt: &Request| prompt.degradable)
-            .named("assistant")
             .mark_responses(),
         )
         .layer(
-            DeadLetterLayer::new(sink.clone())
-                .named("assistant")
+            DeadLetterLayer::new(&large, sink.clone())
                 .encoder(|prompt: &Request| Ok::<_, BoxError>(Bytes::from(prompt.text.clone()))),
         )
         .layer(
-            FallbackLayer::new()
-                .named("assistant")
-                .then_alternative(Alternative::new("small", backup))
+            FallbackLayer::new(&large)
+                .then(&small, backup)
                 .then_cache(cache.clone())
                 .mark_responses(),
         )
-        .layer(BackoffRetryLayer::new(retry_config).named("large").seed(1))
+        .layer(BackoffRetryLayer::new(&large, retry_config).seed(1))
         .layer(breaker.clone())
         .timeout(Duration::from_secs(30))
         .service(primary);
@@ -184,4 +183,19 @@ async fn every_request_ends_in_exactly_one_place_through_an_outage() {
         .map(|record| record.request.clone())
         .collect();
     assert_eq!(kept, [&b"new question"[..], &b"must not be lost"[..]]);
+
+    // The registry counted the same places, from the layers' events, under the agent's name.
+    let counted = registry.counters("large").unwrap();
+    assert_eq!(
+        (
+            counted.primary,
+            counted.fallbacks,
+            counted.cache_hits,
+            counted.degraded,
+            counted.dead_lettered,
+        ),
+        (3, 4, 1, 1, 2),
+        "{counted:?}"
+    );
+    assert_eq!(registry.agents(), ["large", "small"]);
 }

@@ -1,5 +1,6 @@
 //! Model-based property test of the whole stack of DESIGN §1, outer to inner:
-//! Degrade > DeadLetter > Fallback > Retry > CircuitBreaker > Timeout > agent.
+//! Degrade > DeadLetter > Fallback > Retry > CircuitBreaker > Timeout > agent, every layer made
+//! from one agent scope (the primary's), as DESIGN §1 shows.
 //!
 //! proptest generates a sequence of steps: calls whose primary attempts follow a script (ok,
 //! transient error, caller fault, slower than the timeout), whose backup answers or fails, and
@@ -9,8 +10,10 @@
 //! on: where each request ended (primary, fallback, cache, degraded, dead-lettered: exactly one),
 //! the primary attempts and the backup call of each request and their order, the time each
 //! request took (the timeouts and backoff waits), the breaker's state after every step, the
-//! cache's answers and their age, and the dead-letter queue (exactly the requests no agent
-//! answered, in order).
+//! cache's answers and their age, the dead-letter queue (exactly the requests no agent
+//! answered, in order), and the registry: only the two agents, each counter its layers' events
+//! fill (retries, exhausted retries, fallbacks, cache hits, degraded, dead-lettered) and the
+//! primary's answers equal to what the model counted.
 //!
 //! Configs are chosen so the model stays simple and exact: the breaker trips only on 3
 //! consecutive failures (the rate rule is unreachable), probes one call at a time and closes on
@@ -37,13 +40,13 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::circuit_breaker::SlidingWindow;
-use steadfast::classify::classify_known_error;
 use steadfast::dead_letter::{Bytes, DeadLetterLayer, DeadLettered, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::error::find;
-use steadfast::fallback::{AllFailed, Alternative, FallbackLayer};
+use steadfast::fallback::{AllFailed, FallbackLayer};
 use steadfast::prelude::*;
 use steadfast::provenance::{Attributed, Provenance, Served};
+use steadfast::registry::CountersSnapshot;
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -55,8 +58,8 @@ const BASE: Duration = Duration::from_millis(100);
 const TRIP_AFTER: u32 = 3;
 const INITIAL_OPEN: Duration = Duration::from_secs(1);
 const MAX_OPEN: Duration = Duration::from_secs(3);
-/// The fallback layer's name: `AllFailed` lists the primary under it.
-const AGENT: &str = "assistant";
+/// The agent every layer of the stack is made from: `AllFailed` lists the primary under it.
+const AGENT: &str = "primary";
 
 // ---------------------------------------------------------------------------------------------
 // Steps
@@ -132,13 +135,13 @@ type Request = Arc<Prompt>;
 type Reply = Attributed<String>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Agent {
+enum Callee {
     Primary,
     Backup,
 }
 
 /// Every agent call, in order: `(request id, agent)`.
-type CallLog = Arc<Mutex<Vec<(u32, Agent)>>>;
+type CallLog = Arc<Mutex<Vec<(u32, Callee)>>>;
 
 /// The primary's transient error (a 529).
 #[derive(Debug)]
@@ -160,19 +163,16 @@ impl fmt::Display for BadPrompt {
 }
 impl Error for BadPrompt {}
 
-/// One classifier for every layer: the known errors first (timeouts, circuit open), then a
+/// The primary's classifier, given once to its agent and so used by every layer: a
 /// `BadPrompt` anywhere in the chain is the caller's fault, and any other error is transient.
+/// Errors that classify themselves (the timeout's `Elapsed`, `CircuitOpen`, `AllFailed`) never
+/// reach it.
 #[allow(clippy::needless_pass_by_value)] // the `Classify` closure signature
 fn classify(result: Result<&Reply, &BoxError>) -> Outcome {
     match result {
         Ok(_) => Outcome::success(),
-        Err(error) => classify_known_error(error).unwrap_or_else(|| {
-            if find::<BadPrompt>(&**error).is_some() {
-                Outcome::caller_fault("bad prompt")
-            } else {
-                Outcome::transient("overloaded")
-            }
-        }),
+        Err(error) if find::<BadPrompt>(&**error).is_some() => Outcome::caller_fault("bad prompt"),
+        Err(_) => Outcome::transient("overloaded"),
     }
 }
 
@@ -258,7 +258,7 @@ enum End {
 struct Expected {
     end: End,
     /// The agent calls of this request, in order.
-    calls: Vec<Agent>,
+    calls: Vec<Callee>,
     elapsed: Duration,
     /// Whether the final failure (if any) was the caller's fault.
     caller_fault: bool,
@@ -272,6 +272,9 @@ struct Model {
     cache: HashMap<u8, (u32, Duration)>,
     /// What the queue must hold: (request id, whether the failure was the caller's fault).
     dead_letters: Vec<(u32, bool)>,
+    /// Retries the retry layer scheduled, and the calls whose retries ran out.
+    retries: u64,
+    retries_exhausted: u64,
 }
 
 impl Model {
@@ -286,6 +289,8 @@ impl Model {
             },
             cache: HashMap::new(),
             dead_letters: Vec::new(),
+            retries: 0,
+            retries_exhausted: 0,
         }
     }
 
@@ -301,7 +306,7 @@ impl Model {
             }
             let attempt = spec.primary[attempts];
             attempts += 1;
-            calls.push(Agent::Primary);
+            calls.push(Callee::Primary);
             let kind = match attempt {
                 Attempt::Ok => Kind::Success,
                 Attempt::Transient => Kind::Failure,
@@ -313,10 +318,15 @@ impl Model {
             };
             self.breaker.record(kind, self.now);
             final_kind = kind;
-            if kind != Kind::Failure || attempts > MAX_RETRIES as usize {
+            if kind != Kind::Failure {
+                break;
+            }
+            if attempts > MAX_RETRIES as usize {
+                self.retries_exhausted += 1;
                 break;
             }
             // Retry `attempts` waits base x 2^(attempts - 1), no jitter.
+            self.retries += 1;
             self.now += BASE * (1 << (attempts - 1));
         }
         // Fallback: the backup (not for caller faults), then the cache.
@@ -327,7 +337,7 @@ impl Model {
             }
             Kind::CallerFault => None,
             Kind::Failure => {
-                calls.push(Agent::Backup);
+                calls.push(Callee::Backup);
                 if spec.backup_ok {
                     Some(End::Fallback)
                 } else {
@@ -402,7 +412,7 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
         let log = log.clone();
         service_fn(move |prompt: Request| {
             let n = prompt.primary_calls.fetch_add(1, Ordering::SeqCst) as usize;
-            log.lock().unwrap().push((prompt.id, Agent::Primary));
+            log.lock().unwrap().push((prompt.id, Callee::Primary));
             let attempt = prompt.spec.primary.get(n).copied();
             async move {
                 let answer = Attributed::new(format!("primary#{}", prompt.id));
@@ -422,7 +432,7 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let backup = {
         let log = log.clone();
         service_fn(move |prompt: Request| {
-            log.lock().unwrap().push((prompt.id, Agent::Backup));
+            log.lock().unwrap().push((prompt.id, Callee::Backup));
             let ok = prompt.spec.backup_ok;
             async move {
                 if ok {
@@ -443,7 +453,12 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
             .unwrap(),
         |prompt: &Request| Some(prompt.spec.key),
     );
+    // The agent is named once, with its classifier; every layer of its stack is made from it.
+    let registry = Registry::new();
+    let agent = registry.agent(AGENT).classifier(classify);
+    let backup_agent = registry.agent("backup");
     let breaker = CircuitBreakerLayer::new(
+        &agent,
         BreakerConfig::builder()
             .consecutive_failures(TRIP_AFTER)
             // The rate rule would need 10,000 calls, all failed: out of reach of a case.
@@ -456,10 +471,9 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
             .half_open_probes(1)
             .build()
             .unwrap(),
-    )
-    .named("primary")
-    .classifier(classify);
+    );
     let retry = BackoffRetryLayer::new(
+        &agent,
         RetryConfig::builder()
             .max_retries(MAX_RETRIES)
             .base(BASE)
@@ -471,33 +485,25 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
             .budget_min_per_sec(100_000)
             .build()
             .unwrap(),
-    )
-    .named("primary")
-    .classifier(classify);
+    );
 
     let stack = ServiceBuilder::new()
         .layer(
-            DegradeLayer::new(|view: &(u32, bool), _: &BoxError| {
+            DegradeLayer::new(&agent, |view: &(u32, bool), _: &BoxError| {
                 let (id, degradable) = *view;
                 degradable.then(|| Attributed::new(format!("degraded#{id}")))
             })
             .view(|prompt: &Request| (prompt.id, prompt.spec.degradable))
-            .named(AGENT)
             .mark_responses(),
         )
         .layer(
-            DeadLetterLayer::new(sink.clone())
-                .named(AGENT)
-                .classifier(classify)
-                .encoder(|prompt: &Request| {
-                    Ok::<_, BoxError>(Bytes::from(prompt.id.to_string().into_bytes()))
-                }),
+            DeadLetterLayer::new(&agent, sink.clone()).encoder(|prompt: &Request| {
+                Ok::<_, BoxError>(Bytes::from(prompt.id.to_string().into_bytes()))
+            }),
         )
         .layer(
-            FallbackLayer::new()
-                .named(AGENT)
-                .classifier(classify)
-                .then_alternative(Alternative::new("backup", backup))
+            FallbackLayer::new(&agent)
+                .then(&backup_agent, backup)
                 .then_cache(cache)
                 .mark_responses(),
         )
@@ -596,7 +602,7 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     expected
                         .calls
                         .iter()
-                        .filter(|&&a| a == Agent::Primary)
+                        .filter(|&&a| a == Callee::Primary)
                         .count(),
                     "request {}: primary attempts",
                     id
@@ -632,6 +638,46 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
         })
         .collect();
     prop_assert_eq!(&kept, &model.dead_letters);
+    // The registry knows the two agents and nothing else, and counted, from the layers'
+    // events, what the model counted.
+    prop_assert_eq!(registry.agents(), ["backup", AGENT]);
+    let counted = registry.counters(AGENT).unwrap();
+    let expected = (
+        u64::from(expected_tally.primary),
+        u64::from(expected_tally.fallback),
+        u64::from(expected_tally.cache),
+        u64::from(expected_tally.degraded),
+        // Dead-letter sits inside degrade: a degraded answer's request was kept too.
+        model.dead_letters.len() as u64,
+        model.retries,
+        model.retries_exhausted,
+    );
+    prop_assert_eq!(
+        (
+            counted.primary,
+            counted.fallbacks,
+            counted.cache_hits,
+            counted.degraded,
+            counted.dead_lettered,
+            counted.retries,
+            counted.retries_exhausted,
+        ),
+        expected,
+        "registry counters (primary, fallbacks, cache hits, degraded, dead-lettered, retries, \
+         exhausted)"
+    );
+    prop_assert_eq!(
+        (
+            counted.retry_budget_exhausted,
+            counted.deadlines_exceeded,
+            counted.dead_letter_failures
+        ),
+        (0, 0, 0)
+    );
+    prop_assert_eq!(
+        registry.counters("backup").unwrap(),
+        CountersSnapshot::default()
+    );
     Ok(())
 }
 

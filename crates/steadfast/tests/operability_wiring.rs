@@ -1,6 +1,8 @@
 //! The retry, fallback, degrade and dead-letter layers report their decisions on the
 //! registry's event bus and in its per-agent counters, exactly once per decision and never on
-//! a success; a drain's cancelled calls end up dead-lettered with reason "shutdown".
+//! a success; the counters are derived from the events on the bus and nothing else; every
+//! report is under the name the agent was given (no default name); a drain's cancelled calls
+//! end up dead-lettered with reason "shutdown".
 #![cfg(all(
     feature = "retry",
     feature = "fallback",
@@ -12,13 +14,18 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "support/counters.rs"]
+mod snapshot_counters;
+
 use bytes::Bytes;
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::{DeadLetter, DeadLetterSink, DeadLettered, Monitor};
+use steadfast::dead_letter::{
+    DeadLetterFailed, DeadLetterRecord, DeadLetterSink, DeadLettered, Monitor,
+};
 use steadfast::events::EventReceiver;
 use steadfast::prelude::*;
 use steadfast::registry::CountersSnapshot;
-use steadfast::shutdown::CancelledByShutdown;
+use steadfast::shutdown::{CancelledByShutdown, ShuttingDown};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// An agent that answers from a script: `Ok(())` echoes the request, `Err(message)` fails with
@@ -63,18 +70,73 @@ impl Service<String> for Scripted {
     }
 }
 
-fn drain(events: &mut EventReceiver) -> Vec<Event> {
-    std::iter::from_fn(|| events.try_recv()).collect()
+/// A subscriber that remembers every event it delivered, so a test can check that the
+/// registry's counters are derived from exactly those events.
+struct Bus {
+    receiver: EventReceiver,
+    seen: Vec<Event>,
+}
+
+impl Bus {
+    fn of(registry: &Registry) -> Self {
+        Bus {
+            receiver: registry.events().subscribe(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The events published since the last call.
+    fn drain(&mut self) -> Vec<Event> {
+        let new: Vec<Event> = std::iter::from_fn(|| self.receiver.try_recv()).collect();
+        self.seen.extend(new.iter().cloned());
+        new
+    }
+
+    /// Every counter the registry derives from events, for every agent it holds, equals the
+    /// number of events of that kind this subscriber saw for that agent.
+    fn assert_counters_match(&mut self, registry: &Registry) {
+        self.drain();
+        for agent in registry.snapshot().agents {
+            let mut from_events = snapshot_counters::event_fed(&CountersSnapshot::default());
+            for event in &self.seen {
+                if event.agent() == Some(agent.name.as_str())
+                    && let Some(counter) = counter_fed_by(event)
+                {
+                    *from_events.get_mut(counter).unwrap() += 1;
+                }
+            }
+            assert_eq!(
+                snapshot_counters::event_fed(&agent.counters),
+                from_events,
+                "agent `{}`: registry counters vs events on the bus",
+                agent.name
+            );
+        }
+    }
+}
+
+/// The registry counter each kind of event feeds (the table in `steadfast::events`).
+fn counter_fed_by(event: &Event) -> Option<&'static str> {
+    Some(match event {
+        Event::RetryScheduled { .. } => "retries",
+        Event::RetriesExhausted { .. } => "retries_exhausted",
+        Event::RetryBudgetExhausted { .. } => "retry_budget_exhausted",
+        Event::DeadlineExceeded { .. } => "deadlines_exceeded",
+        Event::FallbackUsed {
+            source: "cache", ..
+        } => "cache_hits",
+        Event::FallbackUsed { .. } => "fallbacks",
+        Event::Degraded { .. } => "degraded",
+        Event::DeadLettered { .. } => "dead_lettered",
+        Event::DeadLetterFailed { .. } => "dead_letter_failures",
+        _ => return None,
+    })
 }
 
 fn counters(registry: &Registry, agent: &str) -> CountersSnapshot {
-    let snapshot = registry.snapshot();
-    snapshot
-        .agents
-        .iter()
-        .find(|a| a.name == agent)
+    registry
+        .counters(agent)
         .unwrap_or_else(|| panic!("agent `{agent}` is not registered"))
-        .counters
 }
 
 fn agent(name: &str) -> Arc<str> {
@@ -99,7 +161,7 @@ fn retry_config() -> RetryConfig {
 #[tokio::test(start_paused = true)]
 async fn retry_layer_reports_each_scheduled_retry_and_the_give_up() {
     let registry = Registry::new();
-    let mut events = registry.events().subscribe();
+    let mut bus = Bus::of(&registry);
     let script = Scripted::new([
         Ok(()),
         Err("overloaded"),
@@ -109,10 +171,8 @@ async fn retry_layer_reports_each_scheduled_retry_and_the_give_up() {
         Err("overloaded"),
         Err("overloaded"),
     ]);
-    let mut service = BackoffRetryLayer::new(retry_config())
-        .register(&registry)
-        .named("gpt")
-        .layer(script.clone());
+    let gpt = registry.agent("gpt");
+    let mut service = BackoffRetryLayer::new(&gpt, retry_config()).layer(script.clone());
 
     // A first-time success decides nothing and reports nothing.
     service
@@ -122,7 +182,7 @@ async fn retry_layer_reports_each_scheduled_retry_and_the_give_up() {
         .call("a".into())
         .await
         .unwrap();
-    assert_eq!(drain(&mut events), []);
+    assert_eq!(bus.drain(), []);
     assert_eq!(counters(&registry, "gpt"), CountersSnapshot::default());
 
     service
@@ -149,7 +209,7 @@ async fn retry_layer_reports_each_scheduled_retry_and_the_give_up() {
         reason: Some("error"),
     };
     assert_eq!(
-        drain(&mut events),
+        bus.drain(),
         [
             scheduled(2, 100),
             scheduled(3, 200),
@@ -164,27 +224,27 @@ async fn retry_layer_reports_each_scheduled_retry_and_the_give_up() {
     );
     let counted = counters(&registry, "gpt");
     assert_eq!((counted.retries, counted.retries_exhausted), (4, 1));
-    // Counted under the final name only, whatever the order of `register` and `named`.
-    assert_eq!(registry.agents(), ["agent", "gpt"]);
-    assert_eq!(counters(&registry, "agent"), CountersSnapshot::default());
+    // The registry holds the agent that was named, and nothing under a default name.
+    assert_eq!(registry.agents(), ["gpt"]);
+    assert!(registry.counters("agent").is_none());
+    assert!(registry.snapshot().agents.iter().all(|a| a.name == "gpt"));
+    bus.assert_counters_match(&registry);
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_bus_given_with_events_replaces_the_registry_bus_but_counters_still_count() {
+async fn an_agent_of_its_own_reports_on_its_own_bus_and_counts_there() {
     let registry = Registry::new();
     let mut registry_events = registry.events().subscribe();
-    let bus = EventBus::new(16);
-    let mut own_events = bus.subscribe();
-    let service = BackoffRetryLayer::new(retry_config())
-        .named("gpt")
-        .events(&bus)
-        .register(&registry)
+    // Not made by `registry`: its events and counters are its own.
+    let gpt = Agent::new("gpt");
+    let mut own_events = gpt.events().subscribe();
+    let service = BackoffRetryLayer::new(&gpt, retry_config())
         .layer(Scripted::new([Err("overloaded"), Ok(())]));
 
     service.oneshot("a".into()).await.unwrap();
 
     assert_eq!(
-        drain(&mut own_events),
+        std::iter::from_fn(|| own_events.try_recv()).collect::<Vec<_>>(),
         [Event::RetryScheduled {
             agent: agent("gpt"),
             attempt: 2,
@@ -192,20 +252,20 @@ async fn a_bus_given_with_events_replaces_the_registry_bus_but_counters_still_co
             reason: Some("error"),
         }]
     );
-    assert_eq!(drain(&mut registry_events), []);
-    assert_eq!(counters(&registry, "gpt").retries, 1);
+    assert_eq!(registry_events.try_recv(), None);
+    assert_eq!(gpt.counters().retries, 1);
+    assert!(registry.agents().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn fallback_layer_reports_each_answer_an_alternative_gave() {
     let registry = Registry::new();
-    let mut events = registry.events().subscribe();
+    let mut bus = Bus::of(&registry);
     let primary = Scripted::new([Ok(()), Err("overloaded"), Err("overloaded")]);
     let backup = Scripted::new([Ok(()), Err("down too")]);
-    let mut service = FallbackLayer::new()
-        .named("gpt")
-        .then_named("claude", backup.clone())
-        .register(&registry)
+    let (gpt, claude) = (registry.agent("gpt"), registry.agent("claude"));
+    let mut service = FallbackLayer::new(&gpt)
+        .then(&claude, backup.clone())
         .layer(primary.clone());
 
     assert_eq!(
@@ -218,7 +278,7 @@ async fn fallback_layer_reports_each_answer_an_alternative_gave() {
             .unwrap(),
         "a"
     );
-    assert_eq!(drain(&mut events), []);
+    assert_eq!(bus.drain(), []);
 
     assert_eq!(
         service
@@ -231,10 +291,11 @@ async fn fallback_layer_reports_each_answer_an_alternative_gave() {
         "b"
     );
     assert_eq!(
-        drain(&mut events),
+        bus.drain(),
         [Event::FallbackUsed {
             agent: agent("gpt"),
             fallback: agent("claude"),
+            source: "fallback",
             reason: Some("error"),
         }]
     );
@@ -248,26 +309,27 @@ async fn fallback_layer_reports_each_answer_an_alternative_gave() {
         .await
         .unwrap_err();
     assert!(error.downcast_ref::<AllFailed>().is_some());
-    assert_eq!(drain(&mut events), []);
+    assert_eq!(bus.drain(), []);
     assert_eq!((primary.left(), backup.left()), (0, 0));
-    assert_eq!(counters(&registry, "gpt").fallbacks, 1);
+    let counted = counters(&registry, "gpt");
+    assert_eq!((counted.primary, counted.fallbacks), (1, 1));
+    assert_eq!(counters(&registry, "claude"), CountersSnapshot::default());
+    assert_eq!(registry.agents(), ["claude", "gpt"]);
+    bus.assert_counters_match(&registry);
 }
 
 #[tokio::test(start_paused = true)]
 async fn degrade_layer_reports_each_degraded_answer_and_not_a_passed_through_error() {
     let registry = Registry::new();
-    let mut events = registry.events().subscribe();
+    let mut bus = Bus::of(&registry);
     let degrade = |(): &(), error: &BoxError| {
         (error.to_string() != "invalid prompt").then(|| "sorry, try later".to_string())
     };
-    let mut service = DegradeLayer::new(degrade)
-        .named("gpt")
-        .register(&registry)
-        .layer(Scripted::new([
-            Ok(()),
-            Err("overloaded"),
-            Err("invalid prompt"),
-        ]));
+    let mut service = DegradeLayer::new(&registry.agent("gpt"), degrade).layer(Scripted::new([
+        Ok(()),
+        Err("overloaded"),
+        Err("invalid prompt"),
+    ]));
 
     assert_eq!(
         service
@@ -279,7 +341,7 @@ async fn degrade_layer_reports_each_degraded_answer_and_not_a_passed_through_err
             .unwrap(),
         "a"
     );
-    assert_eq!(drain(&mut events), []);
+    assert_eq!(bus.drain(), []);
     assert_eq!(
         service
             .ready()
@@ -300,7 +362,7 @@ async fn degrade_layer_reports_each_degraded_answer_and_not_a_passed_through_err
     assert_eq!(passed.to_string(), "invalid prompt");
 
     assert_eq!(
-        drain(&mut events),
+        bus.drain(),
         [Event::Degraded {
             agent: agent("gpt"),
             from: "primary",
@@ -309,17 +371,17 @@ async fn degrade_layer_reports_each_degraded_answer_and_not_a_passed_through_err
         }]
     );
     assert_eq!(counters(&registry, "gpt").degraded, 1);
+    assert_eq!(registry.agents(), ["gpt"]);
+    bus.assert_counters_match(&registry);
 }
 
 #[tokio::test(start_paused = true)]
-async fn dead_letter_layer_reports_only_records_the_sink_confirmed() {
+async fn dead_letter_layer_reports_records_the_sink_confirmed_and_those_it_lost() {
     let registry = Registry::new();
-    let mut events = registry.events().subscribe();
+    let mut bus = Bus::of(&registry);
     let sink = MemorySink::new(10);
-    let mut service = DeadLetterLayer::new(sink.clone())
-        .named("gpt")
+    let mut service = DeadLetterLayer::new(&registry.agent("gpt"), sink.clone())
         .encoder(encode)
-        .register(&registry)
         .layer(Scripted::new([
             Ok(()),
             Err("overloaded"),
@@ -333,7 +395,7 @@ async fn dead_letter_layer_reports_only_records_the_sink_confirmed() {
         .call("a".into())
         .await
         .unwrap();
-    assert_eq!(drain(&mut events), []);
+    assert_eq!(bus.drain(), []);
 
     let error = service
         .ready()
@@ -344,45 +406,56 @@ async fn dead_letter_layer_reports_only_records_the_sink_confirmed() {
         .unwrap_err();
     assert!(error.downcast_ref::<DeadLettered>().is_some());
     assert_eq!(
-        drain(&mut events),
+        bus.drain(),
         [Event::DeadLettered {
             agent: agent("gpt"),
             reason: "error",
         }]
     );
 
-    // The sink refuses the next record: it was not dead-lettered, so it is not reported.
+    // The sink refuses the next record: it was not dead-lettered, and is reported as lost.
     sink.fail_next_append("disk full");
-    service
+    let error = service
         .ready()
         .await
         .unwrap()
         .call("c".into())
         .await
         .unwrap_err();
-    assert_eq!(drain(&mut events), []);
+    assert!(error.downcast_ref::<DeadLetterFailed>().is_some());
+    assert_eq!(
+        bus.drain(),
+        [Event::DeadLetterFailed {
+            agent: agent("gpt"),
+            reason: "error",
+        }]
+    );
     assert_eq!(sink.len(), 1);
-    assert_eq!(counters(&registry, "gpt").dead_lettered, 1);
+    let counted = counters(&registry, "gpt");
+    assert_eq!(
+        (counted.dead_lettered, counted.dead_letter_failures),
+        (1, 1)
+    );
+    bus.assert_counters_match(&registry);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_drain_dead_letters_the_calls_it_cancels_with_reason_shutdown() {
     let registry = Registry::new();
-    let mut events = registry.events().subscribe();
+    let mut bus = Bus::of(&registry);
     let sink = MemorySink::new(10);
     let handed_to_hook = Arc::new(Mutex::new(Vec::new()));
     let hook_calls = handed_to_hook.clone();
     let shutdown = Shutdown::with_hook(move |call| hook_calls.lock().unwrap().push(call.clone()));
+    let gpt = registry.agent("gpt");
     // The dead-letter layer outside the shutdown layer: it holds the request, and sees a
     // cancelled call fail with `CancelledByShutdown` (classified as agent fault "shutdown").
     let service = ServiceBuilder::new()
         .layer(
-            DeadLetterLayer::new(sink.clone())
-                .named("gpt")
-                .encoder(|secs: &u64| Ok::<_, BoxError>(Bytes::from(secs.to_string())))
-                .register(&registry),
+            DeadLetterLayer::new(&gpt, sink.clone())
+                .encoder(|secs: &u64| Ok::<_, BoxError>(Bytes::from(secs.to_string()))),
         )
-        .layer(ShutdownLayer::new(&shutdown).named("gpt"))
+        .layer(ShutdownLayer::new(&gpt, &shutdown))
         .service(service_fn(|secs: u64| async move {
             tokio::time::sleep(Duration::from_secs(secs)).await;
             Ok::<_, BoxError>(secs)
@@ -409,14 +482,15 @@ async fn a_drain_dead_letters_the_calls_it_cancels_with_reason_shutdown() {
     for cancelled in [&results[1], &results[3]] {
         let error = cancelled.as_ref().unwrap_err();
         let dead = error.downcast_ref::<DeadLettered>().expect("dead-lettered");
-        assert!(
-            dead.original()
-                .downcast_ref::<CancelledByShutdown>()
-                .is_some()
-        );
+        let cancelled = dead
+            .original()
+            .downcast_ref::<CancelledByShutdown>()
+            .expect("cancelled by the drain");
+        assert_eq!(cancelled.agent(), "gpt");
+        assert_eq!(cancelled.in_flight_for(), Duration::from_secs(5));
     }
 
-    let mut records: Vec<DeadLetter> = sink.records();
+    let mut records: Vec<DeadLetterRecord> = sink.records();
     records.sort_by(|a, b| a.request.cmp(&b.request));
     let stored: Vec<_> = records
         .iter()
@@ -451,28 +525,41 @@ async fn a_drain_dead_letters_the_calls_it_cancels_with_reason_shutdown() {
         agent: agent("gpt"),
         reason: "shutdown",
     };
-    assert_eq!(drain(&mut events), [dead_lettered.clone(), dead_lettered]);
+    assert_eq!(bus.drain(), [dead_lettered.clone(), dead_lettered]);
     assert_eq!(counters(&registry, "gpt").dead_lettered, 2);
 
     // A call refused once the drain started is kept too, with its own reason.
     let refused = service.oneshot(1).await.unwrap_err();
-    assert!(refused.downcast_ref::<DeadLettered>().is_some());
+    let dead = refused
+        .downcast_ref::<DeadLettered>()
+        .expect("dead-lettered");
     assert_eq!(
-        drain(&mut events),
+        dead.original()
+            .downcast_ref::<ShuttingDown>()
+            .map(ShuttingDown::agent),
+        Some("gpt")
+    );
+    assert_eq!(
+        bus.drain(),
         [Event::DeadLettered {
             agent: agent("gpt"),
             reason: "shutting down",
         }]
     );
+    assert_eq!(registry.agents(), ["gpt"]);
+    bus.assert_counters_match(&registry);
 }
 
 #[tokio::test(start_paused = true)]
-async fn dlq_monitor_publishes_the_depth_alert_and_sets_each_agents_depth() {
+async fn dlq_monitor_publishes_the_depth_alert_and_sets_each_known_agents_depth() {
     let registry = Registry::new();
-    let mut events = registry.events().subscribe();
+    let mut bus = Bus::of(&registry);
+    registry.agent("gpt");
+    registry.agent("claude");
     let sink = MemorySink::new(10);
-    for agent in ["gpt", "gpt", "gpt", "claude"] {
-        let record = DeadLetter::new(agent, Bytes::from("prompt"), OutcomeKind::Transient);
+    // "mistral" has records but is not an agent of this registry.
+    for agent in ["gpt", "gpt", "gpt", "claude", "mistral"] {
+        let record = DeadLetterRecord::new(agent, Bytes::from("prompt"), OutcomeKind::Transient);
         sink.append(record).await.unwrap();
     }
     let monitor = Monitor::new(sink.clone(), "main")
@@ -481,15 +568,18 @@ async fn dlq_monitor_publishes_the_depth_alert_and_sets_each_agents_depth() {
 
     monitor.check().await.unwrap();
     assert_eq!(
-        drain(&mut events),
+        bus.drain(),
         [Event::DlqOverThreshold {
             queue: agent("main"),
-            depth: 4,
+            depth: 5,
             threshold: 3,
         }]
     );
     assert_eq!(counters(&registry, "gpt").dlq_depth, 3);
     assert_eq!(counters(&registry, "claude").dlq_depth, 1);
+    // The monitor sets depths; it does not make agents.
+    assert_eq!(registry.agents(), ["claude", "gpt"]);
+    assert!(registry.counters("mistral").is_none());
 
     // Replayed away: the depths follow, and no alert is raised under the threshold.
     for record in sink.records() {
@@ -498,28 +588,30 @@ async fn dlq_monitor_publishes_the_depth_alert_and_sets_each_agents_depth() {
         }
     }
     monitor.check().await.unwrap();
-    assert_eq!(drain(&mut events), []);
+    assert_eq!(bus.drain(), []);
     assert_eq!(counters(&registry, "gpt").dlq_depth, 0);
     assert_eq!(counters(&registry, "claude").dlq_depth, 1);
+    bus.assert_counters_match(&registry);
 }
 
 #[tokio::test(start_paused = true)]
-async fn dlq_monitor_with_only_a_bus_publishes_the_alert_there() {
-    let bus = EventBus::new(4);
-    let mut events = bus.subscribe();
+async fn dlq_monitor_publishes_the_alert_even_when_the_registry_knows_no_agent_of_the_queue() {
+    let registry = Registry::new();
+    let mut bus = Bus::of(&registry);
     let sink = MemorySink::new(10);
     for _ in 0..2 {
-        let record = DeadLetter::new("gpt", Bytes::from("prompt"), OutcomeKind::Transient);
+        let record = DeadLetterRecord::new("gpt", Bytes::from("prompt"), OutcomeKind::Transient);
         sink.append(record).await.unwrap();
     }
-    let monitor = Monitor::new(sink, "main").max_depth(1).events(&bus);
+    let monitor = Monitor::new(sink, "main").max_depth(1).register(&registry);
     monitor.check().await.unwrap();
     assert_eq!(
-        drain(&mut events),
+        bus.drain(),
         [Event::DlqOverThreshold {
             queue: agent("main"),
             depth: 2,
             threshold: 1,
         }]
     );
+    assert!(registry.agents().is_empty());
 }

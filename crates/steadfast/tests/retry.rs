@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use steadfast::classify::{Outcome, OutcomeKind};
+use steadfast::classify::{Classify, Outcome, OutcomeKind};
+use steadfast::events::Event;
 use steadfast::prelude::*;
-use steadfast::retry::{ConfigError, attempts_of, count_attempts, remaining};
+use steadfast::retry::{attempts_of, count_attempts, remaining};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt, service_fn};
 
@@ -51,10 +52,15 @@ fn no_jitter() -> RetryConfig {
     RetryConfig::builder().jitter(Jitter::None).build().unwrap()
 }
 
+/// A retry layer for an agent of its own, classified by the default classifier.
+fn retry(config: RetryConfig) -> BackoffRetryLayer<DefaultClassifier> {
+    BackoffRetryLayer::new(&Agent::new("gpt"), config)
+}
+
 #[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_with_exponential_backoff() {
     let (inner, log) = agent(3, "reset", Instant::now());
-    let service = BackoffRetryLayer::new(no_jitter()).layer_to(inner);
+    let service = retry(no_jitter()).layer_to(inner);
     let (reply, attempts) = count_attempts(service.oneshot(7)).await;
     assert_eq!(reply.unwrap(), 7);
     assert_eq!(attempts, Some(4));
@@ -67,9 +73,7 @@ async fn a_seeded_jitter_replays_the_same_waits() {
     let mut runs = Vec::new();
     for _ in 0..2 {
         let (inner, log) = agent(3, "reset", Instant::now());
-        let service = BackoffRetryLayer::new(config.clone())
-            .seed(42)
-            .layer_to(inner);
+        let service = retry(config.clone()).seed(42).layer_to(inner);
         service.oneshot(1).await.unwrap();
         runs.push(calls(&log));
     }
@@ -83,6 +87,15 @@ async fn a_seeded_jitter_replays_the_same_waits() {
         assert!(*wait <= Duration::from_millis(cap), "{waits:?}");
     }
     assert_ne!(waits, ms(&[500, 1000, 2000]), "the waits were jittered");
+
+    let (inner, log) = agent(3, "reset", Instant::now());
+    retry(config)
+        .seed(43)
+        .layer_to(inner)
+        .oneshot(1)
+        .await
+        .unwrap();
+    assert_ne!(calls(&log), runs[0], "another seed, other waits");
 }
 
 #[tokio::test(start_paused = true)]
@@ -90,16 +103,24 @@ async fn equal_and_decorrelated_jitter_stay_in_their_ranges() {
     for jitter in [Jitter::Equal, Jitter::Decorrelated] {
         let config = RetryConfig::builder().jitter(jitter).build().unwrap();
         let (inner, log) = agent(3, "reset", Instant::now());
-        let service = BackoffRetryLayer::new(config).seed(7).layer_to(inner);
+        let service = retry(config).seed(7).layer_to(inner);
         service.oneshot(1).await.unwrap();
         let log = calls(&log);
         let waits: Vec<_> = log.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+        assert_eq!(waits.len(), 3);
+        let base = Duration::from_millis(500);
+        let mut previous = Duration::ZERO;
         for (retry, wait) in waits.iter().enumerate() {
-            let exp = Duration::from_millis(500 << retry);
+            let exp = base * (1 << retry);
             match jitter {
                 Jitter::Equal => assert!(*wait >= exp / 2 && *wait <= exp, "{waits:?}"),
-                _ => assert!(*wait >= Duration::from_millis(500), "{waits:?}"),
+                // Uniform in [base, 3 x previous wait] (the first "previous" is the base).
+                _ => assert!(
+                    *wait >= base && *wait <= previous.max(base) * 3,
+                    "{waits:?}"
+                ),
             }
+            previous = *wait;
         }
     }
 }
@@ -111,8 +132,7 @@ async fn retry_after_replaces_the_computed_backoff() {
         Ok(_) => Outcome::success(),
         Err(_) => Outcome::rate_limited("429").with_retry_after(Duration::from_secs(2)),
     };
-    let service = BackoffRetryLayer::new(no_jitter())
-        .classifier(classifier)
+    let service = BackoffRetryLayer::new(&Agent::new("gpt").classifier(classifier), no_jitter())
         .layer_to(inner);
     assert_eq!(service.oneshot(3).await.unwrap(), 3);
     assert_eq!(calls(&log), ms(&[0, 2000]));
@@ -126,8 +146,7 @@ async fn a_retry_after_over_the_cap_returns_the_error_at_once() {
         Ok(_) => Outcome::success(),
         Err(_) => Outcome::rate_limited("429").with_retry_after(Duration::from_secs(3600)),
     };
-    let service = BackoffRetryLayer::new(no_jitter())
-        .classifier(classifier)
+    let service = BackoffRetryLayer::new(&Agent::new("gpt").classifier(classifier), no_jitter())
         .layer_to(inner);
     let err = service.oneshot(3).await.unwrap_err();
     assert_eq!(err.to_string(), "quota window");
@@ -144,7 +163,7 @@ async fn a_wait_past_the_deadline_is_not_started() {
         .deadline(Duration::from_millis(1200))
         .build()
         .unwrap();
-    let service = BackoffRetryLayer::new(config).named("gpt").layer_to(inner);
+    let service = retry(config).layer_to(inner);
     let err = service.oneshot(3).await.unwrap_err();
     let exceeded = err
         .downcast_ref::<DeadlineExceeded>()
@@ -171,11 +190,7 @@ async fn the_deadline_cuts_an_attempt_in_flight() {
         .deadline(Duration::from_secs(3))
         .build()
         .unwrap();
-    let err = BackoffRetryLayer::new(config)
-        .layer_to(slow)
-        .oneshot(())
-        .await
-        .unwrap_err();
+    let err = retry(config).layer_to(slow).oneshot(()).await.unwrap_err();
     let exceeded = err.downcast_ref::<DeadlineExceeded>().unwrap();
     assert_eq!(exceeded.attempts(), 1);
     assert!(exceeded.last().is_none());
@@ -202,7 +217,7 @@ async fn the_deadline_still_holds_after_a_wait_between_attempts() {
         .deadline(Duration::from_secs(3))
         .build()
         .unwrap();
-    let err = BackoffRetryLayer::new(config)
+    let err = retry(config)
         .layer_to(first_fails_then_hangs)
         .oneshot(())
         .await
@@ -232,10 +247,7 @@ async fn inner_layers_see_the_time_left_before_the_deadline() {
         .deadline(Duration::from_secs(10))
         .build()
         .unwrap();
-    let _ = BackoffRetryLayer::new(config)
-        .layer_to(inner)
-        .oneshot(())
-        .await;
+    let _ = retry(config).layer_to(inner).oneshot(()).await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen,
@@ -249,9 +261,7 @@ async fn inner_layers_see_the_time_left_before_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn retries_exhausted_keeps_the_last_error_and_the_attempt_count() {
     let (inner, log) = agent(100, "model overloaded", Instant::now());
-    let service = BackoffRetryLayer::new(no_jitter())
-        .named("claude")
-        .layer_to(inner);
+    let service = BackoffRetryLayer::new(&Agent::new("claude"), no_jitter()).layer_to(inner);
     let err = service.oneshot(1).await.unwrap_err();
     let exhausted = err.downcast_ref::<RetriesExhausted>().unwrap();
     assert_eq!(exhausted.attempts(), 4);
@@ -269,11 +279,11 @@ async fn agent_and_caller_faults_are_returned_at_once() {
         Outcome::rate_limited("quota exhausted"),
     ] {
         let (inner, log) = agent(5, "refused", Instant::now());
-        let service = BackoffRetryLayer::new(no_jitter())
-            .classifier(move |result: Result<&u32, &BoxError>| {
-                result.map_or(outcome, |_| Outcome::success())
-            })
-            .layer_to(inner);
+        let classifier =
+            move |result: Result<&u32, &BoxError>| result.map_or(outcome, |_| Outcome::success());
+        let service =
+            BackoffRetryLayer::new(&Agent::new("gpt").classifier(classifier), no_jitter())
+                .layer_to(inner);
         let err = service.oneshot(1).await.unwrap_err();
         assert_eq!(err.to_string(), "refused", "{outcome}");
         assert_eq!(calls(&log).len(), 1, "{outcome}");
@@ -285,21 +295,22 @@ async fn agent_and_caller_faults_are_returned_at_once() {
 async fn a_circuit_open_rejection_is_never_retried_whatever_the_classifier_says() {
     use steadfast::circuit_breaker::CircuitOpen;
     let (inner, log) = agent(100, "down", Instant::now());
+    let always_retry = |_: Result<&u32, &BoxError>| Outcome::transient("anything");
+    let gpt = Agent::new("gpt").classifier(always_retry);
     let breaker = CircuitBreakerLayer::new(
+        &gpt,
         BreakerConfig::builder()
             .consecutive_failures(2)
             .build()
             .unwrap(),
-    )
-    .named("gpt");
-    let always_retry = |_: Result<&u32, &BoxError>| Outcome::transient("anything");
+    );
     let config = RetryConfig::builder()
         .jitter(Jitter::None)
         .base(Duration::from_millis(100))
         .build()
         .unwrap();
-    let service = BackoffRetryLayer::new(config)
-        .classifier(always_retry)
+    let service = BackoffRetryLayer::new(&gpt, config)
+        .retry_on(|_: &Outcome| true)
         .layer_to(breaker.layer_to(inner));
     let start = Instant::now();
     let (result, attempts) = count_attempts(service.oneshot(1)).await;
@@ -325,8 +336,7 @@ async fn a_failed_response_is_returned_as_it_is_when_retrying_stops() {
         Ok(_) => Outcome::success(),
         Err(_) => Outcome::transient("error"),
     };
-    let service = BackoffRetryLayer::new(no_jitter())
-        .classifier(classifier)
+    let service = BackoffRetryLayer::new(&Agent::new("gpt").classifier(classifier), no_jitter())
         .layer_to(inner);
     assert_eq!(service.oneshot(1).await.unwrap(), 503);
     assert_eq!(calls(&log).len(), 4);
@@ -335,10 +345,10 @@ async fn a_failed_response_is_returned_as_it_is_when_retrying_stops() {
 #[tokio::test(start_paused = true)]
 async fn retry_on_can_retry_a_rate_limit_without_a_known_wait() {
     let (inner, log) = agent(1, "429", Instant::now());
-    let service = BackoffRetryLayer::new(no_jitter())
-        .classifier(|result: Result<&u32, &BoxError>| {
-            result.map_or(Outcome::rate_limited("429"), |_| Outcome::success())
-        })
+    let classifier = |result: Result<&u32, &BoxError>| {
+        result.map_or(Outcome::rate_limited("429"), |_| Outcome::success())
+    };
+    let service = BackoffRetryLayer::new(&Agent::new("gpt").classifier(classifier), no_jitter())
         .retry_on(|outcome: &Outcome| outcome.kind() == OutcomeKind::RateLimited)
         .layer_to(inner);
     assert_eq!(service.oneshot(1).await.unwrap(), 1);
@@ -348,8 +358,8 @@ async fn retry_on_can_retry_a_rate_limit_without_a_known_wait() {
 #[tokio::test(start_paused = true)]
 async fn the_budget_stops_a_retry_storm_against_a_dead_agent() {
     let (inner, log) = agent(usize::MAX, "connection refused", Instant::now());
-    let service = BackoffRetryLayer::new(RetryConfig::default())
-        .named("dead")
+    let registry = Registry::new();
+    let service = BackoffRetryLayer::new(&registry.agent("dead"), RetryConfig::default())
         .seed(1)
         .layer_to(inner);
     let mut tasks = tokio::task::JoinSet::new();
@@ -373,6 +383,10 @@ async fn the_budget_stops_a_retry_storm_against_a_dead_agent() {
     );
     assert_eq!(budget_exhausted + exhausted, 1_000);
     assert!(budget_exhausted > 900, "{budget_exhausted}");
+    let counters = registry.counters("dead").unwrap();
+    assert_eq!(counters.retries as usize, attempts - 1_000);
+    assert_eq!(counters.retry_budget_exhausted, budget_exhausted);
+    assert_eq!(counters.retries_exhausted, exhausted);
 }
 
 #[tokio::test(start_paused = true)]
@@ -385,7 +399,7 @@ async fn clones_of_a_service_share_one_budget() {
         .build()
         .unwrap();
     let (inner, log) = agent(usize::MAX, "down", Instant::now());
-    let first = BackoffRetryLayer::new(config).layer_to(inner);
+    let first = retry(config).layer_to(inner);
     let second = first.clone();
     let err = first.oneshot(1).await.unwrap_err();
     assert!(err.downcast_ref::<RetriesExhausted>().is_some(), "{err}");
@@ -399,28 +413,30 @@ async fn clones_of_a_service_share_one_budget() {
 #[tokio::test(start_paused = true)]
 async fn layers_given_the_same_budget_share_it() -> Result<(), ConfigError> {
     let budget = RetryBudget::new(0.0, 1, Duration::from_secs(10))?;
-    let (inner, _) = agent(usize::MAX, "down", Instant::now());
+    let (inner, log) = agent(usize::MAX, "down", Instant::now());
     let layer = |name: &'static str| {
-        BackoffRetryLayer::new(no_jitter())
-            .named(name)
-            .budget(budget.clone())
+        BackoffRetryLayer::new(&Agent::new(name), no_jitter()).budget(budget.clone())
     };
     let a = layer("route-a").layer_to(inner.clone());
     let b = layer("route-b").layer_to(inner);
     let (a, b) = tokio::join!(a.oneshot(1), b.oneshot(2));
-    let budget_errors = [a.unwrap_err(), b.unwrap_err()]
-        .iter()
-        .filter(|err| err.downcast_ref::<BudgetExhausted>().is_some())
-        .count();
-    // One floor retry between them in the first second: one of the two is refused at once.
-    assert!(budget_errors >= 1);
+    let errors = [a.unwrap_err(), b.unwrap_err()];
+    // One floor retry between them in the first second: one route gets it, the other is
+    // refused at once; the retried one is refused its second retry, still in that second.
+    for err in &errors {
+        assert!(err.downcast_ref::<BudgetExhausted>().is_some(), "{err}");
+    }
+    let mut attempts: Vec<u32> = errors.iter().map(|err| attempts_of(err.as_ref())).collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2]);
+    assert_eq!(calls(&log).len(), 3);
     Ok(())
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_future_cancels_the_pending_wait() {
     let (inner, log) = agent(usize::MAX, "reset", Instant::now());
-    let service = BackoffRetryLayer::new(no_jitter()).layer_to(inner);
+    let service = retry(no_jitter()).layer_to(inner);
     let mut future = Box::pin(service.oneshot(1));
     assert!(futures_poll_once(&mut future).await.is_none());
     assert_eq!(calls(&log).len(), 1);
@@ -433,14 +449,251 @@ async fn dropping_the_future_cancels_the_pending_wait() {
 async fn zero_max_retries_sends_once_and_wraps_the_error() {
     let config = RetryConfig::builder().max_retries(0).build().unwrap();
     let (inner, log) = agent(1, "reset", Instant::now());
-    let err = BackoffRetryLayer::new(config)
+    let err = retry(config).layer_to(inner).oneshot(1).await.unwrap_err();
+    assert_eq!(attempts_of(err.as_ref()), 1);
+    assert!(err.downcast_ref::<RetriesExhausted>().is_some());
+    assert_eq!(calls(&log).len(), 1);
+}
+
+/// A request that says whether it may be sent twice (an HTTP method, in effect).
+#[derive(Clone, Copy, Debug)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Classifies like an HTTP client would: a refused connection never reached the agent; any
+/// other error may have. Notes whether the request is idempotent.
+#[derive(Clone, Copy)]
+struct MethodAware;
+
+impl Classify<Method, &'static str> for MethodAware {
+    type Memo = bool;
+
+    fn note(&self, request: &Method) -> bool {
+        matches!(request, Method::Get)
+    }
+
+    fn classify(&self, _idempotent: &bool, result: Result<&&'static str, &BoxError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::success(),
+            Err(error) if error.to_string() == "connection refused" => {
+                Outcome::transient("connection refused").unprocessed()
+            }
+            Err(_) => Outcome::transient("timeout"),
+        }
+    }
+
+    fn is_idempotent(&self, idempotent: &bool) -> bool {
+        *idempotent
+    }
+}
+
+/// Fails its first call with `error`, then answers; counts calls.
+fn fails_once(
+    error: &'static str,
+    calls: &Arc<std::sync::atomic::AtomicU32>,
+) -> impl Service<Method, Response = &'static str, Error = BoxError, Future: Send> + Clone {
+    let calls = calls.clone();
+    service_fn(move |_: Method| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if call == 0 {
+                Err::<&'static str, BoxError>(error.into())
+            } else {
+                Ok("done")
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_idempotent_request_is_retried_only_after_a_failure_that_never_reached_the_agent() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let registry = Registry::new();
+    let gpt = registry.agent("gpt").classifier(MethodAware);
+    let layer = BackoffRetryLayer::new(&gpt, no_jitter());
+    for (method, error, retried) in [
+        (Method::Post, "timed out after sending", false),
+        (Method::Post, "connection refused", true),
+        (Method::Get, "timed out after sending", true),
+        (Method::Get, "connection refused", true),
+    ] {
+        let calls = Arc::new(AtomicU32::new(0));
+        let service = layer.clone().layer_to(fails_once(error, &calls));
+        let case = format!("{method:?} after `{error}`");
+        let (result, attempts) = count_attempts(service.oneshot(method)).await;
+        if retried {
+            assert_eq!(result.unwrap(), "done", "{case}");
+            assert_eq!(calls.load(Ordering::SeqCst), 2, "{case}");
+            assert_eq!(attempts, Some(2), "{case}");
+        } else {
+            // Returned as it is, not as RetriesExhausted: no retry was ever allowed.
+            assert_eq!(result.unwrap_err().to_string(), error, "{case}");
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{case}");
+            assert_eq!(attempts, Some(1), "{case}");
+        }
+    }
+    assert_eq!(registry.counters("gpt").unwrap().retries, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_decision_is_one_event_and_one_count_on_the_agent() {
+    let registry = Registry::new();
+    let mut events = registry.events().subscribe();
+    let gpt = registry.agent("gpt");
+
+    // Two retries, then the retries run out.
+    let (inner, _) = agent(usize::MAX, "reset", Instant::now());
+    let config = RetryConfig::builder()
+        .jitter(Jitter::None)
+        .max_retries(2)
+        .build()
+        .unwrap();
+    let err = BackoffRetryLayer::new(&gpt, config)
         .layer_to(inner)
         .oneshot(1)
         .await
         .unwrap_err();
-    assert_eq!(attempts_of(err.as_ref()), 1);
-    assert!(err.downcast_ref::<RetriesExhausted>().is_some());
-    assert_eq!(calls(&log).len(), 1);
+    assert!(err.downcast_ref::<RetriesExhausted>().is_some(), "{err}");
+
+    // The budget refuses the first retry.
+    let (inner, _) = agent(usize::MAX, "reset", Instant::now());
+    let err = BackoffRetryLayer::new(&gpt, no_jitter())
+        .budget(RetryBudget::new(0.0, 0, Duration::from_secs(10)).unwrap())
+        .layer_to(inner)
+        .oneshot(1)
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<BudgetExhausted>().is_some(), "{err}");
+
+    // The deadline passes during the first attempt.
+    let slow = service_fn(|_: u32| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<u32, BoxError>(0)
+    });
+    let config = RetryConfig::builder()
+        .deadline(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = BackoffRetryLayer::new(&gpt, config)
+        .layer_to(slow)
+        .oneshot(1)
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<DeadlineExceeded>().is_some(), "{err}");
+
+    let name: Arc<str> = Arc::from("gpt");
+    let mut seen = Vec::new();
+    while let Some(event) = events.try_recv() {
+        seen.push(event);
+    }
+    assert_eq!(
+        seen,
+        [
+            Event::RetryScheduled {
+                agent: name.clone(),
+                attempt: 2,
+                delay: Duration::from_millis(500),
+                reason: Some("error"),
+            },
+            Event::RetryScheduled {
+                agent: name.clone(),
+                attempt: 3,
+                delay: Duration::from_secs(1),
+                reason: Some("error"),
+            },
+            Event::RetriesExhausted {
+                agent: name.clone(),
+                attempts: 3,
+                reason: Some("error"),
+            },
+            Event::RetryBudgetExhausted {
+                agent: name.clone(),
+                attempts: 1,
+            },
+            Event::DeadlineExceeded {
+                agent: name.clone(),
+                attempts: 1,
+            },
+        ]
+    );
+    let counters = registry.counters("gpt").unwrap();
+    assert_eq!(
+        (
+            counters.retries,
+            counters.retries_exhausted,
+            counters.retry_budget_exhausted,
+            counters.deadlines_exceeded
+        ),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(gpt.counters(), counters, "the agent and the registry agree");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_the_clock_can_hold_is_not_a_panic() {
+    // An agent may ask for any wait: with `max_retry_after` lifted, the layer honours it if
+    // the clock can hold it, and otherwise stops at once, as for a wait over the limit.
+    let asking = |wait: Duration| {
+        move |result: Result<&u32, &BoxError>| match result {
+            Ok(_) => Outcome::success(),
+            Err(_) => Outcome::rate_limited("429").with_retry_after(wait),
+        }
+    };
+    let honours_any_wait = RetryConfig::builder()
+        .max_retry_after(Duration::MAX)
+        .build()
+        .unwrap();
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let start = Instant::now();
+    let (inner, log) = agent(1, "later", start);
+    let gpt = Agent::new("gpt").classifier(asking(century));
+    let service = BackoffRetryLayer::new(&gpt, honours_any_wait.clone()).layer_to(inner);
+    assert_eq!(service.oneshot(5).await.unwrap(), 5);
+    assert_eq!(
+        calls(&log),
+        [Duration::ZERO, century],
+        "a century, as asked"
+    );
+
+    // A computed backoff with no cap reaches an unrepresentable wait too.
+    let uncapped = RetryConfig::builder()
+        .jitter(Jitter::None)
+        .base(Duration::MAX)
+        .max_backoff(Duration::MAX)
+        .build()
+        .unwrap();
+    let gpt = Agent::new("gpt").classifier(asking(Duration::MAX));
+    let (inner, asked_log) = agent(1, "later", Instant::now());
+    let (uncapped_inner, uncapped_log) = agent(1, "later", Instant::now());
+    let cases = [
+        (
+            "Retry-After",
+            tower::util::BoxService::new(
+                BackoffRetryLayer::new(&gpt, honours_any_wait).layer_to(inner),
+            ),
+            asked_log,
+        ),
+        (
+            "backoff",
+            tower::util::BoxService::new(retry(uncapped).layer_to(uncapped_inner)),
+            uncapped_log,
+        ),
+    ];
+    for (case, service, log) in cases {
+        let start = Instant::now();
+        let (result, attempts) = count_attempts(service.oneshot(5)).await;
+        let error = result.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "later",
+            "{case}: the agent's error, as it is"
+        );
+        assert_eq!(attempts, Some(1), "{case}");
+        assert_eq!(calls(&log).len(), 1, "{case}");
+        assert_eq!(start.elapsed(), Duration::ZERO, "{case}: no wait started");
+    }
 }
 
 /// Polls a future once; `None` if it is pending.

@@ -20,9 +20,7 @@ fn a_first_attempt_that_succeeds_allocates_nothing() {
         // Registered: reporting to the registry costs nothing on a success either.
         let registry = Registry::new();
         let _events = registry.events().subscribe();
-        let mut agent = BackoffRetryLayer::new(RetryConfig::default())
-            .named("echo")
-            .register(&registry)
+        let mut agent = BackoffRetryLayer::new(&registry.agent("echo"), RetryConfig::default())
             .layer(service_fn(|x: u64| ready(Ok::<_, BoxError>(x))));
         // Warm up once: lazily initialised statics are not per-call costs.
         agent.ready().await.unwrap().call(0).await.unwrap();

@@ -1,5 +1,7 @@
-//! The retry layer's metrics: `steadfast_retries_total{agent,reason}` and
-//! `steadfast_retry_budget_exhausted_total{agent}`, read through a recorder local to the test.
+//! The retry layer's metrics: `steadfast_retries_total{agent,reason}`,
+//! `steadfast_retries_exhausted_total{agent}`, `steadfast_retry_budget_exhausted_total{agent}`
+//! and `steadfast_retry_deadline_exceeded_total{agent}`, read through a recorder local to the
+//! test.
 #![cfg(feature = "retry")]
 
 #[path = "support/metrics.rs"]
@@ -28,10 +30,38 @@ fn retries_and_budget_refusals_are_counted_per_agent_and_reason() {
                 .build()
                 .unwrap();
             let dead = service_fn(|()| async { Err::<(), BoxError>("refused".into()) });
-            let agent = BackoffRetryLayer::new(config).named("gpt").layer(dead);
+            let agent = BackoffRetryLayer::new(&Agent::new("gpt"), config).layer(dead);
             let err = agent.oneshot(()).await.unwrap_err();
             assert!(err.downcast_ref::<BudgetExhausted>().is_some(), "{err}");
             tokio::time::advance(Duration::from_secs(1)).await;
+
+            // The classifier's reason labels the retry; running out is counted apart.
+            let timeouts = |result: Result<&(), &BoxError>| match result {
+                Ok(()) => Outcome::success(),
+                Err(_) => Outcome::transient("timeout"),
+            };
+            let config = RetryConfig::builder()
+                .jitter(Jitter::None)
+                .max_retries(1)
+                .build()
+                .unwrap();
+            let claude = Agent::new("claude").classifier(timeouts);
+            let agent = BackoffRetryLayer::new(&claude, config).layer(dead);
+            let err = agent.oneshot(()).await.unwrap_err();
+            assert!(err.downcast_ref::<RetriesExhausted>().is_some(), "{err}");
+
+            // A deadline that passes during the first attempt.
+            let slow = service_fn(|()| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<(), BoxError>(())
+            });
+            let config = RetryConfig::builder()
+                .deadline(Duration::from_secs(1))
+                .build()
+                .unwrap();
+            let agent = BackoffRetryLayer::new(&Agent::new("mistral"), config).layer(slow);
+            let err = agent.oneshot(()).await.unwrap_err();
+            assert!(err.downcast_ref::<DeadlineExceeded>().is_some(), "{err}");
         });
     });
     // One retry from the per-second floor, then the budget refused the next.
@@ -42,5 +72,25 @@ fn retries_and_budget_refusals_are_counted_per_agent_and_reason() {
     assert_eq!(
         counters.counter("steadfast_retry_budget_exhausted_total{agent=gpt}"),
         1
+    );
+    assert_eq!(
+        counters.counter("steadfast_retries_exhausted_total{agent=gpt}"),
+        0
+    );
+    assert_eq!(
+        counters.counter("steadfast_retries_total{agent=claude,reason=timeout}"),
+        1
+    );
+    assert_eq!(
+        counters.counter("steadfast_retries_exhausted_total{agent=claude}"),
+        1
+    );
+    assert_eq!(
+        counters.counter("steadfast_retry_deadline_exceeded_total{agent=mistral}"),
+        1
+    );
+    assert_eq!(
+        counters.counter("steadfast_retries_total{agent=mistral,reason=error}"),
+        0
     );
 }

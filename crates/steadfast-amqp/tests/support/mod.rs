@@ -8,7 +8,7 @@ use bytes::Bytes;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection, ConnectionProperties};
 use steadfast::classify::OutcomeKind;
-use steadfast::dead_letter::DeadLetter;
+use steadfast::dead_letter::DeadLetterRecord;
 use steadfast_amqp::AmqpConfig;
 
 pub(crate) fn broker_url() -> String {
@@ -35,8 +35,8 @@ pub(crate) fn config(url: &str, name: &str, spill: &std::path::Path) -> AmqpConf
         .drain_interval(Duration::from_secs(3600))
 }
 
-pub(crate) fn record(n: usize) -> DeadLetter {
-    DeadLetter::new(
+pub(crate) fn record(n: usize) -> DeadLetterRecord {
+    DeadLetterRecord::new(
         "gpt",
         Bytes::from(format!("prompt {n}")),
         OutcomeKind::Transient,
@@ -59,7 +59,7 @@ pub(crate) async fn direct_channel() -> (Connection, Channel) {
 pub(crate) async fn drain_queue(
     channel: &Channel,
     queue: &str,
-) -> Vec<(DeadLetter, lapin::BasicProperties)> {
+) -> Vec<(DeadLetterRecord, lapin::BasicProperties)> {
     let mut out = Vec::new();
     while let Some(message) = channel
         .basic_get(queue.into(), BasicGetOptions::default())
@@ -72,7 +72,7 @@ pub(crate) async fn drain_queue(
             .await
             .unwrap();
         out.push((
-            DeadLetter::decode(&delivery.data).unwrap(),
+            DeadLetterRecord::decode(&delivery.data).unwrap(),
             delivery.properties,
         ));
     }

@@ -2,7 +2,7 @@
 //! view, and a summary in which every request is accounted for.
 //!
 //! ```text
-//! steadfast demo                       # 30 s, live panel, journal in a temp dir
+//! steadfast demo                       # 30 s, live panel, dead letters in a temp dir
 //! steadfast demo --duration 6 --seed 7 # what CI runs (plain lines when not on a terminal)
 //! steadfast demo --amqp amqp://guest:guest@127.0.0.1:5672/%2f
 //! ```
@@ -26,10 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use clap::Args;
-use steadfast::dead_letter::{DeadLetterSink, JournalSink, Monitor};
+use steadfast::dead_letter::{DeadLetterSink, Monitor};
 use steadfast::{BoxError, Registry};
 use steadfast_amqp::{AmqpConfig, AmqpSink};
 use steadfast_http::status::StatusRoutes;
+use steadfast_sqlite::SqliteSink;
 use tokio::time::Instant;
 
 use self::agents::AgentKind;
@@ -56,7 +57,7 @@ pub(crate) struct DemoArgs {
     /// Requests per second per caller (0.1 to 100).
     #[arg(long, default_value = "4", value_parser = parse_rate)]
     rate: f64,
-    /// Dead-letter journal directory (default: a new directory under the system temp dir).
+    /// Dead-letter store directory (SQLite; default: a new directory under the system temp dir).
     #[arg(long, value_name = "DIR", conflicts_with = "amqp")]
     journal: Option<PathBuf>,
     /// Dead-letter to RabbitMQ at this URL instead, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
@@ -153,16 +154,16 @@ async fn open_sink(args: &DemoArgs) -> Result<DeadLetters, BoxError> {
             args.seed
         )),
     };
-    let journal = JournalSink::open(&dir).map_err(|error| {
+    let store = SqliteSink::open(&dir).map_err(|error| {
         format!(
-            "cannot open the dead-letter journal `{}`: {error}",
+            "cannot open the dead-letter store `{}`: {error}",
             dir.display()
         )
     })?;
     Ok(DeadLetters {
-        sink: Arc::new(journal),
+        sink: Arc::new(store),
         location: format!(
-            "journal {0}; inspect: steadfast dlq --dir {0} list",
+            "store {0}; inspect: steadfast dlq --dir {0} list",
             dir.display()
         ),
         spill: None,
@@ -266,7 +267,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
         tally: tally.clone(),
         breakers: built.breakers.clone(),
         opened: built.breakers.iter().map(|_| AtomicU64::new(0)).collect(),
-        monitor: Monitor::new(dead_letters.sink.clone(), "primary").max_depth(DLQ_ALERT_DEPTH),
+        monitor: Monitor::new(dead_letters.sink.clone(), "primary").register(&registry),
+        dlq_alert_depth: DLQ_ALERT_DEPTH,
         dlq_depth: AtomicU64::new(0),
         dlq_alerted: AtomicBool::new(false),
         status_url,
@@ -295,7 +297,6 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let until = started + args.duration;
     let traffic = traffic::drive(
         built.stack,
-        registry.clone(),
         tally,
         usize::from(args.callers),
         args.rate,

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast::Registry;
-use steadfast::notify::{
-    Dispatcher, DispatcherConfig, Notification, NotificationPolicy, Notifier, NotifyFuture,
-    PolicyConfig,
-};
+use steadfast::notify::{Notification, Notifier, NotifyFuture};
+use steadfast_notify::{Dispatcher, DispatcherConfig, NotificationPolicy, PolicyConfig};
 use tokio::sync::mpsc;
 
 /// Delivers each notification to the view, which prints it as `notify` on the timeline.

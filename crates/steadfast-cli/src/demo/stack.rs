@@ -1,5 +1,9 @@
 //! The client stack the demo drives, in the order of DESIGN §1:
 //! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > CircuitBreaker > Timeout > HTTP.
+//!
+//! Each agent (`primary`, `backup`, `slow`) is named once, with its classifier, and handed to
+//! every layer that acts for it; the alternatives have breakers of their own, which the
+//! fallback layer reads to skip an alternative that is down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::{Alternative, FallbackLayer};
 use steadfast::retry::{BackoffRetryLayer, Jitter, RetryConfig};
-use steadfast::{BoxError, Registry};
+use steadfast::{Agent, BoxError, Registry};
 use steadfast_http::dead_letter::HttpRequestEncoder;
 use steadfast_http::{BufferedBody, HttpClassifier};
 use tower::util::BoxCloneSyncService;
@@ -112,10 +116,10 @@ fn scaled(duration: Duration, share: f64, min: Duration, max: Duration) -> Durat
 /// The primary's breaker: trips on 5 failures in a row and, while open, lets probes through
 /// only once the agent's `/health` answers 2xx.
 fn primary_breaker(
+    primary: &Agent<HttpClassifier>,
     client: &HttpClient,
     addr: SocketAddr,
     open_for: Duration,
-    registry: &Registry,
 ) -> Result<CircuitBreakerLayer<HttpClassifier>, BoxError> {
     let config = BreakerConfig::builder()
         .consecutive_failures(5)
@@ -127,9 +131,8 @@ fn primary_breaker(
         .build()?;
     let health_client = client.clone();
     let health_uri: http::Uri = format!("http://{addr}/health").parse()?;
-    Ok(CircuitBreakerLayer::new(config)
-        .named("primary")
-        .health_check(move || {
+    Ok(
+        CircuitBreakerLayer::new(primary, config).health_check(move || {
             let client = health_client.clone();
             let uri = health_uri.clone();
             async move {
@@ -140,13 +143,12 @@ fn primary_breaker(
                     Err(BoxError::from(format!("GET /health answered {status}")))
                 }
             }
-        })
-        .classifier(HttpClassifier::new())
-        .register(registry))
+        }),
+    )
 }
 
-/// Builds the stack over the three agents, registering the breakers in `registry` and writing
-/// dead letters to `sink`.
+/// Builds the stack over the three agents, made in `registry` (which so sees their breakers,
+/// counters and events), writing dead letters to `sink`.
 pub(crate) fn build(
     config: &StackConfig,
     registry: &Registry,
@@ -162,7 +164,9 @@ pub(crate) fn build(
         Duration::from_secs(2),
     );
 
-    let primary_breaker = primary_breaker(&client, config.primary, open_for, registry)?;
+    // LLM prompts are POSTs that are safe to repeat: `llm()` lets retry send them again.
+    let primary = registry.agent("primary").classifier(HttpClassifier::llm());
+    let primary_breaker = primary_breaker(&primary, &client, config.primary, open_for)?;
 
     // backup and slow: each behind its own breaker and timeout, skipped while open.
     let alternative_config = BreakerConfig::builder()
@@ -175,19 +179,14 @@ pub(crate) fn build(
         .half_open_probes(1)
         .build()?;
     let alternative = |name: &'static str, addr: SocketAddr, timeout: Duration| {
-        let breaker = CircuitBreakerLayer::new(alternative_config.clone())
-            .named(name)
-            .classifier(HttpClassifier::new())
-            .register(registry);
+        let agent = registry.agent(name).classifier(HttpClassifier::llm());
+        let breaker = CircuitBreakerLayer::new(&agent, alternative_config.clone());
         let handle = breaker.handle();
         let service = ServiceBuilder::new()
             .layer(breaker)
             .timeout(timeout)
             .service(http_agent(client.clone(), addr));
-        (
-            Alternative::new(name, service).guarded_by(handle.clone()),
-            handle,
-        )
+        (Alternative::new(&agent, service), handle)
     };
     let (backup, backup_handle) = alternative("backup", config.backup, Duration::from_millis(600));
     let (slow, slow_handle) = alternative("slow", config.slow, Duration::from_millis(500));
@@ -216,36 +215,25 @@ pub(crate) fn build(
 
     let stack = ServiceBuilder::new()
         .layer(
-            DegradeLayer::new(|kind: &RequestKind, _error: &BoxError| match kind {
-                RequestKind::Chat => Some(degraded_answer()),
-                RequestKind::Batch => None,
-            })
+            DegradeLayer::new(
+                &primary,
+                |kind: &RequestKind, _error: &BoxError| match kind {
+                    RequestKind::Chat => Some(degraded_answer()),
+                    RequestKind::Batch => None,
+                },
+            )
             .view(RequestKind::of)
-            .named("primary")
             .mark_responses(),
         )
+        .layer(DeadLetterLayer::from_arc(&primary, sink).encoder(HttpRequestEncoder::new()))
         .layer(
-            DeadLetterLayer::from_arc(sink)
-                .named("primary")
-                .encoder(HttpRequestEncoder::new())
-                .classifier(HttpClassifier::new()),
-        )
-        .layer(
-            FallbackLayer::new()
-                .named("primary")
+            FallbackLayer::new(&primary)
                 .then_alternative(backup)
                 .then_alternative(slow)
                 .then_cache(cache)
-                .registry(registry)
-                .classifier(HttpClassifier::new())
                 .mark_responses(),
         )
-        .layer(
-            BackoffRetryLayer::new(retry)
-                .named("primary")
-                .seed(config.seed)
-                .classifier(HttpClassifier::new()),
-        )
+        .layer(BackoffRetryLayer::new(&primary, retry).seed(config.seed))
         .layer(primary_breaker.clone())
         .timeout(Duration::from_millis(800))
         .service(http_agent(client, config.primary));

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use steadfast::Registry;
 use steadfast::dead_letter::DeadLettered;
 use steadfast::provenance::{Provenance, Served};
 use steadfast_http::BufferedBody;
@@ -96,13 +95,9 @@ impl Tally {
         }
     }
 
-    /// Counts one finished call by who answered (its provenance) or why it failed.
-    fn record(
-        &self,
-        registry: &Registry,
-        result: Result<super::stack::DemoResponse, steadfast::BoxError>,
-    ) {
-        let counters = registry.counters("primary");
+    /// Counts one finished call by who answered (its provenance) or why it failed. The
+    /// registry counts the same calls from the layers' events; this tally is the caller's side.
+    fn record(&self, result: Result<super::stack::DemoResponse, steadfast::BoxError>) {
         match result {
             Ok(response) => match response.served() {
                 Served::Primary if response.status().is_success() => {
@@ -111,22 +106,18 @@ impl Tally {
                 Served::Primary => {
                     self.unexpected(format!("the primary answered {}", response.status()));
                 }
-                Served::Fallback { name } => {
-                    counters.record_fallback();
-                    match &*name {
-                        "backup" => {
-                            self.fallback_backup.fetch_add(1, Ordering::Relaxed);
-                        }
-                        "slow" => {
-                            self.fallback_slow.fetch_add(1, Ordering::Relaxed);
-                        }
-                        other => {
-                            self.unexpected(format!("an unknown fallback `{other}` answered"));
-                        }
+                Served::Fallback { name } => match &*name {
+                    "backup" => {
+                        self.fallback_backup.fetch_add(1, Ordering::Relaxed);
                     }
-                }
+                    "slow" => {
+                        self.fallback_slow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        self.unexpected(format!("an unknown fallback `{other}` answered"));
+                    }
+                },
                 Served::Cache { .. } => {
-                    counters.record_fallback();
                     self.cached.fetch_add(1, Ordering::Relaxed);
                 }
                 Served::Degraded { .. } => {
@@ -135,7 +126,6 @@ impl Tally {
             },
             Err(error) => {
                 if steadfast::error::find::<DeadLettered>(error.as_ref()).is_some() {
-                    counters.record_dead_letter();
                     self.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.unexpected(steadfast::error::chain(error.as_ref()).join(": "));
@@ -168,7 +158,6 @@ fn next_request(rng: &mut Rng) -> super::stack::DemoRequest {
 /// Runs `callers` tasks until `until`, each sending about `rate` requests a second.
 pub(crate) async fn drive(
     stack: DemoStack,
-    registry: Registry,
     tally: Arc<Tally>,
     callers: usize,
     rate: f64,
@@ -179,7 +168,6 @@ pub(crate) async fn drive(
     let mut tasks = tokio::task::JoinSet::new();
     for caller in 0..callers {
         let stack = stack.clone();
-        let registry = registry.clone();
         let tally = tally.clone();
         let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(caller as u64 + 1));
         tasks.spawn(async move {
@@ -193,7 +181,7 @@ pub(crate) async fn drive(
                 let request = next_request(&mut rng);
                 tally.sent.fetch_add(1, Ordering::Relaxed);
                 let result = stack.clone().oneshot(request).await;
-                tally.record(&registry, result);
+                tally.record(result);
                 // Jittered pacing (0.5x to 1.5x the interval), never bunching up after a slow call.
                 next = (next + interval.mul_f64(0.5 + rng.unit())).max(Instant::now());
             }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use steadfast::circuit_breaker::BreakerHandle;
-use steadfast::dead_letter::{DlqAlert, Monitor};
+use steadfast::dead_letter::Monitor;
 use steadfast::events::{Event, EventReceiver};
 use steadfast::notify::Notification;
 use tokio::sync::mpsc;
@@ -28,7 +28,10 @@ pub(crate) struct Sources {
     pub(crate) breakers: Vec<BreakerHandle>,
     /// Circuit-opened events seen per breaker (same order as `breakers`).
     pub(crate) opened: Vec<AtomicU64>,
+    /// Registered with the registry, without a threshold of its own (see `refresh_depth`).
     pub(crate) monitor: Monitor,
+    /// Dead letters above which the first crossing goes on the event bus.
+    pub(crate) dlq_alert_depth: u64,
     pub(crate) dlq_depth: AtomicU64,
     pub(crate) dlq_alerted: AtomicBool,
     pub(crate) status_url: String,
@@ -39,33 +42,30 @@ impl Sources {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Refreshes the DLQ depth from the sink (the registry's counters get it too) and puts the
-    /// first crossing of the depth threshold on the event bus.
+    /// Refreshes the DLQ depth from the sink (the monitor sets the registry's per-agent depths
+    /// too) and puts the first crossing of the depth threshold on the event bus.
     pub(crate) async fn refresh_depth(&self, registry: &steadfast::Registry) {
-        let Ok((stats, alerts)) = self.monitor.check().await else {
+        let Ok((stats, _)) = self.monitor.check().await else {
             return;
         };
         self.dlq_depth.store(stats.depth, Ordering::Relaxed);
-        registry.counters("primary").set_dlq_depth(stats.depth);
-        for alert in alerts {
-            if let DlqAlert::DepthOver { depth, threshold } = alert {
-                if !self.dlq_alerted.swap(true, Ordering::Relaxed) {
-                    registry.events().emit(Event::DlqOverThreshold {
-                        queue: Arc::from("primary"),
-                        depth,
-                        threshold,
-                    });
-                }
-            }
+        // The monitor would raise its alert at every check over the threshold; the timeline
+        // shows the first crossing only.
+        if stats.depth > self.dlq_alert_depth && !self.dlq_alerted.swap(true, Ordering::Relaxed) {
+            registry.emit(Event::DlqOverThreshold {
+                queue: Arc::from("primary"),
+                depth: stats.depth,
+                threshold: self.dlq_alert_depth,
+            });
         }
     }
 
     /// Counts breaker openings (a breaker's own `trips` resets when it closes).
     fn note(&self, event: &Event) {
-        if let Event::CircuitOpened { agent, .. } = event {
-            if let Some(index) = self.breakers.iter().position(|b| b.name() == &**agent) {
-                self.opened[index].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Event::CircuitOpened { agent, .. } = event
+            && let Some(index) = self.breakers.iter().position(|b| b.name() == &**agent)
+        {
+            self.opened[index].fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Notifiers that leave the process: `WebhookNotifier` (feature `webhook`) and
 //! `EmailNotifier` (feature `email`). Both implement [`steadfast::notify::Notifier`], so a
-//! [`Dispatcher`](steadfast::notify::Dispatcher) drives them from its own task, behind its
+//! `steadfast_notify::Dispatcher` drives them from its own task, behind its
 //! queue and timeout: a slow webhook or mail relay never slows a call.
 //!
 //! Neither speaks TLS: post to plain-HTTP receivers inside the cluster or through a

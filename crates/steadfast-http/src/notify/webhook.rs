@@ -16,10 +16,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use steadfast::BoxError;
 use steadfast::error::find;
 use steadfast::notify::{Notification, NotificationKind, Notifier, NotifyFuture};
 use steadfast::retry::{BackoffRetry, BackoffRetryLayer, RetryConfig, count_attempts};
+use steadfast::{Agent, BoxError};
 use tower::timeout::error::Elapsed;
 use tower::timeout::{Timeout, TimeoutLayer};
 use tower::{Layer, Service, ServiceExt};
@@ -230,7 +230,7 @@ pub enum WebhookError {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use steadfast::notify::{Dispatcher, DispatcherConfig, NotificationPolicy, PolicyConfig};
+/// use steadfast_notify::{Dispatcher, DispatcherConfig, NotificationPolicy, PolicyConfig};
 /// use steadfast::Registry;
 /// use steadfast_http::notify::{WebhookConfig, WebhookFormat, WebhookNotifier};
 ///
@@ -265,9 +265,10 @@ impl WebhookNotifier {
         connector.set_connect_timeout(Some(config.timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let stack = BackoffRetryLayer::new(config.retry.clone())
-            .named(config.name.clone())
-            .classifier(HttpClassifier::new())
+        // A repeated notification is a duplicate message, not a wrong one: retry every POST.
+        let agent = Agent::new(config.name.clone())
+            .classifier(HttpClassifier::new().all_methods_idempotent());
+        let stack = BackoffRetryLayer::new(&agent, config.retry.clone())
             .layer(TimeoutLayer::new(config.timeout).layer(Post { client }));
         WebhookNotifier {
             config: Arc::new(config),

@@ -2,27 +2,14 @@
 
 use std::time::Duration;
 
-/// A [`CacheConfig`] value that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `max_entries` was 0: the cache could hold nothing.
-    #[error("cache `max_entries` is 0: a cache must hold at least one entry; set it to 1 or more")]
-    NoEntries,
-    /// `max_bytes` was 0: the cache could hold nothing.
-    #[error("cache `max_bytes` is 0: set a positive byte budget, or leave it unset for no limit")]
-    NoBytes,
-    /// `ttl` was zero: every entry would be stale on arrival.
-    #[error("cache `ttl` is zero: entries would never be fresh; use a positive time to live")]
-    ZeroTtl,
-}
+use crate::error::ConfigError;
 
 /// How much a [`ResponseCache`](super::ResponseCache) holds and for how long.
 ///
 /// | setting | default | meaning |
 /// |---|---|---|
-/// | `max_entries` | 1,000 | oldest entries are evicted first beyond this |
-/// | `max_bytes` | none | with a size function, a byte budget (oldest evicted first) |
+/// | `max_entries` | 1,000 | beyond this, answers not asked for again are evicted first |
+/// | `max_bytes` | none | with a size function, a byte budget (same eviction order) |
 /// | `ttl` | 5 min | an entry is fresh this long after it was stored |
 /// | `max_stale` | 1 h | after that, it may still be served on error this much longer |
 ///
@@ -87,9 +74,9 @@ impl Default for CacheConfig {
 pub struct CacheConfigBuilder {
     max_entries: usize,
     max_bytes: Option<usize>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     ttl: Duration,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     max_stale: Duration,
 }
 
@@ -151,14 +138,28 @@ impl CacheConfigBuilder {
             ttl: self.ttl,
             max_stale: self.max_stale,
         };
+        let invalid = |setting: &'static str, problem: &'static str| {
+            ConfigError::new("cache", setting, problem).with_value(0)
+        };
         if config.max_entries == 0 {
-            return Err(ConfigError::NoEntries);
+            return Err(invalid(
+                "max_entries",
+                "a cache must hold at least one entry; set it to 1 or more",
+            ));
         }
         if config.max_bytes == Some(0) {
-            return Err(ConfigError::NoBytes);
+            return Err(invalid(
+                "max_bytes",
+                "set a positive byte budget, or leave it unset for no limit",
+            ));
         }
         if config.ttl.is_zero() {
-            return Err(ConfigError::ZeroTtl);
+            return Err(ConfigError::new(
+                "cache",
+                "ttl",
+                "entries would never be fresh; use a positive time to live",
+            )
+            .with_value("0s"));
         }
         Ok(config)
     }
@@ -170,18 +171,14 @@ mod tests {
 
     #[test]
     fn rejects_values_that_cannot_work() {
+        let setting =
+            |builder: CacheConfigBuilder| builder.build().unwrap_err().setting().to_owned();
         assert_eq!(
-            CacheConfig::builder().max_entries(0).build(),
-            Err(ConfigError::NoEntries)
+            setting(CacheConfig::builder().max_entries(0)),
+            "max_entries"
         );
-        assert_eq!(
-            CacheConfig::builder().max_bytes(0).build(),
-            Err(ConfigError::NoBytes)
-        );
-        assert_eq!(
-            CacheConfig::builder().ttl(Duration::ZERO).build(),
-            Err(ConfigError::ZeroTtl)
-        );
+        assert_eq!(setting(CacheConfig::builder().max_bytes(0)), "max_bytes");
+        assert_eq!(setting(CacheConfig::builder().ttl(Duration::ZERO)), "ttl");
         assert!(
             CacheConfig::builder()
                 .max_stale(Duration::ZERO)
@@ -194,7 +191,7 @@ mod tests {
     #[test]
     fn serde_round_trips_and_validates() {
         let config: CacheConfig =
-            serde_json::from_str(r#"{"max_entries": 50, "ttl": "90s", "max_stale": "2h"}"#)
+            serde_json::from_str(r#"{"max_entries": 50, "ttl": "1m 30s", "max_stale": "2h"}"#)
                 .unwrap();
         assert_eq!(config.max_entries(), 50);
         assert_eq!(config.ttl(), Duration::from_secs(90));
@@ -208,6 +205,6 @@ mod tests {
         let typo = serde_json::from_str::<CacheConfig>(r#"{"tll": "5s"}"#).unwrap_err();
         assert!(typo.to_string().contains("tll"), "{typo}");
         let unit = serde_json::from_str::<CacheConfig>(r#"{"ttl": "5 parsecs"}"#).unwrap_err();
-        assert!(unit.to_string().contains("invalid duration"), "{unit}");
+        assert!(unit.to_string().contains("parsecs"), "{unit}");
     }
 }

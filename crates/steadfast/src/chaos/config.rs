@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use crate::error::ConfigError;
+
 use tokio::time::Instant;
 
-/// A window during which every call fails with [`ChaosError::Outage`](super::ChaosError):
+/// A window during which every call fails with [`ChaosError`](super::ChaosError) (an outage):
 /// from `start` for `duration`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outage {
@@ -21,9 +23,22 @@ impl Outage {
         Outage { start, duration }
     }
 
-    /// An outage starting `delay` from now, for `duration`.
+    /// An outage starting `delay` from now, for `duration`. A delay past what the clock can
+    /// hold (`Duration::MAX`) starts at the last instant it can.
     pub fn after(delay: Duration, duration: Duration) -> Self {
-        Outage::new(Instant::now() + delay, duration)
+        let now = Instant::now();
+        let start = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        Outage::new(start, duration)
+    }
+
+    /// How long the outage still lasts at `now` (`None` outside it).
+    pub(crate) fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.covers(now).then(|| {
+            self.duration
+                .saturating_sub(now.saturating_duration_since(self.start))
+        })
     }
 
     /// Whether `now` falls in the window.
@@ -38,7 +53,7 @@ impl Outage {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Rates {
-    /// Calls failed with [`ChaosError::Injected`](super::ChaosError) without reaching the agent.
+    /// Calls failed with [`ChaosError`](super::ChaosError) without reaching the agent.
     pub error: f64,
     /// Calls answered by the layer's response closure without reaching the agent.
     pub response: f64,
@@ -62,48 +77,25 @@ impl Rates {
             ("latency", self.latency),
         ] {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(ConfigError::Rate { name, rate });
+                return Err(ConfigError::new(
+                    "chaos",
+                    format!("{name}_rate"),
+                    "must be a rate between 0 and 1",
+                )
+                .with_value(rate));
             }
         }
         let total = self.error + self.response + self.latency;
         if total > 1.0 + 1e-9 {
-            return Err(ConfigError::RatesOverOne { total });
+            return Err(ConfigError::new(
+                "chaos",
+                "rates",
+                "error, response and latency rates add up to over 1: one draw per call picks at most one fault, so lower them",
+            )
+            .with_value(total));
         }
         Ok(self)
     }
-}
-
-/// An invalid chaos configuration.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A rate outside `0..=1` (or NaN).
-    #[error("chaos {name} rate must be between 0 and 1, got {rate}")]
-    Rate {
-        /// Which rate.
-        name: &'static str,
-        /// The value given.
-        rate: f64,
-    },
-    /// The rates add up to more than 1.
-    #[error(
-        "chaos error, response and latency rates add up to {total}, over 1: one draw per call \
-         picks at most one fault, so lower them"
-    )]
-    RatesOverOne {
-        /// Their sum.
-        total: f64,
-    },
-    /// An environment variable could not be parsed.
-    #[error("environment variable {name}={value:?} is not valid: expected {expected}")]
-    Env {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What was expected.
-        expected: &'static str,
-    },
 }
 
 /// What a [`ChaosLayer`](super::ChaosLayer) injects. Build with [`ChaosConfig::builder`] or
@@ -195,10 +187,9 @@ impl ChaosConfig {
         ) -> Result<Option<T>, ConfigError> {
             lookup(name)
                 .map(|value| {
-                    value.trim().parse().map_err(|_| ConfigError::Env {
-                        name,
-                        value,
-                        expected,
+                    value.trim().parse().map_err(|_| {
+                        ConfigError::new("chaos", name, format!("expected {expected}"))
+                            .with_value(format!("{value:?}"))
                     })
                 })
                 .transpose()
@@ -209,11 +200,8 @@ impl ChaosConfig {
                 "on" | "1" | "true" | "yes" => true,
                 "off" | "0" | "false" | "no" | "" => false,
                 _ => {
-                    return Err(ConfigError::Env {
-                        name: env::SWITCH,
-                        value,
-                        expected: "on or off",
-                    });
+                    return Err(ConfigError::new("chaos", env::SWITCH, "expected on or off")
+                        .with_value(format!("{value:?}")));
                 }
             },
         };
@@ -341,23 +329,24 @@ mod tests {
 
     #[test]
     fn rates_outside_zero_to_one_or_summing_over_one_are_rejected() {
-        assert!(matches!(
-            ChaosConfig::builder().error_rate(1.5).build(),
-            Err(ConfigError::Rate { name: "error", .. })
-        ));
-        assert!(matches!(
-            ChaosConfig::builder().latency_rate(f64::NAN).build(),
-            Err(ConfigError::Rate {
-                name: "latency",
-                ..
-            })
-        ));
-        assert!(matches!(
-            ChaosConfig::builder()
-                .error_rate(0.6)
-                .response_rate(0.5)
-                .build(),
-            Err(ConfigError::RatesOverOne { .. })
-        ));
+        let setting =
+            |result: Result<ChaosConfig, ConfigError>| result.unwrap_err().setting().to_owned();
+        assert_eq!(
+            setting(ChaosConfig::builder().error_rate(1.5).build()),
+            "error_rate"
+        );
+        assert_eq!(
+            setting(ChaosConfig::builder().latency_rate(f64::NAN).build()),
+            "latency_rate"
+        );
+        assert_eq!(
+            setting(
+                ChaosConfig::builder()
+                    .error_rate(0.6)
+                    .response_rate(0.5)
+                    .build()
+            ),
+            "rates"
+        );
     }
 }

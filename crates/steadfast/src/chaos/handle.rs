@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clock::{Origin, duration_to_nanos};
+use crate::rng::SplitMix;
 
-use super::config::{ChaosConfig, ConfigError, Outage, Rates};
+use super::config::{ChaosConfig, Outage, Rates};
 use super::policy::{self, Fault};
+use crate::error::ConfigError;
 
 /// What the layer does with one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +28,7 @@ pub(crate) struct ChaosShared {
     pub(crate) name: Arc<str>,
     origin: Origin,
     enabled: AtomicBool,
-    rng: AtomicU64,
+    rng: SplitMix,
     error_rate: AtomicU64,
     response_rate: AtomicU64,
     latency_rate: AtomicU64,
@@ -44,7 +46,7 @@ impl ChaosShared {
             name,
             origin: Origin::now(),
             enabled: AtomicBool::new(config.enabled),
-            rng: AtomicU64::new(config.seed),
+            rng: SplitMix::new(config.seed),
             error_rate: AtomicU64::new(0),
             response_rate: AtomicU64::new(0),
             latency_rate: AtomicU64::new(0),
@@ -87,11 +89,7 @@ impl ChaosShared {
             self.count(3);
             return Decision::Outage(remaining);
         }
-        let state = self
-            .rng
-            .fetch_add(policy::GAMMA, Ordering::Relaxed)
-            .wrapping_add(policy::GAMMA);
-        match policy::pick(policy::unit(policy::mix(state)), self.rates()) {
+        match policy::pick(self.rng.next_unit(), self.rates()) {
             Fault::None => Decision::Pass,
             Fault::Error => {
                 self.count(0);
@@ -126,10 +124,7 @@ impl ChaosShared {
                 return Some(Duration::from_nanos(end - at));
             }
         }
-        self.outages
-            .iter()
-            .find(|outage| outage.covers(now))
-            .map(|outage| (outage.start + outage.duration).saturating_duration_since(now))
+        self.outages.iter().find_map(|outage| outage.remaining(now))
     }
 }
 

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::agent::Agent;
+
 use super::config::ChaosConfig;
+use super::error::ChaosError;
 use super::handle::{ChaosHandle, ChaosShared};
 use super::service::Chaos;
 
@@ -48,41 +51,20 @@ where
 }
 
 impl ChaosLayer {
-    /// A layer for an agent named `"agent"` injecting what `config` says.
-    pub fn new(config: &ChaosConfig) -> Self {
+    /// Fault injection for `agent` as `config` says (switched on or off by its `enabled`), with
+    /// no injected responses.
+    pub fn new<C>(agent: &Agent<C>, config: &ChaosConfig) -> Self {
+        crate::classify::register::<ChaosError>();
         ChaosLayer {
-            shared: ChaosShared::new(Arc::from("agent"), config),
+            shared: ChaosShared::new(agent.name_arc().clone(), config),
             responder: NoResponse,
         }
     }
 }
 
-impl From<&ChaosConfig> for ChaosLayer {
-    /// [`ChaosLayer::new`]: lets `ServiceBuilderExt::chaos` take a config.
-    fn from(config: &ChaosConfig) -> Self {
-        ChaosLayer::new(config)
-    }
-}
-
-impl From<ChaosConfig> for ChaosLayer {
-    /// [`ChaosLayer::new`]: lets `ServiceBuilderExt::chaos` take a config.
-    fn from(config: ChaosConfig) -> Self {
-        ChaosLayer::new(&config)
-    }
-}
-
 impl<F> ChaosLayer<F> {
-    /// Names the agent (in injected errors). Starts afresh from `config`.
-    #[must_use]
-    pub fn named(self, name: impl Into<Arc<str>>, config: &ChaosConfig) -> Self {
-        ChaosLayer {
-            shared: ChaosShared::new(name.into(), config),
-            responder: self.responder,
-        }
-    }
-
-    /// Answers calls picked at the response rate with `responder(&request)` (an agent's error
-    /// response: a 503, a refusal, an empty completion).
+    /// Answers the calls that draw a "response" fault with `responder(&request)` (e.g. an HTTP
+    /// 503) instead of calling the agent.
     pub fn responses<F2>(self, responder: F2) -> ChaosLayer<F2> {
         ChaosLayer {
             shared: self.shared,
@@ -90,7 +72,7 @@ impl<F> ChaosLayer<F> {
         }
     }
 
-    /// The runtime switch.
+    /// The runtime switch of this layer's faults.
     pub fn handle(&self) -> ChaosHandle {
         ChaosHandle {
             shared: self.shared.clone(),

@@ -1,7 +1,7 @@
 //! Chaos: seeded fault injection for tests and game days (feature `chaos`).
 //!
 //! A [`ChaosLayer`] sits in front of an agent and, while enabled, fails calls with
-//! [`ChaosError::Injected`], answers them with a fake response, or delays them, each at its own
+//! [`ChaosError`], answers them with a fake response, or delays them, each at its own
 //! rate; and fails every call during outage windows ([`Outage`], or
 //! [`ChaosHandle::start_outage`] at runtime). One random draw per call (SplitMix64 from the
 //! configured seed) picks at most one fault, so a test with a seed and a fixed call order sees
@@ -24,7 +24,7 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let config = ChaosConfig::builder().seed(7).error_rate(0.3).build().unwrap();
-//! let chaos = ChaosLayer::new(&config).named("gpt", &config);
+//! let chaos = ChaosLayer::new(&steadfast::Agent::new("gpt"), &config);
 //! let switch = chaos.handle();
 //! let mut agent = chaos.layer(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt) }));
 //!
@@ -48,7 +48,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ChaosConfig, ChaosConfigBuilder, ConfigError, Outage, Rates, env};
+pub use config::{ChaosConfig, ChaosConfigBuilder, Outage, Rates, env};
 pub use error::ChaosError;
 pub use future::ResponseFuture;
 pub use handle::{ChaosHandle, InjectedCounts};

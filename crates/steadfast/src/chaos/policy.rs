@@ -15,22 +15,6 @@ pub(crate) enum Fault {
     Latency,
 }
 
-/// SplitMix64 step: the state advances by a fixed odd constant (so an atomic `fetch_add` gives
-/// every caller its own draw, in call order) and the output is a mix of the new state.
-pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-pub(crate) fn mix(state: u64) -> u64 {
-    let mut z = state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A draw in `[0, 1)` from 53 random bits.
-pub(crate) fn unit(bits: u64) -> f64 {
-    (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// The fault a draw in `[0, 1)` picks: the rates are laid end to end (error, response,
 /// latency) and the draw falls in one band or past them all.
 pub(crate) fn pick(draw: f64, rates: Rates) -> Fault {
@@ -54,6 +38,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::rng::{GOLDEN_GAMMA as GAMMA, mix, unit};
 
     fn rates(error: f64, response: f64, latency: f64) -> Rates {
         Rates {

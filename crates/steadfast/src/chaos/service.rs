@@ -47,17 +47,13 @@ where
         if !self.shared.enabled() {
             return ResponseFuture::inner(self.inner.call(request));
         }
-        let agent = || self.shared.name.to_string();
+        let agent = || self.shared.name.clone();
         match self.shared.decide() {
             Decision::Pass => ResponseFuture::inner(self.inner.call(request)),
-            Decision::Error => {
-                ResponseFuture::ready(Err(ChaosError::Injected { agent: agent() }.into()))
+            Decision::Error => ResponseFuture::ready(Err(ChaosError::injected(agent()).into())),
+            Decision::Outage(remaining) => {
+                ResponseFuture::ready(Err(ChaosError::outage(agent(), remaining).into()))
             }
-            Decision::Outage(remaining) => ResponseFuture::ready(Err(ChaosError::Outage {
-                agent: agent(),
-                remaining,
-            }
-            .into())),
             Decision::Response => match self.responder.response(&request) {
                 Some(response) => {
                     self.shared.count_response();

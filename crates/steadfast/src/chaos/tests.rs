@@ -21,8 +21,8 @@ async fn outcomes(agent: &mut Agent, calls: u32) -> Vec<Result<u32, &'static str
         let result = agent.ready().await.unwrap().call(n).await;
         results.push(
             result.map_err(|error| match error.downcast_ref::<ChaosError>() {
-                Some(ChaosError::Injected { .. }) => "injected",
-                Some(ChaosError::Outage { .. }) => "outage",
+                Some(error) if error.is_outage() => "outage",
+                Some(_) => "injected",
                 _ => "other",
             }),
         );
@@ -31,7 +31,7 @@ async fn outcomes(agent: &mut Agent, calls: u32) -> Vec<Result<u32, &'static str
 }
 
 fn layered(config: &ChaosConfig) -> (Agent, ChaosHandle) {
-    let layer = ChaosLayer::new(config).named("gpt", config);
+    let layer = ChaosLayer::new(&crate::Agent::new("gpt"), config);
     (
         tower::util::BoxCloneService::new(layer.layer(echo())),
         layer.handle(),
@@ -112,7 +112,7 @@ async fn injected_latency_delays_the_agent_by_the_configured_time() {
 #[tokio::test(start_paused = true)]
 async fn the_response_closure_answers_without_calling_the_agent() {
     let config = ChaosConfig::builder().response_rate(1.0).build().unwrap();
-    let layer = ChaosLayer::new(&config).responses(|n: &u32| n + 1000);
+    let layer = ChaosLayer::new(&crate::Agent::new("gpt"), &config).responses(|n: &u32| n + 1000);
     let handle = layer.handle();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counted = calls.clone();
@@ -146,13 +146,9 @@ async fn a_configured_outage_fails_everything_inside_its_window_only() {
     assert_eq!(outcomes(&mut agent, 1).await, vec![Ok(0)]);
     tokio::time::advance(Duration::from_secs(10)).await;
     let error = agent.ready().await.unwrap().call(1).await.unwrap_err();
-    match error.downcast_ref::<ChaosError>() {
-        Some(ChaosError::Outage { remaining, agent }) => {
-            assert_eq!(*remaining, Duration::from_secs(5));
-            assert_eq!(agent, "gpt");
-        }
-        other => panic!("expected an outage, got {other:?}"),
-    }
+    let error = error.downcast_ref::<ChaosError>().expect("a chaos error");
+    assert_eq!(error.outage_remaining(), Some(Duration::from_secs(5)));
+    assert_eq!(error.agent(), "gpt");
     tokio::time::advance(Duration::from_millis(4999)).await;
     assert_eq!(outcomes(&mut agent, 1).await, vec![Err("outage")]);
     tokio::time::advance(Duration::from_millis(1)).await;
@@ -178,7 +174,9 @@ async fn a_runtime_outage_starts_now_and_can_end_early() {
 #[tokio::test(start_paused = true)]
 async fn a_breaker_outside_the_chaos_layer_opens_on_injected_failures() {
     use crate::circuit_breaker::{BreakerConfig, BreakerState, CircuitBreakerLayer};
+    let gpt = crate::Agent::new("gpt");
     let breaker = CircuitBreakerLayer::new(
+        &gpt,
         BreakerConfig::builder()
             .consecutive_failures(3)
             .build()
@@ -187,7 +185,7 @@ async fn a_breaker_outside_the_chaos_layer_opens_on_injected_failures() {
     let config = ChaosConfig::builder().error_rate(1.0).build().unwrap();
     let mut agent = tower::ServiceBuilder::new()
         .layer(breaker.clone())
-        .layer(ChaosLayer::new(&config))
+        .layer(ChaosLayer::new(&gpt, &config))
         .service(echo());
     for n in 0..3 {
         assert!(agent.ready().await.unwrap().call(n).await.is_err());

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::ConfigError;
+
 /// The longest a breaker may stay open before it tries the agent again. Recovery must always be
 /// attempted within two minutes of an agent coming back, so the cap of the growing open time is
 /// refused above this.
@@ -9,6 +11,17 @@ pub const MAX_OPEN_DURATION_LIMIT: Duration = Duration::from_secs(120);
 
 /// The largest count-based window accepted (its ring is allocated up front).
 pub const MAX_COUNT_WINDOW: u32 = 10_000;
+
+/// The largest `open_duration_multiplier` accepted: at 10 the open time reaches the 120 s cap
+/// from 1 ms in five trips, so a larger factor only makes the growth a step function.
+pub const MAX_OPEN_DURATION_MULTIPLIER: f64 = 10.0;
+
+fn invalid(
+    setting: &'static str,
+    problem: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
+    ConfigError::new("breaker", setting, problem)
+}
 
 /// How the failure rate is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +31,7 @@ pub enum SlidingWindow {
     /// The last `n` calls.
     Count(u32),
     /// The calls of the last `duration`, counted in ten buckets.
-    Time(#[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))] Duration),
+    Time(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),
 }
 
 /// Configuration of a circuit breaker. Build one with [`BreakerConfig::builder`]; every value a
@@ -105,7 +118,8 @@ impl BreakerConfig {
     pub fn initial_open_duration(&self) -> Duration {
         self.initial_open_duration
     }
-    /// Growth of the open time on each trip that follows a failed recovery.
+    /// Growth of the open time on each trip that follows a failed recovery (1.0 to
+    /// [`MAX_OPEN_DURATION_MULTIPLIER`]).
     pub fn open_duration_multiplier(&self) -> f64 {
         self.open_duration_multiplier
     }
@@ -137,15 +151,12 @@ impl BreakerConfig {
     /// The open time after `trips` consecutive trips (the first trip is 1):
     /// `initial x multiplier^(trips-1)`, capped by `max_open_duration`.
     pub fn open_duration_for_trip(&self, trips: u32) -> Duration {
-        let exponent = trips.saturating_sub(1).min(1_000) as i32;
-        let secs =
-            self.initial_open_duration.as_secs_f64() * self.open_duration_multiplier.powi(exponent);
-        let cap = self.max_open_duration.as_secs_f64();
-        if !secs.is_finite() || secs >= cap {
-            self.max_open_duration
-        } else {
-            Duration::from_secs_f64(secs)
-        }
+        crate::backoff::Exponential::new(
+            self.initial_open_duration,
+            self.open_duration_multiplier,
+            self.max_open_duration,
+        )
+        .delay(trips)
     }
 }
 
@@ -165,7 +176,7 @@ impl BreakerConfig {
 ///
 /// let too_long = BreakerConfig::builder().max_open_duration(Duration::from_secs(300)).build();
 /// assert!(too_long.unwrap_err().to_string().contains("120"));
-/// # Ok::<_, steadfast::circuit_breaker::ConfigError>(())
+/// # Ok::<_, steadfast::ConfigError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -175,19 +186,19 @@ pub struct BreakerConfigBuilder {
     failure_rate_threshold: f64,
     window: SlidingWindow,
     min_calls: u32,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration::option"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     slow_call_threshold: Option<Duration>,
     slow_call_rate_threshold: f64,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     initial_open_duration: Duration,
     open_duration_multiplier: f64,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     max_open_duration: Duration,
     half_open_probes: u32,
     success_threshold: Option<u32>,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     health_check_interval: Duration,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     health_check_timeout: Duration,
     recent_failures: usize,
 }
@@ -239,7 +250,7 @@ impl BreakerConfigBuilder {
         initial_open_duration: Duration
     );
     setter!(
-        /// Growth of the open time per consecutive trip; at least 1.0.
+        /// Growth of the open time per consecutive trip; 1.0 to [`MAX_OPEN_DURATION_MULTIPLIER`].
         open_duration_multiplier: f64
     );
     setter!(
@@ -279,89 +290,90 @@ impl BreakerConfigBuilder {
 
     /// Validates and builds.
     pub fn build(self) -> Result<BreakerConfig, ConfigError> {
-        fn rate(name: &'static str, value: f64) -> Result<f64, ConfigError> {
+        fn rate(setting: &'static str, value: f64) -> Result<f64, ConfigError> {
             if value.is_finite() && value > 0.0 && value <= 1.0 {
                 Ok(value)
             } else {
-                Err(ConfigError::Rate { name, value })
+                Err(invalid(
+                    setting,
+                    "must be a rate in (0, 1], e.g. 0.5 for half the calls",
+                )
+                .with_value(value))
             }
+        }
+        fn at_least(
+            setting: &'static str,
+            value: Duration,
+            min: Duration,
+        ) -> Result<(), ConfigError> {
+            if value < min {
+                return Err(invalid(setting, format!("must be at least {min:?}"))
+                    .with_value(format!("{value:?}")));
+            }
+            Ok(())
         }
         let failure_rate_threshold = rate("failure_rate_threshold", self.failure_rate_threshold)?;
         let slow_call_rate_threshold =
             rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
-        match self.window {
-            SlidingWindow::Count(size) if size == 0 || size > MAX_COUNT_WINDOW => {
-                return Err(ConfigError::WindowSize { size });
-            }
-            SlidingWindow::Count(size) if self.min_calls > size => {
-                return Err(ConfigError::MinCallsOverWindow {
-                    min_calls: self.min_calls,
-                    size,
-                });
-            }
-            SlidingWindow::Time(span)
-                if span < Duration::from_secs(1) || span > Duration::from_secs(3600) =>
-            {
-                return Err(ConfigError::WindowSpan { span });
-            }
-            _ => {}
-        }
+        validate_window(self.window, self.min_calls)?;
         if self.min_calls == 0 {
-            return Err(ConfigError::Zero { name: "min_calls" });
+            return Err(invalid("min_calls", "must be at least 1").with_value(0));
         }
         if self.half_open_probes == 0 {
-            return Err(ConfigError::Zero {
-                name: "half_open_probes",
-            });
+            return Err(invalid("half_open_probes", "must be at least 1").with_value(0));
         }
         let success_threshold = self.success_threshold.unwrap_or(self.half_open_probes);
         if success_threshold == 0 {
-            return Err(ConfigError::Zero {
-                name: "success_threshold",
-            });
+            return Err(invalid("success_threshold", "must be at least 1").with_value(0));
         }
         if self.slow_call_threshold == Some(Duration::ZERO) {
-            return Err(ConfigError::Zero {
-                name: "slow_call_threshold",
-            });
+            return Err(invalid(
+                "slow_call_threshold",
+                "must be greater than zero (leave it unset to not track slow calls)",
+            )
+            .with_value("0s"));
         }
-        if self.initial_open_duration < Duration::from_millis(1) {
-            return Err(ConfigError::TooShort {
-                name: "initial_open_duration",
-                value: self.initial_open_duration,
-                min: Duration::from_millis(1),
-            });
-        }
-        if !(self.open_duration_multiplier.is_finite() && self.open_duration_multiplier >= 1.0) {
-            return Err(ConfigError::Multiplier {
-                value: self.open_duration_multiplier,
-            });
+        at_least(
+            "initial_open_duration",
+            self.initial_open_duration,
+            Duration::from_millis(1),
+        )?;
+        if !(self.open_duration_multiplier.is_finite()
+            && (1.0..=MAX_OPEN_DURATION_MULTIPLIER).contains(&self.open_duration_multiplier))
+        {
+            return Err(invalid(
+                "open_duration_multiplier",
+                format!("must be a number from 1.0 (constant open time) to {MAX_OPEN_DURATION_MULTIPLIER}"),
+            )
+            .with_value(self.open_duration_multiplier));
         }
         if self.max_open_duration > MAX_OPEN_DURATION_LIMIT {
-            return Err(ConfigError::OpenCapTooLong {
-                value: self.max_open_duration,
-            });
+            return Err(invalid(
+                "max_open_duration",
+                "must be at most 120 s, so recovery is attempted within two minutes",
+            )
+            .with_value(format!("{:?}", self.max_open_duration)));
         }
         if self.max_open_duration < self.initial_open_duration {
-            return Err(ConfigError::OpenCapBelowInitial {
-                cap: self.max_open_duration,
-                initial: self.initial_open_duration,
-            });
+            return Err(invalid(
+                "max_open_duration",
+                format!(
+                    "is below initial_open_duration ({:?})",
+                    self.initial_open_duration
+                ),
+            )
+            .with_value(format!("{:?}", self.max_open_duration)));
         }
-        if self.health_check_interval < Duration::from_millis(10) {
-            return Err(ConfigError::TooShort {
-                name: "health_check_interval",
-                value: self.health_check_interval,
-                min: Duration::from_millis(10),
-            });
-        }
-        if self.health_check_timeout < Duration::from_millis(1) {
-            return Err(ConfigError::TooShort {
-                name: "health_check_timeout",
-                value: self.health_check_timeout,
-                min: Duration::from_millis(1),
-            });
-        }
+        at_least(
+            "health_check_interval",
+            self.health_check_interval,
+            Duration::from_millis(10),
+        )?;
+        at_least(
+            "health_check_timeout",
+            self.health_check_timeout,
+            Duration::from_millis(1),
+        )?;
         Ok(BreakerConfig {
             consecutive_failures: self.consecutive_failures,
             failure_rate_threshold,
@@ -379,6 +391,36 @@ impl BreakerConfigBuilder {
             recent_failures: self.recent_failures,
         })
     }
+}
+
+/// A window that can hold calls, and a `min_calls` it can reach.
+fn validate_window(window: SlidingWindow, min_calls: u32) -> Result<(), ConfigError> {
+    match window {
+        SlidingWindow::Count(size) if size == 0 || size > MAX_COUNT_WINDOW => {
+            return Err(invalid(
+                "window",
+                format!("a count window must hold 1 to {MAX_COUNT_WINDOW} calls"),
+            )
+            .with_value(format!("{size} calls")));
+        }
+        SlidingWindow::Count(size) if min_calls > size => {
+            return Err(invalid(
+                "min_calls",
+                format!(
+                    "exceeds the window of {size} calls, so the failure-rate rule could never trip"
+                ),
+            )
+            .with_value(min_calls));
+        }
+        SlidingWindow::Time(span)
+            if span < Duration::from_secs(1) || span > Duration::from_secs(3600) =>
+        {
+            return Err(invalid("window", "a time window must span 1 s to 1 h")
+                .with_value(format!("{span:?}")));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl TryFrom<BreakerConfigBuilder> for BreakerConfig {
@@ -407,80 +449,6 @@ impl From<BreakerConfig> for BreakerConfigBuilder {
             recent_failures: config.recent_failures,
         }
     }
-}
-
-/// A breaker setting that cannot work, named with the value given and what is accepted.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A rate outside `(0, 1]`.
-    #[error("breaker `{name}` must be a rate in (0, 1], got {value}")]
-    Rate {
-        /// The setting.
-        name: &'static str,
-        /// The value given.
-        value: f64,
-    },
-    /// A count-based window of 0 or more than [`MAX_COUNT_WINDOW`] calls.
-    #[error("breaker window must hold 1 to {MAX_COUNT_WINDOW} calls, got {size}")]
-    WindowSize {
-        /// The size given.
-        size: u32,
-    },
-    /// A time-based window under 1 s or over 1 h.
-    #[error("breaker time window must span 1 s to 1 h, got {span:?}")]
-    WindowSpan {
-        /// The span given.
-        span: Duration,
-    },
-    /// `min_calls` larger than a count window: the rate rule could never fire.
-    #[error(
-        "breaker `min_calls` ({min_calls}) exceeds the window of {size} calls, so the failure-rate rule could never trip"
-    )]
-    MinCallsOverWindow {
-        /// The `min_calls` given.
-        min_calls: u32,
-        /// The window size.
-        size: u32,
-    },
-    /// A setting that must be positive was zero.
-    #[error("breaker `{name}` must be greater than zero")]
-    Zero {
-        /// The setting.
-        name: &'static str,
-    },
-    /// A duration under its minimum.
-    #[error("breaker `{name}` must be at least {min:?}, got {value:?}")]
-    TooShort {
-        /// The setting.
-        name: &'static str,
-        /// The value given.
-        value: Duration,
-        /// The minimum.
-        min: Duration,
-    },
-    /// A multiplier under 1 (open time would shrink) or not finite.
-    #[error("breaker `open_duration_multiplier` must be a finite number >= 1.0, got {value}")]
-    Multiplier {
-        /// The value given.
-        value: f64,
-    },
-    /// An open-time cap over 120 s: recovery must be attempted within two minutes.
-    #[error(
-        "breaker `max_open_duration` must be at most 120 s so recovery is attempted within two minutes, got {value:?}"
-    )]
-    OpenCapTooLong {
-        /// The value given.
-        value: Duration,
-    },
-    /// An open-time cap below the initial open time.
-    #[error("breaker `max_open_duration` ({cap:?}) is below `initial_open_duration` ({initial:?})")]
-    OpenCapBelowInitial {
-        /// The cap given.
-        cap: Duration,
-        /// The initial open time given.
-        initial: Duration,
-    },
 }
 
 #[cfg(test)]
@@ -530,7 +498,7 @@ mod tests {
             .max_open_duration(Duration::from_secs(121))
             .build()
             .unwrap_err();
-        assert!(matches!(err, ConfigError::OpenCapTooLong { .. }));
+        assert_eq!(err.setting(), "max_open_duration");
         assert!(err.to_string().contains("within two minutes"));
     }
 
@@ -559,7 +527,11 @@ mod tests {
             ),
             (
                 BreakerConfig::builder().window(SlidingWindow::Time(Duration::from_millis(10))),
-                "time window",
+                "window",
+            ),
+            (
+                BreakerConfig::builder().open_duration_multiplier(4.08e17),
+                "open_duration_multiplier",
             ),
             (BreakerConfig::builder().min_calls(0), "min_calls"),
             (
@@ -599,10 +571,9 @@ mod tests {
         ];
         for (builder, name) in cases {
             let err = builder.build().expect_err(name);
-            assert!(
-                err.to_string().contains(name),
-                "`{err}` should name `{name}`"
-            );
+            assert_eq!(err.component(), "breaker");
+            assert_eq!(err.setting(), name, "`{err}` should name `{name}`");
+            assert!(err.value().is_some(), "`{err}` should give the value");
         }
     }
 
@@ -610,7 +581,7 @@ mod tests {
     #[test]
     fn deserialises_with_humane_durations_and_validates() {
         let config: BreakerConfig = serde_json::from_str(
-            r#"{"consecutive_failures": 3, "max_open_duration": "90s", "slow_call_threshold": "1.5s",
+            r#"{"consecutive_failures": 3, "max_open_duration": "1m30s", "slow_call_threshold": "1s 500ms",
                 "window": {"time": "30s"}}"#,
         )
         .unwrap();
@@ -632,7 +603,7 @@ mod tests {
         let err = serde_json::from_str::<BreakerConfig>(r#"{"max_open_duration": "soon"}"#)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("invalid duration `soon`"), "{err}");
+        assert!(err.contains("soon") || err.contains("expected"), "{err}");
         let back: BreakerConfig =
             serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
         assert_eq!(back, config);

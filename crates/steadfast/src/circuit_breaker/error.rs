@@ -83,3 +83,15 @@ impl fmt::Display for CircuitOpen {
 }
 
 impl std::error::Error for CircuitOpen {}
+
+impl crate::classify::ClassifyError for CircuitOpen {
+    /// An agent fault (not retried against this agent, but an alternative may answer) that
+    /// never reached the agent, with the time until the next probe as the wait.
+    fn outcome(&self) -> crate::classify::Outcome {
+        let outcome = crate::classify::Outcome::agent_fault("circuit open").unprocessed();
+        match self.retry_in {
+            Some(wait) => outcome.with_retry_after(wait),
+            None => outcome,
+        }
+    }
+}

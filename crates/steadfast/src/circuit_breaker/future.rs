@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -9,7 +10,7 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::classify::Classify;
+use crate::classify::{self, Classify};
 use crate::error::BoxError;
 
 use super::error::CircuitOpen;
@@ -19,10 +20,11 @@ use super::state::Admission;
 pin_project! {
     /// The future of a [`CircuitBreaker`](super::CircuitBreaker) call.
     #[project = ResponseFutureProj]
-    pub struct ResponseFuture<F, C> {
+    pub struct ResponseFuture<F, C, M, Req> {
         #[pin]
         kind: Kind<F>,
-        call: Option<Call<C>>,
+        call: Option<Call<C, M>>,
+        request: PhantomData<fn(Req)>,
     }
 }
 
@@ -36,15 +38,16 @@ pin_project! {
 
 /// What an admitted call needs at completion. Dropping it unfinished (the caller gave up on the
 /// future) frees a half-open probe slot, so a cancelled probe never wedges the breaker.
-pub(crate) struct Call<C> {
+pub(crate) struct Call<C, M> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) admission: Admission,
     pub(crate) started: Option<Instant>,
     pub(crate) classifier: C,
+    pub(crate) memo: M,
     pub(crate) finished: bool,
 }
 
-impl<C> Drop for Call<C> {
+impl<C, M> Drop for Call<C, M> {
     fn drop(&mut self) {
         if let (false, Admission::Probe { generation }) = (self.finished, self.admission) {
             self.shared.core.release_probe(generation);
@@ -52,11 +55,12 @@ impl<C> Drop for Call<C> {
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, call: Call<C>) -> Self {
+impl<F, C, M, Req> ResponseFuture<F, C, M, Req> {
+    pub(crate) fn called(future: F, call: Call<C, M>) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
             call: Some(call),
+            request: PhantomData,
         }
     }
 
@@ -64,15 +68,16 @@ impl<F, C> ResponseFuture<F, C> {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
             call: None,
+            request: PhantomData,
         }
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, C, M, Req, T, E> Future for ResponseFuture<F, C, M, Req>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    C: Classify<T, E>,
+    C: Classify<Req, T, Memo = M>,
 {
     type Output = Result<T, BoxError>;
 
@@ -81,15 +86,15 @@ where
         let this = self.project();
         match this.kind.project() {
             KindProj::Called { future } => {
-                let result = ready!(future.poll(cx));
+                let result = ready!(future.poll(cx)).map_err(Into::into);
                 if let Some(mut call) = this.call.take() {
-                    let outcome = call.classifier.classify(result.as_ref());
+                    let outcome = classify::classify(&call.classifier, &call.memo, result.as_ref());
                     let shared = &call.shared;
                     let slow = match (call.started, shared.core.config().slow_call_threshold()) {
                         (Some(started), Some(threshold)) => started.elapsed() >= threshold,
                         _ => false,
                     };
-                    shared.count_call(outcome.kind());
+                    shared.reporter.count_call(outcome.kind());
                     call.finished = true;
                     if let Some(transition) =
                         shared
@@ -99,7 +104,7 @@ where
                         shared.announce(&transition);
                     }
                 }
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result)
             }
             KindProj::Rejected { error } => {
                 let error = error
@@ -111,7 +116,7 @@ where
     }
 }
 
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+impl<F, C, M, Req> fmt::Debug for ResponseFuture<F, C, M, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.kind {
             Kind::Called { .. } => "called",

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Weak;
 
+use crate::clock::Nanos;
 use crate::error::BoxError;
 
 use super::shared::Shared;
@@ -22,10 +23,11 @@ pub type HealthFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send
 /// Closures returning a future implement it:
 ///
 /// ```
+/// use steadfast::Agent;
 /// use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 ///
-/// let layer = CircuitBreakerLayer::new(BreakerConfig::default())
-///     .named("gpt-primary")
+/// let gpt = Agent::new("gpt-primary");
+/// let layer = CircuitBreakerLayer::new(&gpt, BreakerConfig::default())
 ///     .health_check(|| async {
 ///         // e.g. reqwest::get("http://127.0.0.1:8080/health").await?.error_for_status()?;
 ///         Ok(())
@@ -60,7 +62,7 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
         if breaker.core.generation() != generation {
             return;
         }
-        let Some(check) = breaker.health_check.clone() else {
+        let Some(check) = breaker.health_check() else {
             return;
         };
         let config = breaker.core.config();
@@ -81,10 +83,14 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
             return;
         }
         tracing::debug!(agent = %breaker.name, next_in = ?interval, "health check failed; circuit stays open");
-        // Checks keep their cadence from the scheduled time, unless a check itself ran late.
-        wake_at = (wake_at + interval).max(breaker.instant_at(now));
-        breaker
-            .core
-            .health_check_failed(generation, breaker.origin.nanos_at(wake_at));
+        // Checks keep their cadence from the scheduled time, unless a check itself ran late. An
+        // interval past what the clock can hold (the config bounds it only from below) puts
+        // the next check as far as the breaker's clock reaches, instead of panicking here.
+        let next = wake_at
+            .checked_add(interval)
+            .map_or(Nanos::MAX, |at| breaker.origin.nanos_at(at))
+            .max(now);
+        wake_at = breaker.instant_at(next);
+        breaker.core.health_check_failed(generation, next);
     }
 }

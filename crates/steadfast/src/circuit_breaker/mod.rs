@@ -30,7 +30,8 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let config = BreakerConfig::builder().consecutive_failures(2).build().unwrap();
-//! let layer = CircuitBreakerLayer::new(config).named("flaky");
+//! let flaky = Agent::new("flaky");
+//! let layer = CircuitBreakerLayer::new(&flaky, config);
 //! let mut agent = tower::ServiceBuilder::new()
 //!     .layer(layer.clone())
 //!     .service(service_fn(|fail: bool| async move {
@@ -67,8 +68,8 @@ mod window;
 mod tests;
 
 pub use config::{
-    BreakerConfig, BreakerConfigBuilder, ConfigError, MAX_COUNT_WINDOW, MAX_OPEN_DURATION_LIMIT,
-    SlidingWindow,
+    BreakerConfig, BreakerConfigBuilder, MAX_COUNT_WINDOW, MAX_OPEN_DURATION_LIMIT,
+    MAX_OPEN_DURATION_MULTIPLIER, SlidingWindow,
 };
 pub use error::CircuitOpen;
 pub use future::ResponseFuture;

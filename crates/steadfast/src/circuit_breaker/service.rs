@@ -57,11 +57,11 @@ impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + Clone,
+    C: Classify<Req, S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, C, C::Memo, Req>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -86,13 +86,14 @@ where
                     shared: shared.clone(),
                     admission,
                     started,
+                    memo: self.classifier.note(&request),
                     classifier: self.classifier.clone(),
                     finished: false,
                 };
                 ResponseFuture::called(self.inner.call(request), call)
             }
             Err(rejection) => {
-                shared.count_rejection();
+                shared.reporter.count_rejected();
                 ResponseFuture::rejected(CircuitOpen::new(
                     shared.name.clone(),
                     rejection.state,

@@ -1,15 +1,14 @@
 //! The state one breaker's layer, services, futures and handles share behind one `Arc`.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
-use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::classify::OutcomeKind;
+use crate::agent::Reporter;
 use crate::clock::{Nanos, Origin};
-use crate::events::{Event, EventBus};
+use crate::events::Event;
 use crate::sync::CachePadded;
 
 use super::config::BreakerConfig;
@@ -22,50 +21,24 @@ pub(crate) struct Shared {
     /// On lines of its own: the `Arc` header next to it is written on every call (the future's
     /// clone), and the state the core holds is read on every call by every thread.
     pub(crate) core: CachePadded<Core>,
-    pub(crate) health_check: Option<Arc<dyn HealthCheck>>,
+    /// Set (or replaced) by `CircuitBreakerLayer::health_check` in place, so that builder
+    /// calls commute; read only when a check is due.
+    health_check: RwLock<Option<Arc<dyn HealthCheck>>>,
     watch: watch::Sender<BreakerState>,
-    /// Where transitions are published; read only when announcing one.
-    events: Mutex<Option<EventBus>>,
-    calls: OutcomeCounters,
-    state_gauge: Gauge,
-}
-
-/// `steadfast_calls_total{agent, outcome}` handles, registered once so the hot path only
-/// increments.
-struct OutcomeCounters {
-    by_kind: [Counter; 5],
-    rejected: Counter,
-}
-
-impl OutcomeCounters {
-    fn new(agent: &Arc<str>) -> Self {
-        let counter = |outcome: &'static str| metrics::counter!("steadfast_calls_total", "agent" => agent.to_string(), "outcome" => outcome);
-        OutcomeCounters {
-            by_kind: OutcomeKind::ALL.map(|kind| counter(kind.as_str())),
-            rejected: counter("rejected"),
-        }
-    }
+    /// The agent's one event path: transitions, per-call metrics.
+    pub(crate) reporter: Arc<Reporter>,
 }
 
 impl Shared {
-    pub(crate) fn new(
-        name: Arc<str>,
-        config: BreakerConfig,
-        health_check: Option<Arc<dyn HealthCheck>>,
-    ) -> Arc<Self> {
-        let core = Core::new(config);
-        core.set_uses_health_check(health_check.is_some());
-        let state_gauge = metrics::gauge!("steadfast_breaker_state", "agent" => name.to_string());
-        state_gauge.set(BreakerState::Closed.gauge_value());
+    pub(crate) fn new(reporter: Arc<Reporter>, config: BreakerConfig) -> Arc<Self> {
+        reporter.breaker_created();
         Arc::new(Shared {
-            calls: OutcomeCounters::new(&name),
-            state_gauge,
-            name,
+            name: reporter.name.clone(),
             origin: Origin::now(),
-            core: CachePadded(core),
-            health_check,
+            core: CachePadded(Core::new(config)),
+            health_check: RwLock::new(None),
             watch: watch::Sender::new(BreakerState::Closed),
-            events: Mutex::new(None),
+            reporter,
         })
     }
 
@@ -74,36 +47,23 @@ impl Shared {
         self.origin.elapsed()
     }
 
-    #[inline]
-    pub(crate) fn count_call(&self, kind: OutcomeKind) {
-        self.calls.by_kind[kind as usize].increment(1);
-    }
-
-    pub(crate) fn count_rejection(&self) {
-        self.calls.rejected.increment(1);
-    }
-
     pub(crate) fn subscribe(&self) -> watch::Receiver<BreakerState> {
         self.watch.subscribe()
     }
 
-    pub(crate) fn events(&self) -> Option<EventBus> {
-        self.events
-            .lock()
+    pub(crate) fn health_check(&self) -> Option<Arc<dyn HealthCheck>> {
+        self.health_check
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    /// Publishes transitions on `bus` from now on; with `only_if_unset`, keeps a bus given
-    /// earlier.
-    pub(crate) fn set_events(&self, bus: Option<EventBus>, only_if_unset: bool) {
-        let mut events = self
-            .events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !(only_if_unset && events.is_some()) {
-            *events = bus;
-        }
+    pub(crate) fn set_health_check(&self, check: Arc<dyn HealthCheck>) {
+        *self
+            .health_check
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(check);
+        self.core.set_uses_health_check(true);
     }
 
     pub(crate) fn next_probe_instant(&self) -> Option<Instant> {
@@ -114,39 +74,14 @@ impl Shared {
         self.origin.instant_at(at)
     }
 
-    /// Tells the world about a transition: tracing, metrics, watchers, and the health-check task
-    /// when the breaker has just opened.
+    /// Tells the world about a transition: the agent's event path (counters, metrics, log,
+    /// bus), watchers, and the health-check task when the breaker has just opened.
     pub(crate) fn announce(self: &Arc<Self>, transition: &Transition) {
-        let (from, to, reason) = (
-            transition.from.as_str(),
-            transition.to.as_str(),
-            transition.reason.as_str(),
-        );
-        match transition.to {
-            BreakerState::Open | BreakerState::ForcedOpen => tracing::warn!(
-                agent = %self.name, from, to, reason, open_for = ?transition.open_for,
-                "circuit opened"
-            ),
-            BreakerState::HalfOpen => {
-                tracing::info!(agent = %self.name, from, to, reason, "circuit half-open: probing");
-            }
-            BreakerState::Closed | BreakerState::Disabled => {
-                tracing::info!(agent = %self.name, from, to, reason, "circuit closed");
-            }
-        }
-        metrics::counter!(
-            "steadfast_breaker_transitions_total",
-            "agent" => self.name.to_string(), "from" => from, "to" => to
-        )
-        .increment(1);
-        self.state_gauge.set(transition.to.gauge_value());
         self.watch.send_replace(transition.to);
-        if let Some(bus) = self.events() {
-            for event in transition_events(&self.name, transition) {
-                bus.emit(event);
-            }
+        for event in transition_events(&self.name, transition) {
+            self.reporter.emit(event);
         }
-        if transition.to == BreakerState::Open && self.health_check.is_some() {
+        if transition.to == BreakerState::Open && self.core.uses_health_check() {
             self.spawn_health_check(transition.generation);
         }
     }
@@ -184,6 +119,7 @@ pub(crate) fn transition_events(
         },
         BreakerState::HalfOpen => Event::CircuitHalfOpen {
             agent: agent.clone(),
+            from,
             reason,
         },
         BreakerState::Closed | BreakerState::Disabled => Event::CircuitClosed {
@@ -215,7 +151,7 @@ impl fmt::Debug for Shared {
             .field("agent", &self.name)
             .field("state", &self.core.state())
             .field("config", self.core.config())
-            .field("health_check", &self.health_check.is_some())
+            .field("health_check", &self.core.uses_health_check())
             .finish_non_exhaustive()
     }
 }

@@ -220,7 +220,10 @@ pub(crate) struct Core {
     /// While open with a health check running: only the check may move to half-open.
     awaiting_health_check: AtomicBool,
     uses_health_check: AtomicBool,
-    probes_in_flight: AtomicU32,
+    /// The probe slots of the current half-open period, in one word so that a slot can only be
+    /// taken or given back in the period it belongs to: the low 32 bits of the generation in
+    /// the high half, probes in flight in the low half. A transition replaces the whole word.
+    probe_slots: AtomicU64,
     probe_successes: AtomicU32,
     /// Completed calls, sharded by thread: written on every call.
     completed: ShardedCounter,
@@ -232,6 +235,22 @@ pub(crate) struct Core {
     last_success: AtomicU64,
     last_failure: AtomicU64,
     cold: Mutex<Cold>,
+}
+
+/// The half-open period a generation stamps on the slot word (its low 32 bits: a stale probe
+/// would need exactly 2^32 transitions to pass for a current one).
+const fn period_of(generation: u64) -> u32 {
+    generation as u32
+}
+
+/// The slot word of `generation` with `in_flight` probes.
+const fn slots(generation: u64, in_flight: u32) -> u64 {
+    ((period_of(generation) as u64) << 32) | in_flight as u64
+}
+
+/// `(period, in_flight)` of a slot word.
+const fn split_slots(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
 }
 
 /// How often (in completed calls) a long run of successes refreshes `last_success`, so the hot
@@ -249,7 +268,7 @@ impl Core {
             open_until: AtomicU64::new(0),
             awaiting_health_check: AtomicBool::new(false),
             uses_health_check: AtomicBool::new(false),
-            probes_in_flight: AtomicU32::new(0),
+            probe_slots: AtomicU64::new(slots(0, 0)),
             probe_successes: AtomicU32::new(0),
             completed: ShardedCounter::default(),
             failures: AtomicU64::new(0),
@@ -272,6 +291,11 @@ impl Core {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether a health check decides when an open breaker admits probes.
+    pub(crate) fn uses_health_check(&self) -> bool {
+        self.uses_health_check.load(Ordering::Acquire)
     }
 
     /// With a health check, leaving `Open` waits for the check instead of the clock alone.
@@ -323,22 +347,26 @@ impl Core {
     }
 
     fn try_probe(&self) -> Result<Admission, Rejection> {
-        let generation = self.generation();
+        self.try_probe_in(self.generation())
+    }
+
+    /// Takes a probe slot of the half-open period `generation`, if that period is still the
+    /// current one and has a slot left: the check and the increment are one compare-and-swap on
+    /// the slot word, so a transition between reading the generation and taking the slot makes
+    /// the swap fail instead of leaking a slot into the next period.
+    pub(crate) fn try_probe_in(&self, generation: u64) -> Result<Admission, Rejection> {
         let limit = self.config.half_open_probes;
         let admitted = self
-            .probes_in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_flight| {
-                (in_flight < limit).then_some(in_flight + 1)
+            .probe_slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (period, in_flight) = split_slots(word);
+                (period == period_of(generation) && in_flight < limit)
+                    .then(|| slots(generation, in_flight + 1))
             })
             .is_ok();
-        if admitted && self.generation() == generation {
+        if admitted {
             Ok(Admission::Probe { generation })
         } else {
-            if admitted {
-                // The half-open period ended while we took the slot: give it back if it is
-                // still the same period's slot (a new period starts from zero).
-                self.release_probe(generation);
-            }
             Err(self.reject(BreakerState::HalfOpen, None))
         }
     }
@@ -348,13 +376,17 @@ impl Core {
         Rejection { state, retry_in }
     }
 
-    /// A probe was dropped before it completed (its caller gave up): free its slot.
+    /// A probe of `generation` ended without deciding the period (dropped by its caller, a
+    /// caller fault, or a success short of the threshold): free its slot, if its period is
+    /// still the current one (a new period starts from zero).
     pub(crate) fn release_probe(&self, generation: u64) {
-        if self.generation() == generation {
-            let _ = self
-                .probes_in_flight
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        }
+        let _ = self
+            .probe_slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (period, in_flight) = split_slots(word);
+                (period == period_of(generation) && in_flight > 0)
+                    .then(|| slots(generation, in_flight - 1))
+            });
     }
 
     /// Records the outcome of an admitted call. `slow` says whether it exceeded the slow-call
@@ -404,7 +436,7 @@ impl Core {
             Some(at)
         } else {
             self.window.record(false, false, 0);
-            (had_failures || completed_before % LAST_SUCCESS_SAMPLE == 0).then(&now)
+            (had_failures || completed_before.is_multiple_of(LAST_SUCCESS_SAMPLE)).then(&now)
         };
         if let Some(at) = sample {
             self.last_success.store(at + 1, Ordering::Relaxed);
@@ -492,9 +524,8 @@ impl Core {
                 TransitionReason::ProbesSucceeded,
             ));
         }
-        let _ = self
-            .probes_in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        drop(cold);
+        self.release_probe(generation);
         None
     }
 
@@ -631,10 +662,12 @@ impl Core {
         open_for: Option<Duration>,
     ) -> Transition {
         let from = self.state();
-        // Probe slots belong to one half-open period: every transition starts afresh.
-        self.probes_in_flight.store(0, Ordering::Release);
+        // Probe slots belong to one half-open period: every transition starts afresh, and the
+        // slot word carries the new period, so no stale probe can take or free a slot of it.
         self.probe_successes.store(0, Ordering::Release);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.probe_slots
+            .store(slots(generation, 0), Ordering::Release);
         self.state.store(to.to_u8(), Ordering::Release);
         cold.open_duration = open_for;
         cold.state_since = now;
@@ -694,7 +727,7 @@ impl Core {
     }
 
     pub(crate) fn probes_in_flight(&self) -> u32 {
-        self.probes_in_flight.load(Ordering::Acquire)
+        split_slots(self.probe_slots.load(Ordering::Acquire)).1
     }
 
     pub(crate) fn recent_failures(&self) -> Vec<FailureEntry> {

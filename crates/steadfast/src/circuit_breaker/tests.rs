@@ -229,6 +229,62 @@ fn a_released_probe_frees_its_slot() {
     assert!(admit(&core, SEC).is_some());
 }
 
+/// Issue 17: a caller that read the generation of one half-open period, and takes its slot only
+/// after the breaker moved on (reopened, then half-open again), must not take a slot of the new
+/// period, and must not wedge it. The old code incremented first and compared after, leaking the
+/// slot: with one probe configured, the breaker stayed half-open with no probe ever admitted.
+#[test]
+fn a_probe_slot_taken_across_a_transition_never_leaks() {
+    let core = Core::new(
+        BreakerConfig::builder()
+            .half_open_probes(1)
+            .build()
+            .unwrap(),
+    );
+    for _ in 0..5 {
+        call(&core, fail(), 0);
+    }
+    // Half-open: the stale caller reads this period's generation...
+    assert!(
+        call(&core, fail(), SEC).is_some(),
+        "the probe fails: open again"
+    );
+    let stale = core.generation();
+    assert_eq!(core.state(), BreakerState::Open);
+    // ...the breaker goes half-open again (a new period) before it takes a slot.
+    let Some(Admission::Probe { generation: fresh }) = admit(&core, 10 * SEC) else {
+        panic!("expected a probe of the new period");
+    };
+    assert_ne!(fresh, stale);
+    core.release_probe(fresh);
+    assert!(
+        core.try_probe_in(stale).is_err(),
+        "a stale period's slot is refused"
+    );
+    assert_eq!(
+        core.probes_in_flight(),
+        0,
+        "and nothing leaked into the new period"
+    );
+    // A stale release cannot free a slot of the new period either.
+    let Some(Admission::Probe { generation }) = admit(&core, 10 * SEC) else {
+        panic!("the single slot of the new period is free");
+    };
+    core.release_probe(stale);
+    assert_eq!(core.probes_in_flight(), 1);
+    assert!(
+        admit(&core, 10 * SEC).is_none(),
+        "one probe configured, one taken"
+    );
+    core.on_result(
+        Admission::Probe { generation },
+        &Outcome::success(),
+        false,
+        || 10 * SEC,
+    );
+    assert_eq!(core.state(), BreakerState::Closed);
+}
+
 #[test]
 fn a_caller_fault_probe_neither_closes_nor_reopens() {
     let core = Core::new(

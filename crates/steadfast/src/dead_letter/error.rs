@@ -1,4 +1,4 @@
-//! The errors a [`DeadLetter`](super::DeadLetterService) call returns after a final failure.
+//! The errors a [`DeadLetter`](super::DeadLetter) call returns after a final failure.
 
 use std::fmt;
 
@@ -106,20 +106,5 @@ impl fmt::Display for DeadLetterFailed {
 impl std::error::Error for DeadLetterFailed {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.source.as_ref())
-    }
-}
-
-/// The agent answered, but the classifier judged the answer a failure (e.g. an HTTP 503
-/// response): the source of a [`DeadLettered`] for such calls.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("agent answered with a failure ({kind}): {reason}")]
-pub struct FailedResponse {
-    kind: &'static str,
-    reason: String,
-}
-
-impl FailedResponse {
-    pub(crate) fn new(kind: &'static str, reason: String) -> Self {
-        FailedResponse { kind, reason }
     }
 }

@@ -8,19 +8,20 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use crate::classify::{Classify, classify_known_error};
+use crate::agent::Reporter;
+use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
-use crate::registry::AgentCounters;
 
-use super::error::{DeadLetterFailed, DeadLettered, FailedResponse};
+use super::error::{DeadLetterFailed, DeadLettered};
 use super::id::DeadLetterId;
 use super::layer::{EncodeRequest, Shared};
-use super::record::DeadLetter;
+use super::record::DeadLetterRecord;
 use super::sink::{SinkError, SinkFuture};
 
 /// What a call keeps until it knows whether it failed.
-pub(crate) struct Capture<Req, En, C> {
+pub(crate) struct Capture<Req, En, C, M> {
+    pub(crate) memo: M,
     pub(crate) request: Req,
     pub(crate) shared: Arc<Shared>,
     pub(crate) encoder: En,
@@ -30,24 +31,23 @@ pub(crate) struct Capture<Req, En, C> {
 struct Sinking {
     append: SinkFuture<'static, ()>,
     id: DeadLetterId,
-    agent: Arc<str>,
     reason: &'static str,
-    shared: Arc<Shared>,
+    reporter: Arc<Reporter>,
     original: Option<BoxError>,
 }
 
 pin_project! {
-    /// The future of a [`DeadLetterService`](super::DeadLetterService) call.
-    pub struct ResponseFuture<F, Req, En, C> {
+    /// The future of a [`DeadLetter`](super::DeadLetter) call.
+    pub struct ResponseFuture<F, Req, En, C, M> {
         #[pin]
         call: F,
-        capture: Option<Capture<Req, En, C>>,
+        capture: Option<Capture<Req, En, C, M>>,
         sinking: Option<Sinking>,
     }
 }
 
-impl<F, Req, En, C> ResponseFuture<F, Req, En, C> {
-    pub(crate) fn new(call: F, capture: Capture<Req, En, C>) -> Self {
+impl<F, Req, En, C, M> ResponseFuture<F, Req, En, C, M> {
+    pub(crate) fn new(call: F, capture: Capture<Req, En, C, M>) -> Self {
         ResponseFuture {
             call,
             capture: Some(capture),
@@ -56,12 +56,12 @@ impl<F, Req, En, C> ResponseFuture<F, Req, En, C> {
     }
 }
 
-impl<F, Req, En, C, T, E> Future for ResponseFuture<F, Req, En, C>
+impl<F, Req, En, C, M, T, E> Future for ResponseFuture<F, Req, En, C, M>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError> + 'static,
+    E: Into<BoxError>,
     En: EncodeRequest<Req>,
-    C: Classify<T, E>,
+    C: Classify<Req, T, Memo = M>,
 {
     type Output = Result<T, BoxError>;
 
@@ -71,40 +71,40 @@ where
         if let Some(sinking) = this.sinking {
             return poll_sinking(sinking, cx);
         }
-        let result = ready!(this.call.poll(cx));
+        let result = ready!(this.call.poll(cx)).map_err(Into::into);
         let Some(capture) = this.capture.take() else {
             return Poll::Ready(Err("dead-letter future polled after completion".into()));
         };
-        let outcome = match &result {
-            Ok(response) => capture.classifier.classify(Ok(response)),
-            // What steadfast itself recognises (a drain's `CancelledByShutdown`, `CircuitOpen`,
-            // timeouts) means the same here as in every other layer, whatever the classifier.
-            Err(error) => classify_known_error(error)
-                .unwrap_or_else(|| capture.classifier.classify(Err(error))),
-        };
+        let outcome = classify::classify(&capture.classifier, &capture.memo, result.as_ref());
         if outcome.is_success() || !capture.shared.policy.covers(outcome.kind()) {
-            return Poll::Ready(result.map_err(Into::into));
+            return Poll::Ready(result);
         }
         let original: BoxError = match result {
-            Ok(_) => Box::new(FailedResponse::new(
-                outcome.kind().as_str(),
-                outcome
-                    .reason()
-                    .unwrap_or("classified as a failure")
-                    .to_string(),
-            )),
-            Err(error) => error.into(),
+            Ok(_) => Box::new(FailedResponse::new(outcome)),
+            Err(error) => error,
         };
         let shared = &capture.shared;
-        let request = match capture.encoder.encode(&capture.request) {
-            Ok(bytes) => bytes,
+        let reason = outcome.reason_or_kind();
+        let (request, secrets) = match capture.encoder.encode_redacted(&capture.request) {
+            Ok(encoded) => encoded,
             Err(error) => {
-                return Poll::Ready(Err(fail(&shared.agent, original, SinkError::Encode(error))));
+                return Poll::Ready(Err(fail(
+                    &shared.reporter,
+                    reason,
+                    original,
+                    SinkError::Encode(error),
+                )));
             }
         };
-        let mut record = DeadLetter::new(shared.agent.to_string(), request, outcome.kind());
+        let agent = &shared.reporter.name;
+        let mut record = DeadLetterRecord::new(agent.to_string(), request, outcome.kind());
         record.reason = outcome.reason().unwrap_or_default().to_string();
-        record.error_chain = crate::error::chain(original.as_ref());
+        // The error chain often quotes the request (a client error names the URL): whatever the
+        // encoder redacted must not come back through it.
+        record.error_chain = crate::error::chain(original.as_ref())
+            .iter()
+            .map(|line| secrets.scrub(line))
+            .collect();
         record.attempts = attempts(&original);
         record.trace_id = match &shared.trace_id {
             Some(trace_id) => trace_id(),
@@ -117,9 +117,8 @@ where
         let sinking = this.sinking.insert(Sinking {
             append: Box::pin(async move { sink.append(record).await }),
             id,
-            agent: Arc::clone(&shared.agent),
-            reason: outcome.reason().unwrap_or(outcome.kind().as_str()),
-            shared: Arc::clone(shared),
+            reason,
+            reporter: Arc::clone(&shared.reporter),
             original: Some(original),
         });
         poll_sinking(sinking, cx)
@@ -132,34 +131,33 @@ fn poll_sinking<T>(sinking: &mut Sinking, cx: &mut Context<'_>) -> Poll<Result<T
         .original
         .take()
         .unwrap_or_else(|| "dead-letter future polled after completion".into());
+    let agent = &sinking.reporter.name;
     Poll::Ready(Err(match appended {
         Ok(()) => {
-            metrics::counter!("steadfast_dead_letters_total", "agent" => sinking.agent.to_string())
-                .increment(1);
-            tracing::warn!(agent = %sinking.agent, id = %sinking.id, error = %original, "request dead-lettered");
-            sinking.shared.reporter.report(
-                || Event::DeadLettered {
-                    agent: Arc::clone(&sinking.agent),
-                    reason: sinking.reason,
-                },
-                AgentCounters::record_dead_letter,
-            );
-            Box::new(DeadLettered::new(
-                sinking.id,
-                Arc::clone(&sinking.agent),
-                original,
-            ))
+            tracing::debug!(agent = %agent, id = %sinking.id, error = %original, "request dead-lettered");
+            sinking.reporter.emit(Event::DeadLettered {
+                agent: Arc::clone(agent),
+                reason: sinking.reason,
+            });
+            Box::new(DeadLettered::new(sinking.id, Arc::clone(agent), original))
         }
-        Err(sink_error) => fail(&sinking.agent, original, sink_error),
+        Err(sink_error) => fail(&sinking.reporter, sinking.reason, original, sink_error),
     }))
 }
 
-fn fail(agent: &Arc<str>, original: BoxError, sink_error: SinkError) -> BoxError {
-    metrics::counter!("steadfast_dead_letter_failures_total", "agent" => agent.to_string())
-        .increment(1);
-    tracing::error!(agent = %agent, error = %original, %sink_error, "request could NOT be dead-lettered");
+fn fail(
+    reporter: &Reporter,
+    reason: &'static str,
+    original: BoxError,
+    sink_error: SinkError,
+) -> BoxError {
+    tracing::error!(agent = %reporter.name, error = %original, %sink_error, "request could NOT be dead-lettered");
+    reporter.emit(Event::DeadLetterFailed {
+        agent: Arc::clone(&reporter.name),
+        reason,
+    });
     Box::new(DeadLetterFailed::new(
-        Arc::clone(agent),
+        Arc::clone(&reporter.name),
         original,
         sink_error,
     ))
@@ -175,7 +173,7 @@ fn attempts(_: &BoxError) -> u32 {
     1
 }
 
-impl<F, Req, En, C> fmt::Debug for ResponseFuture<F, Req, En, C> {
+impl<F, Req, En, C, M> fmt::Debug for ResponseFuture<F, Req, En, C, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("failed", &self.sinking.is_some())

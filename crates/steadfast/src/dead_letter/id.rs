@@ -5,36 +5,29 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The id of a dead letter: 48 bits of Unix milliseconds, then 80 bits that are random per
-/// millisecond and increase within it, so ids sort by creation time (within one process, strictly).
+use ulid::{Generator, Ulid};
+
+/// The id of a dead letter: a [ULID](https://github.com/ulid/spec) (48 bits of Unix
+/// milliseconds, then 80 random bits that increase within a millisecond), so ids sort by
+/// creation time (within one process, strictly).
 ///
-/// Printed as a 26-character [ULID](https://github.com/ulid/spec) (Crockford base32), and parsed
-/// back with [`str::parse`].
+/// Printed as 26 Crockford base32 characters, and parsed back with [`str::parse`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeadLetterId(u128);
 
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-const RANDOM_MASK: u128 = (1 << 80) - 1;
-
-/// The last id handed out, so ids made in the same millisecond still increase.
-static LAST: Mutex<u128> = Mutex::new(0);
+/// One monotonic generator per process, so ids made in the same millisecond still increase.
+static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
 
 impl DeadLetterId {
     /// A new id for now. Only called on the failure path (it takes a lock).
     pub fn generate() -> Self {
-        let millis = unix_millis(SystemTime::now());
-        let mut last = LAST
+        let mut generator = GENERATOR
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let candidate = (u128::from(millis) << 80) | (random80() & (RANDOM_MASK >> 1));
-        // Monotonic: never go back, even if the wall clock does.
-        let id = if candidate > *last {
-            candidate
-        } else {
-            *last + 1
-        };
-        *last = id;
-        DeadLetterId(id)
+        // The generator fails only when 2^80 ids were made in one millisecond; a fresh random
+        // id is then still unique, if not ordered.
+        let ulid = generator.generate().unwrap_or_else(|_| Ulid::new());
+        DeadLetterId(ulid.0)
     }
 
     /// The id as a raw 128-bit number.
@@ -59,28 +52,9 @@ pub(crate) fn unix_millis(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// 80 random-enough bits without a rand dependency: std's randomly keyed SipHash over a counter.
-fn random80() -> u128 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let state = RandomState::new();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let high = state.hash_one(n);
-    let low = state.hash_one(n ^ 0x9E37_79B9_7F4A_7C15);
-    (u128::from(high) << 64 | u128::from(low)) & RANDOM_MASK
-}
-
 impl fmt::Display for DeadLetterId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = [0u8; 26];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let shift = 125 - 5 * i as u32;
-            *slot = ALPHABET[((self.0 >> shift) & 0x1F) as usize];
-        }
-        // The alphabet is ASCII, so this cannot fail.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        f.write_str(&Ulid(self.0).to_string())
     }
 }
 
@@ -99,24 +73,14 @@ impl FromStr for DeadLetterId {
     type Err = ParseIdError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseIdError(text.chars().take(64).collect());
-        if text.len() != 26 {
-            return Err(bad());
+        // 26 characters carry 130 bits: a first character past `7` would overflow 128 bits,
+        // which `ulid` silently wraps.
+        if text.as_bytes().first().is_some_and(|first| *first > b'7') {
+            return Err(ParseIdError(text.chars().take(64).collect()));
         }
-        let mut value: u128 = 0;
-        for (i, byte) in text.bytes().enumerate() {
-            let digit = match byte.to_ascii_uppercase() {
-                b'O' => 0,
-                b'I' | b'L' => 1,
-                c => ALPHABET.iter().position(|&a| a == c).ok_or_else(bad)? as u128,
-            };
-            // The first character carries only 3 bits (128 = 3 + 25 * 5).
-            if i == 0 && digit > 7 {
-                return Err(bad());
-            }
-            value = (value << 5) | digit;
-        }
-        Ok(DeadLetterId(value))
+        Ulid::from_string(text)
+            .map(|ulid| DeadLetterId(ulid.0))
+            .map_err(|_| ParseIdError(text.chars().take(64).collect()))
     }
 }
 

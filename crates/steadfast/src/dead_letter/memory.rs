@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::id::DeadLetterId;
-use super::record::DeadLetter;
+use super::record::DeadLetterRecord;
 use super::sink::{DeadLetterSink, SinkError, SinkFuture};
 use super::stats::DeadLetterStats;
 
@@ -19,7 +19,7 @@ pub struct MemorySink {
 #[derive(Debug)]
 struct Inner {
     capacity: usize,
-    records: BTreeMap<DeadLetterId, DeadLetter>,
+    records: BTreeMap<DeadLetterId, DeadLetterRecord>,
     recent: VecDeque<SystemTime>,
     fail_next: Option<String>,
 }
@@ -38,7 +38,7 @@ impl MemorySink {
     }
 
     /// The records stored, oldest first.
-    pub fn records(&self) -> Vec<DeadLetter> {
+    pub fn records(&self) -> Vec<DeadLetterRecord> {
         self.lock().records.values().cloned().collect()
     }
 
@@ -63,7 +63,7 @@ impl MemorySink {
 }
 
 impl DeadLetterSink for MemorySink {
-    fn append(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn append(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         let result = {
             let mut inner = self.lock();
             if let Some(message) = inner.fail_next.take() {
@@ -83,12 +83,12 @@ impl DeadLetterSink for MemorySink {
         Box::pin(async move { result })
     }
 
-    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetter>> {
+    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetterRecord>> {
         let records = self.lock().records.values().take(limit).cloned().collect();
         Box::pin(async move { Ok(records) })
     }
 
-    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetter>> {
+    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetterRecord>> {
         let record = self.lock().records.get(&id).cloned();
         Box::pin(async move { Ok(record) })
     }
@@ -98,7 +98,7 @@ impl DeadLetterSink for MemorySink {
         Box::pin(async move { Ok(removed) })
     }
 
-    fn update(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn update(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         self.lock().records.insert(record.id, record);
         Box::pin(async move { Ok(()) })
     }

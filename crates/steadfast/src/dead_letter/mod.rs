@@ -2,16 +2,20 @@
 //!
 //! [`DeadLetterLayer`] sits outside retry and fallback. When a call's final outcome is a failure
 //! its policy covers (default: every failure, caller faults included as "poison"), it encodes
-//! the request, appends a [`DeadLetter`] record to a [`DeadLetterSink`], and only once the sink
+//! the request, appends a [`DeadLetterRecord`] to a [`DeadLetterSink`], and only once the sink
 //! confirmed the record durable returns [`DeadLettered`] (whose `source()` is the original
 //! error). If the sink fails, the call returns [`DeadLetterFailed`] carrying both errors and
-//! `steadfast_dead_letter_failures_total{agent}` is incremented: nothing is swallowed.
+//! an [`Event::DeadLetterFailed`](crate::events::Event::DeadLetterFailed) is emitted (counted in
+//! `steadfast_dead_letter_failures_total{agent}`): nothing is swallowed. Whatever the encoder
+//! redacted from the request ([`EncodeRequest::encode_redacted`]) is scrubbed from the stored
+//! error chain too.
 //!
 //! The request is captured before the inner call consumes it by cloning it, so requests should
 //! be cheap to clone (`Bytes`, `Arc`, a buffered http body). The encoder runs only on failure,
 //! so the success path costs one clone and no allocation for such requests.
 //!
-//! Sinks: [`MemorySink`] (bounded, tests), [`JournalSink`] (embedded, durable default) and
+//! Sinks: [`MemorySink`] (bounded, tests), `steadfast_sqlite::SqliteSink` (embedded, durable
+//! default; several processes can read, replay and purge while the application writes) and
 //! `steadfast_amqp::AmqpSink` (RabbitMQ). [`Monitor`] publishes depth and age gauges and alerts
 //! on thresholds; [`Replay`] feeds records back through any service.
 //!
@@ -24,10 +28,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let sink = MemorySink::new(1_000);
+//! let summariser = steadfast::Agent::new("summariser");
 //! let agent = ServiceBuilder::new()
 //!     .layer(
-//!         DeadLetterLayer::new(sink.clone())
-//!             .named("summariser")
+//!         DeadLetterLayer::new(&summariser, sink.clone())
 //!             .encoder(|prompt: &String| Ok::<_, BoxError>(Bytes::from(prompt.clone()))),
 //!     )
 //!     .service(service_fn(|_prompt: String| async { Err::<String, BoxError>("model overloaded".into()) }));
@@ -45,7 +49,6 @@ mod config;
 mod error;
 mod future;
 mod id;
-pub mod journal;
 mod layer;
 mod memory;
 mod record;
@@ -57,16 +60,15 @@ mod stats;
 /// The byte buffer records hold requests in (re-exported so users need no `bytes` dependency).
 pub use bytes::Bytes;
 pub use config::DeadLetterPolicy;
-pub use error::{DeadLetterFailed, DeadLettered, FailedResponse};
+pub use error::{DeadLetterFailed, DeadLettered};
 pub use future::ResponseFuture;
 pub use id::{DeadLetterId, ParseIdError};
-pub use journal::{FsyncPolicy, JournalError, JournalOptions, JournalSink, OpenReport};
 #[cfg(feature = "serde")]
 pub use layer::json_encoder;
-pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest};
+pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest, Scrub, Secrets};
 pub use memory::MemorySink;
-pub use record::{DeadLetter, DecodeError, RECORD_VERSION};
-pub use replay::{Replay, ReplayReport};
-pub use service::DeadLetterService;
+pub use record::{DeadLetterRecord, DecodeError, RECORD_VERSION};
+pub use replay::{MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND, Replay, ReplayReport};
+pub use service::DeadLetter;
 pub use sink::{DeadLetterSink, SinkError, SinkFuture};
 pub use stats::{DeadLetterStats, DlqAlert, Monitor};

@@ -1,5 +1,5 @@
-//! [`DeadLetter`]: what is kept about a request no agent could answer, and its compact,
-//! versioned binary encoding (used by the journal and the AMQP sink; no serde needed).
+//! [`DeadLetterRecord`]: what is kept about a request no agent could answer, and its compact,
+//! versioned binary encoding (used by the AMQP sink; no serde needed).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ use super::id::{DeadLetterId, unix_millis};
 /// One dead-lettered request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct DeadLetter {
+pub struct DeadLetterRecord {
     /// Time-ordered id; also the AMQP `message_id`, so consumers can de-duplicate.
     pub id: DeadLetterId,
     /// The agent (layer name) that failed.
@@ -37,10 +37,10 @@ pub struct DeadLetter {
     pub replay_count: u32,
 }
 
-impl DeadLetter {
+impl DeadLetterRecord {
     /// A record for `request` that failed at `agent` now, with a fresh id.
     pub fn new(agent: impl Into<String>, request: Bytes, outcome: OutcomeKind) -> Self {
-        DeadLetter {
+        DeadLetterRecord {
             id: DeadLetterId::generate(),
             agent: agent.into(),
             // Millisecond precision, as stored, so a record equals itself read back.
@@ -123,7 +123,7 @@ impl DeadLetter {
                 reader.remaining()
             )));
         }
-        Ok(DeadLetter {
+        Ok(DeadLetterRecord {
             id,
             agent,
             time: UNIX_EPOCH + Duration::from_millis(millis),
@@ -138,7 +138,7 @@ impl DeadLetter {
     }
 }
 
-/// The version byte [`DeadLetter::encode`] writes first.
+/// The version byte [`DeadLetterRecord::encode`] writes first.
 pub const RECORD_VERSION: u8 = 1;
 
 /// A byte string is not a record this version can read.
@@ -266,8 +266,8 @@ mod bytes_serde {
 mod tests {
     use super::*;
 
-    fn sample() -> DeadLetter {
-        let mut record = DeadLetter::new(
+    fn sample() -> DeadLetterRecord {
+        let mut record = DeadLetterRecord::new(
             "gpt",
             Bytes::from_static(b"{\"prompt\":1}"),
             OutcomeKind::Transient,
@@ -283,14 +283,17 @@ mod tests {
     #[test]
     fn a_record_round_trips() {
         let record = sample();
-        assert_eq!(DeadLetter::decode(&record.encode()).unwrap(), record);
+        assert_eq!(DeadLetterRecord::decode(&record.encode()).unwrap(), record);
     }
 
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = sample().encode();
         for len in 0..bytes.len() {
-            assert!(DeadLetter::decode(&bytes[..len]).is_err(), "len {len}");
+            assert!(
+                DeadLetterRecord::decode(&bytes[..len]).is_err(),
+                "len {len}"
+            );
         }
     }
 
@@ -299,7 +302,7 @@ mod tests {
         let mut bytes = sample().encode();
         bytes[0] = 9;
         assert_eq!(
-            DeadLetter::decode(&bytes),
+            DeadLetterRecord::decode(&bytes),
             Err(DecodeError::UnknownVersion(9))
         );
     }

@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use tower_service::Service;
 
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
+
+/// The slowest replay rate accepted: one record a day.
+pub const MIN_RATE_PER_SECOND: f64 = 1.0 / 86_400.0;
+/// The fastest replay rate accepted: faster is no limit at all on one connection.
+pub const MAX_RATE_PER_SECOND: f64 = 1_000_000.0;
 
 use super::id::DeadLetterId;
-use super::record::DeadLetter;
+use super::record::DeadLetterRecord;
 use super::sink::{DeadLetterSink, SinkError};
 
 /// What a replay did.
@@ -24,7 +29,7 @@ pub struct ReplayReport {
     pub failed: Vec<(DeadLetterId, String)>,
 }
 
-type Progress<'a> = Box<dyn FnMut(&DeadLetter, Result<(), &str>) + Send + 'a>;
+type Progress<'a> = Box<dyn FnMut(&DeadLetterRecord, Result<(), &str>) + Send + 'a>;
 
 /// Replays the oldest records of a sink through a service, oldest first: a success removes the
 /// record, a failure keeps it with its `replay_count` incremented.
@@ -33,17 +38,17 @@ type Progress<'a> = Box<dyn FnMut(&DeadLetter, Result<(), &str>) + Send + 'a>;
 /// use bytes::Bytes;
 /// use steadfast::BoxError;
 /// use steadfast::classify::OutcomeKind;
-/// use steadfast::dead_letter::{DeadLetter, DeadLetterSink, MemorySink, Replay};
+/// use steadfast::dead_letter::{DeadLetterRecord, DeadLetterSink, MemorySink, Replay};
 /// use tower::service_fn;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), BoxError> {
 /// let sink = MemorySink::new(100);
-/// sink.append(DeadLetter::new("gpt", Bytes::from_static(b"hello"), OutcomeKind::Transient)).await?;
+/// sink.append(DeadLetterRecord::new("gpt", Bytes::from_static(b"hello"), OutcomeKind::Transient)).await?;
 /// let agent = service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt.len()) });
 ///
 /// let report = Replay::new(&sink)
-///     .run(agent, |record: &DeadLetter| Ok(String::from_utf8(record.request.to_vec())?))
+///     .run(agent, |record: &DeadLetterRecord| Ok(String::from_utf8(record.request.to_vec())?))
 ///     .await?;
 /// assert_eq!(report.succeeded, 1);
 /// assert!(sink.is_empty());
@@ -82,17 +87,30 @@ impl<'a> Replay<'a> {
         self
     }
 
-    /// At most this many calls per second (a recovering agent should not get a burst).
-    pub fn rate_per_second(mut self, rate: f64) -> Self {
-        self.interval =
-            (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate));
-        self
+    /// At most this many calls per second (a recovering agent should not get a burst), from
+    /// [`MIN_RATE_PER_SECOND`] (one a day) to [`MAX_RATE_PER_SECOND`]. NaN, infinite, zero,
+    /// negative and smaller rates are refused with a [`ConfigError`] naming `rate_per_second`;
+    /// leave it unset for no limit.
+    pub fn rate_per_second(mut self, rate: f64) -> Result<Self, ConfigError> {
+        if !(rate.is_finite() && (MIN_RATE_PER_SECOND..=MAX_RATE_PER_SECOND).contains(&rate)) {
+            return Err(ConfigError::new(
+                "replay",
+                "rate_per_second",
+                format!(
+                    "must be a number of calls per second from {MIN_RATE_PER_SECOND:e} (one a day) \
+                     to {MAX_RATE_PER_SECOND}; leave it unset for no limit"
+                ),
+            )
+            .with_value(rate));
+        }
+        self.interval = Some(Duration::from_secs_f64(1.0 / rate));
+        Ok(self)
     }
 
     /// Called after each record with its result (for progress bars).
     pub fn on_progress(
         mut self,
-        progress: impl FnMut(&DeadLetter, Result<(), &str>) + Send + 'a,
+        progress: impl FnMut(&DeadLetterRecord, Result<(), &str>) + Send + 'a,
     ) -> Self {
         self.progress = Some(Box::new(progress));
         self
@@ -107,7 +125,7 @@ impl<'a> Replay<'a> {
     where
         S: Service<Req>,
         S::Error: Into<BoxError>,
-        D: FnMut(&DeadLetter) -> Result<Req, BoxError>,
+        D: FnMut(&DeadLetterRecord) -> Result<Req, BoxError>,
     {
         let records = self.sink.list(self.limit).await?;
         let mut report = ReplayReport::default();
@@ -150,5 +168,26 @@ impl<'a> Replay<'a> {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::MemorySink;
+
+    #[test]
+    fn rates_that_cannot_be_a_schedule_are_refused_by_name() {
+        let sink = MemorySink::new(1);
+        for rate in [f64::NAN, f64::INFINITY, 0.0, -1.0, 1e-300, 1e300] {
+            let error = Replay::new(&sink).rate_per_second(rate).unwrap_err();
+            assert_eq!(error.setting(), "rate_per_second", "{rate}");
+        }
+        assert!(Replay::new(&sink).rate_per_second(5.0).is_ok());
+        assert!(
+            Replay::new(&sink)
+                .rate_per_second(MIN_RATE_PER_SECOND)
+                .is_ok()
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! [`DeadLetterService`]: captures the request, calls the inner service.
+//! [`DeadLetter`]: captures the request, calls the inner service.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,24 +14,24 @@ use super::layer::{EncodeRequest, Shared};
 
 /// The service a [`DeadLetterLayer`](super::DeadLetterLayer) makes.
 #[derive(Clone)]
-pub struct DeadLetterService<S, En, C> {
+pub struct DeadLetter<S, En, C> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
     pub(crate) encoder: En,
     pub(crate) classifier: C,
 }
 
-impl<S, En, C, Req> Service<Req> for DeadLetterService<S, En, C>
+impl<S, En, C, Req> Service<Req> for DeadLetter<S, En, C>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError> + 'static,
+    S::Error: Into<BoxError>,
     Req: Clone,
     En: EncodeRequest<Req> + Clone,
-    C: Classify<S::Response, S::Error> + Clone,
+    C: Classify<Req, S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, Req, En, C>;
+    type Future = ResponseFuture<S::Future, Req, En, C, C::Memo>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -42,6 +42,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         // The inner service consumes the request; keep a clone to encode only if it fails.
         let capture = Capture {
+            memo: self.classifier.note(&request),
             request: request.clone(),
             shared: Arc::clone(&self.shared),
             encoder: self.encoder.clone(),
@@ -51,11 +52,11 @@ where
     }
 }
 
-impl<S: fmt::Debug, En, C> fmt::Debug for DeadLetterService<S, En, C> {
+impl<S: fmt::Debug, En, C> fmt::Debug for DeadLetter<S, En, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeadLetterService")
+        f.debug_struct("DeadLetter")
             .field("inner", &self.inner)
-            .field("agent", &self.shared.agent)
+            .field("agent", &self.shared.reporter.name)
             .finish_non_exhaustive()
     }
 }

@@ -7,8 +7,7 @@ use std::pin::Pin;
 use crate::error::BoxError;
 
 use super::id::DeadLetterId;
-use super::journal::JournalError;
-use super::record::DeadLetter;
+use super::record::DeadLetterRecord;
 use super::stats::DeadLetterStats;
 
 /// The boxed future a sink returns. Sinks sit on the failure path, so one allocation per call
@@ -24,16 +23,16 @@ pub trait DeadLetterSink: fmt::Debug + Send + Sync + 'static {
     /// Stores `record`. `Ok` means durable: the record survives a crash of this process (and,
     /// for remote sinks, the broker confirmed it). Only then does the layer report
     /// [`DeadLettered`](super::DeadLettered).
-    fn append(&self, record: DeadLetter) -> SinkFuture<'_, ()>;
+    fn append(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()>;
 
     /// Up to `limit` records, oldest first.
-    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetter>> {
+    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetterRecord>> {
         let _ = limit;
         unsupported("list")
     }
 
     /// The record with this id, if stored.
-    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetter>> {
+    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetterRecord>> {
         let _ = id;
         unsupported("get")
     }
@@ -45,7 +44,7 @@ pub trait DeadLetterSink: fmt::Debug + Send + Sync + 'static {
     }
 
     /// Replaces the stored record with the same id (a replay bumped `replay_count`).
-    fn update(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn update(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         let _ = record;
         unsupported("update")
     }
@@ -61,19 +60,19 @@ fn unsupported<T: Send + 'static>(operation: &'static str) -> SinkFuture<'static
 }
 
 impl<S: DeadLetterSink + ?Sized> DeadLetterSink for std::sync::Arc<S> {
-    fn append(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn append(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         (**self).append(record)
     }
-    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetter>> {
+    fn list(&self, limit: usize) -> SinkFuture<'_, Vec<DeadLetterRecord>> {
         (**self).list(limit)
     }
-    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetter>> {
+    fn get(&self, id: DeadLetterId) -> SinkFuture<'_, Option<DeadLetterRecord>> {
         (**self).get(id)
     }
     fn remove(&self, id: DeadLetterId) -> SinkFuture<'_, bool> {
         (**self).remove(id)
     }
-    fn update(&self, record: DeadLetter) -> SinkFuture<'_, ()> {
+    fn update(&self, record: DeadLetterRecord) -> SinkFuture<'_, ()> {
         (**self).update(record)
     }
     fn stats(&self) -> SinkFuture<'_, DeadLetterStats> {
@@ -100,10 +99,9 @@ pub enum SinkError {
     /// The request could not be encoded, so there is nothing to store.
     #[error("could not encode the request for the dead-letter record: {0}")]
     Encode(#[source] BoxError),
-    /// The journal failed.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// Any other backend failure (broker unreachable, not confirmed, ...).
+    /// The backend failed (broker unreachable, not confirmed, the store refused the record,
+    /// ...): downcast the source for the backend's own typed error (`steadfast_sqlite`'s
+    /// `SqliteError::RecordTooLarge`, say).
     #[error("dead-letter sink failed: {0}")]
     Other(#[source] BoxError),
 }

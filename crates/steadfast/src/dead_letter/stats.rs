@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::events::{Event, EventBus};
+use crate::events::Event;
 use crate::registry::Registry;
 
 use super::sink::{DeadLetterSink, SinkError};
@@ -68,7 +68,6 @@ pub struct Monitor {
     max_depth: Option<u64>,
     max_oldest_age: Option<Duration>,
     on_alert: Option<AlertFn>,
-    bus: Option<EventBus>,
     registry: Option<Registry>,
     /// Agents whose DLQ depth this monitor set in the registry, to zero those that empty.
     reported_agents: Arc<Mutex<BTreeSet<String>>>,
@@ -80,7 +79,6 @@ impl fmt::Debug for Monitor {
             .field("name", &self.name)
             .field("max_depth", &self.max_depth)
             .field("max_oldest_age", &self.max_oldest_age)
-            .field("events", &self.bus.is_some())
             .field("registry", &self.registry.is_some())
             .finish_non_exhaustive()
     }
@@ -95,26 +93,19 @@ impl Monitor {
             max_depth: None,
             max_oldest_age: None,
             on_alert: None,
-            bus: None,
             registry: None,
             reported_agents: Arc::default(),
         }
     }
 
-    /// Publishes [`Event::DlqOverThreshold`] (`queue` is this monitor's name) on `bus` at each
-    /// check that finds more records than [`max_depth`](Self::max_depth), in place of a
-    /// registry's bus.
-    pub fn events(mut self, bus: &EventBus) -> Self {
-        self.bus = Some(bus.clone());
-        self
-    }
-
-    /// At each check, sets every agent's DLQ depth in `registry`
-    /// ([`AgentCounters::set_dlq_depth`](crate::registry::AgentCounters::set_dlq_depth), from
-    /// the store's per-agent counts; agents it no longer holds go back to 0) and, unless
-    /// [`events`](Self::events) gave a bus, publishes [`Event::DlqOverThreshold`] on the
-    /// registry's bus. One monitor per store: two monitors of different stores reporting to
-    /// one registry would overwrite each other's depths.
+    /// Reports to `registry`: at each check, sets the DLQ depth of every agent the registry
+    /// knows (the `dlq_depth` of its [`CountersSnapshot`](crate::registry::CountersSnapshot),
+    /// from the store's per-agent counts; agents it no longer holds go back to 0; agents the
+    /// registry does not know are not added), and publishes [`Event::DlqOverThreshold`] on the
+    /// registry's bus at each check that finds more records than
+    /// [`max_depth`](Self::max_depth). One monitor per store: two monitors of different stores
+    /// reporting to one registry would overwrite each other's depths.
+    #[must_use]
     pub fn register(mut self, registry: &Registry) -> Self {
         self.registry = Some(registry.clone());
         self
@@ -175,23 +166,18 @@ impl Monitor {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for agent in reported.iter() {
                 if !stats.by_agent.contains_key(agent) {
-                    registry.counters(agent).set_dlq_depth(0);
+                    registry.set_dlq_depth(agent, 0);
                 }
             }
             reported.clear();
             for (agent, depth) in &stats.by_agent {
-                registry.counters(agent).set_dlq_depth(*depth);
-                reported.insert(agent.clone());
+                if registry.set_dlq_depth(agent, *depth) {
+                    reported.insert(agent.clone());
+                }
             }
-        }
-        let bus = self
-            .bus
-            .as_ref()
-            .or_else(|| self.registry.as_ref().map(Registry::events));
-        if let Some(bus) = bus {
             for alert in alerts {
                 if let DlqAlert::DepthOver { depth, threshold } = *alert {
-                    bus.emit(Event::DlqOverThreshold {
+                    registry.emit(Event::DlqOverThreshold {
                         queue: Arc::clone(&self.name),
                         depth,
                         threshold,

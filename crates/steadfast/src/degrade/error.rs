@@ -23,3 +23,11 @@ impl Shed {
         self.level
     }
 }
+
+/// A shed call never reached the agent: an agent-side refusal (not the caller's fault) that an
+/// alternative may answer and that is safe to send again later.
+impl crate::classify::ClassifyError for Shed {
+    fn outcome(&self) -> crate::classify::Outcome {
+        crate::classify::Outcome::agent_fault("shed").unprocessed()
+    }
+}

@@ -1,31 +1,34 @@
-//! [`ResponseFuture`]: passes successes through untouched, degrades errors.
+//! [`ResponseFuture`]: passes successes through untouched, degrades failures.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use crate::classify::classify_known_error;
+use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
-use crate::registry::AgentCounters;
 
 use super::error::Shed;
-use super::layer::Degrade;
+use super::layer::Degrader;
 use super::service::Shared;
 
 pin_project! {
-    /// The future of a [`DegradeService`](super::DegradeService) call.
-    pub struct ResponseFuture<F, View, D, V, P> {
+    /// The future of a [`Degrade`](super::Degrade) call.
+    pub struct ResponseFuture<F, View, D, C, M, V, P, Req> {
         #[pin]
         kind: Kind<F>,
         view: View,
+        memo: M,
+        classifier: C,
         shared: Arc<Shared<D, V, P>>,
+        request: PhantomData<fn(Req)>,
     }
 }
 
@@ -37,29 +40,48 @@ pin_project! {
     }
 }
 
-impl<F, View, D, V, P> ResponseFuture<F, View, D, V, P> {
-    pub(crate) fn called(future: F, view: View, shared: Arc<Shared<D, V, P>>) -> Self {
+impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
+    pub(crate) fn called(
+        future: F,
+        view: View,
+        memo: M,
+        classifier: C,
+        shared: Arc<Shared<D, V, P>>,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
             view,
+            memo,
+            classifier,
             shared,
+            request: PhantomData,
         }
     }
 
-    pub(crate) fn shed(view: View, shared: Arc<Shared<D, V, P>>, error: Shed) -> Self {
+    pub(crate) fn shed(
+        view: View,
+        memo: M,
+        classifier: C,
+        shared: Arc<Shared<D, V, P>>,
+        error: Shed,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Shed { error: Some(error) },
             view,
+            memo,
+            classifier,
             shared,
+            request: PhantomData,
         }
     }
 }
 
-impl<F, View, D, V, P, Res, E> Future for ResponseFuture<F, View, D, V, P>
+impl<F, View, D, C, M, V, P, Req, Res, E> Future for ResponseFuture<F, View, D, C, M, V, P, Req>
 where
     F: Future<Output = Result<Res, E>>,
     E: Into<BoxError>,
-    D: Degrade<View, Res>,
+    C: Classify<Req, Res, Memo = M>,
+    D: Degrader<View, Res>,
     P: MarkServed<Res>,
 {
     type Output = Result<Res, BoxError>;
@@ -67,56 +89,58 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let error: BoxError = match this.kind.project() {
-            KindProj::Called { future } => match ready!(future.poll(cx)) {
-                Ok(response) => return Poll::Ready(Ok(response)),
-                Err(error) => error.into(),
-            },
+        let (result, outcome) = match this.kind.project() {
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                let outcome = classify::classify(&*this.classifier, this.memo, result.as_ref());
+                if outcome.is_success() {
+                    return Poll::Ready(result);
+                }
+                (result, outcome)
+            }
             KindProj::Shed { error } => match error.take() {
-                Some(shed) => shed.into(),
+                Some(shed) => (
+                    Err(shed.into()),
+                    crate::classify::ClassifyError::outcome(&shed),
+                ),
                 None => return Poll::Pending, // polled after completion
             },
         };
         let shared = &**this.shared;
-        match shared.degrade.degrade(this.view, &error) {
-            Some(mut response) => {
-                let reason = reason_of(&error);
-                let served = Served::Degraded {
-                    reason: Cow::Borrowed(reason),
-                };
-                shared.reporter.report(
-                    || Event::Degraded {
-                        agent: shared.agent.clone(),
-                        from: "primary",
-                        to: "degraded",
-                        reason: Some(reason),
+        let (error, response) = match result {
+            Err(error) => (error, None),
+            // The degrader judges errors; it sees an `Ok` failure as the outcome it stood for.
+            Ok(response) => (BoxError::from(FailedResponse::new(outcome)), Some(response)),
+        };
+        match shared.degrader.degrade(this.view, &error) {
+            Some(mut degraded) => {
+                let reason = outcome.reason_or_kind();
+                shared.reporter.emit(Event::Degraded {
+                    agent: shared.reporter.name.clone(),
+                    from: "primary",
+                    to: "degraded",
+                    reason: Some(reason),
+                });
+                shared.marker.mark(
+                    &mut degraded,
+                    &Served::Degraded {
+                        reason: Cow::Borrowed(reason),
                     },
-                    AgentCounters::record_degraded,
                 );
-                tracing::debug!(agent = %shared.agent, error = %error, "answer degraded");
-                shared.marker.mark(&mut response, &served);
-                shared.counters.count(&served);
-                Poll::Ready(Ok(response))
+                Poll::Ready(Ok(degraded))
             }
-            None => Poll::Ready(Err(error)),
+            None => Poll::Ready(match response {
+                Some(response) => Ok(response),
+                None => Err(error),
+            }),
         }
     }
 }
 
-/// A short reason for the degraded answer: what steadfast recognises in the error chain.
-fn reason_of(error: &BoxError) -> &'static str {
-    if crate::error::find::<Shed>(error.as_ref()).is_some() {
-        return "shed";
-    }
-    classify_known_error(error)
-        .and_then(|outcome| outcome.reason())
-        .unwrap_or("error")
-}
-
-impl<F, View, D, V, P> fmt::Debug for ResponseFuture<F, View, D, V, P> {
+impl<F, View, D, C, M, V, P, Req> fmt::Debug for ResponseFuture<F, View, D, C, M, V, P, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("agent", &self.shared.agent)
+            .field("agent", &self.shared.reporter.name)
             .finish_non_exhaustive()
     }
 }

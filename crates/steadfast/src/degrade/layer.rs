@@ -5,48 +5,50 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::agent::{Agent, Reporter};
 use crate::error::BoxError;
-use crate::events::EventBus;
-use crate::provenance::{Marked, ServedCounters, Unmarked};
-
-use crate::registry::Registry;
-use crate::report::ReportTo;
+use crate::provenance::{Marked, Unmarked};
 
 use super::level::{DegradationLevel, Level};
-use super::service::{DegradeService, Shared};
+use super::service::{Degrade, Shared};
 
-/// Turns an error into a degraded answer: the request view captured before the call and the
-/// error go to a [`Degrade`] function; `Some(answer)` replaces the error (counted in
-/// `steadfast_served_total{source="degraded"}` and, with
-/// [`mark_responses`](Self::mark_responses), marked [`Served::Degraded`](crate::provenance::Served)),
-/// `None` passes the error through.
+/// Turns a final failure into a degraded answer: the request view captured before the call and
+/// the error go to a [`Degrader`]; `Some(answer)` replaces the failure (an
+/// [`Event::Degraded`](crate::events::Event::Degraded) on the agent's event path and, with
+/// [`mark_responses`](Self::mark_responses), a [`Served::Degraded`](crate::provenance::Served)
+/// mark), `None` passes the failure through.
+///
+/// A failure is what the agent's classifier says it is: an `Err`, or an `Ok` classified as a
+/// failure (an HTTP 503), which the degrader sees as a
+/// [`FailedResponse`](crate::classify::FailedResponse) error; when it declines, the caller gets
+/// the original response back.
 ///
 /// The view (`Fn(&Req) -> View`, default none: `()`) is captured before the inner service takes
 /// the request, so the request is never cloned: capture only what the fallback answer needs
 /// (the user's language, the question's id, an `Arc` of the prompt).
 ///
 /// With a [`DegradationLevel`] and [`shed_at`](Self::shed_at), calls are not even attempted
-/// while the level is at or above the given one: the degrade function answers straight away,
-/// with a [`Shed`](super::Shed) error.
-pub struct DegradeLayer<D, V = NoView, P = Unmarked> {
-    agent: Arc<str>,
-    degrade: D,
+/// while the level is at or above the given one: the degrader answers straight away, with a
+/// [`Shed`](super::Shed) error.
+pub struct DegradeLayer<D, C, V = NoView, P = Unmarked> {
+    reporter: Arc<Reporter>,
+    classifier: C,
+    degrader: D,
     view: V,
     marker: P,
     level: Option<DegradationLevel>,
     shed_at: Option<Level>,
-    report_to: ReportTo,
 }
 
 /// Turns the final error, and the view of the request captured before the call, into a degraded
-/// response, or `None` to let the error through. Closures `Fn(&View, &BoxError) -> Option<Res>`
+/// response, or `None` to let the failure through. Closures `Fn(&View, &BoxError) -> Option<Res>`
 /// implement it.
-pub trait Degrade<View, Res> {
+pub trait Degrader<View, Res> {
     /// The degraded answer for `error`, if there is one.
     fn degrade(&self, view: &View, error: &BoxError) -> Option<Res>;
 }
 
-impl<F, View, Res> Degrade<View, Res> for F
+impl<F, View, Res> Degrader<View, Res> for F
 where
     F: Fn(&View, &BoxError) -> Option<Res>,
 {
@@ -65,7 +67,7 @@ pub trait CaptureView<Req> {
     fn capture(&self, request: &Req) -> Self::View;
 }
 
-/// Captures nothing: the degrade function sees `&()`.
+/// Captures nothing: the degrader sees `&()`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoView;
 
@@ -88,55 +90,50 @@ where
     }
 }
 
-impl<D> DegradeLayer<D> {
-    /// Degrades with `degrade`, seeing no request view (`&()`).
-    pub fn new(degrade: D) -> Self {
+impl<D, C: Clone> DegradeLayer<D, C> {
+    /// Degrades `agent`'s failures (as its classifier calls them) with `degrader`, which sees
+    /// no request view (`&()`).
+    pub fn new(agent: &Agent<C>, degrader: D) -> Self {
+        crate::classify::register::<super::Shed>();
         DegradeLayer {
-            agent: Arc::from("agent"),
-            degrade,
+            reporter: agent.reporter().clone(),
+            classifier: agent.classifier_ref().clone(),
+            degrader,
             view: NoView,
             marker: Unmarked,
             level: None,
             shed_at: None,
-            report_to: ReportTo::default(),
         }
     }
 }
 
-impl<D, V, P> DegradeLayer<D, V, P> {
-    /// Names the agent (metrics label `agent`, logs).
+impl<D, C, V, P> DegradeLayer<D, C, V, P> {
+    /// Captures `view(&request)` before each call and hands it to the degrader.
     #[must_use]
-    pub fn named(mut self, agent: impl Into<Arc<str>>) -> Self {
-        self.agent = agent.into();
-        self
-    }
-
-    /// Captures `view(&request)` before each call and hands it to the degrade function.
-    #[must_use]
-    pub fn view<V2>(self, view: V2) -> DegradeLayer<D, V2, P> {
+    pub fn view<V2>(self, view: V2) -> DegradeLayer<D, C, V2, P> {
         DegradeLayer {
-            agent: self.agent,
-            degrade: self.degrade,
+            reporter: self.reporter,
+            classifier: self.classifier,
+            degrader: self.degrader,
             view,
             marker: self.marker,
             level: self.level,
             shed_at: self.shed_at,
-            report_to: self.report_to,
         }
     }
 
     /// Marks degraded answers with [`Served::Degraded`](crate::provenance::Served) (requires
     /// `Res:` [`Provenance`](crate::provenance::Provenance)).
     #[must_use]
-    pub fn mark_responses(self) -> DegradeLayer<D, V, Marked> {
+    pub fn mark_responses(self) -> DegradeLayer<D, C, V, Marked> {
         DegradeLayer {
-            agent: self.agent,
-            degrade: self.degrade,
+            reporter: self.reporter,
+            classifier: self.classifier,
+            degrader: self.degrader,
             view: self.view,
             marker: Marked,
             level: self.level,
             shed_at: self.shed_at,
-            report_to: self.report_to,
         }
     }
 
@@ -147,27 +144,8 @@ impl<D, V, P> DegradeLayer<D, V, P> {
         self
     }
 
-    /// Reports to `registry`: each degraded answer bumps the agent's `degraded` counter and,
-    /// unless [`events`](Self::events) gave a bus, is published on the registry's bus as
-    /// [`Event::Degraded`](crate::events::Event::Degraded) with `from: "primary"`,
-    /// `to: "degraded"` and the reason (`"shed"`, `"timeout"`, `"circuit open"`, ... or
-    /// `"error"`). An error passed through and a success report nothing.
-    #[must_use]
-    pub fn register(mut self, registry: &Registry) -> Self {
-        self.report_to.set_registry(registry);
-        self
-    }
-
-    /// Publishes `Degraded` events on `bus`, in place of a registry's bus. Counters still need
-    /// [`register`](Self::register).
-    #[must_use]
-    pub fn events(mut self, bus: &EventBus) -> Self {
-        self.report_to.set_bus(bus);
-        self
-    }
-
-    /// While the attached level is `at` or worse, answers with the degrade function without
-    /// calling the inner service (the error it sees is [`Shed`](super::Shed)). Needs
+    /// While the attached level is `at` or worse, answers with the degrader without calling the
+    /// inner service (the error it sees is [`Shed`](super::Shed)). Needs
     /// [`level`](Self::level); costs one atomic load per call.
     #[must_use]
     pub fn shed_at(mut self, at: Level) -> Self {
@@ -176,50 +154,48 @@ impl<D, V, P> DegradeLayer<D, V, P> {
     }
 }
 
-impl<S, D: Clone, V: Clone, P: Clone> Layer<S> for DegradeLayer<D, V, P> {
-    type Service = DegradeService<S, D, V, P>;
+impl<S, D: Clone, C: Clone, V: Clone, P: Clone> Layer<S> for DegradeLayer<D, C, V, P> {
+    type Service = Degrade<S, D, C, V, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DegradeService {
+        Degrade {
             inner,
+            classifier: self.classifier.clone(),
             shared: Arc::new(Shared {
-                agent: self.agent.clone(),
-                counters: ServedCounters::new(&self.agent),
-                degrade: self.degrade.clone(),
+                reporter: self.reporter.clone(),
+                degrader: self.degrader.clone(),
                 view: self.view.clone(),
                 marker: self.marker.clone(),
                 shed: match (&self.level, self.shed_at) {
                     (Some(level), Some(at)) => Some((level.clone(), at)),
                     _ => None,
                 },
-                reporter: self.report_to.resolve(&self.agent),
             }),
         }
     }
 }
 
-impl<D: Clone, V: Clone, P: Clone> Clone for DegradeLayer<D, V, P> {
+impl<D: Clone, C: Clone, V: Clone, P: Clone> Clone for DegradeLayer<D, C, V, P> {
     fn clone(&self) -> Self {
         DegradeLayer {
-            agent: self.agent.clone(),
-            degrade: self.degrade.clone(),
+            reporter: self.reporter.clone(),
+            classifier: self.classifier.clone(),
+            degrader: self.degrader.clone(),
             view: self.view.clone(),
             marker: self.marker.clone(),
             level: self.level.clone(),
             shed_at: self.shed_at,
-            report_to: self.report_to.clone(),
         }
     }
 }
 
-impl<D, V, P> fmt::Debug for DegradeLayer<D, V, P> {
+impl<D, C, V, P> fmt::Debug for DegradeLayer<D, C, V, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DegradeLayer")
-            .field("agent", &self.agent)
+            .field("agent", &self.reporter.name)
             .field("marker", &std::any::type_name::<P>())
             .field("level", &self.level)
             .field("shed_at", &self.shed_at)
-            .field("report_to", &self.report_to)
             .finish_non_exhaustive()
     }
 }

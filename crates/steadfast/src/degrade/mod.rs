@@ -1,9 +1,9 @@
 //! Degrade: when everything failed, answer something useful and say so.
 //!
-//! [`DegradeLayer`] sits outermost. It turns the final error into a degraded answer (a
-//! template, partial data, "try again in 30 s") through a [`Degrade`] function, and passes the
-//! error through when that returns `None`. Successes go through untouched (no allocation, no
-//! lock). The function sees a *view* of the request, captured before the call by a cheap
+//! [`DegradeLayer`] sits outermost. It turns the final failure (an error, or an answer the
+//! agent's classifier calls a failure) into a degraded answer (a template, partial data, "try
+//! again in 30 s") through a [`Degrader`], and passes the failure through when that returns
+//! `None`. Successes go through untouched (no allocation, no lock). The function sees a *view* of the request, captured before the call by a cheap
 //! `Fn(&Req) -> View` (no clone of the request), and the error.
 //!
 //! A [`DegradationLevel`] (`Normal`, `Reduced`, `Minimal`, `Emergency`) is a shared cell that
@@ -21,9 +21,10 @@
 //! # async fn main() -> Result<(), BoxError> {
 //! let level = DegradationLevel::new();
 //! let lvl = level.clone();
+//! let assistant = Agent::new("assistant");
 //! let agent = ServiceBuilder::new()
 //!     .layer(
-//!         DegradeLayer::new(move |topic: &String, _err: &BoxError| {
+//!         DegradeLayer::new(&assistant, move |topic: &String, _err: &BoxError| {
 //!             let text = match lvl.get() {
 //!                 Level::Emergency => "Service unavailable, try again in a minute.".to_string(),
 //!                 _ => format!("We cannot answer about {topic} right now."),
@@ -31,7 +32,6 @@
 //!             Some(Attributed::new(text))
 //!         })
 //!         .view(|prompt: &String| prompt.split_whitespace().next().unwrap_or("").to_string())
-//!         .named("assistant")
 //!         .mark_responses(),
 //!     )
 //!     .service(service_fn(|_prompt: String| async move {
@@ -52,6 +52,6 @@ mod service;
 
 pub use self::error::Shed;
 pub use self::future::ResponseFuture;
-pub use self::layer::{CaptureView, Degrade, DegradeLayer, NoView};
+pub use self::layer::{CaptureView, DegradeLayer, Degrader, NoView};
 pub use self::level::{DegradationLevel, Level};
-pub use self::service::DegradeService;
+pub use self::service::Degrade;

@@ -1,4 +1,4 @@
-//! [`DegradeService`]: captures the request view, calls the inner service, degrades its error.
+//! [`Degrade`]: captures the request view, calls the inner service, degrades its failure.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,31 +6,32 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use crate::agent::Reporter;
+use crate::classify::Classify;
 use crate::error::BoxError;
-use crate::provenance::{MarkServed, ServedCounters};
+use crate::provenance::MarkServed;
 
 use super::error::Shed;
 use super::future::ResponseFuture;
-use super::layer::{CaptureView, Degrade};
+use super::layer::{CaptureView, Degrader};
 use super::level::{DegradationLevel, Level};
 
 /// The service built by [`DegradeLayer`](super::DegradeLayer).
-pub struct DegradeService<S, D, V, P> {
+pub struct Degrade<S, D, C, V, P> {
     pub(crate) inner: S,
+    pub(crate) classifier: C,
     pub(crate) shared: Arc<Shared<D, V, P>>,
 }
 
 pub(crate) struct Shared<D, V, P> {
-    pub(crate) agent: Arc<str>,
-    pub(crate) counters: ServedCounters,
-    pub(crate) degrade: D,
+    pub(crate) reporter: Arc<Reporter>,
+    pub(crate) degrader: D,
     pub(crate) view: V,
     pub(crate) marker: P,
     pub(crate) shed: Option<(DegradationLevel, Level)>,
-    pub(crate) reporter: crate::report::Reporter,
 }
 
-impl<S, D, V, P> DegradeService<S, D, V, P> {
+impl<S, D, C, V, P> Degrade<S, D, C, V, P> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -47,17 +48,18 @@ impl<S, D, V, P> DegradeService<S, D, V, P> {
     }
 }
 
-impl<S, Req, D, V, P> Service<Req> for DegradeService<S, D, V, P>
+impl<S, Req, D, C, V, P> Service<Req> for Degrade<S, D, C, V, P>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    C: Classify<Req, S::Response> + Clone,
     V: CaptureView<Req>,
-    D: Degrade<V::View, S::Response>,
+    D: Degrader<V::View, S::Response>,
     P: MarkServed<S::Response>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, V::View, D, V, P>;
+    type Future = ResponseFuture<S::Future, V::View, D, C, C::Memo, V, P, Req>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -67,29 +69,43 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let view = self.shared.view.capture(&request);
+        let memo = self.classifier.note(&request);
         if let Some((level, at)) = &self.shared.shed {
             let current = level.get();
             if current >= *at {
-                return ResponseFuture::shed(view, self.shared.clone(), Shed::new(current));
+                return ResponseFuture::shed(
+                    view,
+                    memo,
+                    self.classifier.clone(),
+                    self.shared.clone(),
+                    Shed::new(current),
+                );
             }
         }
-        ResponseFuture::called(self.inner.call(request), view, self.shared.clone())
+        ResponseFuture::called(
+            self.inner.call(request),
+            view,
+            memo,
+            self.classifier.clone(),
+            self.shared.clone(),
+        )
     }
 }
 
-impl<S: Clone, D, V, P> Clone for DegradeService<S, D, V, P> {
+impl<S: Clone, D, C: Clone, V, P> Clone for Degrade<S, D, C, V, P> {
     fn clone(&self) -> Self {
-        DegradeService {
+        Degrade {
             inner: self.inner.clone(),
+            classifier: self.classifier.clone(),
             shared: self.shared.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, D, V, P> fmt::Debug for DegradeService<S, D, V, P> {
+impl<S: fmt::Debug, D, C, V, P> fmt::Debug for Degrade<S, D, C, V, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DegradeService")
-            .field("agent", &self.shared.agent)
+        f.debug_struct("Degrade")
+            .field("agent", &self.shared.reporter.name)
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }

@@ -8,63 +8,78 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
+use crate::agent::{Agent, Scope};
 use crate::cache::CacheTier;
 use crate::circuit_breaker::{BreakerHandle, BreakerState};
-use crate::classify::Outcome;
+use crate::classify::{self, Classify, Outcome};
 use crate::error::BoxError;
-use crate::registry::Registry;
 
 type CallerFaultFilter = dyn Fn(&Outcome) -> bool + Send + Sync;
+pub(crate) type ClassifyFn<Req, Res> =
+    dyn Fn(&Req, Result<&Res, &BoxError>) -> Outcome + Send + Sync;
 
-/// One alternative of a [`FallbackLayer`](super::FallbackLayer): a named service (boxed: the
-/// alternatives are only reached when the primary failed, so the indirection costs nothing on the
-/// success path), its priority, an optional circuit breaker to consult before calling it, and
-/// the caller faults it handles.
+/// One alternative of a [`FallbackLayer`](super::FallbackLayer): another agent's service
+/// (boxed: alternatives are only reached when the primary failed, so the indirection costs
+/// nothing on the success path), its priority, and the caller faults it handles. The agent
+/// gives the alternative its name, its classifier, and its breaker: while that breaker is open,
+/// the alternative is skipped without a call.
 ///
 /// ```
 /// use steadfast::fallback::Alternative;
 /// use steadfast::prelude::*;
 /// use tower::service_fn;
 ///
-/// let big_context = Alternative::new(
-///     "big-context-model",
+/// let registry = Registry::new();
+/// let big_context = registry.agent("big-context-model");
+/// let alternative = Alternative::new(
+///     &big_context,
 ///     service_fn(|prompt: String| async move { Ok::<_, BoxError>(format!("long answer to {prompt}")) }),
 /// )
 /// .priority(-1)
 /// .handles_caller_fault(|outcome| outcome.reason() == Some("context too long"));
-/// # let _ = big_context;
+/// assert_eq!(alternative.name(), "big-context-model");
 /// ```
 pub struct Alternative<Req, Res> {
     pub(crate) name: Arc<str>,
     pub(crate) priority: i32,
     pub(crate) target: Target<Req, Res>,
-    pub(crate) breaker: Option<BreakerHandle>,
+    scope: Option<Arc<Scope>>,
     pub(crate) caller_faults: Option<Arc<CallerFaultFilter>>,
 }
 
 pub(crate) enum Target<Req, Res> {
-    Service(BoxCloneSyncService<Req, Res, BoxError>),
+    Service {
+        service: BoxCloneSyncService<Req, Res, BoxError>,
+        classify: Arc<ClassifyFn<Req, Res>>,
+    },
     Cache(Arc<dyn CacheTier<Req, Res>>),
 }
 
 impl<Req, Res> Alternative<Req, Res> {
-    /// An alternative named `name` (metrics, logs, [`Served::Fallback`](crate::provenance::Served),
-    /// registry lookups), with priority 0.
-    pub fn new<S>(name: impl Into<Arc<str>>, service: S) -> Self
+    /// `agent`'s `service` as an alternative, with priority 0. Wrap the service in the agent's
+    /// own `CircuitBreakerLayer` (and a timeout) so the chain skips it while it is down.
+    pub fn new<C, S>(agent: &Agent<C>, service: S) -> Self
     where
+        C: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
         Req: 'static,
         Res: 'static,
     {
+        let classifier = agent.classifier_ref().clone();
+        let classify: Arc<ClassifyFn<Req, Res>> = Arc::new(move |request, result| {
+            let memo = classifier.note(request);
+            classify::classify(&classifier, &memo, result)
+        });
         Alternative {
-            name: name.into(),
+            name: agent.name_arc().clone(),
             priority: 0,
-            target: Target::Service(BoxCloneSyncService::new(
-                service.map_err(Into::<BoxError>::into),
-            )),
-            breaker: None,
+            target: Target::Service {
+                service: BoxCloneSyncService::new(service.map_err(Into::<BoxError>::into)),
+                classify,
+            },
+            scope: Some(agent.scope.clone()),
             caller_faults: None,
         }
     }
@@ -74,7 +89,7 @@ impl<Req, Res> Alternative<Req, Res> {
             name: Arc::from("cache"),
             priority: i32::MAX,
             target: Target::Cache(cache),
-            breaker: None,
+            scope: None,
             caller_faults: None,
         }
     }
@@ -83,14 +98,6 @@ impl<Req, Res> Alternative<Req, Res> {
     #[must_use]
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
-        self
-    }
-
-    /// Skips this alternative without calling it while `breaker` is open. Without this, the
-    /// layer's [`Registry`] (if given) is asked for a breaker of the alternative's name.
-    #[must_use]
-    pub fn guarded_by(mut self, breaker: BreakerHandle) -> Self {
-        self.breaker = Some(breaker);
         self
     }
 
@@ -106,7 +113,7 @@ impl<Req, Res> Alternative<Req, Res> {
         self
     }
 
-    /// The alternative's name.
+    /// The alternative's name (its agent's).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -117,21 +124,12 @@ impl<Req, Res> Alternative<Req, Res> {
             .is_some_and(|filter| filter(outcome))
     }
 
-    /// Whether its breaker (own, or found in `registry` by name) would let a call through now.
-    pub(crate) fn is_callable(&self, registry: Option<&Registry>, now: Instant) -> bool {
-        let found;
-        let handle = match (&self.breaker, registry) {
-            (Some(handle), _) => handle,
-            (None, Some(registry)) => match registry.breaker(&self.name) {
-                Some(handle) => {
-                    found = handle;
-                    &found
-                }
-                None => return true,
-            },
-            (None, None) => return true,
-        };
-        breaker_admits(handle, now)
+    /// Whether its agent's breaker (if it has one) would let a call through now.
+    pub(crate) fn is_callable(&self, now: Instant) -> bool {
+        self.scope
+            .as_ref()
+            .and_then(|scope| scope.breaker())
+            .is_none_or(|breaker| breaker_admits(&breaker, now))
     }
 }
 
@@ -149,10 +147,13 @@ impl<Req, Res> Clone for Alternative<Req, Res> {
             name: self.name.clone(),
             priority: self.priority,
             target: match &self.target {
-                Target::Service(service) => Target::Service(service.clone()),
+                Target::Service { service, classify } => Target::Service {
+                    service: service.clone(),
+                    classify: classify.clone(),
+                },
                 Target::Cache(cache) => Target::Cache(cache.clone()),
             },
-            breaker: self.breaker.clone(),
+            scope: self.scope.clone(),
             caller_faults: self.caller_faults.clone(),
         }
     }
@@ -166,12 +167,11 @@ impl<Req, Res> fmt::Debug for Alternative<Req, Res> {
             .field(
                 "kind",
                 &match self.target {
-                    Target::Service(_) => "service",
+                    Target::Service { .. } => "service",
                     Target::Cache(_) => "cache",
                 },
             )
-            .field("breaker", &self.breaker.as_ref().map(BreakerHandle::name))
             .field("handles_caller_faults", &self.caller_faults.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }

@@ -4,20 +4,21 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::classify::Outcome;
+use crate::classify::{ClassifyError, Outcome, OutcomeKind};
 use crate::error::BoxError;
 
 /// The primary and every alternative that was tried failed. Carries every attempt's error, in
 /// the order tried (the primary first), and the alternatives that were skipped and why.
 ///
-/// Its [`source`](Error::source) is the primary's error, so
-/// [`classify_known_error`](crate::classify::classify_known_error) and
-/// [`error::find`](crate::error::find) still see, say, the primary's `CircuitOpen`.
+/// Its [`source`](Error::source) is the primary's error, so [`error::find`](crate::error::find)
+/// still finds, say, the primary's `CircuitOpen`. It classifies itself: an agent fault, or the
+/// caller fault the last alternative refused the request with.
 #[derive(Debug)]
 pub struct AllFailed {
     agent: Arc<str>,
     attempts: Vec<(Arc<str>, BoxError)>,
     skipped: Vec<Skipped>,
+    last: Outcome,
 }
 
 impl AllFailed {
@@ -25,12 +26,19 @@ impl AllFailed {
         agent: Arc<str>,
         attempts: Vec<(Arc<str>, BoxError)>,
         skipped: Vec<Skipped>,
+        last: Outcome,
     ) -> Self {
         AllFailed {
             agent,
             attempts,
             skipped,
+            last,
         }
+    }
+
+    /// How the last attempt failed.
+    pub fn last_outcome(&self) -> Outcome {
+        self.last
     }
 
     /// The agent (the fallback layer's name) the call was for.
@@ -90,10 +98,24 @@ impl Error for AllFailed {
 /// An alternative the fallback layer did not call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
+    name: Arc<str>,
+    reason: SkipReason,
+}
+
+impl Skipped {
+    pub(crate) fn new(name: Arc<str>, reason: SkipReason) -> Self {
+        Skipped { name, reason }
+    }
+
     /// The alternative's name.
-    pub name: Arc<str>,
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Why it was not called.
-    pub reason: SkipReason,
+    pub fn reason(&self) -> SkipReason {
+        self.reason
+    }
 }
 
 /// Why an alternative was not called.
@@ -115,21 +137,14 @@ impl fmt::Display for SkipReason {
     }
 }
 
-/// An agent answered `Ok`, but its classifier judged the answer a failure (an HTTP 503, say);
-/// recorded as that attempt's error in [`AllFailed`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the agent answered, but the answer was classified as a failure: {outcome}")]
-pub struct UnsuccessfulResponse {
-    outcome: Outcome,
-}
-
-impl UnsuccessfulResponse {
-    pub(crate) fn new(outcome: Outcome) -> Self {
-        UnsuccessfulResponse { outcome }
-    }
-
-    /// How the answer was classified.
-    pub fn outcome(&self) -> Outcome {
-        self.outcome
+/// A chain that was tried through is an agent fault (so an outer retry does not run it again),
+/// unless the last alternative, too, refused the request as the caller's fault: then it stays a
+/// caller fault (the request is poison, not the agents).
+impl ClassifyError for AllFailed {
+    fn outcome(&self) -> Outcome {
+        match self.last.kind() {
+            OutcomeKind::CallerFault => self.last,
+            _ => Outcome::agent_fault("all fallbacks failed"),
+        }
     }
 }

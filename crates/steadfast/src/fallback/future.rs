@@ -11,24 +11,24 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::cache::CacheMiss;
-use crate::classify::{Classify, Outcome, OutcomeKind};
+use crate::classify::{self, Classify, FailedResponse, Outcome, OutcomeKind};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
-use crate::registry::AgentCounters;
 
 use super::alternative::Target;
-use super::error::{AllFailed, SkipReason, Skipped, UnsuccessfulResponse};
+use super::error::{AllFailed, SkipReason, Skipped};
 use super::service::Shared;
 
 type ChainFuture<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
 
 pin_project! {
     /// The future of a [`Fallback`](super::Fallback) call.
-    pub struct ResponseFuture<F, Req, Res, C, P> {
+    pub struct ResponseFuture<F, Req, Res, C, M, P> {
         #[pin]
         state: State<F, Res>,
         request: Option<Req>,
+        memo: M,
         shared: Arc<Shared<Req, Res>>,
         classifier: C,
         marker: P,
@@ -44,10 +44,11 @@ pin_project! {
     }
 }
 
-impl<F, Req, Res, C, P> ResponseFuture<F, Req, Res, C, P> {
+impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
     pub(crate) fn new(
         future: F,
         request: Option<Req>,
+        memo: M,
         shared: Arc<Shared<Req, Res>>,
         classifier: C,
         marker: P,
@@ -55,6 +56,7 @@ impl<F, Req, Res, C, P> ResponseFuture<F, Req, Res, C, P> {
         ResponseFuture {
             state: State::Primary { future },
             request,
+            memo,
             shared,
             classifier,
             marker,
@@ -62,13 +64,13 @@ impl<F, Req, Res, C, P> ResponseFuture<F, Req, Res, C, P> {
     }
 }
 
-impl<F, Req, Res, C, P, E> Future for ResponseFuture<F, Req, Res, C, P>
+impl<F, Req, Res, C, M, P, E> Future for ResponseFuture<F, Req, Res, C, M, P>
 where
     F: Future<Output = Result<Res, E>>,
     E: Into<BoxError>,
     Req: Clone + Send + 'static,
     Res: Send + 'static,
-    C: Classify<Res, BoxError> + Clone + Send + 'static,
+    C: Classify<Req, Res, Memo = M>,
     P: MarkServed<Res> + Clone + Send + 'static,
 {
     type Output = Result<Res, BoxError>;
@@ -80,14 +82,14 @@ where
             StateProj::Primary { future } => ready!(future.poll(cx)).map_err(Into::into),
             StateProj::Chain { future } => return future.as_mut().poll(cx),
         };
-        let outcome = this.classifier.classify(primary.as_ref());
+        let outcome = classify::classify(&*this.classifier, this.memo, primary.as_ref());
         if outcome.is_success() {
             if let (Ok(response), Some(cache), Some(request)) =
                 (&primary, &this.shared.cache, this.request.as_ref())
             {
                 cache.feed(request, response);
             }
-            this.shared.counters.primary();
+            this.shared.reporter.count_primary();
             return Poll::Ready(primary);
         }
         let Some(request) = this.request.take() else {
@@ -98,7 +100,6 @@ where
             request,
             primary,
             outcome,
-            this.classifier.clone(),
             this.marker.clone(),
         );
         self.as_mut().project().state.set(State::Chain {
@@ -114,20 +115,19 @@ where
 /// handle it; the outcome that decides is the latest failure's (a "context too long" from one
 /// model targets the next larger-context model). A cache miss does not change that outcome.
 /// When no alternative was called, the primary's result is returned untouched.
-async fn fall_back<Req, Res, C, P>(
+async fn fall_back<Req, Res, P>(
     shared: Arc<Shared<Req, Res>>,
     request: Req,
     primary: Result<Res, BoxError>,
     mut outcome: Outcome,
-    classifier: C,
     marker: P,
 ) -> Result<Res, BoxError>
 where
     Req: Clone + Send + 'static,
     Res: Send + 'static,
-    C: Classify<Res, BoxError>,
     P: MarkServed<Res>,
 {
+    let agent = &shared.reporter.name;
     let mut primary = Some(primary);
     let mut attempts: Vec<(Arc<str>, BoxError)> = Vec::new();
     let mut skipped = Vec::new();
@@ -135,51 +135,48 @@ where
     for alternative in &shared.alternatives {
         let name = &alternative.name;
         if outcome.kind() == OutcomeKind::CallerFault && !alternative.handles(&outcome) {
-            skipped.push(Skipped {
-                name: name.clone(),
-                reason: SkipReason::CallerFaultNotHandled,
-            });
+            skipped.push(Skipped::new(
+                name.clone(),
+                SkipReason::CallerFaultNotHandled,
+            ));
             continue;
         }
-        if !alternative.is_callable(shared.registry.as_ref(), now) {
-            tracing::debug!(agent = %shared.agent, alternative = %name, "fallback skipped: breaker open");
-            skipped.push(Skipped {
-                name: name.clone(),
-                reason: SkipReason::BreakerOpen,
-            });
+        if !alternative.is_callable(now) {
+            tracing::debug!(agent = %agent, alternative = %name, "fallback skipped: breaker open");
+            skipped.push(Skipped::new(name.clone(), SkipReason::BreakerOpen));
             continue;
         }
         if let Some(primary) = primary.take() {
-            attempts.push((shared.agent.clone(), attempt_error(primary, outcome)));
+            attempts.push((agent.clone(), attempt_error(primary, outcome)));
         }
-        tracing::debug!(agent = %shared.agent, alternative = %name, after = %outcome, "falling back");
-        let (result, served) = match &alternative.target {
-            Target::Service(service) => {
+        tracing::debug!(agent = %agent, alternative = %name, after = %outcome, "falling back");
+        let (result, attempt_outcome, served) = match &alternative.target {
+            Target::Service { service, classify } => {
                 let result = service.clone().oneshot(request.clone()).await;
-                let served = Served::Fallback { name: name.clone() };
-                (result, served)
+                let attempt_outcome = classify(&request, result.as_ref());
+                (
+                    result,
+                    attempt_outcome,
+                    Served::Fallback { name: name.clone() },
+                )
             }
             Target::Cache(cache) => {
                 let Some((response, age)) = cache.lookup(&request) else {
                     attempts.push((name.clone(), CacheMiss.into()));
                     continue;
                 };
-                (Ok(response), Served::Cache { age })
+                (Ok(response), Outcome::success(), Served::Cache { age })
             }
         };
-        let attempt_outcome = classifier.classify(result.as_ref());
         match result {
             Ok(mut response) if attempt_outcome.is_success() => {
                 marker.mark(&mut response, &served);
-                shared.counters.count(&served);
-                shared.reporter.report(
-                    || Event::FallbackUsed {
-                        agent: shared.agent.clone(),
-                        fallback: name.clone(),
-                        reason: outcome.reason(),
-                    },
-                    AgentCounters::record_fallback,
-                );
+                shared.reporter.emit(Event::FallbackUsed {
+                    agent: agent.clone(),
+                    fallback: name.clone(),
+                    source: served.source(),
+                    reason: outcome.reason(),
+                });
                 return Ok(response);
             }
             result => {
@@ -191,22 +188,22 @@ where
     if let Some(primary) = primary {
         return primary; // nothing could be tried
     }
-    let error = AllFailed::new(shared.agent.clone(), attempts, skipped);
-    tracing::warn!(agent = %shared.agent, error = %error, "every fallback failed");
+    let error = AllFailed::new(agent.clone(), attempts, skipped, outcome);
+    tracing::warn!(agent = %agent, error = %error, "every fallback failed");
     Err(error.into())
 }
 
 fn attempt_error<Res>(result: Result<Res, BoxError>, outcome: Outcome) -> BoxError {
     match result {
         Err(error) => error,
-        Ok(_) => UnsuccessfulResponse::new(outcome).into(),
+        Ok(_) => FailedResponse::new(outcome).into(),
     }
 }
 
-impl<F, Req, Res, C, P> fmt::Debug for ResponseFuture<F, Req, Res, C, P> {
+impl<F, Req, Res, C, M, P> fmt::Debug for ResponseFuture<F, Req, Res, C, M, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("agent", &self.shared.agent)
+            .field("agent", &self.shared.reporter.name)
             .finish_non_exhaustive()
     }
 }

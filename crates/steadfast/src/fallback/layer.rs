@@ -7,25 +7,24 @@ use std::sync::Arc;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::agent::{Agent, Reporter};
 use crate::cache::{CacheTier, ResponseCache};
-use crate::classify::DefaultClassifier;
+use crate::classify::Classify;
 use crate::error::BoxError;
-use crate::events::EventBus;
-use crate::provenance::{Marked, ServedCounters};
-use crate::registry::Registry;
+use crate::provenance::{Marked, Unmarked};
 
 use super::alternative::Alternative;
 use super::service::{Fallback, Shared};
 
-/// Wraps a primary agent with an ordered chain of alternatives: other agents, a
-/// [`ResponseCache`], a static answer.
+/// Wraps a primary agent with an ordered chain of alternatives: other agents, then a
+/// [`ResponseCache`].
 ///
 /// When the primary fails with an outcome worth falling back on (transient, rate limited, agent
 /// fault, circuit open), the alternatives are tried once each in priority order, skipping those
-/// whose circuit breaker is open; a caller fault goes only to alternatives that
+/// whose agent's circuit breaker is open; a caller fault goes only to alternatives that
 /// [handle it](Alternative::handles_caller_fault) and is otherwise returned as is. The first
 /// success is returned; when everything failed, [`AllFailed`](super::AllFailed) carries every
-/// error.
+/// error. Each result is classified by its own agent's classifier.
 ///
 /// The primary stays unboxed: a successful primary call costs a clone of the request (kept in
 /// case an alternative is needed), an `Arc` clone and one classification, and allocates nothing
@@ -34,89 +33,48 @@ use super::service::{Fallback, Shared};
 /// is also stored in the cache (a key computation, a response clone and a lock): opt-in.
 ///
 /// `Req`/`Res` are the request and response types shared by the primary and the alternatives;
-/// `C` classifies results as `Classify<Res, BoxError>`; `P` chooses whether responses are
-/// marked with their [`Served`](crate::provenance::Served) ([`mark_responses`](Self::mark_responses)).
-pub struct FallbackLayer<Req, Res, C = DefaultClassifier, P = crate::provenance::Unmarked> {
-    agent: Arc<str>,
+/// `C` is the primary's classifier; `P` chooses whether responses are marked with their
+/// [`Served`](crate::provenance::Served) ([`mark_responses`](Self::mark_responses)).
+pub struct FallbackLayer<Req, Res, C, P = Unmarked> {
+    reporter: Arc<Reporter>,
+    classifier: C,
     alternatives: Vec<Alternative<Req, Res>>,
     cache: Option<Arc<dyn CacheTier<Req, Res>>>,
-    registry: Option<Registry>,
-    report_to: crate::report::ReportTo,
-    classifier: C,
     marker: P,
 }
 
-impl<Req, Res> FallbackLayer<Req, Res> {
-    /// An empty chain for an agent named `"agent"`, with the default classifier.
-    pub fn new() -> Self {
+impl<Req, Res, C: Clone> FallbackLayer<Req, Res, C> {
+    /// An empty chain for `primary`, classified by its classifier.
+    pub fn new(primary: &Agent<C>) -> Self {
+        crate::classify::register::<super::AllFailed>();
+        primary.reporter().fallback_created();
         FallbackLayer {
-            agent: Arc::from("agent"),
+            reporter: primary.reporter().clone(),
+            classifier: primary.classifier_ref().clone(),
             alternatives: Vec::new(),
             cache: None,
-            registry: None,
-            report_to: crate::report::ReportTo::default(),
-            classifier: DefaultClassifier,
-            marker: crate::provenance::Unmarked,
+            marker: Unmarked,
         }
     }
 }
 
-impl<Req, Res> Default for FallbackLayer<Req, Res> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
-    /// Names the agent (the primary): metrics label `agent`, logs, [`AllFailed`](super::AllFailed).
+    /// Appends `agent`'s `service` as an alternative with priority 0 (see
+    /// [`Alternative::new`]).
     #[must_use]
-    pub fn named(mut self, agent: impl Into<Arc<str>>) -> Self {
-        self.agent = agent.into();
-        self
-    }
-
-    /// Appends an alternative named `fallback-N` (N counts from 1) with priority 0.
-    #[must_use]
-    pub fn then<S>(self, service: S) -> Self
+    pub fn then<C2, S>(self, agent: &Agent<C2>, service: S) -> Self
     where
+        C2: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
         Req: 'static,
         Res: 'static,
     {
-        let name = format!("fallback-{}", self.alternatives.len() + 1);
-        self.then_alternative(Alternative::new(name, service))
+        self.then_alternative(Alternative::new(agent, service))
     }
 
-    /// Appends a named alternative with priority 0.
-    #[must_use]
-    pub fn then_named<S>(self, name: impl Into<Arc<str>>, service: S) -> Self
-    where
-        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        Req: 'static,
-        Res: 'static,
-    {
-        self.then_alternative(Alternative::new(name, service))
-    }
-
-    /// Adds a named alternative with an explicit priority: lower is tried first, equal
-    /// priorities in the order added (`then` and `then_named` use 0).
-    #[must_use]
-    pub fn then_with_priority<S>(self, priority: i32, name: impl Into<Arc<str>>, service: S) -> Self
-    where
-        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-        Req: 'static,
-        Res: 'static,
-    {
-        self.then_alternative(Alternative::new(name, service).priority(priority))
-    }
-
-    /// Adds a fully configured [`Alternative`] (breaker, caller faults, priority).
+    /// Adds a configured [`Alternative`] (priority, caller faults it handles).
     #[must_use]
     pub fn then_alternative(mut self, alternative: Alternative<Req, Res>) -> Self {
         self.alternatives.push(alternative);
@@ -143,50 +101,6 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
         self
     }
 
-    /// Looks up alternatives' breakers by name in `registry` (for alternatives not
-    /// [`guarded_by`](Alternative::guarded_by) a handle), so an alternative wrapped in its own
-    /// registered `CircuitBreakerLayer` is skipped while open.
-    #[must_use]
-    pub fn registry(mut self, registry: &Registry) -> Self {
-        self.registry = Some(registry.clone());
-        self
-    }
-
-    /// Reports to `registry`: each answer an alternative (or the cache) gives in the
-    /// primary's place bumps the agent's `fallbacks` counter and, unless
-    /// [`events`](Self::events) gave a bus, is published on the registry's bus as
-    /// [`Event::FallbackUsed`](crate::events::Event::FallbackUsed). Also looks up
-    /// alternatives' breakers in it, as [`registry`](Self::registry) does. A call the primary
-    /// answers reports nothing.
-    #[must_use]
-    pub fn register(mut self, registry: &Registry) -> Self {
-        self.report_to.set_registry(registry);
-        self.registry = Some(registry.clone());
-        self
-    }
-
-    /// Publishes `FallbackUsed` events on `bus`, in place of a registry's bus. Counters still
-    /// need [`register`](Self::register).
-    #[must_use]
-    pub fn events(mut self, bus: &EventBus) -> Self {
-        self.report_to.set_bus(bus);
-        self
-    }
-
-    /// Classifies results (the primary's and the alternatives') with `classifier`.
-    #[must_use]
-    pub fn classifier<C2>(self, classifier: C2) -> FallbackLayer<Req, Res, C2, P> {
-        FallbackLayer {
-            agent: self.agent,
-            alternatives: self.alternatives,
-            cache: self.cache,
-            registry: self.registry,
-            report_to: self.report_to,
-            classifier,
-            marker: self.marker,
-        }
-    }
-
     /// Marks answers from alternatives and the cache with their
     /// [`Served`](crate::provenance::Served) (requires `Res:`
     /// [`Provenance`](crate::provenance::Provenance)). The primary's answers stay unmarked, which
@@ -194,12 +108,10 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
     #[must_use]
     pub fn mark_responses(self) -> FallbackLayer<Req, Res, C, Marked> {
         FallbackLayer {
-            agent: self.agent,
+            reporter: self.reporter,
+            classifier: self.classifier,
             alternatives: self.alternatives,
             cache: self.cache,
-            registry: self.registry,
-            report_to: self.report_to,
-            classifier: self.classifier,
             marker: Marked,
         }
     }
@@ -218,17 +130,13 @@ impl<S, Req, Res, C: Clone, P: Clone> Layer<S> for FallbackLayer<Req, Res, C, P>
     fn layer(&self, inner: S) -> Self::Service {
         let mut alternatives = self.alternatives.clone();
         alternatives.sort_by_key(|alternative| alternative.priority); // stable: ties keep order
-        let shared = Shared {
-            counters: ServedCounters::new(&self.agent),
-            agent: self.agent.clone(),
-            alternatives: alternatives.into_boxed_slice(),
-            cache: self.cache.clone(),
-            registry: self.registry.clone(),
-            reporter: self.report_to.resolve(&self.agent),
-        };
         Fallback {
             inner,
-            shared: Arc::new(shared),
+            shared: Arc::new(Shared {
+                reporter: self.reporter.clone(),
+                alternatives: alternatives.into_boxed_slice(),
+                cache: self.cache.clone(),
+            }),
             classifier: self.classifier.clone(),
             marker: self.marker.clone(),
         }
@@ -238,12 +146,10 @@ impl<S, Req, Res, C: Clone, P: Clone> Layer<S> for FallbackLayer<Req, Res, C, P>
 impl<Req, Res, C: Clone, P: Clone> Clone for FallbackLayer<Req, Res, C, P> {
     fn clone(&self) -> Self {
         FallbackLayer {
-            agent: self.agent.clone(),
+            reporter: self.reporter.clone(),
+            classifier: self.classifier.clone(),
             alternatives: self.alternatives.clone(),
             cache: self.cache.clone(),
-            registry: self.registry.clone(),
-            report_to: self.report_to.clone(),
-            classifier: self.classifier.clone(),
             marker: self.marker.clone(),
         }
     }
@@ -252,11 +158,9 @@ impl<Req, Res, C: Clone, P: Clone> Clone for FallbackLayer<Req, Res, C, P> {
 impl<Req, Res, C, P> fmt::Debug for FallbackLayer<Req, Res, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackLayer")
-            .field("agent", &self.agent)
+            .field("agent", &self.reporter.name)
             .field("alternatives", &self.alternatives)
             .field("feeds_cache", &self.cache.is_some())
-            .field("registry", &self.registry.is_some())
-            .field("report_to", &self.report_to)
             .field("classifier", &std::any::type_name::<C>())
             .field("marker", &std::any::type_name::<P>())
             .finish()

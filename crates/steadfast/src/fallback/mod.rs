@@ -13,16 +13,15 @@
 //!  AllFailed { attempts: [(primary, error), (alternative 1, error), ...], skipped }
 //! ```
 //!
-//! - The outcome of each result comes from the layer's classifier (`Classify<Res, BoxError>`,
-//!   [`DefaultClassifier`](crate::DefaultClassifier) unless set): an `Ok` can be a failure (an
-//!   HTTP 503), and the primary's `CircuitOpen` is an agent fault that goes straight to the
-//!   first healthy alternative.
+//! - The outcome of each result comes from its agent's classifier (the primary's for the
+//!   primary, each alternative's for that alternative): an `Ok` can be a failure (an HTTP 503),
+//!   and the primary's `CircuitOpen` is an agent fault that goes straight to the first healthy
+//!   alternative.
 //! - A **caller fault** (bad request) goes only to alternatives that
 //!   [handle it](Alternative::handles_caller_fault), e.g. "context too long" to a
 //!   larger-context model; when none does, the primary's result is returned unchanged.
-//! - An alternative with an open breaker ([`Alternative::guarded_by`], or found by name in the
-//!   layer's [`Registry`](crate::Registry)) is skipped without a call. An open breaker whose
-//!   open time has elapsed counts as callable: that call is its probe.
+//! - An alternative whose agent's breaker is open is skipped without a call. An open breaker
+//!   whose open time has elapsed counts as callable: that call is its probe.
 //! - Each alternative is tried at most once per call. When none could be tried, the primary's
 //!   result is returned as is; when all tried failed, [`AllFailed`] holds every error.
 //!
@@ -39,11 +38,13 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
+//! let registry = Registry::new();
+//! let (assistant, cheap) = (registry.agent("assistant"), registry.agent("cheap-model"));
 //! let cheap_model = service_fn(|prompt: String| async move {
 //!     Ok::<_, BoxError>(Attributed::new(format!("(cheap) {prompt}")))
 //! });
 //! let agent = ServiceBuilder::new()
-//!     .layer(FallbackLayer::new().named("assistant").then_named("cheap-model", cheap_model).mark_responses())
+//!     .layer(FallbackLayer::new(&assistant).then(&cheap, cheap_model).mark_responses())
 //!     .service(service_fn(|_prompt: String| async move {
 //!         Err::<Attributed<String>, BoxError>("primary model overloaded".into())
 //!     }));
@@ -51,6 +52,7 @@
 //! let reply = agent.oneshot("hello".to_string()).await?;
 //! assert_eq!(reply.value, "(cheap) hello");
 //! assert_eq!(reply.served(), Served::Fallback { name: "cheap-model".into() });
+//! assert_eq!(registry.counters("assistant").unwrap().fallbacks, 1);
 //! # Ok(()) }
 //! ```
 
@@ -61,7 +63,7 @@ mod layer;
 mod service;
 
 pub use self::alternative::Alternative;
-pub use self::error::{AllFailed, SkipReason, Skipped, UnsuccessfulResponse};
+pub use self::error::{AllFailed, SkipReason, Skipped};
 pub use self::future::ResponseFuture;
 pub use self::layer::FallbackLayer;
 pub use self::service::Fallback;

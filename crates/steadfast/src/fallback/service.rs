@@ -6,11 +6,11 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use crate::agent::Reporter;
 use crate::cache::CacheTier;
 use crate::classify::Classify;
 use crate::error::BoxError;
-use crate::provenance::{MarkServed, ServedCounters};
-use crate::registry::Registry;
+use crate::provenance::MarkServed;
 
 use super::alternative::Alternative;
 use super::future::ResponseFuture;
@@ -29,13 +29,11 @@ pub struct Fallback<S, Req, Res, C, P> {
 
 /// What every clone of one fallback service shares.
 pub(crate) struct Shared<Req, Res> {
-    pub(crate) agent: Arc<str>,
+    /// The primary agent's event path.
+    pub(crate) reporter: Arc<Reporter>,
     /// Sorted by priority, ties in the order added.
     pub(crate) alternatives: Box<[Alternative<Req, Res>]>,
     pub(crate) cache: Option<Arc<dyn CacheTier<Req, Res>>>,
-    pub(crate) registry: Option<Registry>,
-    pub(crate) counters: ServedCounters,
-    pub(crate) reporter: crate::report::Reporter,
 }
 
 impl<S, Req, Res, C, P> Fallback<S, Req, Res, C, P> {
@@ -61,12 +59,13 @@ where
     S::Error: Into<BoxError>,
     Req: Clone + Send + 'static,
     Res: Send + 'static,
-    C: Classify<Res, BoxError> + Clone + Send + 'static,
+    C: Classify<Req, Res> + Clone + Send + 'static,
+    C::Memo: Send + 'static,
     P: MarkServed<Res> + Clone + Send + 'static,
 {
     type Response = Res;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, Req, Res, C, P>;
+    type Future = ResponseFuture<S::Future, Req, Res, C, C::Memo, P>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -82,9 +81,11 @@ where
         } else {
             Some(request.clone())
         };
+        let memo = self.classifier.note(&request);
         ResponseFuture::new(
             self.inner.call(request),
             saved,
+            memo,
             self.shared.clone(),
             self.classifier.clone(),
             self.marker.clone(),
@@ -106,7 +107,7 @@ impl<S: Clone, Req, Res, C: Clone, P: Clone> Clone for Fallback<S, Req, Res, C, 
 impl<S: fmt::Debug, Req, Res, C, P> fmt::Debug for Fallback<S, Req, Res, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
-            .field("agent", &self.shared.agent)
+            .field("agent", &self.shared.reporter.name)
             .field("alternatives", &self.shared.alternatives)
             .field("inner", &self.inner)
             .finish_non_exhaustive()

@@ -12,11 +12,12 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 
+use crate::agent::Agent;
+use crate::classify::{self, Classify, FailedResponse, Outcome};
 #[cfg(feature = "degrade")]
 use crate::degrade::{DegradationLevel, Level};
-use crate::error::BoxError;
+use crate::error::{BoxError, ConfigError};
 
-use super::config::ConfigError;
 use super::policy::{Tally, Threshold, Verdict};
 use super::report::{
     AgentFailure, Answer, FailureReason, FanoutError, FanoutFailure, FanoutReport,
@@ -35,41 +36,79 @@ pub struct FanoutAgent<Req, Res> {
     required: bool,
     deadline: Option<Duration>,
     service: BoxCloneSyncService<Req, Res, BoxError>,
+    classify: Arc<ClassifyFn<Req, Res>>,
 }
 
+type ClassifyFn<Req, Res> = dyn Fn(&Req, Result<&Res, &BoxError>) -> Outcome + Send + Sync;
+
 impl<Req: 'static, Res: 'static> FanoutAgent<Req, Res> {
-    fn new<S>(name: impl Into<Arc<str>>, required: bool, service: S) -> Self
+    fn new<C, S>(agent: &Agent<C>, required: bool, service: S) -> Self
     where
+        C: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        let classifier = agent.classifier_ref().clone();
         FanoutAgent {
-            name: name.into(),
+            name: agent.name_arc().clone(),
             required,
             deadline: None,
             service: BoxCloneSyncService::new(service.map_err(Into::<BoxError>::into)),
+            classify: Arc::new(move |request, result| {
+                let memo = classifier.note(request);
+                classify::classify(&classifier, &memo, result)
+            }),
         }
     }
 
     /// An agent whose failure fails the fan-out.
-    pub fn required<S>(name: impl Into<Arc<str>>, service: S) -> Self
+    pub fn required<C, S>(agent: &Agent<C>, service: S) -> Self
     where
+        C: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        Self::new(name, true, service)
+        Self::new(agent, true, service)
     }
 
     /// An agent that only counts towards the threshold.
-    pub fn optional<S>(name: impl Into<Arc<str>>, service: S) -> Self
+    pub fn optional<C, S>(agent: &Agent<C>, service: S) -> Self
     where
+        C: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        Self::new(name, false, service)
+        Self::new(agent, false, service)
+    }
+}
+
+impl<Req, Res> FanoutAgent<Req, Res>
+where
+    Req: Clone + Send + 'static,
+    Res: Send + 'static,
+{
+    /// This agent's call, under its deadline (`default` unless it has its own), judged by its
+    /// classifier.
+    fn call(&self, request: Req, default: Duration) -> AgentCall<Res> {
+        let deadline = self.deadline.unwrap_or(default);
+        let kept = request.clone();
+        let call = self.service.clone().oneshot(request);
+        let classify = self.classify.clone();
+        Box::pin(async move {
+            let Ok(result) = tokio::time::timeout(deadline, call).await else {
+                return Err(FailureReason::TimedOut(deadline));
+            };
+            // An answer is what the agent's classifier says is one: an HTTP 503 is not.
+            let outcome = classify(&kept, result.as_ref());
+            match result {
+                Ok(response) if outcome.is_success() => Ok(response),
+                Ok(_) => Err(FailureReason::Error(FailedResponse::new(outcome).into())),
+                Err(error) => Err(FailureReason::Error(error)),
+            }
+        })
     }
 }
 
@@ -89,6 +128,7 @@ impl<Req, Res> Clone for FanoutAgent<Req, Res> {
             required: self.required,
             deadline: self.deadline,
             service: self.service.clone(),
+            classify: self.classify.clone(),
         }
     }
 }
@@ -146,24 +186,26 @@ impl<Req: 'static, Res: 'static> Fanout<Req, Res> {
 impl<Req: 'static, Res: 'static> FanoutBuilder<Req, Res> {
     /// Adds an agent whose failure fails the fan-out.
     #[must_use]
-    pub fn required<S>(self, name: impl Into<Arc<str>>, service: S) -> Self
+    pub fn required<C, S>(self, agent: &Agent<C>, service: S) -> Self
     where
+        C: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        self.agent(FanoutAgent::required(name, service))
+        self.agent(FanoutAgent::required(agent, service))
     }
 
     /// Adds an agent that only counts towards the threshold.
     #[must_use]
-    pub fn optional<S>(self, name: impl Into<Arc<str>>, service: S) -> Self
+    pub fn optional<C, S>(self, agent: &Agent<C>, service: S) -> Self
     where
+        C: Classify<Req, Res> + Clone + Send + Sync + 'static,
         S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        self.agent(FanoutAgent::optional(name, service))
+        self.agent(FanoutAgent::optional(agent, service))
     }
 }
 
@@ -208,30 +250,50 @@ impl<Req, Res> FanoutBuilder<Req, Res> {
 
     /// Validates and builds.
     pub fn build(self) -> Result<Fanout<Req, Res>, ConfigError> {
+        let invalid =
+            |setting: &'static str, problem: String| ConfigError::new("fanout", setting, problem);
         if self.agents.is_empty() {
-            return Err(ConfigError::NoAgents);
+            return Err(invalid(
+                "agents",
+                "a fan-out needs at least one agent; add one with `required` or `optional`".into(),
+            ));
         }
         let mut names = HashSet::new();
         for agent in &self.agents {
             if !names.insert(agent.name.clone()) {
-                return Err(ConfigError::DuplicateName(agent.name.to_string()));
+                return Err(invalid("agents", "an agent is used twice (results are reported by name); give each its own agent".into())
+                    .with_value(&agent.name));
             }
             if agent.deadline.unwrap_or(self.deadline).is_zero() {
-                return Err(ConfigError::ZeroDeadline(agent.name.to_string()));
+                return Err(invalid(
+                    "deadline",
+                    format!("agent `{}` would have no time to answer", agent.name),
+                )
+                .with_value("0s"));
             }
         }
         match self.threshold {
             Threshold::Ratio(ratio) if !(ratio > 0.0 && ratio <= 1.0) => {
-                return Err(ConfigError::Ratio(ratio));
+                return Err(invalid(
+                    "success_ratio",
+                    "must be in (0, 1], e.g. 0.5 for half the agents".into(),
+                )
+                .with_value(ratio));
             }
             Threshold::Quorum(quorum) if quorum == 0 || quorum > self.agents.len() => {
-                return Err(ConfigError::Quorum {
-                    quorum,
-                    agents: self.agents.len(),
-                });
+                return Err(invalid(
+                    "quorum",
+                    format!(
+                        "cannot be met by {} agent(s); use 1..={}",
+                        self.agents.len(),
+                        self.agents.len()
+                    ),
+                )
+                .with_value(quorum));
             }
             _ => {}
         }
+        crate::classify::register::<FanoutError>();
         Ok(Fanout {
             shared: Arc::new(Inner {
                 agents: self.agents,
@@ -263,16 +325,7 @@ where
                     skipped.push(agent.name.clone());
                     return None;
                 }
-                let deadline = agent.deadline.unwrap_or(self.shared.deadline);
-                let call = agent.service.clone().oneshot(request.clone());
-                let call: AgentCall<Res> = Box::pin(async move {
-                    match tokio::time::timeout(deadline, call).await {
-                        Ok(Ok(response)) => Ok(response),
-                        Ok(Err(error)) => Err(FailureReason::Error(error)),
-                        Err(_) => Err(FailureReason::TimedOut(deadline)),
-                    }
-                });
-                Some(call)
+                Some(agent.call(request.clone(), self.shared.deadline))
             })
             .collect();
         drop(request);
@@ -397,13 +450,13 @@ fn conclude<Res>(
             needed,
         },
     };
-    Err(FanoutError {
+    Err(FanoutError::new(
         failure,
-        answered: answered.into_iter().map(|answer| answer.agent).collect(),
+        answered.into_iter().map(|answer| answer.agent).collect(),
         failed,
         cancelled,
         skipped,
-    })
+    ))
 }
 
 impl<Req, Res> Service<Req> for Fanout<Req, Res>

@@ -24,9 +24,10 @@
 //! # async fn main() -> Result<(), BoxError> {
 //! let planner = service_fn(|task: &'static str| async move { Ok::<_, BoxError>(format!("plan for {task}")) });
 //! let critic = service_fn(|_task: &'static str| async move { Err::<String, BoxError>("critic down".into()) });
+//! let registry = steadfast::Registry::new();
 //! let fanout = Fanout::builder()
-//!     .optional("critic", critic)
-//!     .required("planner", planner)
+//!     .optional(&registry.agent("critic"), critic)
+//!     .required(&registry.agent("planner"), planner)
 //!     .deadline(Duration::from_secs(20))
 //!     .success_ratio(0.5)
 //!     .build()?;
@@ -37,13 +38,11 @@
 //! # Ok(()) }
 //! ```
 
-mod config;
 #[allow(clippy::module_inception)]
 mod fanout;
 mod policy;
 mod report;
 
-pub use self::config::ConfigError;
 pub use self::fanout::{
     DEFAULT_DEADLINE, DEFAULT_SUCCESS_RATIO, Fanout, FanoutAgent, FanoutBuilder,
 };

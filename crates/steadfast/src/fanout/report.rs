@@ -94,16 +94,62 @@ pub enum FanoutFailure {
 /// Its `source()` is the error of the first failure that was an error.
 #[derive(Debug)]
 pub struct FanoutError {
-    /// Why it failed.
-    pub failure: FanoutFailure,
-    /// The agents that answered.
-    pub answered: Vec<Arc<str>>,
+    failure: FanoutFailure,
+    answered: Vec<Arc<str>>,
+    failed: Vec<AgentFailure>,
+    cancelled: Vec<Arc<str>>,
+    skipped: Vec<Arc<str>>,
+}
+
+impl FanoutError {
+    pub(crate) fn new(
+        failure: FanoutFailure,
+        answered: Vec<Arc<str>>,
+        failed: Vec<AgentFailure>,
+        cancelled: Vec<Arc<str>>,
+        skipped: Vec<Arc<str>>,
+    ) -> Self {
+        FanoutError {
+            failure,
+            answered,
+            failed,
+            cancelled,
+            skipped,
+        }
+    }
+
+    /// Why the fan-out failed.
+    pub fn failure(&self) -> &FanoutFailure {
+        &self.failure
+    }
+
+    /// The agents that answered before the fan-out gave up.
+    pub fn answered(&self) -> &[Arc<str>] {
+        &self.answered
+    }
+
     /// The agents that failed, and why.
-    pub failed: Vec<AgentFailure>,
-    /// The agents cancelled once the outcome was decided.
-    pub cancelled: Vec<Arc<str>>,
-    /// Optional agents not called because the application was degraded.
-    pub skipped: Vec<Arc<str>>,
+    pub fn failed(&self) -> &[AgentFailure] {
+        &self.failed
+    }
+
+    /// The agents still running when the fan-out decided (their calls were dropped).
+    pub fn cancelled(&self) -> &[Arc<str>] {
+        &self.cancelled
+    }
+
+    /// The optional agents not called because of the degradation level.
+    pub fn skipped(&self) -> &[Arc<str>] {
+        &self.skipped
+    }
+}
+
+/// A failed fan-out is an agent fault: the agents could not give enough answers, and an outer
+/// retry would call every one of them again.
+impl crate::classify::ClassifyError for FanoutError {
+    fn outcome(&self) -> crate::classify::Outcome {
+        crate::classify::Outcome::agent_fault("fan-out failed")
+    }
 }
 
 impl fmt::Display for FanoutError {

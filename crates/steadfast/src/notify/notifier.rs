@@ -79,7 +79,7 @@ impl NotificationKind {
 }
 
 /// A message for people, made from an [`Event`] by the
-/// [`NotificationPolicy`](super::NotificationPolicy).
+/// `steadfast_notify::NotificationPolicy`.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -96,6 +96,33 @@ pub struct Notification {
     pub suppressed: u32,
     /// The event that triggered it.
     pub event: Event,
+}
+
+impl Notification {
+    /// A notification of `kind` about `subject`, made from `event`.
+    pub fn new(
+        kind: NotificationKind,
+        subject: impl Into<String>,
+        title: impl Into<String>,
+        body: impl Into<String>,
+        event: Event,
+    ) -> Self {
+        Notification {
+            kind,
+            subject: subject.into(),
+            title: title.into(),
+            body: body.into(),
+            suppressed: 0,
+            event,
+        }
+    }
+
+    /// Records that `suppressed` events were folded into this one.
+    #[must_use]
+    pub fn with_suppressed(mut self, suppressed: u32) -> Self {
+        self.suppressed = suppressed;
+        self
+    }
 }
 
 impl fmt::Display for Notification {

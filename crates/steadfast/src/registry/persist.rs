@@ -84,7 +84,7 @@ impl Registry {
         let breakers = self
             .read()
             .values()
-            .filter_map(|entry| entry.breaker.as_ref().map(BreakerHandle::saved_state))
+            .filter_map(|scope| scope.breaker().as_ref().map(BreakerHandle::saved_state))
             .collect();
         SavedState {
             version: STATE_FILE_VERSION,

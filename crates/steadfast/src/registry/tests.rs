@@ -1,32 +1,26 @@
 use super::*;
 
 #[test]
-fn an_agent_without_a_breaker_is_healthy_and_counts_what_layers_report() {
+fn the_same_name_gives_the_same_agent_and_no_other_agent_appears() {
     let registry = Registry::new();
-    let counters = registry.counters("tool");
-    counters.record_retry();
-    counters.record_retry();
-    counters.record_retries_exhausted();
-    counters.record_fallback();
-    counters.record_dead_letter();
-    counters.set_dlq_depth(7);
-    counters.record_degraded();
-    assert!(Arc::ptr_eq(&counters, &registry.counters("tool")));
-    let snapshot = registry.snapshot();
-    assert_eq!(snapshot.health, Health::Healthy);
-    assert_eq!(
-        snapshot.agents[0].counters,
-        CountersSnapshot {
-            retries: 2,
-            retries_exhausted: 1,
-            fallbacks: 1,
-            dead_lettered: 1,
-            dlq_depth: 7,
-            degraded: 1,
-        }
-    );
+    let first = registry.agent("tool");
+    let second = registry
+        .agent("tool")
+        .classifier(|_: Result<&(), &crate::BoxError>| crate::Outcome::success());
+    assert!(first.same_agent(&second));
+    assert_eq!(registry.agents(), ["tool"]);
+    assert_eq!(registry.counters("tool"), Some(CountersSnapshot::default()));
+    assert_eq!(registry.counters("nobody"), None);
     assert_eq!(registry.agent_health("tool"), Some(Health::Healthy));
     assert_eq!(registry.agent_health("nobody"), None);
+}
+
+#[test]
+fn an_agent_of_its_own_is_in_no_other_registry() {
+    let registry = Registry::new();
+    let lone = crate::Agent::new("lone");
+    assert_eq!(lone.name(), "lone");
+    assert!(registry.agents().is_empty());
 }
 
 #[test]
@@ -55,6 +49,7 @@ mod with_breakers {
     use crate::events::Event;
 
     type Agent = tower::util::BoxCloneService<bool, &'static str, BoxError>;
+    use crate::Agent as AgentScope;
 
     /// A breaker named `name` in `registry` tripping on two failures in a row, over an agent
     /// that fails when asked to.
@@ -65,9 +60,7 @@ mod with_breakers {
             .window(crate::circuit_breaker::SlidingWindow::Count(10))
             .build()
             .unwrap();
-        let layer = CircuitBreakerLayer::new(config)
-            .named(name.to_owned())
-            .register(registry);
+        let layer = CircuitBreakerLayer::new(&registry.agent(name.to_owned()), config);
         let inner = service_fn(|fail: bool| async move {
             if fail {
                 Err::<&'static str, BoxError>("overloaded".into())
@@ -207,18 +200,31 @@ mod with_breakers {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_breaker_given_its_own_bus_keeps_it_when_registered() {
+    async fn a_health_check_added_after_layering_changes_the_same_breaker() {
         let registry = Registry::new();
-        let bus = crate::events::EventBus::new(8);
-        let mut own = bus.subscribe();
-        let mut registry_events = registry.events().subscribe();
-        let layer = CircuitBreakerLayer::new(BreakerConfig::default())
-            .events(&bus)
-            .named("gpt")
-            .register(&registry);
-        layer.handle().force_open();
-        assert_eq!(own.try_recv().map(|e| e.name()), Some("circuit_opened"));
-        assert_eq!(registry_events.try_recv(), None);
+        let gpt: AgentScope = registry.agent("gpt");
+        let config = BreakerConfig::builder()
+            .consecutive_failures(1)
+            .build()
+            .unwrap();
+        let layer = CircuitBreakerLayer::new(&gpt, config);
+        let mut service = layer.layer(service_fn(|(): ()| async {
+            Err::<(), BoxError>("down".into())
+        }));
+        // Builder calls commute: the check is set on the breaker the service already uses.
+        let layer = layer.health_check(|| async { Err::<(), BoxError>("still down".into()) });
+        assert!(
+            registry
+                .breaker("gpt")
+                .unwrap()
+                .same_breaker(&layer.handle())
+        );
+        let _ = service.ready().await.unwrap().call(()).await;
+        assert_eq!(layer.handle().state(), BreakerState::Open);
+        // The open time elapses, but the failing check keeps the breaker open.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(layer.handle().awaiting_health_check());
+        assert_eq!(layer.handle().state(), BreakerState::Open);
     }
 
     #[tokio::test(start_paused = true)]
@@ -249,14 +255,14 @@ mod with_breakers {
             .wait_for_healthy("gpt", Duration::from_secs(2))
             .await
             .unwrap_err();
-        assert_eq!(error.health, Health::Unhealthy);
-        assert_eq!(error.waited, Duration::from_secs(2));
+        assert_eq!(error.health(), Health::Unhealthy);
+        assert_eq!(error.waited(), Duration::from_secs(2));
         assert!(error.to_string().contains("`gpt`"), "{error}");
         let unknown = registry
             .wait_for_healthy("nobody", Duration::from_millis(600))
             .await
             .unwrap_err();
-        assert_eq!(unknown.health, Health::Unhealthy);
+        assert_eq!(unknown.health(), Health::Unhealthy);
     }
 
     #[tokio::test(start_paused = true)]
@@ -370,7 +376,12 @@ mod with_breakers {
         let registry = Registry::new();
         let (_gpt, handle) = agent(&registry, "gpt");
         handle.force_open();
-        registry.counters("gpt").record_fallback();
+        registry.emit(Event::FallbackUsed {
+            agent: Arc::from("gpt"),
+            fallback: Arc::from("claude"),
+            source: "fallback",
+            reason: Some("circuit open"),
+        });
         let json: serde_json::Value = serde_json::from_str(&registry.snapshot().to_json()).unwrap();
         assert_eq!(json["version"], 1);
         assert_eq!(json["health"], "unhealthy");

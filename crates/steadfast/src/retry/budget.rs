@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::clock::{Nanos, Origin, duration_to_nanos};
 
-use super::config::{ConfigError, RetryConfig, validate_budget};
+use super::config::{RetryConfig, validate_budget};
+use crate::error::ConfigError;
 
 const BUCKETS: usize = 10;
 const FLOOR_COUNT_BITS: u32 = 24;
@@ -48,7 +49,7 @@ const CLOCK_SAMPLE: u64 = 32;
 /// assert!(budget.try_withdraw());
 /// assert!(budget.try_withdraw());
 /// assert!(!budget.try_withdraw()); // 10 % of 20 requests: two retries
-/// # Ok::<_, steadfast::retry::ConfigError>(())
+/// # Ok::<_, steadfast::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct RetryBudget {

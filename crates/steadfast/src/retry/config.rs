@@ -3,8 +3,14 @@
 
 use std::time::Duration;
 
+use crate::error::ConfigError;
+
 /// The most retries a configuration may ask for: past this a "retry" is a loop.
 pub const MAX_RETRIES_LIMIT: u32 = 100;
+
+/// The largest backoff `multiplier` accepted: at 10 the wait grows a decade per retry, and a
+/// larger factor only reaches `max_backoff` sooner.
+pub const MAX_MULTIPLIER: f64 = 10.0;
 
 /// How the computed backoff is randomised, so that callers that failed together do not retry
 /// together.
@@ -36,54 +42,11 @@ pub enum Jitter {
     None,
 }
 
-/// Why a configuration was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `max_retries` over [`MAX_RETRIES_LIMIT`].
-    #[error(
-        "max_retries is {value}: at most {MAX_RETRIES_LIMIT} retries are allowed; use a deadline to bound long retrying"
-    )]
-    TooManyRetries {
-        /// The value given.
-        value: u32,
-    },
-    /// A duration that must not be zero was zero.
-    #[error("{name} must be greater than zero")]
-    ZeroDuration {
-        /// The setting.
-        name: &'static str,
-    },
-    /// The backoff multiplier is below 1 or not finite.
-    #[error(
-        "multiplier is {value}: it must be a finite number >= 1.0 (1.0 gives a constant backoff)"
-    )]
-    Multiplier {
-        /// The value given.
-        value: f64,
-    },
-    /// `max_backoff` is below `base`.
-    #[error("max_backoff ({cap:?}) is below base ({base:?}): raise max_backoff or lower base")]
-    CapBelowBase {
-        /// The cap.
-        cap: Duration,
-        /// The base.
-        base: Duration,
-    },
-    /// The budget's ratio is outside `[0, 1000]` or not finite.
-    #[error(
-        "budget ratio is {value}: it must be a finite number between 0.0 and 1000.0 (0.2 allows one retry per five requests)"
-    )]
-    BudgetRatio {
-        /// The value given.
-        value: f64,
-    },
-    /// The budget's TTL is outside 1 s..=60 s.
-    #[error("budget ttl is {value:?}: it must be between 1 s and 60 s")]
-    BudgetTtl {
-        /// The value given.
-        value: Duration,
-    },
+fn invalid(
+    setting: &'static str,
+    problem: impl Into<std::borrow::Cow<'static, str>>,
+) -> ConfigError {
+    ConfigError::new("retry", setting, problem)
 }
 
 /// Configuration of a [`BackoffRetryLayer`](super::BackoffRetryLayer). Build one with
@@ -190,27 +153,27 @@ impl RetryConfig {
 /// assert_eq!(config.max_retries(), 5);
 ///
 /// let bad = RetryConfig::builder().multiplier(0.5).build();
-/// assert!(bad.unwrap_err().to_string().contains(">= 1.0"));
-/// # Ok::<_, steadfast::retry::ConfigError>(())
+/// assert_eq!(bad.unwrap_err().setting(), "multiplier");
+/// # Ok::<_, steadfast::ConfigError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct RetryConfigBuilder {
     max_retries: u32,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     base: Duration,
     multiplier: f64,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     max_backoff: Duration,
     jitter: Jitter,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     max_retry_after: Duration,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration::option"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     deadline: Option<Duration>,
     budget_ratio: f64,
     budget_min_per_sec: u32,
-    #[cfg_attr(feature = "serde", serde(with = "crate::serde_duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     budget_ttl: Duration,
 }
 
@@ -241,7 +204,7 @@ impl RetryConfigBuilder {
         base: Duration
     );
     setter!(
-        /// Growth of the computed wait per retry; at least 1.0.
+        /// Growth of the computed wait per retry; 1.0 to [`MAX_MULTIPLIER`].
         multiplier: f64
     );
     setter!(
@@ -269,36 +232,49 @@ impl RetryConfigBuilder {
         budget_ttl: Duration
     );
 
-    /// Bounds all attempts and waits together (greater than zero).
+    /// Bounds all attempts and waits together (greater than zero; `Duration::MAX` means no
+    /// deadline).
     #[must_use]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
     }
 
-    /// Validates and builds.
+    /// Validates and builds. `deadline(Duration::MAX)` means no deadline.
     pub fn build(self) -> Result<RetryConfig, ConfigError> {
         if self.max_retries > MAX_RETRIES_LIMIT {
-            return Err(ConfigError::TooManyRetries {
-                value: self.max_retries,
-            });
+            return Err(invalid(
+                "max_retries",
+                format!("at most {MAX_RETRIES_LIMIT} retries are allowed; use a deadline to bound long retrying"),
+            )
+            .with_value(self.max_retries));
         }
         if self.base.is_zero() {
-            return Err(ConfigError::ZeroDuration { name: "base" });
+            return Err(invalid("base", "must be greater than zero").with_value("0s"));
         }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(ConfigError::Multiplier {
-                value: self.multiplier,
-            });
+        if !(self.multiplier.is_finite() && (1.0..=MAX_MULTIPLIER).contains(&self.multiplier)) {
+            return Err(invalid(
+                "multiplier",
+                format!("must be a number from 1.0 (a constant backoff) to {MAX_MULTIPLIER}"),
+            )
+            .with_value(self.multiplier));
         }
         if self.max_backoff < self.base {
-            return Err(ConfigError::CapBelowBase {
-                cap: self.max_backoff,
-                base: self.base,
-            });
+            return Err(invalid(
+                "max_backoff",
+                format!(
+                    "is below base ({:?}): raise max_backoff or lower base",
+                    self.base
+                ),
+            )
+            .with_value(format!("{:?}", self.max_backoff)));
         }
         if self.deadline == Some(Duration::ZERO) {
-            return Err(ConfigError::ZeroDuration { name: "deadline" });
+            return Err(invalid(
+                "deadline",
+                "must be greater than zero (leave it unset, or Duration::MAX, for none)",
+            )
+            .with_value("0s"));
         }
         validate_budget(self.budget_ratio, self.budget_ttl)?;
         Ok(RetryConfig {
@@ -308,7 +284,7 @@ impl RetryConfigBuilder {
             max_backoff: self.max_backoff,
             jitter: self.jitter,
             max_retry_after: self.max_retry_after,
-            deadline: self.deadline,
+            deadline: self.deadline.filter(|deadline| *deadline != Duration::MAX),
             budget_ratio: self.budget_ratio,
             budget_min_per_sec: self.budget_min_per_sec,
             budget_ttl: self.budget_ttl,
@@ -318,10 +294,16 @@ impl RetryConfigBuilder {
 
 pub(crate) fn validate_budget(ratio: f64, ttl: Duration) -> Result<(), ConfigError> {
     if !(ratio.is_finite() && (0.0..=1000.0).contains(&ratio)) {
-        return Err(ConfigError::BudgetRatio { value: ratio });
+        return Err(invalid(
+            "budget_ratio",
+            "must be a number from 0.0 to 1000.0 (0.2 allows one retry per five requests)",
+        )
+        .with_value(ratio));
     }
     if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(60) {
-        return Err(ConfigError::BudgetTtl { value: ttl });
+        return Err(
+            invalid("budget_ttl", "must be between 1 s and 60 s").with_value(format!("{ttl:?}"))
+        );
     }
     Ok(())
 }
@@ -372,21 +354,50 @@ mod tests {
     #[test]
     fn invalid_values_are_refused_with_a_reason() {
         let cases = [
-            RetryConfig::builder().max_retries(101).build(),
-            RetryConfig::builder().base(Duration::ZERO).build(),
-            RetryConfig::builder().multiplier(f64::NAN).build(),
-            RetryConfig::builder()
-                .max_backoff(Duration::from_millis(100))
-                .build(),
-            RetryConfig::builder().deadline(Duration::ZERO).build(),
-            RetryConfig::builder().budget_ratio(-0.1).build(),
-            RetryConfig::builder()
-                .budget_ttl(Duration::from_millis(10))
-                .build(),
+            (
+                RetryConfig::builder().max_retries(101),
+                "max_retries",
+                "101",
+            ),
+            (RetryConfig::builder().base(Duration::ZERO), "base", "0s"),
+            (
+                RetryConfig::builder().multiplier(f64::NAN),
+                "multiplier",
+                "NaN",
+            ),
+            (RetryConfig::builder().multiplier(11.0), "multiplier", "11"),
+            (
+                RetryConfig::builder().max_backoff(Duration::from_millis(100)),
+                "max_backoff",
+                "100ms",
+            ),
+            (
+                RetryConfig::builder().deadline(Duration::ZERO),
+                "deadline",
+                "0s",
+            ),
+            (
+                RetryConfig::builder().budget_ratio(-0.1),
+                "budget_ratio",
+                "-0.1",
+            ),
+            (
+                RetryConfig::builder().budget_ttl(Duration::from_millis(10)),
+                "budget_ttl",
+                "10ms",
+            ),
         ];
-        for case in cases {
-            let err = case.unwrap_err();
-            assert!(!err.to_string().is_empty());
+        for (builder, setting, value) in cases {
+            let err = builder.build().unwrap_err();
+            assert_eq!(
+                (err.component(), err.setting(), err.value()),
+                ("retry", setting, Some(value))
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid retry setting `{setting}` = {value}: ")),
+                "{err}"
+            );
         }
     }
 
@@ -400,6 +411,8 @@ mod tests {
             .unwrap();
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains("\"500ms\""), "{json}");
+        let humane: RetryConfig = serde_json::from_str(r#"{"deadline": "1m30s"}"#).unwrap();
+        assert_eq!(humane.deadline(), Some(Duration::from_secs(90)));
         let back: RetryConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
         let partial: RetryConfig = serde_json::from_str(r#"{"max_retries": 1}"#).unwrap();

@@ -189,3 +189,30 @@ pub fn attempts_of(error: &(dyn std::error::Error + 'static)) -> u32 {
         .or_else(|| find::<DeadlineExceeded>(error).map(DeadlineExceeded::attempts))
         .unwrap_or(1)
 }
+
+/// The retry layer's stops are agent faults: an outer retry must not multiply them (retrying a
+/// retry layer that gave up is how amplification starts), and an outer fallback acts on them.
+impl crate::classify::ClassifyError for RetriesExhausted {
+    fn outcome(&self) -> crate::classify::Outcome {
+        crate::classify::Outcome::agent_fault("retries exhausted")
+    }
+}
+
+impl crate::classify::ClassifyError for BudgetExhausted {
+    fn outcome(&self) -> crate::classify::Outcome {
+        crate::classify::Outcome::agent_fault("retry budget exhausted")
+    }
+}
+
+impl crate::classify::ClassifyError for DeadlineExceeded {
+    fn outcome(&self) -> crate::classify::Outcome {
+        crate::classify::Outcome::agent_fault("deadline exceeded")
+    }
+}
+
+/// Registers the retry layer's errors as self-classifying (see [`crate::classify::register`]).
+pub(crate) fn register() {
+    crate::classify::register::<RetriesExhausted>();
+    crate::classify::register::<BudgetExhausted>();
+    crate::classify::register::<DeadlineExceeded>();
+}

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::classify::{Classify, classify_known_error};
+use crate::classify::{self, Classify};
 use crate::error::BoxError;
 
 use super::error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted};
@@ -22,7 +22,7 @@ use super::shared::Shared;
 pin_project! {
     /// The future of a [`BackoffRetry`](super::BackoffRetry) call. Dropping it cancels the
     /// attempt in flight or the pending wait.
-    pub struct ResponseFuture<S, Req, C>
+    pub struct ResponseFuture<S, Req, C, M>
     where
         S: Service<Req>,
     {
@@ -33,7 +33,7 @@ pin_project! {
         // deadline; without one, first at the first retry: no timer on the success path.
         #[pin]
         timer: Option<Sleep>,
-        retrying: Retrying<S, Req, C>,
+        retrying: Retrying<S, Req, C, M>,
     }
 }
 
@@ -47,10 +47,11 @@ pin_project! {
 }
 
 /// Everything needed to send the request again.
-pub(crate) struct Retrying<S, Req, C> {
+pub(crate) struct Retrying<S, Req, C, M> {
     service: S,
     spare: Option<Req>,
     classifier: C,
+    memo: M,
     shared: Arc<Shared>,
     attempts: u32,
     previous_wait: Duration,
@@ -59,12 +60,19 @@ pub(crate) struct Retrying<S, Req, C> {
     span: Option<tracing::Span>,
 }
 
-impl<S, Req, C> Retrying<S, Req, C> {
-    pub(crate) fn new(service: S, spare: Option<Req>, classifier: C, shared: Arc<Shared>) -> Self {
+impl<S, Req, C, M> Retrying<S, Req, C, M> {
+    pub(crate) fn new(
+        service: S,
+        spare: Option<Req>,
+        classifier: C,
+        memo: M,
+        shared: Arc<Shared>,
+    ) -> Self {
         Retrying {
             service,
             spare,
             classifier,
+            memo,
             shared,
             attempts: 1,
             previous_wait: Duration::ZERO,
@@ -77,17 +85,18 @@ impl<S, Req, C> Retrying<S, Req, C> {
 
 enum Step<T> {
     Done(T),
-    Wait(Duration),
+    /// Wait until this instant (now, for a zero wait), then send again.
+    Wait(Duration, Instant),
 }
 
-impl<S, Req, C> ResponseFuture<S, Req, C>
+impl<S, Req, C, M> ResponseFuture<S, Req, C, M>
 where
     S: Service<Req>,
 {
     pub(crate) fn new(
         future: S::Future,
         deadline: Option<Instant>,
-        mut retrying: Retrying<S, Req, C>,
+        mut retrying: Retrying<S, Req, C, M>,
     ) -> Self {
         retrying.deadline = deadline;
         ResponseFuture {
@@ -98,11 +107,11 @@ where
     }
 }
 
-impl<S, Req, C> Retrying<S, Req, C>
+impl<S, Req, C, M> Retrying<S, Req, C, M>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError> + 'static,
-    C: Classify<S::Response, S::Error>,
+    S::Error: Into<BoxError>,
+    C: Classify<Req, S::Response, Memo = M>,
     Req: Clone,
 {
     /// Decides what a finished attempt leads to.
@@ -110,71 +119,71 @@ where
         &mut self,
         result: Result<S::Response, S::Error>,
     ) -> Step<Result<S::Response, BoxError>> {
-        let outcome = match &result {
-            Ok(response) => self.classifier.classify(Ok(response)),
-            // Errors steadfast itself recognises (`CircuitOpen`, timeouts) mean the same to
-            // every layer, whatever the classifier says.
-            Err(error) => {
-                classify_known_error(error).unwrap_or_else(|| self.classifier.classify(Err(error)))
-            }
-        };
+        let result = result.map_err(Into::into);
+        let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
         if outcome.is_success() {
-            return self.finish(result.map_err(Into::into));
+            return self.finish(result);
         }
         let shared = &*self.shared;
-        let retryable = shared.retryable(&outcome);
+        // A request that must not be sent twice is retried only when the failure proves the
+        // agent never acted on it (connection refused, 429, 503 with Retry-After, circuit open).
+        let repeatable = outcome.is_unprocessed() || self.classifier.is_idempotent(&self.memo);
+        if !repeatable && outcome.is_retryable() {
+            tracing::debug!(agent = %shared.name, %outcome, "not retrying: the request is not idempotent and may have reached the agent");
+        }
+        let retryable = repeatable && shared.retryable(&outcome);
         let (attempts, previous) = (self.attempts, self.previous_wait);
         let verdict = policy::decide(&shared.config, outcome, retryable, attempts, || {
             shared.backoff(attempts, previous)
         });
         let (wait, asked_by_agent) = match verdict {
-            Verdict::GiveUp => return self.finish(result.map_err(Into::into)),
+            Verdict::GiveUp => return self.finish(result),
             Verdict::Exhausted => {
-                tracing::debug!(agent = %shared.name, attempts, %outcome, "retries exhausted");
-                shared.count_exhausted(&outcome, attempts);
+                shared.report_exhausted(&outcome, attempts);
                 return self.finish(result.map_err(|error| {
-                    RetriesExhausted::new(shared.name.clone(), attempts, error.into()).into()
+                    RetriesExhausted::new(shared.name.clone(), attempts, error).into()
                 }));
             }
             Verdict::WaitTooLong => {
                 tracing::debug!(
                     agent = %shared.name, attempts, %outcome,
-                    max_retry_after = ?shared.config.max_retry_after,
+                    max_retry_after_secs = shared.config.max_retry_after.as_secs_f64(),
                     "agent asked for a wait over max_retry_after: not retrying"
                 );
-                return self.finish(result.map_err(Into::into));
+                return self.finish(result);
             }
             Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
         let now = Instant::now();
+        let Some(wake) = now.checked_add(wait) else {
+            // A wait past what the clock can hold (a `Retry-After` of centuries under a
+            // `max_retry_after` of `Duration::MAX`) is no retry at all.
+            tracing::debug!(agent = %shared.name, attempts, wait_secs = wait.as_secs_f64(), "the wait is past any instant: not retrying");
+            return self.finish(result);
+        };
         if let Some(deadline) = self.deadline
-            && now + wait >= deadline
+            && wake >= deadline
         {
-            tracing::debug!(agent = %shared.name, attempts, ?wait, "the wait would pass the deadline: not retrying");
+            shared.report_deadline_exceeded(attempts);
             let total = shared.config.deadline.unwrap_or_default();
             return self.finish(result.map_err(|error| {
-                DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error.into()))
-                    .into()
+                DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
             }));
         }
         if !shared
             .budget
             .try_withdraw_at(shared.budget.origin().nanos_at(now))
         {
-            shared.count_budget_exhausted();
-            tracing::debug!(agent = %shared.name, attempts, %outcome, "retry budget exhausted");
+            shared.report_budget_exhausted(attempts);
             return self.finish(result.map_err(|error| {
-                BudgetExhausted::new(shared.name.clone(), attempts, error.into()).into()
+                BudgetExhausted::new(shared.name.clone(), attempts, error).into()
             }));
         }
-        shared.count_retry(&outcome, attempts + 1, wait);
-        tracing::debug!(
-            agent = %shared.name, attempt = attempts + 1, ?wait, asked_by_agent, %outcome,
-            "retrying"
-        );
-        self.last_error = result.err().map(Into::into);
+        shared.report_retry(&outcome, attempts + 1, wait);
+        tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
+        self.last_error = result.err();
         self.previous_wait = wait;
-        Step::Wait(wait)
+        Step::Wait(wait, wake)
     }
 
     fn finish(
@@ -187,7 +196,7 @@ where
 
     fn deadline_exceeded(&mut self) -> BoxError {
         scope::record_attempts(self.attempts);
-        tracing::debug!(agent = %self.shared.name, attempts = self.attempts, "deadline passed during an attempt");
+        self.shared.report_deadline_exceeded(self.attempts);
         DeadlineExceeded::new(
             self.shared.name.clone(),
             self.attempts,
@@ -229,11 +238,11 @@ fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
     }
 }
 
-impl<S, Req, C> Future for ResponseFuture<S, Req, C>
+impl<S, Req, C, M> Future for ResponseFuture<S, Req, C, M>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError> + 'static,
-    C: Classify<S::Response, S::Error>,
+    S::Error: Into<BoxError>,
+    C: Classify<Req, S::Response, Memo = M>,
     Req: Clone,
 {
     type Output = Result<S::Response, BoxError>;
@@ -259,9 +268,9 @@ where
                     };
                     match retrying.after_attempt(result) {
                         Step::Done(result) => return Poll::Ready(result),
-                        Step::Wait(wait) if wait.is_zero() => this.state.set(State::Readying),
-                        Step::Wait(wait) => {
-                            arm(this.timer.as_mut(), Instant::now() + wait);
+                        Step::Wait(wait, _) if wait.is_zero() => this.state.set(State::Readying),
+                        Step::Wait(_, wake) => {
+                            arm(this.timer.as_mut(), wake);
                             this.state.set(State::Waiting);
                         }
                     }
@@ -320,7 +329,7 @@ where
     }
 }
 
-impl<S, Req, C> fmt::Debug for ResponseFuture<S, Req, C>
+impl<S, Req, C, M> fmt::Debug for ResponseFuture<S, Req, C, M>
 where
     S: Service<Req>,
 {

@@ -16,14 +16,23 @@
 //!   [`remaining`], to shrink a per-attempt timeout.
 //! - **Breaker**: an inner breaker's `CircuitOpen` (and any agent or caller fault) is returned
 //!   at once, unchanged, so an outer fallback can act: retrying a rejected call only spins.
+//! - **Idempotency**: the agent's classifier may note that a request must not be sent twice
+//!   (`steadfast-http`'s classifier does so for `POST` and `PATCH` without an
+//!   `Idempotency-Key`). Such a request is retried only after a failure that proves the agent
+//!   never acted on it ([`Outcome::is_unprocessed`](crate::Outcome::is_unprocessed): connection
+//!   refused, 429, 503 with `Retry-After`, circuit open), never after a response timeout.
+//! - **Nesting**: the errors this layer stops with classify themselves as agent faults, so a
+//!   retry layer outside this one (or outside a fallback over it) never retries them: the
+//!   attempts multiply no further.
 //! - **Errors**: after the last allowed attempt an `Err` becomes [`RetriesExhausted`]; each of
 //!   these errors keeps the last attempt's error as `source()` and says how many attempts were
 //!   made ([`attempts_of`]). A failed *response* (an HTTP 503 is an `Ok`) is returned as it is
 //!   when retrying stops, so the caller sees the agent's own answer. On success, the attempt
 //!   count is reported to [`count_attempts`].
 //!
-//! Metrics: `steadfast_retries_total{agent,reason}` per retry,
-//! `steadfast_retry_budget_exhausted_total{agent}`. Tracing: a `debug` event per decision and a
+//! Every decision is an [event](crate::events) on the agent's one event path (`RetryScheduled`,
+//! `RetriesExhausted`, `RetryBudgetExhausted`, `DeadlineExceeded`), which counts it in the
+//! registry and in `steadfast_retries_total{agent,reason}` and friends. Tracing: a
 //! `retry_attempt{agent,attempt}` span around each retry.
 //!
 //! The success path (first attempt succeeds, no deadline) creates no timer and allocates
@@ -48,7 +57,7 @@
 //! });
 //! let config = RetryConfig::builder().jitter(Jitter::None).build().unwrap();
 //! let agent = ServiceBuilder::new()
-//!     .layer(BackoffRetryLayer::new(config).named("flaky"))
+//!     .layer(BackoffRetryLayer::new(&Agent::new("flaky"), config))
 //!     .service(flaky);
 //!
 //! let started = tokio::time::Instant::now();
@@ -70,7 +79,7 @@ mod service;
 mod shared;
 
 pub use budget::RetryBudget;
-pub use config::{ConfigError, Jitter, MAX_RETRIES_LIMIT, RetryConfig, RetryConfigBuilder};
+pub use config::{Jitter, MAX_MULTIPLIER, MAX_RETRIES_LIMIT, RetryConfig, RetryConfigBuilder};
 pub use error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted, attempts_of};
 pub use future::ResponseFuture;
 pub use layer::BackoffRetryLayer;

@@ -1,62 +1,21 @@
 //! Pure retry decisions: how long to wait before retry `n`, and whether to retry at all. No
 //! clock, no timer: the future feeds in what it saw.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::backoff::Exponential;
 use crate::classify::{Outcome, OutcomeKind};
 
 use super::config::{Jitter, RetryConfig};
-
-/// A lock-free SplitMix64 generator shared by one layer's clones: seeded, so tests can replay a
-/// jitter sequence exactly; `fetch_add` on one atomic, so concurrent callers never block.
-#[derive(Debug)]
-pub(crate) struct SplitMix {
-    state: AtomicU64,
-}
-
-const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-impl SplitMix {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix {
-            state: AtomicU64::new(seed),
-        }
-    }
-
-    /// A seed that differs per process and per layer, without a `rand` dependency: std's
-    /// `RandomState` is keyed from the OS once per thread and stepped per call.
-    pub(crate) fn random_seed() -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(0x5EED);
-        hasher.finish()
-    }
-
-    pub(crate) fn next_u64(&self) -> u64 {
-        let mut z = self
-            .state
-            .fetch_add(GOLDEN_GAMMA, Ordering::Relaxed)
-            .wrapping_add(GOLDEN_GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_unit(&self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// The wait before retry number `retry` (the first retry is 1), given the previous wait (for
 /// decorrelated jitter) and a uniform sample in `[0, 1)`.
 pub(crate) fn backoff(config: &RetryConfig, retry: u32, previous: Duration, unit: f64) -> Duration {
     let cap = config.max_backoff.as_secs_f64();
     let base = config.base.as_secs_f64();
-    let exponent = retry.saturating_sub(1).min(1_000) as i32;
-    let exp = (base * config.multiplier.powi(exponent)).min(cap);
-    let exp = if exp.is_finite() { exp } else { cap };
+    let exp = Exponential::new(config.base, config.multiplier, config.max_backoff)
+        .delay(retry)
+        .as_secs_f64();
     let secs = match config.jitter {
         Jitter::None => exp,
         Jitter::Full => exp * unit,
@@ -144,16 +103,6 @@ mod tests {
             backoff(&equal, 2, Duration::ZERO, 0.5),
             Duration::from_millis(750)
         );
-    }
-
-    #[test]
-    fn same_seed_gives_the_same_sequence() {
-        let a = SplitMix::new(7);
-        let b = SplitMix::new(7);
-        let first: Vec<_> = (0..8).map(|_| a.next_u64()).collect();
-        let second: Vec<_> = (0..8).map(|_| b.next_u64()).collect();
-        assert_eq!(first, second);
-        assert_ne!(first[0], first[1]);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn deadline() -> Option<Instant> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let agent = ServiceBuilder::new()
-///     .layer(BackoffRetryLayer::new(RetryConfig::default()))
+///     .layer(BackoffRetryLayer::new(&Agent::new("echo"), RetryConfig::default()))
 ///     .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
 /// let (reply, attempts) = steadfast::retry::count_attempts(agent.oneshot(7)).await;
 /// assert_eq!(reply.unwrap(), 7);

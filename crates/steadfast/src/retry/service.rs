@@ -47,13 +47,13 @@ impl<S, C> BackoffRetry<S, C> {
 impl<S, C, Req> Service<Req> for BackoffRetry<S, C>
 where
     S: Service<Req> + Clone,
-    S::Error: Into<BoxError> + 'static,
-    C: Classify<S::Response, S::Error> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<Req, S::Response> + Clone,
     Req: Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, C>;
+    type Future = ResponseFuture<S, Req, C, C::Memo>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -64,7 +64,8 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        // The clock is read only with a deadline; otherwise the budget samples it.
+        // The clock is read only with a deadline; otherwise the budget samples it. A deadline
+        // past what the clock can represent is no deadline.
         let deadline = match config.deadline {
             None => {
                 shared.budget.deposit();
@@ -75,9 +76,10 @@ where
                 shared
                     .budget
                     .deposit_at(shared.budget.origin().nanos_at(now));
-                Some(scope::tighter(now + deadline))
+                now.checked_add(deadline).map(scope::tighter)
             }
         };
+        let memo = self.classifier.note(&request);
         let spare = (config.max_retries > 0).then(|| request.clone());
         let service = self.inner.clone();
         let future = match deadline {
@@ -87,7 +89,13 @@ where
         ResponseFuture::new(
             future,
             deadline,
-            Retrying::new(service, spare, self.classifier.clone(), shared.clone()),
+            Retrying::new(
+                service,
+                spare,
+                self.classifier.clone(),
+                memo,
+                shared.clone(),
+            ),
         )
     }
 }

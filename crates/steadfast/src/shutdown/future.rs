@@ -31,7 +31,7 @@ impl Drop for Tracked {
 }
 
 pin_project! {
-    /// The future of a [`ShutdownService`](super::ShutdownService) call.
+    /// The future of a [`GracefulShutdown`](super::GracefulShutdown) call.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
@@ -104,12 +104,12 @@ where
         // The drain deadline passed: drop the agent's call and report it.
         this.inner.set(None);
         let tracked = this.tracked.take().expect("checked above");
-        let cancelled = CancelledByShutdown {
-            agent: tracked.tracker.agent.clone(),
-            in_flight_for: tracked
+        let cancelled = CancelledByShutdown::new(
+            tracked.tracker.agent.clone(),
+            tracked
                 .waiting_since
                 .map_or(std::time::Duration::ZERO, |since| since.elapsed()),
-        };
+        );
         tracked.tracker.state.report_cancelled(&cancelled);
         drop(tracked);
         Poll::Ready(Err(cancelled.into()))

@@ -48,8 +48,8 @@ impl ShutdownState {
 
     pub(crate) fn report_cancelled(&self, call: &CancelledCall) {
         tracing::warn!(
-            agent = %call.agent,
-            in_flight_for = ?call.in_flight_for,
+            agent = %call.agent(),
+            in_flight_secs = call.in_flight_for().as_secs_f64(),
             "call cancelled by shutdown"
         );
         if let Some(hook) = &self.hook {
@@ -158,8 +158,8 @@ impl Shutdown {
 
     /// Stops admitting calls, waits up to `timeout` for those in flight, then cancels the rest
     /// (see [`drain_with_grace`](Self::drain_with_grace); the grace is
-    /// [`DEFAULT_CANCEL_GRACE`]). Flushes nothing: flush your sinks and save breaker state
-    /// after it returns.
+    /// [`DEFAULT_CANCEL_GRACE`]). `Duration::MAX` waits for as long as calls run. Flushes
+    /// nothing: flush your sinks and save breaker state after it returns.
     pub async fn drain(&self, timeout: Duration) -> DrainReport {
         self.drain_with_grace(timeout, DEFAULT_CANCEL_GRACE).await
     }
@@ -172,16 +172,17 @@ impl Shutdown {
         self.close();
         let in_flight_at_start = self.in_flight();
         let mut cancelled = 0;
-        if !self.wait_idle_until(started + timeout).await {
+        if !self.wait_idle_until(started.checked_add(timeout)).await {
             cancelled = self.in_flight();
             tracing::warn!(
                 cancelled,
-                ?timeout,
+                timeout_secs = timeout.as_secs_f64(),
                 "drain deadline passed; cancelling the calls still in flight"
             );
             self.state.cancelled.store(true, Ordering::SeqCst);
             self.state.cancel.notify_waiters();
-            self.wait_idle_until(Instant::now() + grace).await;
+            self.wait_idle_until(Instant::now().checked_add(grace))
+                .await;
         }
         let still_running = self.in_flight();
         if still_running > 0 {
@@ -198,8 +199,9 @@ impl Shutdown {
         }
     }
 
-    /// Waits until no call is in flight or `deadline` passes; returns whether idle.
-    async fn wait_idle_until(&self, deadline: Instant) -> bool {
+    /// Waits until no call is in flight or `deadline` passes (`None`: a deadline past what the
+    /// clock can hold, such as `Duration::MAX` from now, which is none); returns whether idle.
+    async fn wait_idle_until(&self, deadline: Option<Instant>) -> bool {
         loop {
             let idle = self.state.idle.notified();
             tokio::pin!(idle);
@@ -207,8 +209,13 @@ impl Shutdown {
             if self.in_flight() == 0 {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return self.in_flight() == 0;
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                        return self.in_flight() == 0;
+                    }
+                }
+                None => idle.await,
             }
         }
     }

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::agent::Agent;
+
+use super::error::{CancelledByShutdown, ShuttingDown};
 use super::handle::{Shutdown, Tracker};
-use super::service::ShutdownService;
+use super::service::GracefulShutdown;
 
 /// Refuses new calls once a [`Shutdown`] closes, and counts the calls in flight so
 /// [`Shutdown::drain`] can wait for them (or cancel them at its deadline). Put it outermost in
@@ -16,33 +19,24 @@ pub struct ShutdownLayer {
 }
 
 impl ShutdownLayer {
-    /// A layer for an agent named `"agent"`, tracked by `shutdown`.
-    pub fn new(shutdown: &Shutdown) -> Self {
+    /// A layer for `agent`'s calls, tracked by `shutdown`.
+    pub fn new<C>(agent: &Agent<C>, shutdown: &Shutdown) -> Self {
+        crate::classify::register::<ShuttingDown>();
+        crate::classify::register::<CancelledByShutdown>();
         ShutdownLayer {
             tracker: Arc::new(Tracker {
                 state: shutdown.state.clone(),
-                agent: Arc::from("agent"),
-            }),
-        }
-    }
-
-    /// Names the agent (in errors and in what the hook receives).
-    #[must_use]
-    pub fn named(self, agent: impl Into<Arc<str>>) -> Self {
-        ShutdownLayer {
-            tracker: Arc::new(Tracker {
-                state: self.tracker.state.clone(),
-                agent: agent.into(),
+                agent: agent.name_arc().clone(),
             }),
         }
     }
 }
 
 impl<S> Layer<S> for ShutdownLayer {
-    type Service = ShutdownService<S>;
+    type Service = GracefulShutdown<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ShutdownService {
+        GracefulShutdown {
             inner,
             tracker: self.tracker.clone(),
         }

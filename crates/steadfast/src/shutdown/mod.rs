@@ -24,7 +24,7 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let shutdown = Shutdown::with_hook(|call| eprintln!("dead-letter: {call}"));
-//! let agent = ShutdownLayer::new(&shutdown).named("gpt").layer(service_fn(|secs: u64| async move {
+//! let agent = ShutdownLayer::new(&steadfast::Agent::new("gpt"), &shutdown).layer(service_fn(|secs: u64| async move {
 //!     tokio::time::sleep(Duration::from_secs(secs)).await;
 //!     Ok::<_, BoxError>(secs)
 //! }));
@@ -54,4 +54,4 @@ pub use error::{CancelledByShutdown, CancelledCall, ShuttingDown};
 pub use future::ResponseFuture;
 pub use handle::{DEFAULT_CANCEL_GRACE, DrainReport, Shutdown};
 pub use layer::ShutdownLayer;
-pub use service::ShutdownService;
+pub use service::GracefulShutdown;

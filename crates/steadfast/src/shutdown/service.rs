@@ -1,4 +1,4 @@
-//! [`ShutdownService`]: admits calls while the [`Shutdown`](super::Shutdown) is open.
+//! [`GracefulShutdown`]: admits calls while the [`Shutdown`](super::Shutdown) is open.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,12 +14,12 @@ use super::handle::Tracker;
 
 /// An agent whose calls a [`Shutdown`](super::Shutdown) can drain; see
 /// [`ShutdownLayer`](super::ShutdownLayer).
-pub struct ShutdownService<S> {
+pub struct GracefulShutdown<S> {
     pub(crate) inner: S,
     pub(crate) tracker: Arc<Tracker>,
 }
 
-impl<S, Req> Service<Req> for ShutdownService<S>
+impl<S, Req> Service<Req> for GracefulShutdown<S>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
@@ -34,9 +34,7 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         if !self.tracker.state.try_enter() {
-            return ResponseFuture::refused(ShuttingDown {
-                agent: self.tracker.agent.clone(),
-            });
+            return ResponseFuture::refused(ShuttingDown::new(self.tracker.agent.clone()));
         }
         let tracked = Tracked {
             tracker: self.tracker.clone(),
@@ -46,18 +44,18 @@ where
     }
 }
 
-impl<S: Clone> Clone for ShutdownService<S> {
+impl<S: Clone> Clone for GracefulShutdown<S> {
     fn clone(&self) -> Self {
-        ShutdownService {
+        GracefulShutdown {
             inner: self.inner.clone(),
             tracker: self.tracker.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ShutdownService<S> {
+impl<S: fmt::Debug> fmt::Debug for GracefulShutdown<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShutdownService")
+        f.debug_struct("GracefulShutdown")
             .field("inner", &self.inner)
             .field("agent", &self.tracker.agent)
             .finish_non_exhaustive()

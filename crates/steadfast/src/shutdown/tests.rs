@@ -13,12 +13,14 @@ type Agent = tower::util::BoxCloneService<u64, u64, BoxError>;
 
 /// An agent that answers after the given number of seconds.
 fn sleeper(shutdown: &Shutdown) -> Agent {
-    tower::util::BoxCloneService::new(ShutdownLayer::new(shutdown).named("gpt").layer(service_fn(
-        |secs: u64| async move {
-            sleep(Duration::from_secs(secs)).await;
-            Ok::<_, BoxError>(secs)
-        },
-    )))
+    tower::util::BoxCloneService::new(
+        ShutdownLayer::new(&crate::Agent::new("gpt"), shutdown).layer(service_fn(
+            |secs: u64| async move {
+                sleep(Duration::from_secs(secs)).await;
+                Ok::<_, BoxError>(secs)
+            },
+        )),
+    )
 }
 
 fn recording() -> (Shutdown, Arc<Mutex<Vec<CancelledCall>>>) {
@@ -74,8 +76,8 @@ async fn calls_still_running_at_the_deadline_are_cancelled_and_handed_to_the_hoo
     assert_eq!(quick.await.unwrap().unwrap(), 1);
     let error = slow.await.unwrap().unwrap_err();
     let error = error.downcast_ref::<CancelledByShutdown>().unwrap();
-    assert_eq!(&*error.agent, "gpt");
-    assert_eq!(error.in_flight_for, Duration::from_secs(7));
+    assert_eq!(error.agent(), "gpt");
+    assert_eq!(error.in_flight_for(), Duration::from_secs(7));
     assert_eq!(
         cancelled.lock().unwrap().as_slice(),
         std::slice::from_ref(error)
@@ -88,16 +90,16 @@ async fn new_calls_are_refused_once_closing_without_reaching_the_agent() {
     let shutdown = Shutdown::new();
     let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = reached.clone();
-    let agent = ShutdownLayer::new(&shutdown)
-        .named("gpt")
-        .layer(service_fn(move |(): ()| {
+    let agent = ShutdownLayer::new(&crate::Agent::new("gpt"), &shutdown).layer(service_fn(
+        move |(): ()| {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, BoxError>(()) }
-        }));
+        },
+    ));
     shutdown.close();
     let error = agent.oneshot(()).await.unwrap_err();
     let refused = error.downcast_ref::<ShuttingDown>().unwrap();
-    assert_eq!(&*refused.agent, "gpt");
+    assert_eq!(refused.agent(), "gpt");
     assert!(error.to_string().contains("shutting down"), "{error}");
     assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
     assert_eq!(shutdown.in_flight(), 0);
@@ -136,4 +138,25 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bo
         std::task::Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx).is_pending())
     })
     .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_with_no_limit_waits_for_the_calls_and_does_not_panic() {
+    let shutdown = Shutdown::new();
+    let agent = ShutdownLayer::new(&crate::Agent::new("gpt"), &shutdown).layer(service_fn(
+        |secs: u64| async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            Ok::<_, BoxError>(secs)
+        },
+    ));
+    let call = tokio::spawn(agent.oneshot(3_600));
+    tokio::task::yield_now().await;
+    let report = shutdown.drain(Duration::MAX).await;
+    assert_eq!(report.cancelled, 0);
+    assert_eq!(report.waited, Duration::from_secs(3_600));
+    assert_eq!(call.await.unwrap().unwrap(), 3_600);
+    let report = shutdown
+        .drain_with_grace(Duration::ZERO, Duration::MAX)
+        .await;
+    assert_eq!(report.in_flight_at_start, 0);
 }

@@ -34,6 +34,12 @@ impl TestRecorder {
             .map_or(0, |value| value.load(Ordering::SeqCst))
     }
 
+    /// Whether `name{labels}` was ever registered (a counter at 0 may be).
+    #[allow(dead_code)] // not every test binary asks
+    pub(crate) fn registered(&self, name: &str) -> bool {
+        self.values.lock().unwrap().contains_key(name)
+    }
+
     /// The gauge `name{labels}`, NaN if never registered.
     #[allow(dead_code)] // not every test binary reads gauges
     pub(crate) fn gauge(&self, name: &str) -> f64 {
@@ -44,6 +50,12 @@ impl TestRecorder {
             .map_or(f64::NAN, |value| {
                 f64::from_bits(value.load(Ordering::SeqCst))
             })
+    }
+
+    /// Every counter and gauge registered so far, by `name{labels}`.
+    #[allow(dead_code)] // not every test binary lists the series
+    pub(crate) fn series(&self) -> Vec<String> {
+        self.values.lock().unwrap().keys().cloned().collect()
     }
 }
 

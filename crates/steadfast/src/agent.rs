@@ -1,0 +1,418 @@
+//! [`Agent`]: an agent named once, with its classifier, and handed to every layer.
+//!
+//! An agent scope carries what every layer needs to know about the agent it wraps: its name
+//! (metrics labels, logs, errors, dead letters), its [classifier](crate::classify::Classify),
+//! and the one path its layers report on. Make it once from a [`Registry`] and give a reference
+//! to each layer:
+//!
+//! ```
+//! # #[cfg(all(feature = "circuit-breaker", feature = "retry"))] {
+//! use steadfast::prelude::*;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let registry = Registry::new();
+//! let gpt = registry.agent("gpt-4o");
+//! let stack = ServiceBuilder::new()
+//!     .layer(BackoffRetryLayer::new(&gpt, RetryConfig::default()))
+//!     .layer(CircuitBreakerLayer::new(&gpt, BreakerConfig::default()))
+//!     .service(service_fn(|prompt: String| async move { Ok::<_, BoxError>(prompt) }));
+//!
+//! assert_eq!(stack.oneshot("hi".to_string()).await?, "hi");
+//! assert_eq!(registry.agents(), ["gpt-4o"]);
+//! assert!(registry.breaker("gpt-4o").is_some());
+//! # Ok(()) }
+//! # }
+//! ```
+//!
+//! # One event path
+//!
+//! Every decision a layer takes for the agent (a retry, a fallback, a breaker transition, a
+//! dead letter) is one [`Event`], emitted through the scope. The scope derives everything else
+//! from it in one place: the registry's counters ([`CountersSnapshot`]), the metrics
+//! (`steadfast_*`), one `tracing` event, and the registry's [`EventBus`] that notifications
+//! subscribe to. A `/status` page and a `/metrics` scrape therefore always agree.
+
+use std::fmt;
+#[cfg(feature = "circuit-breaker")]
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use metrics::Counter;
+
+#[cfg(feature = "circuit-breaker")]
+use crate::circuit_breaker::BreakerHandle;
+use crate::classify::{DefaultClassifier, OutcomeKind};
+use crate::events::{Event, EventBus};
+use crate::registry::{CountersSnapshot, Health, Registry};
+use crate::sync::ShardedCounter;
+
+/// One agent: its name, its classifier, and the path its layers report on. Cheap to clone.
+///
+/// Get one from [`Registry::agent`] (the same name always gives the same agent) or, for an
+/// agent no registry needs to see, [`Agent::new`]. Set the classifier with
+/// [`classifier`](Self::classifier); the default treats every `Err` as transient.
+pub struct Agent<C = DefaultClassifier> {
+    pub(crate) scope: Arc<Scope>,
+    classifier: C,
+}
+
+/// What every layer of one agent shares, whatever its classifier.
+pub(crate) struct Scope {
+    pub(crate) reporter: Arc<Reporter>,
+    /// The agent's circuit breaker, once a `CircuitBreakerLayer` was made for it. The breaker
+    /// reports through `reporter`, never through this scope, so nothing here is a cycle.
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) breaker: RwLock<Option<BreakerHandle>>,
+}
+
+impl Agent {
+    /// An agent in a registry of its own. Prefer [`Registry::agent`] when a status page,
+    /// metrics or notifications should see it.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Registry::new().agent(name)
+    }
+
+    pub(crate) fn from_scope(scope: Arc<Scope>) -> Self {
+        Agent {
+            scope,
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+impl<C> Agent<C> {
+    /// Classifies this agent's results with `classifier` in every layer made from the returned
+    /// agent (see [`crate::classify`]).
+    pub fn classifier<C2>(self, classifier: C2) -> Agent<C2> {
+        Agent {
+            scope: self.scope,
+            classifier,
+        }
+    }
+
+    /// The classifier.
+    pub fn classifier_ref(&self) -> &C {
+        &self.classifier
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.scope.reporter.name
+    }
+
+    /// The name, shared.
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.scope.reporter.name
+    }
+
+    /// Emits `event` on the agent's one event path: counters, metrics, a `tracing` event and
+    /// the registry's bus. For layers of your own; steadfast's layers emit theirs.
+    pub fn emit(&self, event: Event) {
+        self.scope.reporter.emit(event);
+    }
+
+    /// The bus this agent's events are published on (the registry's).
+    pub fn events(&self) -> &EventBus {
+        &self.scope.reporter.bus
+    }
+
+    /// What this agent's layers counted so far.
+    pub fn counters(&self) -> CountersSnapshot {
+        self.scope.reporter.counters.snapshot()
+    }
+
+    /// The agent's circuit breaker, once a `CircuitBreakerLayer` was made for it.
+    #[cfg(feature = "circuit-breaker")]
+    pub fn breaker(&self) -> Option<BreakerHandle> {
+        self.scope.breaker()
+    }
+
+    #[allow(dead_code)] // used by whichever layers are compiled in
+    pub(crate) fn reporter(&self) -> &Arc<Reporter> {
+        &self.scope.reporter
+    }
+
+    /// Whether `other` is the same agent (same scope).
+    pub fn same_agent<C2>(&self, other: &Agent<C2>) -> bool {
+        Arc::ptr_eq(&self.scope, &other.scope)
+    }
+}
+
+impl Scope {
+    pub(crate) fn new(name: Arc<str>, bus: EventBus) -> Self {
+        Scope {
+            reporter: Arc::new(Reporter::new(name, bus)),
+            #[cfg(feature = "circuit-breaker")]
+            breaker: RwLock::new(None),
+        }
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) fn breaker(&self) -> Option<BreakerHandle> {
+        self.breaker
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) fn set_breaker(&self, handle: BreakerHandle) {
+        let mut breaker = self
+            .breaker
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if breaker.is_some() {
+            tracing::warn!(
+                agent = %self.reporter.name,
+                "a second circuit breaker was made for this agent; the registry now shows the new one"
+            );
+        }
+        *breaker = Some(handle);
+    }
+
+    /// The agent's health: its breaker's (see [`crate::registry`]), `Healthy` without one.
+    pub(crate) fn health(&self, registry: &Registry) -> Health {
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(breaker) = self.breaker() {
+            return registry
+                .health_policy()
+                .health_of(breaker.state(), breaker.failure_rate());
+        }
+        let _ = registry;
+        Health::Healthy
+    }
+}
+
+impl<C: Clone> Clone for Agent<C> {
+    fn clone(&self) -> Self {
+        Agent {
+            scope: self.scope.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Agent<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("name", &self.name())
+            .field("classifier", &std::any::type_name::<C>())
+            .finish()
+    }
+}
+
+/// The one path an agent's layers report on: it turns each [`Event`] into counter updates,
+/// metrics, a log line and a bus message, and counts calls and who served them.
+pub(crate) struct Reporter {
+    pub(crate) name: Arc<str>,
+    bus: EventBus,
+    counters: AgentCounters,
+    metrics: AgentMetrics,
+}
+
+#[allow(dead_code)] // each method is used by the layer that needs it, when compiled in
+impl Reporter {
+    fn new(name: Arc<str>, bus: EventBus) -> Self {
+        Reporter {
+            metrics: AgentMetrics::default(),
+            counters: AgentCounters::default(),
+            name,
+            bus,
+        }
+    }
+
+    /// The one event path: counters, metrics, tracing, bus, in that order.
+    pub(crate) fn emit(&self, event: Event) {
+        self.counters.apply(&event);
+        self.metrics.apply(&self.name, &event);
+        crate::events::trace(&event);
+        self.bus.emit(event);
+    }
+
+    /// Registers the breaker's per-call metrics (a closed state gauge, zeroed call counters).
+    pub(crate) fn breaker_created(&self) {
+        let metrics = self.metrics.breaker(&self.name);
+        metrics.state.set(0.0);
+    }
+
+    /// Registers the `steadfast_served_total{source="primary"}` counter.
+    pub(crate) fn fallback_created(&self) {
+        self.served_primary_counter();
+    }
+
+    fn served_primary_counter(&self) -> &Counter {
+        self.metrics.served_primary.get_or_init(|| {
+            metrics::counter!("steadfast_served_total", "agent" => self.name.to_string(), "source" => "primary")
+        })
+    }
+
+    /// A call the breaker admitted completed with `kind`.
+    #[inline]
+    pub(crate) fn count_call(&self, kind: OutcomeKind) {
+        self.metrics.breaker(&self.name).calls[kind as usize].increment(1);
+    }
+
+    /// A call the breaker refused.
+    #[inline]
+    pub(crate) fn count_rejected(&self) {
+        self.metrics.breaker(&self.name).rejected.increment(1);
+    }
+
+    /// The primary agent answered a call that went through a fallback layer. Per call: one
+    /// per-thread counter and one metrics increment.
+    #[inline]
+    pub(crate) fn count_primary(&self) {
+        self.counters.primary.increment();
+        self.served_primary_counter().increment(1);
+    }
+
+    /// The dead-letter store holds `depth` records for this agent.
+    pub(crate) fn set_dlq_depth(&self, depth: u64) {
+        self.counters.dlq_depth.store(depth, Ordering::Relaxed);
+    }
+
+    pub(crate) fn counters(&self) -> CountersSnapshot {
+        self.counters.snapshot()
+    }
+}
+
+impl fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter")
+            .field("agent", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters filled from events (and the primary's answers); read by the registry snapshot.
+#[derive(Debug, Default)]
+struct AgentCounters {
+    retries: AtomicU64,
+    retries_exhausted: AtomicU64,
+    retry_budget_exhausted: AtomicU64,
+    deadlines_exceeded: AtomicU64,
+    primary: ShardedCounter,
+    fallbacks: AtomicU64,
+    cache_hits: AtomicU64,
+    degraded: AtomicU64,
+    dead_lettered: AtomicU64,
+    dead_letter_failures: AtomicU64,
+    dlq_depth: AtomicU64,
+}
+
+impl AgentCounters {
+    fn apply(&self, event: &Event) {
+        let counter = match event {
+            Event::RetryScheduled { .. } => &self.retries,
+            Event::RetriesExhausted { .. } => &self.retries_exhausted,
+            Event::RetryBudgetExhausted { .. } => &self.retry_budget_exhausted,
+            Event::DeadlineExceeded { .. } => &self.deadlines_exceeded,
+            Event::FallbackUsed { source, .. } if *source == "cache" => &self.cache_hits,
+            Event::FallbackUsed { .. } => &self.fallbacks,
+            Event::Degraded { .. } => &self.degraded,
+            Event::DeadLettered { .. } => &self.dead_lettered,
+            Event::DeadLetterFailed { .. } => &self.dead_letter_failures,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> CountersSnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CountersSnapshot {
+            retries: load(&self.retries),
+            retries_exhausted: load(&self.retries_exhausted),
+            retry_budget_exhausted: load(&self.retry_budget_exhausted),
+            deadlines_exceeded: load(&self.deadlines_exceeded),
+            primary: self.primary.sum(),
+            fallbacks: load(&self.fallbacks),
+            cache_hits: load(&self.cache_hits),
+            degraded: load(&self.degraded),
+            dead_lettered: load(&self.dead_lettered),
+            dead_letter_failures: load(&self.dead_letter_failures),
+            dlq_depth: load(&self.dlq_depth),
+        }
+    }
+}
+
+/// The agent's metric handles. Per-call handles are registered once, when the layer that needs
+/// them is made (so an agent without a breaker shows no `steadfast_calls_total` series); the
+/// rest are looked up per event, on failure paths.
+#[derive(Default)]
+#[allow(dead_code)] // filled by the breaker and fallback layers, when compiled in
+struct AgentMetrics {
+    breaker: OnceLock<BreakerMetrics>,
+    served_primary: OnceLock<Counter>,
+}
+
+#[allow(dead_code)]
+struct BreakerMetrics {
+    calls: [Counter; 5],
+    rejected: Counter,
+    state: metrics::Gauge,
+}
+
+impl AgentMetrics {
+    fn apply(&self, agent: &Arc<str>, event: &Event) {
+        let counter = |name: &'static str| metrics::counter!(name, "agent" => agent.to_string());
+        let served = |source: &'static str| metrics::counter!("steadfast_served_total", "agent" => agent.to_string(), "source" => source);
+        match event {
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitOpened { from, state, .. } | Event::CircuitClosed { from, state, .. } => {
+                self.transition(agent, *from, *state);
+            }
+            #[cfg(feature = "circuit-breaker")]
+            Event::CircuitHalfOpen { from, .. } => {
+                self.transition(agent, *from, crate::circuit_breaker::BreakerState::HalfOpen);
+            }
+            Event::RetryScheduled { reason, .. } => metrics::counter!(
+                "steadfast_retries_total", "agent" => agent.to_string(), "reason" => reason.unwrap_or("failure")
+            )
+            .increment(1),
+            Event::RetriesExhausted { .. } => counter("steadfast_retries_exhausted_total").increment(1),
+            Event::RetryBudgetExhausted { .. } => {
+                counter("steadfast_retry_budget_exhausted_total").increment(1);
+            }
+            Event::DeadlineExceeded { .. } => {
+                counter("steadfast_retry_deadline_exceeded_total").increment(1);
+            }
+            Event::FallbackUsed { source, .. } => served(source).increment(1),
+            Event::Degraded { .. } => served("degraded").increment(1),
+            Event::DeadLettered { .. } => counter("steadfast_dead_letters_total").increment(1),
+            Event::DeadLetterFailed { .. } => {
+                counter("steadfast_dead_letter_failures_total").increment(1);
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn breaker(&self, agent: &Arc<str>) -> &BreakerMetrics {
+        self.breaker.get_or_init(|| {
+            let call = |outcome: &'static str| metrics::counter!("steadfast_calls_total", "agent" => agent.to_string(), "outcome" => outcome);
+            BreakerMetrics {
+                calls: OutcomeKind::ALL.map(|kind| call(kind.as_str())),
+                rejected: call("rejected"),
+                state: metrics::gauge!("steadfast_breaker_state", "agent" => agent.to_string()),
+            }
+        })
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn transition(
+        &self,
+        agent: &Arc<str>,
+        from: crate::circuit_breaker::BreakerState,
+        to: crate::circuit_breaker::BreakerState,
+    ) {
+        metrics::counter!(
+            "steadfast_breaker_transitions_total",
+            "agent" => agent.to_string(), "from" => from.as_str(), "to" => to.as_str()
+        )
+        .increment(1);
+        self.breaker(agent).state.set(to.gauge_value());
+    }
+}
