@@ -60,12 +60,6 @@ fn fallback_layer() -> FallbackLayer<u64, u64, DefaultClassifier> {
         .then(&registry.agent("spare"), agent())
 }
 
-/// The degrade layer every row uses: always answers 0.
-fn degrade_layer() -> DegradeLayer<impl Fn(&(), &BoxError) -> Option<u64> + Clone, DefaultClassifier>
-{
-    DegradeLayer::new(&Agent::new("primary"), |(): &(), _: &BoxError| Some(0_u64))
-}
-
 fn success_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("fallback_and_degrade");
 
@@ -91,12 +85,18 @@ fn success_path(c: &mut Criterion) {
         b.iter(|| black_box(call_now(&mut fallback, black_box(1))).unwrap());
     });
 
-    let mut degrade = degrade_layer().layer(agent());
+    // Each degrade row has its own closure, so its own future type, as on main: sharing one
+    // degrader between this row and the failing one below made LLVM stop inlining the shared
+    // `poll` (about 10 ns here), and the row measured an inlining decision, not the layer.
+    let mut degrade =
+        DegradeLayer::new(&Agent::new("primary"), |(): &(), _: &BoxError| Some(0_u64))
+            .layer(agent());
     group.bench_function("steadfast_degrade", |b| {
         b.iter(|| black_box(call_now(&mut degrade, black_box(1))).unwrap());
     });
 
-    let mut both = degrade_layer().layer(fallback_layer().layer(agent()));
+    let mut both = DegradeLayer::new(&Agent::new("primary"), |(): &(), _: &BoxError| Some(0_u64))
+        .layer(fallback_layer().layer(agent()));
     group.bench_function("steadfast_degrade_and_fallback", |b| {
         b.iter(|| black_box(call_now(&mut both, black_box(1))).unwrap());
     });
@@ -135,7 +135,9 @@ fn hop(c: &mut Criterion) {
         b.iter(|| black_box(call_now(&mut hop, black_box(1))).unwrap());
     });
 
-    let mut degraded = degrade_layer().layer(failing_agent());
+    let mut degraded =
+        DegradeLayer::new(&Agent::new("primary"), |(): &(), _: &BoxError| Some(0_u64))
+            .layer(failing_agent());
     println!(
         "allocations per call [fallback_hop]: bare {:.2}, steadfast_fallback_hop {:.2}, steadfast_degraded_answer {:.2}",
         allocations_per_call(GLOBAL, 100_000, || drop(call_now(&mut bare, 1))),
