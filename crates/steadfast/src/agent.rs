@@ -232,10 +232,16 @@ impl Reporter {
         self.bus.emit(event);
     }
 
-    /// Registers the breaker's per-call metrics (a closed state gauge, zeroed call counters).
-    pub(crate) fn breaker_created(&self) {
+    /// Registers the breaker's per-call metrics (a closed state gauge, zeroed call counters)
+    /// and hands the breaker its own copies of the call counters, so counting a call is one
+    /// increment with nothing to look up.
+    pub(crate) fn breaker_created(&self) -> CallCounters {
         let metrics = self.metrics.breaker(&self.name);
         metrics.state.set(0.0);
+        CallCounters {
+            by_kind: metrics.calls.clone(),
+            rejected: metrics.rejected.clone(),
+        }
     }
 
     /// Registers the `steadfast_served_total{source="primary"}` counter.
@@ -247,18 +253,6 @@ impl Reporter {
         self.metrics.served_primary.get_or_init(|| {
             metrics::counter!("steadfast_served_total", "agent" => self.name.to_string(), "source" => "primary")
         })
-    }
-
-    /// A call the breaker admitted completed with `kind`.
-    #[inline]
-    pub(crate) fn count_call(&self, kind: OutcomeKind) {
-        self.metrics.breaker(&self.name).calls[kind as usize].increment(1);
-    }
-
-    /// A call the breaker refused.
-    #[inline]
-    pub(crate) fn count_rejected(&self) {
-        self.metrics.breaker(&self.name).rejected.increment(1);
     }
 
     /// The primary agent answered a call that went through a fallback layer. Per call: one
@@ -284,6 +278,26 @@ impl fmt::Debug for Reporter {
         f.debug_struct("Reporter")
             .field("agent", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// `steadfast_calls_total{agent, outcome}`, as the breaker keeps them.
+pub(crate) struct CallCounters {
+    by_kind: [Counter; 5],
+    rejected: Counter,
+}
+
+impl CallCounters {
+    /// A call the breaker admitted completed with `kind`.
+    #[inline]
+    pub(crate) fn completed(&self, kind: OutcomeKind) {
+        self.by_kind[kind as usize].increment(1);
+    }
+
+    /// A call the breaker refused.
+    #[inline]
+    pub(crate) fn rejected(&self) {
+        self.rejected.increment(1);
     }
 }
 
@@ -338,14 +352,24 @@ impl AgentCounters {
     }
 }
 
-/// The agent's metric handles. Per-call handles are registered once, when the layer that needs
-/// them is made (so an agent without a breaker shows no `steadfast_calls_total` series); the
-/// rest are looked up per event, on failure paths.
+/// The agent's metric handles, each registered once, the first time it is needed (so an agent
+/// without a breaker shows no `steadfast_calls_total` series, and counting an event never
+/// allocates or looks a series up again).
 #[derive(Default)]
-#[allow(dead_code)] // filled by the breaker and fallback layers, when compiled in
+#[allow(dead_code)] // filled by the layers compiled in
 struct AgentMetrics {
     breaker: OnceLock<BreakerMetrics>,
     served_primary: OnceLock<Counter>,
+    served_fallback: OnceLock<Counter>,
+    served_cache: OnceLock<Counter>,
+    served_degraded: OnceLock<Counter>,
+    retries_exhausted: OnceLock<Counter>,
+    retry_budget_exhausted: OnceLock<Counter>,
+    deadlines_exceeded: OnceLock<Counter>,
+    dead_letters: OnceLock<Counter>,
+    dead_letter_failures: OnceLock<Counter>,
+    /// `steadfast_retries_total{reason}`: one handle per reason seen (a handful).
+    retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
 
 #[allow(dead_code)]
@@ -357,8 +381,16 @@ struct BreakerMetrics {
 
 impl AgentMetrics {
     fn apply(&self, agent: &Arc<str>, event: &Event) {
-        let counter = |name: &'static str| metrics::counter!(name, "agent" => agent.to_string());
-        let served = |source: &'static str| metrics::counter!("steadfast_served_total", "agent" => agent.to_string(), "source" => source);
+        let counter = |cell: &OnceLock<Counter>, name: &'static str| {
+            cell.get_or_init(|| metrics::counter!(name, "agent" => agent.to_string()))
+                .increment(1);
+        };
+        let served = |cell: &OnceLock<Counter>, source: &'static str| {
+            cell.get_or_init(|| {
+                metrics::counter!("steadfast_served_total", "agent" => agent.to_string(), "source" => source)
+            })
+            .increment(1);
+        };
         match event {
             #[cfg(feature = "circuit-breaker")]
             Event::CircuitOpened { from, state, .. } | Event::CircuitClosed { from, state, .. } => {
@@ -368,25 +400,48 @@ impl AgentMetrics {
             Event::CircuitHalfOpen { from, .. } => {
                 self.transition(agent, *from, crate::circuit_breaker::BreakerState::HalfOpen);
             }
-            Event::RetryScheduled { reason, .. } => metrics::counter!(
-                "steadfast_retries_total", "agent" => agent.to_string(), "reason" => reason.unwrap_or("failure")
-            )
-            .increment(1),
-            Event::RetriesExhausted { .. } => counter("steadfast_retries_exhausted_total").increment(1),
-            Event::RetryBudgetExhausted { .. } => {
-                counter("steadfast_retry_budget_exhausted_total").increment(1);
+            Event::RetryScheduled { reason, .. } => self.retry(agent, reason.unwrap_or("failure")),
+            Event::RetriesExhausted { .. } => {
+                counter(&self.retries_exhausted, "steadfast_retries_exhausted_total");
             }
-            Event::DeadlineExceeded { .. } => {
-                counter("steadfast_retry_deadline_exceeded_total").increment(1);
+            Event::RetryBudgetExhausted { .. } => counter(
+                &self.retry_budget_exhausted,
+                "steadfast_retry_budget_exhausted_total",
+            ),
+            Event::DeadlineExceeded { .. } => counter(
+                &self.deadlines_exceeded,
+                "steadfast_retry_deadline_exceeded_total",
+            ),
+            Event::FallbackUsed { source, .. } if *source == "cache" => {
+                served(&self.served_cache, "cache");
             }
-            Event::FallbackUsed { source, .. } => served(source).increment(1),
-            Event::Degraded { .. } => served("degraded").increment(1),
-            Event::DeadLettered { .. } => counter("steadfast_dead_letters_total").increment(1),
-            Event::DeadLetterFailed { .. } => {
-                counter("steadfast_dead_letter_failures_total").increment(1);
+            Event::FallbackUsed { .. } => served(&self.served_fallback, "fallback"),
+            Event::Degraded { .. } => served(&self.served_degraded, "degraded"),
+            Event::DeadLettered { .. } => {
+                counter(&self.dead_letters, "steadfast_dead_letters_total");
             }
+            Event::DeadLetterFailed { .. } => counter(
+                &self.dead_letter_failures,
+                "steadfast_dead_letter_failures_total",
+            ),
             _ => {}
         }
+    }
+
+    fn retry(&self, agent: &Arc<str>, reason: &'static str) {
+        let mut retries = self
+            .retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = retries.iter().find(|(seen, _)| *seen == reason) {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(
+            "steadfast_retries_total", "agent" => agent.to_string(), "reason" => reason
+        );
+        counter.increment(1);
+        retries.push((reason, counter));
     }
 
     #[allow(dead_code)]

@@ -56,7 +56,6 @@
 use std::any::TypeId;
 use std::error::Error;
 use std::fmt;
-use std::sync::RwLock;
 use std::time::Duration;
 
 use crate::error::BoxError;
@@ -386,10 +385,66 @@ fn classify_as<E: ClassifyError>(error: &(dyn Error + 'static)) -> Option<Outcom
     error.downcast_ref::<E>().map(ClassifyError::outcome)
 }
 
-/// The registered error types, searched in order. Read on failure paths only; written once per
-/// type. Starts with tower's and tokio's timeouts, which are below every layer.
-static REGISTERED: RwLock<Vec<Registered>> = RwLock::new(Vec::new());
+/// The most error types that can be registered. Layers register a handful each; a program
+/// registering more than this is registering in a loop (each type counts once), and the extra
+/// types are then refused with an error log rather than slowing every classification.
+pub const MAX_REGISTERED: usize = 256;
 
+/// The registered error types, searched in order: an append-only table read without a lock
+/// (failure paths on every thread read it; only registration, once per type, writes).
+static REGISTERED: Table = Table::new();
+
+struct Table {
+    entries: [std::sync::OnceLock<Registered>; MAX_REGISTERED],
+    /// Entries published so far: every entry below this index is set.
+    len: std::sync::atomic::AtomicUsize,
+    /// Serialises registrations (reads never take it).
+    writer: std::sync::Mutex<()>,
+}
+
+impl Table {
+    const fn new() -> Self {
+        Table {
+            entries: [const { std::sync::OnceLock::new() }; MAX_REGISTERED],
+            len: std::sync::atomic::AtomicUsize::new(0),
+            writer: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Registered> {
+        let len = self.len.load(std::sync::atomic::Ordering::Acquire);
+        self.entries[..len]
+            .iter()
+            .filter_map(std::sync::OnceLock::get)
+    }
+
+    fn contains(&self, type_id: TypeId) -> bool {
+        self.iter().any(|entry| entry.type_id == type_id)
+    }
+
+    fn push(&self, entry: Registered) {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.contains(entry.type_id) {
+            return;
+        }
+        let len = self.len.load(std::sync::atomic::Ordering::Acquire);
+        let Some(slot) = self.entries.get(len) else {
+            tracing::error!(
+                max = MAX_REGISTERED,
+                "too many self-classifying error types registered; this one classifies as its classifier says"
+            );
+            return;
+        };
+        let _ = slot.set(entry);
+        self.len
+            .store(len + 1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// tower's and tokio's timeouts and [`FailedResponse`]: below every layer, always known.
 fn builtins() -> [Registered; 3] {
     [
         Registered {
@@ -411,38 +466,26 @@ fn builtins() -> [Registered; 3] {
 /// cheap after the first call; steadfast's layers register their own errors when built.
 pub fn register<E: ClassifyError>() {
     let type_id = TypeId::of::<E>();
-    let known = |registered: &[Registered]| registered.iter().any(|r| r.type_id == type_id);
-    if known(
-        &REGISTERED
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    ) {
+    if REGISTERED.contains(type_id) {
         return;
     }
-    let mut registered = REGISTERED
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !known(&registered) {
-        registered.push(Registered {
-            type_id,
-            classify: classify_as::<E>,
-        });
-    }
+    REGISTERED.push(Registered {
+        type_id,
+        classify: classify_as::<E>,
+    });
 }
 
 /// The outcome of the first error in `error`'s `source()` chain (outermost first) that
 /// classifies itself: tower's and tokio's timeout `Elapsed` (transient `"timeout"`), a
 /// [`FailedResponse`], and every [registered](register) [`ClassifyError`]. `None` if none does.
+/// Takes no lock.
 pub fn error_outcome(error: &(dyn Error + 'static)) -> Option<Outcome> {
     let builtins = builtins();
-    let registered = REGISTERED
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut current = Some(error);
     while let Some(error) = current {
         let found = builtins
             .iter()
-            .chain(registered.iter())
+            .chain(REGISTERED.iter())
             .find_map(|entry| (entry.classify)(error));
         if found.is_some() {
             return found;
@@ -571,8 +614,6 @@ mod tests {
         register::<GaveUp>();
         register::<GaveUp>();
         let count = REGISTERED
-            .read()
-            .unwrap()
             .iter()
             .filter(|r| r.type_id == TypeId::of::<GaveUp>())
             .count();

@@ -41,6 +41,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -422,6 +423,9 @@ struct BusInner {
     sender: broadcast::Sender<Event>,
     capacity: usize,
     dropped: Counter,
+    /// Receivers alive, kept here so that emitting with none costs one atomic load instead of
+    /// the channel's lock.
+    subscribers: Arc<AtomicUsize>,
 }
 
 impl EventBus {
@@ -435,6 +439,7 @@ impl EventBus {
                 sender,
                 capacity,
                 dropped: metrics::counter!("steadfast_events_dropped_total"),
+                subscribers: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -442,17 +447,24 @@ impl EventBus {
     /// Publishes `event` to every current subscriber. Never blocks.
     #[inline]
     pub fn emit(&self, event: Event) {
+        if self.inner.subscribers.load(Ordering::Acquire) == 0 {
+            return;
+        }
         // An error only means nobody listens right now: nothing to do.
         let _ = self.inner.sender.send(event);
     }
 
     /// A new subscriber, seeing events emitted from now on.
     pub fn subscribe(&self) -> EventReceiver {
+        // Counted before the receiver exists, so no event emitted after `subscribe` returns is
+        // skipped for want of a subscriber.
+        self.inner.subscribers.fetch_add(1, Ordering::AcqRel);
         EventReceiver {
             receiver: self.inner.sender.subscribe(),
             dropped_total: self.inner.dropped.clone(),
             capacity: self.inner.capacity,
             dropped: 0,
+            subscribers: self.inner.subscribers.clone(),
         }
     }
 
@@ -495,6 +507,13 @@ pub struct EventReceiver {
     dropped_total: Counter,
     capacity: usize,
     dropped: u64,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        self.subscribers.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EventReceiver {

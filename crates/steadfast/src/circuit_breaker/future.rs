@@ -94,7 +94,7 @@ where
                         (Some(started), Some(threshold)) => started.elapsed() >= threshold,
                         _ => false,
                     };
-                    shared.reporter.count_call(outcome.kind());
+                    shared.calls.completed(outcome.kind());
                     call.finished = true;
                     if let Some(transition) =
                         shared

@@ -93,7 +93,7 @@ where
                 ResponseFuture::called(self.inner.call(request), call)
             }
             Err(rejection) => {
-                shared.reporter.count_rejected();
+                shared.calls.rejected();
                 ResponseFuture::rejected(CircuitOpen::new(
                     shared.name.clone(),
                     rejection.state,

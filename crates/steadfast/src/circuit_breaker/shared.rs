@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::agent::Reporter;
+use crate::agent::{CallCounters, Reporter};
 use crate::clock::{Nanos, Origin};
 use crate::events::Event;
 use crate::sync::CachePadded;
@@ -25,14 +25,17 @@ pub(crate) struct Shared {
     /// calls commute; read only when a check is due.
     health_check: RwLock<Option<Arc<dyn HealthCheck>>>,
     watch: watch::Sender<BreakerState>,
-    /// The agent's one event path: transitions, per-call metrics.
+    /// The agent's one event path: transitions.
     pub(crate) reporter: Arc<Reporter>,
+    /// `steadfast_calls_total`, counted per call.
+    pub(crate) calls: CallCounters,
 }
 
 impl Shared {
     pub(crate) fn new(reporter: Arc<Reporter>, config: BreakerConfig) -> Arc<Self> {
-        reporter.breaker_created();
+        let calls = reporter.breaker_created();
         Arc::new(Shared {
+            calls,
             name: reporter.name.clone(),
             origin: Origin::now(),
             core: CachePadded(Core::new(config)),

@@ -285,6 +285,7 @@ impl Core {
         &self.config
     }
 
+    #[inline]
     pub(crate) fn state(&self) -> BreakerState {
         BreakerState::from_u8(self.state.load(Ordering::Acquire))
     }

@@ -29,10 +29,11 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         // One timer for both the overall deadline (while an attempt runs) and the wait between
-        // attempts (which always ends before the deadline). Armed at once only with a
-        // deadline; without one, first at the first retry: no timer on the success path.
-        #[pin]
-        timer: Option<Sleep>,
+        // attempts (which always ends before the deadline). Boxed and made only when needed:
+        // with a deadline, when an attempt first has to wait; without one, at the first retry.
+        // An attempt that answers at once never makes it, and the future stays small (it is
+        // moved on every call: its size is time).
+        timer: Option<Pin<Box<Sleep>>>,
         retrying: Retrying<S, Req, C, M>,
     }
 }
@@ -54,10 +55,16 @@ pub(crate) struct Retrying<S, Req, C, M> {
     memo: M,
     shared: Arc<Shared>,
     attempts: u32,
-    previous_wait: Duration,
     deadline: Option<Instant>,
+    /// What only a retried call needs, boxed at the first failure that is retried.
+    failed: Option<Box<Failed>>,
+}
+
+/// The state of a call that failed at least once and is being retried.
+struct Failed {
+    previous_wait: Duration,
     last_error: Option<BoxError>,
-    span: Option<tracing::Span>,
+    span: tracing::Span,
 }
 
 impl<S, Req, C, M> Retrying<S, Req, C, M> {
@@ -75,10 +82,8 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
             memo,
             shared,
             attempts: 1,
-            previous_wait: Duration::ZERO,
             deadline: None,
-            last_error: None,
-            span: None,
+            failed: None,
         }
     }
 }
@@ -101,7 +106,7 @@ where
         retrying.deadline = deadline;
         ResponseFuture {
             state: State::Called { future },
-            timer: deadline.map(tokio::time::sleep_until),
+            timer: None,
             retrying,
         }
     }
@@ -132,7 +137,11 @@ where
             tracing::debug!(agent = %shared.name, %outcome, "not retrying: the request is not idempotent and may have reached the agent");
         }
         let retryable = repeatable && shared.retryable(&outcome);
-        let (attempts, previous) = (self.attempts, self.previous_wait);
+        let previous = self
+            .failed
+            .as_ref()
+            .map_or(Duration::ZERO, |failed| failed.previous_wait);
+        let attempts = self.attempts;
         let verdict = policy::decide(&shared.config, outcome, retryable, attempts, || {
             shared.backoff(attempts, previous)
         });
@@ -181,8 +190,15 @@ where
         }
         shared.report_retry(&outcome, attempts + 1, wait);
         tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
-        self.last_error = result.err();
-        self.previous_wait = wait;
+        let failed = self.failed.get_or_insert_with(|| {
+            Box::new(Failed {
+                previous_wait: Duration::ZERO,
+                last_error: None,
+                span: tracing::Span::none(),
+            })
+        });
+        failed.last_error = result.err();
+        failed.previous_wait = wait;
         Step::Wait(wait, wake)
     }
 
@@ -201,7 +217,9 @@ where
             self.shared.name.clone(),
             self.attempts,
             self.shared.config.deadline.unwrap_or_default(),
-            self.last_error.take(),
+            self.failed
+                .as_mut()
+                .and_then(|failed| failed.last_error.take()),
         )
         .into()
     }
@@ -217,24 +235,28 @@ where
     }
 }
 
-/// Whether the deadline has passed; `timer` must be armed for the deadline (it is, outside
-/// `Waiting`, whenever there is one).
+/// Whether the deadline has passed, arming the timer for it first if the attempt is the first
+/// to wait (outside `Waiting`, the timer is armed for the deadline whenever there is one).
 fn deadline_passed(
     deadline: Option<Instant>,
-    timer: Pin<&mut Option<Sleep>>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
     cx: &mut Context<'_>,
 ) -> bool {
-    deadline.is_some()
-        && timer
-            .as_pin_mut()
-            .is_some_and(|timer| timer.poll(cx).is_ready())
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    timer
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)))
+        .as_mut()
+        .poll(cx)
+        .is_ready()
 }
 
 /// Arms `timer` to fire at `at`, creating it on first use.
-fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
-    match timer.as_mut().as_pin_mut() {
-        Some(sleep) => sleep.reset(at),
-        None => timer.set(Some(tokio::time::sleep_until(at))),
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    match timer {
+        Some(sleep) => sleep.as_mut().reset(at),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
@@ -254,14 +276,14 @@ where
                 StateProj::Called { future } => {
                     let retrying = &mut *this.retrying;
                     let polled = {
-                        let _entered = retrying.span.as_ref().map(tracing::Span::enter);
+                        let _entered = retrying.failed.as_ref().map(|failed| failed.span.enter());
                         match retrying.deadline {
                             None => future.poll(cx),
                             Some(deadline) => scope::with_deadline(deadline, || future.poll(cx)),
                         }
                     };
                     let Poll::Ready(result) = polled else {
-                        if deadline_passed(retrying.deadline, this.timer.as_mut(), cx) {
+                        if deadline_passed(retrying.deadline, this.timer, cx) {
                             return Poll::Ready(Err(retrying.deadline_exceeded()));
                         }
                         return Poll::Pending;
@@ -270,17 +292,17 @@ where
                         Step::Done(result) => return Poll::Ready(result),
                         Step::Wait(wait, _) if wait.is_zero() => this.state.set(State::Readying),
                         Step::Wait(_, wake) => {
-                            arm(this.timer.as_mut(), wake);
+                            arm(this.timer, wake);
                             this.state.set(State::Waiting);
                         }
                     }
                 }
                 StateProj::Waiting => {
-                    if let Some(sleep) = this.timer.as_mut().as_pin_mut() {
-                        ready!(sleep.poll(cx));
+                    if let Some(sleep) = this.timer.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
                     }
                     if let Some(deadline) = this.retrying.deadline {
-                        arm(this.timer.as_mut(), deadline);
+                        arm(this.timer, deadline);
                     }
                     this.state.set(State::Readying);
                 }
@@ -293,7 +315,7 @@ where
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {
-                            if deadline_passed(retrying.deadline, this.timer.as_mut(), cx) {
+                            if deadline_passed(retrying.deadline, this.timer, cx) {
                                 return Poll::Ready(Err(retrying.deadline_exceeded()));
                             }
                             return Poll::Pending;
@@ -303,8 +325,9 @@ where
                         // Unreachable: a retry is only decided while attempts <= max_retries,
                         // and the spare is only taken for the last one. Fail rather than panic.
                         let error = retrying
-                            .last_error
-                            .take()
+                            .failed
+                            .as_mut()
+                            .and_then(|failed| failed.last_error.take())
                             .unwrap_or_else(|| "steadfast retry: no request left to send".into());
                         return Poll::Ready(Err(error));
                     };
@@ -321,7 +344,9 @@ where
                             }
                         }
                     };
-                    retrying.span = Some(span);
+                    if let Some(failed) = retrying.failed.as_mut() {
+                        failed.span = span;
+                    }
                     this.state.set(State::Called { future });
                 }
             }

@@ -1,0 +1,438 @@
+//! The hot path measured the way an application drives it: on a current-thread tokio runtime,
+//! `ready().await` then `call().await` over an in-process agent that answers at once, many
+//! calls inside one `block_on` (so the runtime's entry cost is not in the figure). Every row of
+//! a group is driven the same way, in the same run, beside the peers a user would pick instead
+//! (tower's own `Retry`, tower-resilience, failsafe). The last groups run with a Prometheus
+//! recorder installed, as production does.
+//!
+//! `cargo bench -p steadfast-benches --bench runtime`
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
+use steadfast::degrade::DegradeLayer;
+use steadfast::fallback::FallbackLayer;
+use steadfast::prelude::*;
+use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::{Policy, Retry};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_resilience::circuitbreaker::CircuitBreakerError;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+type CbError = CircuitBreakerError<BoxError>;
+
+/// The agent every row wraps: answers at once.
+fn agent()
+-> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
++ Clone
++ Send
++ Sync
++ 'static {
+    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
+}
+
+fn dead_agent()
+-> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
++ Clone
++ Send
++ Sync
++ 'static {
+    service_fn(|_: u64| ready(Err::<u64, BoxError>("down".into())))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One call as an application makes it.
+async fn drive<S>(service: &mut S, request: u64) -> bool
+where
+    S: Service<u64, Response = u64>,
+{
+    match service.ready().await {
+        Ok(ready) => ready.call(request).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `iters` calls on `runtime`, timed inside one `block_on`.
+fn timed<S>(runtime: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64>,
+{
+    runtime.block_on(async {
+        // Wall time of the loop: tokio's clock is for the library.
+        #[allow(clippy::disallowed_types)]
+        let started = std::time::Instant::now();
+        for _ in 0..iters {
+            black_box(drive(service, black_box(1)).await);
+        }
+        started.elapsed()
+    })
+}
+
+/// Allocations per call of one driven call.
+fn allocs<S>(runtime: &tokio::runtime::Runtime, service: &mut S) -> f64
+where
+    S: Service<u64, Response = u64>,
+{
+    allocations_per_call(GLOBAL, 50_000, || {
+        runtime.block_on(async {
+            drive(service, 1).await;
+        });
+    }) - allocations_per_call(GLOBAL, 50_000, || runtime.block_on(async {}))
+}
+
+/// failsafe has no tower layer: its documented use is wrapping each call's future.
+fn failsafe_breaker<B, S>(
+    breaker: B,
+    mut inner: S,
+) -> impl Service<u64, Response = u64, Error = failsafe::Error<BoxError>> + Clone
+where
+    B: failsafe::futures::CircuitBreaker + Clone,
+    S: Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
+        + Clone,
+{
+    service_fn(move |n: u64| breaker.call(inner.call(n)))
+}
+
+/// tower's retry with what `BackoffRetryLayer`'s defaults do: three retries, optionally a
+/// budget of 20 % + 10/s over 10 s, a sleep between attempts.
+#[derive(Clone)]
+struct TowerPolicy {
+    retries_left: u32,
+    budget: Option<std::sync::Arc<TpsBudget>>,
+}
+
+impl<E> Policy<u64, u64, E> for TowerPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(&mut self, _: &mut u64, result: &mut Result<u64, E>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                if let Some(budget) = &self.budget {
+                    budget.deposit();
+                }
+                None
+            }
+            Err(_)
+                if self.retries_left > 0
+                    && self.budget.as_ref().is_none_or(|budget| budget.withdraw()) =>
+            {
+                self.retries_left -= 1;
+                Some(tokio::time::sleep(Duration::from_millis(500)))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, request: &u64) -> Option<u64> {
+        Some(*request)
+    }
+}
+
+fn tower_retry(budget: bool) -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
+    let policy = TowerPolicy {
+        retries_left: 3,
+        budget: budget
+            .then(|| std::sync::Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2))),
+    };
+    Retry::new(policy, agent())
+}
+
+/// Trips a breaker the way production does: by failures, not by force.
+fn tripped_breaker(
+    runtime: &tokio::runtime::Runtime,
+) -> impl Service<u64, Response = u64, Error = BoxError> {
+    let layer = CircuitBreakerLayer::new(
+        &Agent::new("tripped"),
+        BreakerConfig::builder()
+            .max_open_duration(Duration::from_mins(2))
+            .initial_open_duration(Duration::from_mins(2))
+            .build()
+            .unwrap(),
+    );
+    let mut tripping = layer.layer(dead_agent());
+    runtime.block_on(async {
+        for _ in 0..5 {
+            drive(&mut tripping, 0).await;
+        }
+    });
+    assert_eq!(
+        layer.handle().state(),
+        steadfast::circuit_breaker::BreakerState::Open
+    );
+    layer.layer(agent())
+}
+
+fn breaker(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut bare = agent();
+    let mut steadfast =
+        CircuitBreakerLayer::new(&Agent::new("bench"), BreakerConfig::default()).layer(agent());
+    let mut failsafe = failsafe_breaker(failsafe::Config::new().build(), agent());
+    let mut resilience = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .layer(agent());
+    println!(
+        "allocations per call [rt_breaker]: bare {:.2}, steadfast_closed {:.2}, failsafe_closed {:.2}, tower_resilience_closed {:.2}",
+        allocs(&runtime, &mut bare),
+        allocs(&runtime, &mut steadfast),
+        allocs(&runtime, &mut failsafe),
+        allocs(&runtime, &mut resilience),
+    );
+    let mut group = c.benchmark_group("rt_breaker");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_closed", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast, n));
+    });
+    group.bench_function("failsafe_closed", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut failsafe, n));
+    });
+    group.bench_function("tower_resilience_closed", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut resilience, n));
+    });
+    group.finish();
+}
+
+fn rejection(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut tripped = tripped_breaker(&runtime);
+    let forced_layer = CircuitBreakerLayer::new(&Agent::new("forced"), BreakerConfig::default());
+    forced_layer.handle().force_open();
+    let mut forced = forced_layer.layer(agent());
+    let failsafe_policy = failsafe::Config::new().build();
+    let mut failsafe_tripping = failsafe_breaker(failsafe_policy.clone(), dead_agent());
+    runtime.block_on(async {
+        for _ in 0..100 {
+            drive(&mut failsafe_tripping, 0).await;
+        }
+    });
+    assert!(!failsafe_policy.is_call_permitted());
+    let mut failsafe = failsafe_breaker(failsafe_policy, agent());
+    // Every row must refuse, or its figure means nothing.
+    runtime.block_on(async {
+        assert!(!drive(&mut tripped, 1).await && !drive(&mut forced, 1).await);
+        assert!(!drive(&mut failsafe, 1).await);
+    });
+    println!(
+        "allocations per call [rt_rejection]: steadfast_open_tripped {:.2}, steadfast_open_forced {:.2}, failsafe_open_tripped {:.2}",
+        allocs(&runtime, &mut tripped),
+        allocs(&runtime, &mut forced),
+        allocs(&runtime, &mut failsafe),
+    );
+    let mut group = c.benchmark_group("rt_rejection");
+    group.bench_function("steadfast_open_tripped", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tripped, n));
+    });
+    group.bench_function("steadfast_open_forced", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut forced, n));
+    });
+    group.bench_function("failsafe_open_tripped", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut failsafe, n));
+    });
+    group.finish();
+}
+
+fn retry(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut bare = agent();
+    let mut steadfast =
+        BackoffRetryLayer::new(&Agent::new("bench"), RetryConfig::default()).layer(agent());
+    let mut tower_plain = tower_retry(false);
+    let mut tower_budget = tower_retry(true);
+    let mut resilience = tower_resilience::retry::RetryLayer::<u64, u64, BoxError>::builder()
+        .max_attempts(4)
+        .exponential_backoff(Duration::from_millis(500))
+        .build()
+        .layer(agent());
+    println!(
+        "allocations per call [rt_retry]: bare {:.2}, steadfast_retry {:.2}, tower_retry {:.2}, tower_retry_budget {:.2}, tower_resilience_retry {:.2}",
+        allocs(&runtime, &mut bare),
+        allocs(&runtime, &mut steadfast),
+        allocs(&runtime, &mut tower_plain),
+        allocs(&runtime, &mut tower_budget),
+        allocs(&runtime, &mut resilience),
+    );
+    let mut group = c.benchmark_group("rt_retry");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_retry", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast, n));
+    });
+    group.bench_function("tower_retry", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tower_plain, n));
+    });
+    group.bench_function("tower_retry_budget", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tower_budget, n));
+    });
+    group.bench_function("tower_resilience_retry", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut resilience, n));
+    });
+    group.finish();
+}
+
+/// Fallback + retry + breaker (the three layers both libraries have), and steadfast's whole
+/// five-layer stack.
+fn stacks(name: &str, c: &mut Criterion) {
+    let runtime = runtime();
+    let mut bare = agent();
+    let registry = Registry::new();
+    let (primary, backup) = (registry.agent("primary"), registry.agent("backup"));
+    let mut three = ServiceBuilder::new()
+        .layer(FallbackLayer::new(&primary).then(&backup, agent()))
+        .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
+        .service(agent());
+    let mut five = ServiceBuilder::new()
+        .layer(DegradeLayer::new(&primary, |(): &(), _: &BoxError| {
+            Some(0_u64)
+        }))
+        .layer(
+            DeadLetterLayer::new(&primary, MemorySink::new(16))
+                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
+        )
+        .layer(FallbackLayer::new(&primary).then(&backup, agent()))
+        .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
+        .service(agent());
+    let mut resilience = ServiceBuilder::new()
+        .layer(tower_resilience::fallback::FallbackLayer::<u64, u64, CbError>::value(0))
+        .layer(
+            tower_resilience::retry::RetryLayer::<u64, u64, CbError>::builder()
+                .max_attempts(4)
+                .exponential_backoff(Duration::from_millis(500))
+                .build(),
+        )
+        .layer(
+            tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+                .build()
+                .unwrap(),
+        )
+        .service(agent());
+    runtime.block_on(async {
+        assert!(drive(&mut three, 1).await && drive(&mut five, 1).await);
+        assert!(drive(&mut resilience, 1).await);
+    });
+    println!(
+        "allocations per call [{name}]: bare {:.2}, steadfast_fallback_retry_breaker {:.2}, steadfast_full_stack {:.2}, tower_resilience_fallback_retry_breaker {:.2}",
+        allocs(&runtime, &mut bare),
+        allocs(&runtime, &mut three),
+        allocs(&runtime, &mut five),
+        allocs(&runtime, &mut resilience),
+    );
+    let mut group = c.benchmark_group(name);
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_fallback_retry_breaker", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut three, n));
+    });
+    group.bench_function("steadfast_full_stack", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut five, n));
+    });
+    group.bench_function("tower_resilience_fallback_retry_breaker", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut resilience, n));
+    });
+    group.finish();
+}
+
+fn stack(c: &mut Criterion) {
+    stacks("rt_stack", c);
+}
+
+/// One breaker shared by two threads, each with its own current-thread runtime: throughput
+/// against one thread. Each iteration is one call on each thread, so `two_threads` taking the
+/// same time per iteration as `one_thread` is perfect scaling (a throughput ratio of 2.0).
+fn contention(c: &mut Criterion) {
+    let layer = CircuitBreakerLayer::new(&Agent::new("shared"), BreakerConfig::default());
+    let bare_threads =
+        |iters: u64, make: &(dyn Fn() -> Box<dyn FnMut(u64) -> Duration + Send> + Sync)| {
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let mut run = make();
+                        let barrier = &barrier;
+                        scope.spawn(move || {
+                            barrier.wait();
+                            run(iters)
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap())
+                    .max()
+                    .unwrap()
+            })
+        };
+    let mut group = c.benchmark_group("rt_contention");
+    for (name, shared) in [("steadfast", true), ("bare", false)] {
+        let layer = layer.clone();
+        let make = move || -> Box<dyn FnMut(u64) -> Duration + Send> {
+            let runtime = runtime();
+            if shared {
+                let mut service = layer.layer(agent());
+                Box::new(move |iters| timed(&runtime, &mut service, iters))
+            } else {
+                let mut service = agent();
+                Box::new(move |iters| timed(&runtime, &mut service, iters))
+            }
+        };
+        group.bench_function(format!("{name}_one_thread"), |b| {
+            let run = make();
+            b.iter_custom(run);
+        });
+        group.bench_function(format!("{name}_two_threads"), |b| {
+            b.iter_custom(|iters| bare_threads(iters, &make));
+        });
+    }
+    group.finish();
+}
+
+/// The same groups with a Prometheus recorder installed before the agents are made, as in
+/// production (the earlier groups ran with none: their metric handles are no-ops).
+fn recorded(c: &mut Criterion) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::set_global_recorder(recorder).expect("no recorder installed yet");
+    let runtime = runtime();
+    let mut bare = agent();
+    let mut closed =
+        CircuitBreakerLayer::new(&Agent::new("recorded"), BreakerConfig::default()).layer(agent());
+    let mut retrying =
+        BackoffRetryLayer::new(&Agent::new("recorded"), RetryConfig::default()).layer(agent());
+    let mut tripped = tripped_breaker(&runtime);
+    println!(
+        "allocations per call [rt_recorded]: steadfast_closed {:.2}, steadfast_retry {:.2}, steadfast_open_tripped {:.2}",
+        allocs(&runtime, &mut closed),
+        allocs(&runtime, &mut retrying),
+        allocs(&runtime, &mut tripped),
+    );
+    let mut group = c.benchmark_group("rt_recorded");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_closed", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut closed, n));
+    });
+    group.bench_function("steadfast_retry", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut retrying, n));
+    });
+    group.bench_function("steadfast_open_tripped", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tripped, n));
+    });
+    group.finish();
+    stacks("rt_recorded_stack", c);
+}
+
+criterion_group!(
+    benches, breaker, rejection, retry, stack, contention, recorded
+);
+criterion_main!(benches);

@@ -1,0 +1,147 @@
+//! Runs one hot-path row many times, for profilers that count (`valgrind --tool=callgrind`,
+//! `perf record`): `cargo run --release -p steadfast-benches --bin hotpath -- <row> <calls>`.
+//! Rows: bare, breaker, retry, fallback, degrade, dead_letter, stack3, stack5, rejection,
+//! retry_rejection (retry over an open breaker), hop (the primary fails, the fallback answers),
+//! degraded (everything fails, degrade answers).
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::time::Duration;
+
+use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
+use steadfast::degrade::DegradeLayer;
+use steadfast::fallback::FallbackLayer;
+use steadfast::prelude::*;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn agent()
+-> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
++ Clone
++ Send
++ Sync
++ 'static {
+    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
+}
+
+fn dead_agent()
+-> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
++ Clone
++ Send
++ Sync
++ 'static {
+    service_fn(|_: u64| ready(Err::<u64, BoxError>("down".into())))
+}
+
+fn run<S: Service<u64, Response = u64>>(calls: u64, mut service: S) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..calls {
+            let Ok(ready) = service.ready().await else {
+                continue;
+            };
+            black_box(ready.call(black_box(1)).await.ok());
+        }
+    });
+}
+
+fn row(name: &str, calls: u64) {
+    let registry = Registry::new();
+    let (primary, backup) = (registry.agent("primary"), registry.agent("backup"));
+    match name {
+        "bare" => run(calls, agent()),
+        "breaker" => run(
+            calls,
+            CircuitBreakerLayer::new(&primary, BreakerConfig::default()).layer(agent()),
+        ),
+        "rejection" => {
+            let layer = CircuitBreakerLayer::new(&primary, BreakerConfig::default());
+            layer.handle().force_open();
+            run(calls, layer.layer(agent()));
+        }
+        "retry" => run(
+            calls,
+            BackoffRetryLayer::new(&primary, RetryConfig::default()).layer(agent()),
+        ),
+        "fallback" => run(
+            calls,
+            FallbackLayer::new(&primary)
+                .then(&backup, agent())
+                .layer(agent()),
+        ),
+        "degrade" => run(
+            calls,
+            DegradeLayer::new(&primary, |(): &(), _: &BoxError| Some(0_u64)).layer(agent()),
+        ),
+        "dead_letter" => run(
+            calls,
+            DeadLetterLayer::new(&primary, MemorySink::new(16))
+                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string())))
+                .layer(agent()),
+        ),
+        "stack3" => run(
+            calls,
+            ServiceBuilder::new()
+                .layer(FallbackLayer::new(&primary).then(&backup, agent()))
+                .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
+                .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
+                .service(agent()),
+        ),
+        "stack5" => {
+            run(
+                calls,
+                ServiceBuilder::new()
+                    .layer(DegradeLayer::new(&primary, |(): &(), _: &BoxError| {
+                        Some(0_u64)
+                    }))
+                    .layer(DeadLetterLayer::new(&primary, MemorySink::new(16)).encoder(
+                        |request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string())),
+                    ))
+                    .layer(FallbackLayer::new(&primary).then(&backup, agent()))
+                    .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
+                    .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
+                    .service(agent()),
+            );
+        }
+        "hop" => run(
+            calls,
+            FallbackLayer::new(&primary)
+                .then(&backup, agent())
+                .layer(dead_agent()),
+        ),
+        "degraded" => run(
+            calls,
+            ServiceBuilder::new()
+                .layer(DegradeLayer::new(&primary, |(): &(), _: &BoxError| {
+                    Some(0_u64)
+                }))
+                .layer(FallbackLayer::new(&primary).then(&backup, dead_agent()))
+                .service(dead_agent()),
+        ),
+        "retry_rejection" => {
+            let layer = CircuitBreakerLayer::new(&primary, BreakerConfig::default());
+            layer.handle().force_open();
+            run(
+                calls,
+                ServiceBuilder::new()
+                    .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
+                    .layer(layer)
+                    .service(agent()),
+            );
+        }
+        other => panic!("unknown row `{other}`"),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "breaker".into());
+    let calls: u64 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let _ = Duration::ZERO;
+    row(&name, calls);
+}
