@@ -282,11 +282,13 @@ impl fmt::Debug for Reporter {
 }
 
 /// `steadfast_calls_total{agent, outcome}`, as the breaker keeps them.
+#[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 pub(crate) struct CallCounters {
     by_kind: [Counter; 5],
     rejected: Counter,
 }
 
+#[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 impl CallCounters {
     /// A call the breaker admitted completed with `kind`.
     #[inline]

@@ -4,7 +4,6 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -12,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::classify::{self, Classify};
 use crate::error::BoxError;
+use crate::sync::Local;
 
 use super::error::CircuitOpen;
 use super::shared::Shared;
@@ -39,7 +39,7 @@ pin_project! {
 /// What an admitted call needs at completion. Dropping it unfinished (the caller gave up on the
 /// future) frees a half-open probe slot, so a cancelled probe never wedges the breaker.
 pub(crate) struct Call<C, M> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Local<Shared>,
     pub(crate) admission: Admission,
     pub(crate) started: Option<Instant>,
     pub(crate) classifier: C,
@@ -101,7 +101,7 @@ where
                             .core
                             .on_result(call.admission, &outcome, slow, || shared.now())
                     {
-                        shared.announce(&transition);
+                        shared.arc().announce(&transition);
                     }
                 }
                 Poll::Ready(result)

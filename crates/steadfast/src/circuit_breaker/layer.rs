@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use crate::agent::Agent;
+use crate::sync::Spread;
 
 use super::config::BreakerConfig;
 use super::error::CircuitOpen;
@@ -40,7 +41,7 @@ use super::shared::Shared;
 /// # Ok::<_, steadfast::ConfigError>(())
 /// ```
 pub struct CircuitBreakerLayer<C> {
-    shared: Arc<Shared>,
+    shared: Spread<Shared>,
     classifier: C,
 }
 
@@ -54,7 +55,7 @@ impl<C: Clone> CircuitBreakerLayer<C> {
             shared: shared.clone(),
         });
         CircuitBreakerLayer {
-            shared,
+            shared: Spread::from_arc(shared),
             classifier: agent.classifier_ref().clone(),
         }
     }
@@ -72,7 +73,7 @@ impl<C> CircuitBreakerLayer<C> {
     /// A handle on the breaker's state and controls.
     pub fn handle(&self) -> BreakerHandle {
         BreakerHandle {
-            shared: self.shared.clone(),
+            shared: self.shared.arc().clone(),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! [`CircuitBreaker`]: the service that admits or refuses each call.
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
@@ -9,6 +8,7 @@ use tower_service::Service;
 
 use crate::classify::Classify;
 use crate::error::BoxError;
+use crate::sync::Spread;
 
 use super::error::CircuitOpen;
 use super::future::{Call, ResponseFuture};
@@ -25,7 +25,7 @@ use super::shared::Shared;
 /// next call, as with any middleware that may short-circuit.
 pub struct CircuitBreaker<S, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Spread<Shared>,
     pub(crate) classifier: C,
 }
 
@@ -33,7 +33,7 @@ impl<S, C> CircuitBreaker<S, C> {
     /// A handle on this breaker's state and controls.
     pub fn handle(&self) -> BreakerHandle {
         BreakerHandle {
-            shared: self.shared.clone(),
+            shared: self.shared.arc().clone(),
         }
     }
 
@@ -73,7 +73,7 @@ where
         let shared = &self.shared;
         let (admission, transition) = shared.core.try_acquire(|| shared.now());
         if let Some(transition) = transition {
-            shared.announce(&transition);
+            shared.arc().announce(&transition);
         }
         match admission {
             Ok(admission) => {
@@ -83,7 +83,7 @@ where
                     .slow_call_threshold()
                     .map(|_| Instant::now());
                 let call = Call {
-                    shared: shared.clone(),
+                    shared: self.shared.local(),
                     admission,
                     started,
                     memo: self.classifier.note(&request),

@@ -12,6 +12,7 @@ use crate::agent::Reporter;
 use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
+use crate::sync::Local;
 
 use super::error::{DeadLetterFailed, DeadLettered};
 use super::id::DeadLetterId;
@@ -23,7 +24,7 @@ use super::sink::{SinkError, SinkFuture};
 pub(crate) struct Capture<Req, En, C, M> {
     pub(crate) memo: M,
     pub(crate) request: Req,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Local<Shared>,
     pub(crate) encoder: En,
     pub(crate) classifier: C,
 }

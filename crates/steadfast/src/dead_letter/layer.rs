@@ -8,6 +8,7 @@ use tower_layer::Layer;
 
 use crate::agent::{Agent, Reporter};
 use crate::error::BoxError;
+use crate::sync::Spread;
 
 use super::config::DeadLetterPolicy;
 use super::service::DeadLetter;
@@ -210,7 +211,7 @@ impl<S, C: Clone, En: Clone> Layer<S> for DeadLetterLayer<C, En> {
     fn layer(&self, inner: S) -> Self::Service {
         DeadLetter {
             inner,
-            shared: self.shared.clone(),
+            shared: Spread::from_arc(self.shared.clone()),
             encoder: self.encoder.clone(),
             classifier: self.classifier.clone(),
         }

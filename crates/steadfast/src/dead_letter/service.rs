@@ -1,13 +1,13 @@
 //! [`DeadLetter`]: captures the request, calls the inner service.
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
 
 use crate::classify::Classify;
 use crate::error::BoxError;
+use crate::sync::Spread;
 
 use super::future::{Capture, ResponseFuture};
 use super::layer::{EncodeRequest, Shared};
@@ -16,7 +16,7 @@ use super::layer::{EncodeRequest, Shared};
 #[derive(Clone)]
 pub struct DeadLetter<S, En, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Spread<Shared>,
     pub(crate) encoder: En,
     pub(crate) classifier: C,
 }
@@ -44,7 +44,7 @@ where
         let capture = Capture {
             memo: self.classifier.note(&request),
             request: request.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.local(),
             encoder: self.encoder.clone(),
             classifier: self.classifier.clone(),
         };

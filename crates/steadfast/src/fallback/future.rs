@@ -15,6 +15,7 @@ use crate::classify::{self, Classify, FailedResponse, Outcome, OutcomeKind};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::sync::Local;
 
 use super::alternative::Target;
 use super::error::{AllFailed, SkipReason, Skipped};
@@ -29,7 +30,7 @@ pin_project! {
         state: State<F, Res>,
         request: Option<Req>,
         memo: M,
-        shared: Arc<Shared<Req, Res>>,
+        shared: Local<Shared<Req, Res>>,
         classifier: C,
         marker: P,
     }
@@ -49,7 +50,7 @@ impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
         future: F,
         request: Option<Req>,
         memo: M,
-        shared: Arc<Shared<Req, Res>>,
+        shared: Local<Shared<Req, Res>>,
         classifier: C,
         marker: P,
     ) -> Self {
@@ -116,7 +117,7 @@ where
 /// model targets the next larger-context model). A cache miss does not change that outcome.
 /// When no alternative was called, the primary's result is returned untouched.
 async fn fall_back<Req, Res, P>(
-    shared: Arc<Shared<Req, Res>>,
+    shared: Local<Shared<Req, Res>>,
     request: Req,
     primary: Result<Res, BoxError>,
     mut outcome: Outcome,

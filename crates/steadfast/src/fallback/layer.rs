@@ -12,6 +12,7 @@ use crate::cache::{CacheTier, ResponseCache};
 use crate::classify::Classify;
 use crate::error::BoxError;
 use crate::provenance::{Marked, Unmarked};
+use crate::sync::Spread;
 
 use super::alternative::Alternative;
 use super::service::{Fallback, Shared};
@@ -132,7 +133,7 @@ impl<S, Req, Res, C: Clone, P: Clone> Layer<S> for FallbackLayer<Req, Res, C, P>
         alternatives.sort_by_key(|alternative| alternative.priority); // stable: ties keep order
         Fallback {
             inner,
-            shared: Arc::new(Shared {
+            shared: Spread::new(Shared {
                 reporter: self.reporter.clone(),
                 alternatives: alternatives.into_boxed_slice(),
                 cache: self.cache.clone(),

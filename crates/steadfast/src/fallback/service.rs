@@ -11,6 +11,7 @@ use crate::cache::CacheTier;
 use crate::classify::Classify;
 use crate::error::BoxError;
 use crate::provenance::MarkServed;
+use crate::sync::Spread;
 
 use super::alternative::Alternative;
 use super::future::ResponseFuture;
@@ -22,7 +23,7 @@ use super::future::ResponseFuture;
 /// needed, inside the response future.
 pub struct Fallback<S, Req, Res, C, P> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared<Req, Res>>,
+    pub(crate) shared: Spread<Shared<Req, Res>>,
     pub(crate) classifier: C,
     pub(crate) marker: P,
 }
@@ -86,7 +87,7 @@ where
             self.inner.call(request),
             saved,
             memo,
-            self.shared.clone(),
+            self.shared.local(),
             self.classifier.clone(),
             self.marker.clone(),
         )

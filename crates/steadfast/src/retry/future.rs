@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use tower_service::Service;
 
 use crate::classify::{self, Classify};
 use crate::error::BoxError;
+use crate::sync::Local;
 
 use super::error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted};
 use super::policy::{self, Verdict};
@@ -53,7 +53,7 @@ pub(crate) struct Retrying<S, Req, C, M> {
     spare: Option<Req>,
     classifier: C,
     memo: M,
-    shared: Arc<Shared>,
+    shared: Local<Shared>,
     attempts: u32,
     deadline: Option<Instant>,
     /// What only a retried call needs, boxed at the first failure that is retried.
@@ -73,7 +73,7 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
         spare: Option<Req>,
         classifier: C,
         memo: M,
-        shared: Arc<Shared>,
+        shared: Local<Shared>,
     ) -> Self {
         Retrying {
             service,

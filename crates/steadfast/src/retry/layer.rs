@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use crate::agent::{Agent, Reporter};
 use crate::classify::Outcome;
 use crate::rng::SplitMix;
+use crate::sync::Spread;
 
 use super::budget::RetryBudget;
 use super::config::RetryConfig;
@@ -116,7 +117,7 @@ impl<S, C: Clone> Layer<S> for BackoffRetryLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         BackoffRetry {
             inner,
-            shared: Arc::new(Shared {
+            shared: Spread::new(Shared {
                 name: self.reporter.name.clone(),
                 reporter: self.reporter.clone(),
                 config: self.config.clone(),

@@ -1,7 +1,6 @@
 //! [`BackoffRetry`]: sends the first attempt and hands the retrying to the future.
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
@@ -9,6 +8,7 @@ use tower_service::Service;
 
 use crate::classify::Classify;
 use crate::error::BoxError;
+use crate::sync::Spread;
 
 use super::future::{ResponseFuture, Retrying};
 use super::scope;
@@ -23,7 +23,7 @@ use super::shared::Shared;
 /// `steadfast-http`'s `BufferedBody`).
 pub struct BackoffRetry<S, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Spread<Shared>,
     pub(crate) classifier: C,
 }
 
@@ -94,7 +94,7 @@ where
                 spare,
                 self.classifier.clone(),
                 memo,
-                shared.clone(),
+                self.shared.local(),
             ),
         )
     }
