@@ -95,9 +95,9 @@ where
             Err(rejection) => {
                 shared.calls.rejected();
                 ResponseFuture::rejected(CircuitOpen::new(
-                    shared.name.clone(),
+                    self.shared.local(),
                     rejection.state,
-                    rejection.retry_in,
+                    rejection.probe_at,
                 ))
             }
         }

@@ -176,7 +176,9 @@ pub(crate) enum Admission {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rejection {
     pub(crate) state: BreakerState,
-    pub(crate) retry_in: Option<Duration>,
+    /// While open: when probes (or the next health check) are due. An instant, not a wait, so
+    /// that refusing never needs the clock; the wait is worked out if someone asks for it.
+    pub(crate) probe_at: Option<Nanos>,
 }
 
 /// A failure kept for operators.
@@ -230,7 +232,8 @@ pub(crate) struct Core {
     failures: AtomicU64,
     caller_faults: AtomicU64,
     slow: AtomicU64,
-    rejected: AtomicU64,
+    /// Refusals, sharded by thread: written on every refusal, by every thread, in an outage.
+    rejected: ShardedCounter,
     /// Time + 1 of the last success / failure (0: never).
     last_success: AtomicU64,
     last_failure: AtomicU64,
@@ -274,7 +277,7 @@ impl Core {
             failures: AtomicU64::new(0),
             caller_faults: AtomicU64::new(0),
             slow: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            rejected: ShardedCounter::default(),
             last_success: AtomicU64::new(0),
             last_failure: AtomicU64::new(0),
             cold: Mutex::new(Cold::default()),
@@ -307,7 +310,8 @@ impl Core {
         }
     }
 
-    /// Asks to call the agent. `now` is read only when the breaker is open.
+    /// Asks to call the agent. `now` is read only when the breaker is open and not waiting for
+    /// a health check.
     #[inline]
     pub(crate) fn try_acquire(
         &self,
@@ -317,17 +321,28 @@ impl Core {
             BreakerState::Closed | BreakerState::Disabled => (Ok(Admission::Normal), None),
             BreakerState::HalfOpen => (self.try_probe(), None),
             BreakerState::ForcedOpen => (Err(self.reject(BreakerState::ForcedOpen, None)), None),
-            BreakerState::Open => self.acquire_while_open(now()),
+            BreakerState::Open => self.acquire_while_open(now),
         }
     }
 
     #[cold]
-    fn acquire_while_open(&self, now: Nanos) -> (Result<Admission, Rejection>, Option<Transition>) {
+    fn acquire_while_open(
+        &self,
+        now: impl Fn() -> Nanos,
+    ) -> (Result<Admission, Rejection>, Option<Transition>) {
         let open_until = self.open_until.load(Ordering::Acquire);
-        let awaiting_check = self.awaiting_health_check.load(Ordering::Acquire);
-        if now < open_until || awaiting_check {
-            let retry_in = (now < open_until).then(|| Duration::from_nanos(open_until - now));
-            return (Err(self.reject(BreakerState::Open, retry_in)), None);
+        let refuse = || (Err(self.reject(BreakerState::Open, Some(open_until))), None);
+        // Until a health check passes the answer is no, whatever the time. Otherwise the clock
+        // decides: a timer task could tell when the open time has passed without reading it on
+        // every refusal, but a task runs after the caller that its timer woke (always so under
+        // tokio's paused clock, where a test advancing by the open time would be refused), and
+        // the first call after the open time must probe.
+        if self.awaiting_health_check.load(Ordering::Acquire) {
+            return refuse();
+        }
+        let now = now();
+        if now < open_until {
+            return refuse();
         }
         let transition = {
             let mut cold = self.lock();
@@ -372,9 +387,9 @@ impl Core {
         }
     }
 
-    fn reject(&self, state: BreakerState, retry_in: Option<Duration>) -> Rejection {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
-        Rejection { state, retry_in }
+    fn reject(&self, state: BreakerState, probe_at: Option<Nanos>) -> Rejection {
+        self.rejected.increment();
+        Rejection { state, probe_at }
     }
 
     /// A probe of `generation` ended without deciding the period (dropped by its caller, a
@@ -698,7 +713,7 @@ impl Core {
             failures: self.failures.load(Ordering::Relaxed),
             caller_faults: self.caller_faults.load(Ordering::Relaxed),
             slow: self.slow.load(Ordering::Relaxed),
-            rejected: self.rejected.load(Ordering::Relaxed),
+            rejected: self.rejected.sum(),
         }
     }
 

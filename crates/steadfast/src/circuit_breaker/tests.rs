@@ -44,7 +44,11 @@ fn opens_after_five_consecutive_failures_and_rejects_with_the_time_left() {
     let (refused, _) = core.try_acquire(|| 400 * MS);
     let refused = refused.unwrap_err();
     assert_eq!(refused.state, BreakerState::Open);
-    assert_eq!(refused.retry_in, Some(Duration::from_millis(600)));
+    assert_eq!(
+        refused.probe_at,
+        Some(1000 * MS),
+        "probes are due 600 ms later"
+    );
     assert_eq!(core.counts().rejected, 1);
 }
 
@@ -330,7 +334,7 @@ fn manual_controls() {
         .unwrap();
     let refused = core.try_acquire(|| 1000 * SEC).0.unwrap_err();
     assert_eq!(refused.state, BreakerState::ForcedOpen);
-    assert_eq!(refused.retry_in, None);
+    assert_eq!(refused.probe_at, None);
     core.force(BreakerState::Disabled, TransitionReason::Disabled, 0)
         .unwrap();
     for _ in 0..50 {
