@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use crate::classify::{self, Classify};
+use crate::clock::Nanos;
 use crate::error::BoxError;
 use crate::sync::Local;
 
@@ -32,7 +32,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { error: Option<CircuitOpen> },
+        // Already boxed (the caller gets a `BoxError` anyway): two words instead of the
+        // `CircuitOpen`'s four, in a future that is moved on every call.
+        Rejected { error: Option<BoxError> },
     }
 }
 
@@ -40,16 +42,21 @@ pin_project! {
 /// future) frees a half-open probe slot, so a cancelled probe never wedges the breaker.
 pub(crate) struct Call<C, M> {
     pub(crate) shared: Local<Shared>,
-    pub(crate) admission: Admission,
-    pub(crate) started: Option<Instant>,
+    /// [`Admission::to_word`]; set back to `Normal` once the outcome is recorded.
+    pub(crate) admission: u64,
+    /// When the call started (nanoseconds of the breaker's clock), if slow calls are tracked;
+    /// [`NOT_TIMED`] otherwise.
+    pub(crate) started: Nanos,
     pub(crate) classifier: C,
     pub(crate) memo: M,
-    pub(crate) finished: bool,
 }
+
+/// `Call::started` of a call that is not timed.
+pub(crate) const NOT_TIMED: Nanos = Nanos::MAX;
 
 impl<C, M> Drop for Call<C, M> {
     fn drop(&mut self) {
-        if let (false, Admission::Probe { generation }) = (self.finished, self.admission) {
+        if let Admission::Probe { generation } = Admission::from_word(self.admission) {
             self.shared.core.release_probe(generation);
         }
     }
@@ -66,7 +73,9 @@ impl<F, C, M, Req> ResponseFuture<F, C, M, Req> {
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                error: Some(Box::new(error)),
+            },
             call: None,
             request: PhantomData,
         }
@@ -90,28 +99,28 @@ where
                 if let Some(mut call) = this.call.take() {
                     let outcome = classify::classify(&call.classifier, &call.memo, result.as_ref());
                     let shared = &call.shared;
-                    let slow = match (call.started, shared.core.config().slow_call_threshold()) {
-                        (Some(started), Some(threshold)) => started.elapsed() >= threshold,
+                    let slow = match shared.core.config().slow_call_threshold() {
+                        Some(threshold) if call.started != NOT_TIMED => {
+                            shared.now().saturating_sub(call.started)
+                                >= crate::clock::duration_to_nanos(threshold)
+                        }
                         _ => false,
                     };
                     shared.calls.completed(outcome.kind());
-                    call.finished = true;
+                    let admission = Admission::from_word(std::mem::take(&mut call.admission));
                     if let Some(transition) =
                         shared
                             .core
-                            .on_result(call.admission, &outcome, slow, || shared.now())
+                            .on_result(admission, &outcome, slow, || shared.now())
                     {
                         shared.arc().announce(&transition);
                     }
                 }
                 Poll::Ready(result)
             }
-            KindProj::Rejected { error } => {
-                let error = error
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Err(Box::new(error)))
-            }
+            KindProj::Rejected { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| "circuit breaker future polled after completion".into()))),
         }
     }
 }

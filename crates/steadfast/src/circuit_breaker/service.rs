@@ -3,7 +3,6 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::classify::Classify;
@@ -11,7 +10,7 @@ use crate::error::BoxError;
 use crate::sync::Spread;
 
 use super::error::CircuitOpen;
-use super::future::{Call, ResponseFuture};
+use super::future::{Call, NOT_TIMED, ResponseFuture};
 use super::handle::BreakerHandle;
 use super::shared::Shared;
 
@@ -77,18 +76,16 @@ where
         }
         match admission {
             Ok(admission) => {
-                let started = shared
-                    .core
-                    .config()
-                    .slow_call_threshold()
-                    .map(|_| Instant::now());
+                let started = match shared.core.config().slow_call_threshold() {
+                    Some(_) => shared.now(),
+                    None => NOT_TIMED,
+                };
                 let call = Call {
                     shared: self.shared.local(),
-                    admission,
+                    admission: admission.to_word(),
                     started,
                     memo: self.classifier.note(&request),
                     classifier: self.classifier.clone(),
-                    finished: false,
                 };
                 ResponseFuture::called(self.inner.call(request), call)
             }

@@ -172,6 +172,25 @@ pub(crate) enum Admission {
     Probe { generation: u64 },
 }
 
+impl Admission {
+    /// In one word, for the response future (moved on every call, so kept small): 0 for
+    /// `Normal`, the generation for a probe (a half-open period's generation is never 0: the
+    /// breaker starts closed in generation 0 and every transition adds one).
+    pub(crate) const fn to_word(self) -> u64 {
+        match self {
+            Admission::Normal => 0,
+            Admission::Probe { generation } => generation,
+        }
+    }
+
+    pub(crate) const fn from_word(word: u64) -> Self {
+        match word {
+            0 => Admission::Normal,
+            generation => Admission::Probe { generation },
+        }
+    }
+}
+
 /// A refusal, from [`Core::try_acquire`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rejection {

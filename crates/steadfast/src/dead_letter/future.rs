@@ -43,7 +43,8 @@ pin_project! {
         #[pin]
         call: F,
         capture: Option<Capture<Req, En, C, M>>,
-        sinking: Option<Sinking>,
+        // Boxed: only a failing call gets here, and the future is moved on every call.
+        sinking: Option<Box<Sinking>>,
     }
 }
 
@@ -115,13 +116,13 @@ where
         };
         let id = record.id;
         let sink = Arc::clone(&shared.sink);
-        let sinking = this.sinking.insert(Sinking {
+        let sinking = this.sinking.insert(Box::new(Sinking {
             append: Box::pin(async move { sink.append(record).await }),
             id,
             reason,
             reporter: Arc::clone(&shared.reporter),
             original: Some(original),
-        });
+        }));
         poll_sinking(sinking, cx)
     }
 }
