@@ -61,6 +61,13 @@ impl ShardedCounter {
     pub(crate) fn sum(&self) -> u64 {
         self.shards.iter().map(|shard| shard.load(Relaxed)).sum()
     }
+
+    /// Back to zero (an increment racing it may survive: for estimates, not ledgers).
+    pub(crate) fn reset(&self) {
+        for shard in &self.shards {
+            shard.store(0, Relaxed);
+        }
+    }
 }
 
 /// A layer's shared state, handed to each call through a reference count that belongs to one

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::{Nanos, Origin, duration_to_nanos};
+use crate::sync::ShardedCounter;
 
 use super::config::{RetryConfig, validate_budget};
 use crate::error::ConfigError;
@@ -13,8 +14,9 @@ use crate::error::ConfigError;
 const BUCKETS: usize = 10;
 const FLOOR_COUNT_BITS: u32 = 24;
 const FLOOR_COUNT_MASK: u64 = (1 << FLOOR_COUNT_BITS) - 1;
-/// A first attempt reads the clock only every this many deposits into the same bucket (and
-/// whenever its bucket went stale): a clock read costs more than the rest of the success path.
+/// A first attempt reads the clock only every this many of its thread's deposits into a bucket
+/// (and whenever its bucket went stale): a clock read costs more than the rest of the success
+/// path.
 const CLOCK_SAMPLE: u64 = 32;
 
 /// A retry budget in the style of Finagle and Envoy: over the last `ttl`, retries may number at
@@ -73,7 +75,8 @@ struct Inner {
 struct Bucket {
     /// The bucket's epoch plus one (0: never used).
     epoch: AtomicU64,
-    deposits: AtomicU64,
+    /// Sharded by thread: every first attempt of every thread deposits.
+    deposits: ShardedCounter,
     withdrawals: AtomicU64,
 }
 
@@ -137,7 +140,9 @@ impl RetryBudget {
         let epoch = inner.cached_epoch.load(Ordering::Relaxed);
         let bucket = &inner.buckets[(epoch % BUCKETS as u64) as usize];
         if bucket.epoch.load(Ordering::Acquire) == epoch + 1 {
-            let before = bucket.deposits.fetch_add(1, Ordering::Relaxed);
+            // This thread's count: each thread looks at the clock every `CLOCK_SAMPLE` of its own
+            // deposits.
+            let before = bucket.deposits.increment();
             if before % CLOCK_SAMPLE != CLOCK_SAMPLE - 1 {
                 return;
             }
@@ -166,7 +171,7 @@ impl RetryBudget {
     pub(crate) fn deposit_at(&self, now: Nanos) {
         self.inner.see_epoch(now / self.inner.bucket_nanos);
         let bucket = self.inner.current(now);
-        bucket.deposits.fetch_add(1, Ordering::Relaxed);
+        bucket.deposits.increment();
     }
 
     pub(crate) fn try_withdraw_at(&self, now: Nanos) -> bool {
@@ -210,7 +215,7 @@ impl Inner {
         {
             // A caller counting into this bucket between the exchange and these stores is lost;
             // the budget is an estimate, and a lock here would cost every call.
-            bucket.deposits.store(0, Ordering::Relaxed);
+            bucket.deposits.reset();
             bucket.withdrawals.store(0, Ordering::Relaxed);
         }
         bucket
@@ -224,7 +229,7 @@ impl Inner {
         for bucket in &self.buckets {
             let tag = bucket.epoch.load(Ordering::Acquire);
             if tag >= oldest.max(1) && tag <= epoch + 1 {
-                totals.0 += bucket.deposits.load(Ordering::Relaxed);
+                totals.0 += bucket.deposits.sum();
                 totals.1 += bucket.withdrawals.load(Ordering::Relaxed);
             }
         }
