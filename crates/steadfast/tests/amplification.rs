@@ -5,6 +5,7 @@
 //! `--nocapture` is the one in docs/retry.md.
 #![cfg(all(feature = "retry", feature = "circuit-breaker"))]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -94,10 +95,7 @@ async fn the_budget_bounds_bursts_and_the_breaker_bounds_every_rate() {
     for arrival in arrivals {
         let alone = attempts_per_request(arrival, false).await;
         let guarded = attempts_per_request(arrival, true).await;
-        table.push_str(&format!(
-            "| {} | {alone:.2} | {guarded:.2} |\n",
-            arrival.label()
-        ));
+        let _ = writeln!(table, "| {} | {alone:.2} | {guarded:.2} |", arrival.label());
         rows.push((arrival, alone, guarded));
     }
     println!("attempts reaching the dead agent per request:\n{table}");
