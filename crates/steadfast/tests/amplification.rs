@@ -37,8 +37,8 @@ impl Arrival {
 type Stack = BoxCloneSyncService<u64, u64, BoxError>;
 
 /// Sends `REQUESTS` requests arriving as `arrival` to a dead agent; returns the attempts that
-/// reached it per request.
-async fn attempts_per_request(arrival: Arrival, with_breaker: bool) -> f64 {
+/// reached it.
+async fn attempts(arrival: Arrival, with_breaker: bool) -> u64 {
     let reached = Arc::new(AtomicU64::new(0));
     let counted = reached.clone();
     let dead = service_fn(move |_: u64| {
@@ -77,7 +77,11 @@ async fn attempts_per_request(arrival: Arrival, with_breaker: bool) -> f64 {
             while calls.join_next().await.is_some() {}
         }
     }
-    reached.load(Ordering::Relaxed) as f64 / REQUESTS as f64
+    reached.load(Ordering::Relaxed)
+}
+
+fn per_request(attempts: u64) -> f64 {
+    attempts as f64 / REQUESTS as f64
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,9 +97,17 @@ async fn the_budget_bounds_bursts_and_the_breaker_bounds_every_rate() {
     );
     let mut rows = Vec::new();
     for arrival in arrivals {
-        let alone = attempts_per_request(arrival, false).await;
-        let guarded = attempts_per_request(arrival, true).await;
-        let _ = writeln!(table, "| {} | {alone:.2} | {guarded:.2} |", arrival.label());
+        let (alone, guarded) = (
+            attempts(arrival, false).await,
+            attempts(arrival, true).await,
+        );
+        let _ = writeln!(
+            table,
+            "| {} | {:.2} | {:.2} |",
+            arrival.label(),
+            per_request(alone),
+            per_request(guarded)
+        );
         rows.push((arrival, alone, guarded));
     }
     println!("attempts reaching the dead agent per request:\n{table}");
@@ -104,15 +116,15 @@ async fn the_budget_bounds_bursts_and_the_breaker_bounds_every_rate() {
         match arrival {
             // Sequential calls never bind the budget: they ask for under one retry a second,
             // below its floor of 10, so every request makes all four attempts.
-            Arrival::Sequential => assert_eq!(alone, 4.0, "{table}"),
+            Arrival::Sequential => assert_eq!(alone, 4 * REQUESTS, "{table}"),
             // At 10/s requests ask for 30 retries a second; the budget grants its floor (10)
             // plus 20 % of the first attempts (2): about 1 + 12/10 attempts per request.
-            Arrival::PerSecond(10) => assert!((2.0..2.4).contains(&alone), "{table}"),
+            Arrival::PerSecond(10) => assert!((2_000..2_400).contains(&alone), "{table}"),
             // Faster, the floor matters less and less: towards 1 + 20 %.
-            Arrival::PerSecond(_) => assert!(alone < 1.4, "{arrival:?}: {table}"),
+            Arrival::PerSecond(_) => assert!(alone < 1_400, "{arrival:?}: {table}"),
         }
         // With the breaker, five failures open the circuit; refusals are not retried (they
         // never reached the agent, and the circuit answers for it), and the open time grows.
-        assert!(guarded < 0.1, "{arrival:?}: {table}");
+        assert!(guarded < REQUESTS / 10, "{arrival:?}: {table}");
     }
 }
