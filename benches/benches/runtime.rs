@@ -208,6 +208,7 @@ fn breaker(c: &mut Criterion) {
 
 fn rejection(c: &mut Criterion) {
     let runtime = runtime();
+    let mut bare = agent();
     let mut tripped = tripped_breaker(&runtime);
     let forced_layer = CircuitBreakerLayer::new(&Agent::new("forced"), BreakerConfig::default());
     forced_layer.handle().force_open();
@@ -233,6 +234,7 @@ fn rejection(c: &mut Criterion) {
         allocs(&runtime, &mut failsafe),
     );
     let mut group = c.benchmark_group("rt_rejection");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
     group.bench_function("steadfast_open_tripped", |b| {
         b.iter_custom(|n| timed(&runtime, &mut tripped, n));
     });
