@@ -12,6 +12,7 @@
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | [`Rebase`] | sends a request to an alternative's base URL with its own credentials (fallback across hosts) |
 //! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
@@ -53,8 +54,10 @@
 
 mod body;
 mod classify;
+pub mod future;
 pub mod llm;
 pub mod reason;
+pub mod rebase;
 mod retry_after;
 
 #[cfg(feature = "dead-letter")]
@@ -74,6 +77,7 @@ pub use classify::{
     GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, IDEMPOTENCY_KEY,
     Idempotency, X_SHOULD_RETRY, classify_error, classify_http_response,
 };
+pub use rebase::{Rebase, RebaseBuilder, RebaseError, Rebased};
 pub use retry_after::{
     RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,
     parse_retry_after, parse_retry_after_at, parse_retry_after_value,
