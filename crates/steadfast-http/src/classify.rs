@@ -38,6 +38,7 @@ pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-ret
 /// | `x-should-retry: false` on a failure | transient becomes agent fault; no wait |
 /// | connection refused | transient; never processed |
 /// | reset, closed, timeout errors (`hyper`, `std::io`, `reqwest`) | transient |
+/// | a `reqwest::Error` from `error_for_status()` | as its status |
 /// | errors that classify themselves (`CircuitOpen`, timeouts, ...) | as [`error_outcome`] says |
 /// | a body over the buffering limit ([`BodyTooLarge`]) | caller fault |
 /// | any other error | transient |
@@ -342,6 +343,10 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
         }
         if error.is_builder() {
             return Some(Outcome::caller_fault(reason::INVALID_CLIENT_REQUEST));
+        }
+        // `Response::error_for_status` turned an answer into this error: judge the status.
+        if let Some(status) = error.status() {
+            return Some(classify_http_response(status, &HeaderMap::new(), None));
         }
         return None;
     }

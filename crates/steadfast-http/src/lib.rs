@@ -12,7 +12,9 @@
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | [`BufferRequestLayer`] | makes requests retryable: `http::Request<B>` (axum, hyper) and `reqwest::Request` in, `http::Request<BufferedBody>` below |
 //! | [`Rebase`] | sends a request to an alternative's base URL with its own credentials (fallback across hosts) |
+//! | `reqwest` (feature `reqwest`) | `ReqwestAgent`: a `reqwest::Client` under the layers; `Resilience` (feature `reqwest-middleware`): the stack as one `ClientWithMiddleware` `.with(..)` |
 //! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
@@ -53,12 +55,16 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod buffer;
 mod classify;
 pub mod future;
 pub mod llm;
 pub mod reason;
 pub mod rebase;
 mod retry_after;
+
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
@@ -71,6 +77,7 @@ pub mod status;
 pub mod notify;
 
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
+pub use buffer::{BufferRequest, BufferRequestLayer};
 #[cfg(feature = "grpc")]
 pub use classify::classify_grpc_error;
 pub use classify::{

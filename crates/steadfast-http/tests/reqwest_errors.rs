@@ -27,3 +27,27 @@ async fn a_refused_reqwest_connection_is_a_transient_connect_error() {
         "a refused connection never reached the agent"
     );
 }
+
+#[tokio::test]
+async fn an_error_for_status_is_classified_by_its_status() {
+    use steadfast_mock::{MockServer, Route, Script, faults};
+    let server = MockServer::start().await.unwrap();
+    server.script(
+        Route::OpenAiChat,
+        Script::always(faults::openai::overloaded()),
+    );
+    let err = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(server.url(Route::OpenAiChat))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap_err();
+    let outcome = classify_error(&err);
+    assert_eq!(outcome.kind(), OutcomeKind::Transient, "{err:?}");
+    assert_eq!(outcome.reason(), Some("503"));
+}
