@@ -37,7 +37,7 @@ pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-ret
 /// | `x-should-retry: true` on a failure | transient (rate-limited stays rate-limited; quota exhausted and tokens-over-limit stay final); the server says a repeat is safe |
 /// | `x-should-retry: false` on a failure | transient becomes agent fault; no wait |
 /// | connection refused | transient; never processed |
-/// | reset, closed, timeout errors (`hyper`, `std::io`, `reqwest`) | transient |
+/// | reset, closed, timeout errors (`hyper`, `std::io`, `reqwest`, `reqwest_middleware`) | transient |
 /// | a `reqwest::Error` from `error_for_status()` | as its status |
 /// | errors that classify themselves (`CircuitOpen`, timeouts, ...) | as [`error_outcome`] says |
 /// | a body over the buffering limit ([`BodyTooLarge`]) | caller fault |
@@ -349,6 +349,15 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
             return Some(classify_http_response(status, &HeaderMap::new(), None));
         }
         return None;
+    }
+    #[cfg(feature = "reqwest-middleware")]
+    if let Some(error) = error.downcast_ref::<reqwest_middleware::Error>() {
+        // Its variants are `transparent`: `source()` skips the error they wrap (the
+        // `reqwest::Error` that knows it timed out), so classify that one directly.
+        return Some(match error {
+            reqwest_middleware::Error::Reqwest(error) => classify_error(error),
+            reqwest_middleware::Error::Middleware(error) => classify_error(&**error),
+        });
     }
     if let Some(error) = error.downcast_ref::<io::Error>() {
         use io::ErrorKind::{

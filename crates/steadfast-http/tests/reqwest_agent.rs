@@ -295,3 +295,54 @@ async fn a_refused_connection_is_retried_even_for_a_post_and_then_reported() {
         "{error}"
     );
 }
+
+/// A `ClientWithMiddleware` is a client like another under the layers: its errors
+/// (`reqwest_middleware::Error`, which hides the `reqwest::Error` from `source()`) are still
+/// classified by what they carry.
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test]
+async fn a_client_with_middleware_can_be_the_agent_too() {
+    let anthropic = MockServer::start().await.unwrap();
+    anthropic.script(
+        Route::AnthropicMessages,
+        Script::fail_next(1, faults::anthropic::overloaded()),
+    );
+    let agent = Agent::new("claude-mw").classifier(HttpClassifier::llm());
+    let with_middleware = reqwest_middleware::ClientBuilder::new(client()).build();
+    let stack = ServiceBuilder::new()
+        .layer(BufferRequestLayer::new(1 << 20))
+        .backoff_retry(BackoffRetryLayer::new(
+            &agent,
+            RetryConfig::builder()
+                .base(Duration::from_millis(10))
+                .build()
+                .unwrap(),
+        ))
+        .service(ReqwestAgent::new(with_middleware.clone()));
+    let request = with_middleware
+        .post(anthropic.url(Route::AnthropicMessages))
+        .body(r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[]}"#)
+        .build()
+        .unwrap();
+    let (answer, attempts) = count_attempts(stack.clone().oneshot(request)).await;
+    assert_eq!(answer.unwrap().status(), 200);
+    assert_eq!(attempts, Some(2));
+
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let request = with_middleware
+        .post(format!("http://{refused}/v1/messages"))
+        .body("{}")
+        .build()
+        .unwrap();
+    let error = stack.oneshot(request).await.unwrap_err();
+    let outcome = steadfast_http::classify_error(
+        steadfast::error::find::<RetriesExhausted>(error.as_ref())
+            .unwrap()
+            .last()
+            .as_ref(),
+    );
+    assert_eq!(outcome.reason(), Some(reason::CONNECT), "{error}");
+}

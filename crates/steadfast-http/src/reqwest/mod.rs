@@ -75,8 +75,12 @@
 
 mod agent;
 mod classify;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod peek;
 mod request;
 
 pub use agent::{ReqwestAgent, ResponseFuture};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::{MiddlewareError, Resilience};
 pub use request::{ReplayError, ReplayableRequest, StreamingBody, replayable};
