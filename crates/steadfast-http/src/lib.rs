@@ -15,6 +15,7 @@
 //! | [`BufferRequestLayer`] | makes requests retryable: `http::Request<B>` (axum, hyper) and `reqwest::Request` in, `http::Request<BufferedBody>` below |
 //! | [`Rebase`] | sends a request to an alternative's base URL with its own credentials (fallback across hosts) |
 //! | `reqwest` (feature `reqwest`) | `ReqwestAgent`: a `reqwest::Client` under the layers; `Resilience` (feature `reqwest-middleware`): the stack as one `ClientWithMiddleware` `.with(..)` |
+//! | `error_response` (feature `axum`) | `ErrorResponseLayer`: the layers' errors as HTTP answers (503 + `Retry-After`, 502, 504, 429, 400/422), for `Router::route_layer` |
 //! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
@@ -66,6 +67,9 @@ mod retry_after;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 
+#[cfg(feature = "axum")]
+pub mod error_response;
+
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
 #[cfg(feature = "redact")]
@@ -84,6 +88,8 @@ pub use classify::{
     GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, IDEMPOTENCY_KEY,
     Idempotency, X_SHOULD_RETRY, classify_error, classify_http_response,
 };
+#[cfg(feature = "axum")]
+pub use error_response::{AGENT_HEADER, ErrorResponseLayer};
 pub use rebase::{Rebase, RebaseBuilder, RebaseError, Rebased};
 pub use retry_after::{
     RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,
