@@ -80,6 +80,11 @@ pub mod status;
 #[cfg(any(feature = "webhook", feature = "email"))]
 pub mod notify;
 
+/// docs/http.md's examples, compiled (and run, where they need no network) as doc tests.
+#[cfg(all(doctest, feature = "reqwest-middleware", feature = "axum"))]
+#[doc = include_str!("../../../docs/http.md")]
+pub struct HttpGuideDoctests;
+
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 pub use buffer::{BufferRequest, BufferRequestLayer};
 #[cfg(feature = "grpc")]
