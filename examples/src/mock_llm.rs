@@ -35,7 +35,7 @@ pub enum Reply {
     /// Never answers (the connection stays open): the client's timeout must fire.
     Hang,
     /// `400` with OpenAI's `context_length_exceeded` body (the fixture of steadfast-http's
-    /// tests, from https://github.com/chathub-dev/chathub/issues/126).
+    /// tests, from <https://github.com/chathub-dev/chathub/issues/126>).
     ContextTooLong,
 }
 

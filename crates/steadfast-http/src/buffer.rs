@@ -1,15 +1,4 @@
 //! [`BufferRequestLayer`]: requests in, replayable requests inside.
-//!
-//! Retry and fallback send a request again, so they need `Req: Clone`, which neither an
-//! `http::Request` with a streaming body (axum's, hyper's) nor a `reqwest::Request` is. This
-//! layer goes on top of them and turns each incoming request into an
-//! `http::Request<BufferedBody>` (cloneable for the price of a reference count):
-//!
-//! - an `http::Request<B>`: its body is read into memory, at most `limit` bytes
-//!   ([`BodyTooLarge`] beyond, a caller fault);
-//! - a `reqwest::Request` (feature `reqwest`): its body is already bytes, copied once; a
-//!   streaming body cannot be read twice and is refused with `reqwest::StreamingBody` (a
-//!   caller fault that never reached the agent).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +11,17 @@ use tower_service::Service;
 use crate::body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 
 /// Buffers each request's body (at most `limit` bytes) so the layers below can send it again.
-/// See the [module docs](self).
+///
+/// Retry and fallback send a request again, so they need `Req: Clone`, which neither an
+/// `http::Request` with a streaming body (axum's, hyper's) nor a `reqwest::Request` is. This
+/// layer goes on top of them and turns each incoming request into an
+/// `http::Request<BufferedBody>` (cloneable for the price of a reference count):
+///
+/// - an `http::Request<B>`: its body is read into memory, at most `limit` bytes
+///   ([`BodyTooLarge`] beyond, a caller fault);
+/// - a `reqwest::Request` (feature `reqwest`): its body is already bytes, copied once; a
+///   streaming body cannot be read twice and is refused with `reqwest::StreamingBody` (a
+///   caller fault that never reached the agent).
 ///
 /// ```
 /// use steadfast::prelude::*;

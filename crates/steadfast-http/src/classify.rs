@@ -45,8 +45,14 @@ pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-ret
 ///
 /// A success is decided from the status alone: no header is read, nothing is parsed or
 /// allocated. Error bodies are read only when already in memory (`BufferedBody`, `Bytes`,
-/// `String`, `Vec<u8>`), and at most [`llm::MAX_ERROR_BODY`] bytes of them; a streaming error
-/// answer is classified from its status and headers.
+/// `String`, `Vec<u8>`, or a `reqwest::Response` whose error body `ReqwestAgent` read), and at
+/// most [`llm::MAX_ERROR_BODY`] bytes of them; a streaming error answer is classified from its
+/// status and headers.
+///
+/// With the `reqwest` feature it also classifies `reqwest::Response`s, by the same rules and
+/// with the same memo (`Classify<reqwest::Request, reqwest::Response>` and
+/// `Classify<http::Request<B>, reqwest::Response>`): one classifier per agent, whatever its
+/// client.
 ///
 /// # Requests that must not be sent twice
 ///

@@ -12,7 +12,7 @@
 //! | `RetriesExhausted` | 502 | `retries_exhausted` |
 //! | `BudgetExhausted` | 502 | `retry_budget_exhausted` |
 //! | `BodyTooLarge` ([`BufferRequestLayer`](crate::BufferRequestLayer)) | 413 | `request_too_large` |
-//! | otherwise, by [`classify_error`](crate::classify_error): rate-limited | 429, `Retry-After` when known | `rate_limited` |
+//! | otherwise, by [`classify_error`]: rate-limited | 429, `Retry-After` when known | `rate_limited` |
 //! | caller fault `context_length_exceeded`, `content_filtered`, `tokens_over_limit` | 422 | `invalid_request` |
 //! | caller fault `request_too_large`, `request body too large` | 413 | `invalid_request` |
 //! | any other caller fault | 400 | `invalid_request` |
