@@ -1,4 +1,5 @@
-//! An axum app calling an agent through the stack, with the status routes merged in.
+//! An axum app serving a route through the stack (`Router::route_layer`), with the status routes
+//! merged in.
 //!
 //! `cargo run -p steadfast-examples --example axum_app`
 
@@ -8,7 +9,7 @@ use steadfast_examples::axum_app::run;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     println!(
-        "axum_app: POST /summarize calls the agent stack (cloned per request); status routes merged in"
+        "axum_app: POST /summarize served through route_layer(ErrorResponseLayer > BufferRequestLayer > retry > breaker > timeout); status routes merged in"
     );
     println!("the agent goes down before the 4th prompt\n");
     let summary = run().await?;
@@ -19,8 +20,13 @@ async fn main() -> Result<(), BoxError> {
             .as_ref()
             .map(|seconds| format!(" (Retry-After: {seconds})"))
             .unwrap_or_default();
+        let agent = exchange
+            .agent
+            .as_ref()
+            .map(|agent| format!(" (x-steadfast-agent: {agent})"))
+            .unwrap_or_default();
         println!(
-            "{} -> {}{retry_after} {}",
+            "{} -> {}{retry_after}{agent} {}",
             exchange.request, exchange.status, exchange.body
         );
     }

@@ -8,10 +8,10 @@ use steadfast_examples::reqwest_client::{ATTEMPT_TIMEOUT, run};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     println!(
-        "reqwest_client: reqwest::Client behind ReqwestAgent (rebuilds a reqwest::Request per attempt)"
+        "reqwest_client: reqwest::Requests in, through steadfast-http's BufferRequestLayer and ReqwestAgent"
     );
     println!(
-        "stack: backoff_retry(2 retries, HttpClassifier) > circuit_breaker(HttpClassifier) > timeout({} ms) > ReqwestAgent\n",
+        "stack: BufferRequestLayer > [fallback to a bigger model on another host, via Rebase] > backoff_retry(2 retries) > circuit_breaker > timeout({} ms) > ReqwestAgent(reqwest::Client)\n",
         ATTEMPT_TIMEOUT.as_millis()
     );
     let summary = run().await?;
@@ -29,10 +29,13 @@ async fn main() -> Result<(), BoxError> {
             exchange.elapsed.as_millis()
         );
     }
-    println!("\nserver received {} requests", summary.server_hits);
+    println!(
+        "\nserver received {} requests; the bigger model {}",
+        summary.server_hits, summary.big_model_hits
+    );
 
     println!(
-        "\nthe same stack as one reqwest-middleware `.with(Resilience::new(retry, breaker, timeout))`\n"
+        "\nthe same stack as one reqwest-middleware `.with(Resilience::new().backoff_retry(..).circuit_breaker(..).timeout(..))`\n"
     );
     let summary = steadfast_examples::resilient_middleware::run().await?;
     for (index, exchange) in summary.exchanges.iter().enumerate() {

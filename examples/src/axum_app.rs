@@ -1,18 +1,26 @@
-//! An axum app whose handler calls an agent through the stack, with the status routes merged in.
+//! An axum app whose route is served through the stack, with the status routes merged in.
 //!
-//! The pattern: build the stack once, keep it in the router's state as a
-//! [`BoxCloneSyncService`], and in each request **call a clone of it** with
-//! `oneshot(prompt)`: axum's `State` extractor hands every request its own clone (outside a
-//! handler, write `agent.clone().oneshot(prompt)`). Clones share the breaker, the retry budget and the
-//! registry entry: the breaker stands for the agent, not for one request. The layers never park
-//! `poll_ready` (a breaker refuses in `call`, with `CircuitOpen`), so the stack is always ready,
-//! which is what axum expects of the services it holds.
+//! The pattern: the handler is the agent (here an in-process summarizer; in an app, the code
+//! that calls a model), and the stack goes around it with `Router::route_layer`, outermost an
+//! [`ErrorResponseLayer`] that turns the layers' errors into HTTP answers (axum only takes
+//! services whose error is `Infallible`):
 //!
-//! The run: three prompts are answered; then the agent goes down (a chaos outage), the
-//! handler answers `502` while the retries fail, the breaker opens and the handler answers
-//! `503` with `Retry-After` at once. `GET /status` shows the breaker open and `GET /health`
-//! answers `503` (the only agent is down). `GET /metrics` serves the same counters in
-//! Prometheus format: every layer reports through the agent's one event path, so the two agree.
+//! ```text
+//! ErrorResponseLayer > BufferRequestLayer > backoff_retry > circuit_breaker > timeout > chaos > POST /summarize
+//! ```
+//!
+//! `BufferRequestLayer` reads each request body into memory (at most 64 KiB) so the retry
+//! layer can send it again; every layer is for the agent `summarizer`, named once. axum clones
+//! the stack per request; clones share the breaker, the retry budget and the registry entry.
+//! The layers never park `poll_ready` (a breaker refuses in `call`, with `CircuitOpen`), which
+//! is what axum expects of the services it holds.
+//!
+//! The run: three prompts are answered; then the agent goes down (a chaos outage), the app
+//! answers `502` while the retries fail (`RetriesExhausted`), the breaker opens and the app
+//! answers `503` with `Retry-After` at once (`CircuitOpen`), naming the agent in
+//! `x-steadfast-agent`. `GET /status` shows the breaker open and `GET /health` answers `503`
+//! (the only agent is down). `GET /metrics` serves the same counters in Prometheus format:
+//! every layer reports through the agent's one event path, so the two agree.
 //!
 //! ```text
 //! cargo run -p steadfast-examples --example axum_app
@@ -22,9 +30,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
 use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,18 +38,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use steadfast::chaos::{ChaosConfig, ChaosLayer};
+use steadfast::chaos::{ChaosConfig, ChaosHandle, ChaosLayer};
 use steadfast::prelude::*;
 use steadfast_http::status::StatusRoutes;
+use steadfast_http::{AGENT_HEADER, BufferRequestLayer, ErrorResponseLayer, HttpClassifier};
 use tokio::net::TcpListener;
-use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
-
-/// The agent as the app holds it: any stack, type-erased, cheap to clone.
-pub type AgentService = BoxCloneSyncService<String, String, BoxError>;
+use tower::ServiceBuilder;
 
 /// How long the breaker stays open once it trips.
 pub const OPEN_FOR: Duration = Duration::from_secs(5);
+
+/// The largest prompt the app buffers (for retries); a bigger one is answered `413`.
+pub const MAX_PROMPT: usize = 64 * 1024;
 
 /// The process's Prometheus recorder, installed on first use. A `metrics` recorder is global:
 /// install it once, before building the layers (they register their per-call counters when
@@ -62,18 +68,24 @@ pub fn prometheus() -> Result<PrometheusHandle, BoxError> {
         .map_err(BoxError::from)
 }
 
-/// Builds the agent stack: retry > breaker > timeout > chaos > the in-process summarizer, every
-/// layer for the agent `summarizer` of `registry`, named once. Returns the chaos layer's switch
-/// too, to take the agent down.
-pub fn agent(
+/// The app: `POST /summarize` served through the stack (see the [module docs](self)), plus the
+/// status routes (`/health`, `/status`, `/status/ui`, `/metrics`, ...). Returns the chaos
+/// layer's switch too, to take the agent down.
+pub fn app(
     registry: &Registry,
-) -> Result<(AgentService, steadfast::chaos::ChaosHandle), BoxError> {
-    let summarizer = registry.agent("summarizer");
+    metrics: PrometheusHandle,
+) -> Result<(Router, ChaosHandle), BoxError> {
+    // Summarising is safe to repeat: the LLM classifier lets the retry layer resend a POST.
+    let summarizer = registry
+        .agent("summarizer")
+        .classifier(HttpClassifier::llm());
     let chaos = ChaosLayer::new(&summarizer, &ChaosConfig::default());
     let switch = chaos.handle();
-    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process):
-    // a backup agent or a cached answer would then replace the handler's 502/503.
+    // The fallback, dead-letter and degrade layers go between the buffer and the retry layer
+    // (see in_process): a backup agent or a cached answer would then replace the 502/503.
     let stack = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new().agent(&summarizer))
+        .layer(BufferRequestLayer::new(MAX_PROMPT))
         .backoff_retry(BackoffRetryLayer::new(
             &summarizer,
             RetryConfig::builder()
@@ -90,44 +102,21 @@ pub fn agent(
                 .build()?,
         ))
         .timeout(Duration::from_millis(500))
-        .layer(chaos)
-        .service(service_fn(|prompt: String| async move {
-            Ok::<_, BoxError>(format!(
-                "summary: {} words",
-                prompt.split_whitespace().count()
-            ))
-        }));
-    Ok((BoxCloneSyncService::new(stack), switch))
-}
-
-/// The app: `POST /summarize` plus the status routes (`/health`, `/status`, `/status/ui`,
-/// `/metrics`, ...).
-pub fn app(agent: AgentService, registry: Registry, metrics: PrometheusHandle) -> Router {
-    Router::new()
+        .layer(chaos);
+    let router = Router::new()
         .route("/summarize", post(summarize))
-        .with_state(agent)
-        .merge(StatusRoutes::new(registry).prometheus(metrics).router())
+        .route_layer(stack)
+        .merge(
+            StatusRoutes::new(registry.clone())
+                .prometheus(metrics)
+                .router(),
+        );
+    Ok((router, switch))
 }
 
-/// The handler: call this request's clone of the stack (`State` cloned it), turn its errors
-/// into HTTP answers.
-async fn summarize(State(agent): State<AgentService>, prompt: String) -> Response {
-    match agent.oneshot(prompt).await {
-        Ok(summary) => summary.into_response(),
-        Err(error) => match steadfast::error::find::<CircuitOpen>(error.as_ref()) {
-            Some(open) => {
-                let mut response =
-                    (StatusCode::SERVICE_UNAVAILABLE, open.to_string()).into_response();
-                let wait = open.retry_in().unwrap_or(Duration::from_secs(1));
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                response
-            }
-            None => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
-        },
-    }
+/// The agent: counts the prompt's words.
+async fn summarize(prompt: String) -> String {
+    format!("summary: {} words", prompt.split_whitespace().count())
 }
 
 /// One request the example made to its own server.
@@ -139,6 +128,8 @@ pub struct Exchange {
     pub status: u16,
     /// Its `Retry-After`, if any.
     pub retry_after: Option<String>,
+    /// Its `x-steadfast-agent`, if any: the agent an error answer is about.
+    pub agent: Option<String>,
     /// Its body.
     pub body: String,
 }
@@ -162,12 +153,12 @@ pub struct Summary {
 pub async fn run() -> Result<Summary, BoxError> {
     let metrics = prometheus()?;
     let registry = Registry::new();
-    let (agent, switch) = agent(&registry)?;
+    let (app, switch) = app(&registry, metrics)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, app(agent, registry, metrics))
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
@@ -219,11 +210,17 @@ async fn send(
         .get(header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let agent = response
+        .headers()
+        .get(AGENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Exchange {
         request: format!("{method} {path}"),
         status,
         retry_after,
+        agent,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

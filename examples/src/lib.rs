@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | [`in_process`] | `cargo run -p steadfast-examples --example in_process` | a flaky in-process agent (seeded chaos) behind degrade > fallback (backup, cache) > retry > breaker > timeout; every request accounted for |
 //! | [`hyper_agent`] | `cargo run -p steadfast-examples --example hyper_agent` | a hyper client against a local fake LLM API: 429 + `Retry-After`, 503, a hang, an outage |
-//! | [`axum_app`] | `cargo run -p steadfast-examples --example axum_app` | an axum handler calling an agent through the stack, plus the status routes and `/metrics` (Prometheus), which agree |
-//! | [`reqwest_client`] | `cargo run -p steadfast-examples --example reqwest_client` | `reqwest::Client` as a tower `Service` under the layers, and [`resilient_middleware`]: the stack as one reqwest-middleware `.with(...)` |
+//! | [`axum_app`] | `cargo run -p steadfast-examples --example axum_app` | an axum route served through the stack in `Router::route_layer` (errors become 502/503 answers), plus the status routes and `/metrics` (Prometheus), which agree |
+//! | [`reqwest_client`] | `cargo run -p steadfast-examples --example reqwest_client` | `reqwest::Client` under the layers with steadfast-http's `BufferRequestLayer` and `ReqwestAgent`, a fallback to a bigger model on another host (`Rebase`), and [`resilient_middleware`]: the stack as one reqwest-middleware `.with(...)` |
 //! | [`tonic_agent`] | `cargo run -p steadfast-examples --example tonic_agent` | a tonic gRPC agent under the layers with `GrpcClassifier` |
 //!
 //! Every example listens on `127.0.0.1:0` only, runs for a few seconds at most and stops by

@@ -1,9 +1,9 @@
 //! A local hyper 1 server pretending to be an LLM API, answering from a script.
 //!
 //! Each request takes the next [`Reply`] of the script (the last one repeats): a completion,
-//! a 429 with `retry-after-ms`, a 429 saying the quota is gone, a 503, or a hang that never
-//! answers (so the client's timeout fires). It listens on `127.0.0.1:0` and stops when the
-//! [`MockLlm`] is dropped.
+//! a 429 with `retry-after-ms`, a 429 saying the quota is gone, a 503, a 400
+//! `context_length_exceeded`, or a hang that never answers (so the client's timeout fires). It
+//! listens on `127.0.0.1:0` and stops when the [`MockLlm`] is dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +34,9 @@ pub enum Reply {
     Unavailable,
     /// Never answers (the connection stays open): the client's timeout must fire.
     Hang,
+    /// `400` with OpenAI's `context_length_exceeded` body (the fixture of steadfast-http's
+    /// tests, from <https://github.com/chathub-dev/chathub/issues/126>).
+    ContextTooLong,
 }
 
 /// A running fake LLM API.
@@ -129,6 +132,12 @@ async fn answer(
         Reply::Unavailable => Response::builder()
             .status(StatusCode::SERVICE_UNAVAILABLE)
             .body(Full::new(Bytes::from_static(b"{\"error\":\"overloaded\"}"))),
+        Reply::ContextTooLong => Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(include_bytes!(
+                "../../crates/steadfast-http/tests/fixtures/llm/openai_400_context_length_exceeded.json"
+            )))),
         Reply::Hang => std::future::pending().await,
     };
     Ok(response.expect("static response parts are valid"))

@@ -1,38 +1,41 @@
-//! `reqwest::Client` as a tower `Service` under the layers.
+//! `reqwest::Client` under the layers, with steadfast-http's reqwest pieces and no bridge code.
 //!
-//! `reqwest::Client` implements `Service<reqwest::Request>`, but `reqwest::Request` is not
-//! `Clone` (only `try_clone()`, which fails for streaming bodies), and a retry layer must keep
-//! a copy of the request to send it again. [`ReqwestAgent`] bridges the two: the stack carries
-//! an `http::Request<BufferedBody>` (always cloneable), and each attempt turns its copy into a
-//! `reqwest::Request` and calls the client through its `Service` impl. The answer comes back as
-//! an `http::Response<Bytes>` with its body read, so [`HttpClassifier`] can tell a 429 that
-//! asks for a wait from one that says the quota is gone.
+//! ```text
+//! BufferRequestLayer > [FallbackLayer] > backoff_retry > circuit_breaker > timeout > ReqwestAgent(reqwest::Client)
+//! ```
+//!
+//! The stack takes `reqwest::Request`s, built with the client's own builder.
+//! [`BufferRequestLayer`] makes each one replayable (its body copied once into memory; a
+//! streaming body is refused as a caller fault), so the retry layer can send it again;
+//! [`ReqwestAgent`] sends each attempt with the client and reads the body of an error answer
+//! (at most 64 KiB) so [`HttpClassifier`] can tell a 429 that asks for a wait from one that says
+//! the quota is gone, or a prompt that is too long from a bad request. The answer is a plain
+//! `reqwest::Response`, its body whole.
 //!
 //! The server ([`MockLlm`]) answers: a 503 then a completion; a 429 saying the quota is
-//! exhausted (an agent fault: not retried); a hang then a completion. A last request goes to a
-//! port nothing listens on: connection refused, retried, then given up.
+//! exhausted (an agent fault: not retried); a hang then a completion. A fourth request goes to a
+//! port nothing listens on: connection refused, retried, then given up. A fifth is too long for
+//! the primary (`400 context_length_exceeded`): the same stack with a [`FallbackLayer`] sends it
+//! to a bigger model on another host, rewritten for it by [`Rebase`] (its base URL, its key).
 //!
 //! ```text
 //! cargo run -p steadfast-examples --example reqwest_client
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Request;
+use steadfast::fallback::{Alternative, FallbackLayer};
 use steadfast::prelude::*;
 use steadfast::retry::count_attempts;
-use steadfast_http::{BufferedBody, HttpClassifier};
+use steadfast_http::reqwest::{ReplayableRequest, ReqwestAgent};
+use steadfast_http::{BufferRequestLayer, HttpClassifier, Rebase, reason};
 use tokio::time::Instant;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::mock_llm::{MockLlm, Reply};
 
-/// The server's script.
-pub const SCRIPT: [Reply; 5] = [
+/// The primary server's script.
+pub const SCRIPT: [Reply; 6] = [
     // 1: overloaded, then answered
     Reply::Unavailable,
     Reply::Complete,
@@ -41,52 +44,15 @@ pub const SCRIPT: [Reply; 5] = [
     // 3: hangs past the timeout, then answered
     Reply::Hang,
     Reply::Complete,
+    // 5: too long for this model
+    Reply::ContextTooLong,
 ];
 
 /// The per-attempt timeout.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// A `reqwest::Client` as a `Service<http::Request<BufferedBody>>`: each call rebuilds a
-/// `reqwest::Request` from the (cloneable) http request, so retries can resend it.
-#[derive(Clone, Debug, Default)]
-pub struct ReqwestAgent {
-    client: reqwest::Client,
-}
-
-impl ReqwestAgent {
-    /// Sends through `client` (share one client: it holds the connection pool).
-    pub fn new(client: reqwest::Client) -> Self {
-        ReqwestAgent { client }
-    }
-}
-
-impl Service<Request<BufferedBody>> for ReqwestAgent {
-    type Response = http::Response<Bytes>;
-    type Error = reqwest::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<reqwest::Request>::poll_ready(&mut self.client, cx)
-    }
-
-    fn call(&mut self, request: Request<BufferedBody>) -> Self::Future {
-        let (parts, body) = request.into_parts();
-        let request = Request::from_parts(parts, body.bytes().clone());
-        let converted = reqwest::Request::try_from(request);
-        let mut client = self.client.clone();
-        Box::pin(async move {
-            let response = client.call(converted?).await?;
-            let status = response.status();
-            let version = response.version();
-            let headers = response.headers().clone();
-            let mut answer = http::Response::new(response.bytes().await?);
-            *answer.status_mut() = status;
-            *answer.version_mut() = version;
-            *answer.headers_mut() = headers;
-            Ok(answer)
-        })
-    }
-}
+/// The largest request body the stack buffers for retries.
+pub const MAX_BODY: usize = 1 << 20;
 
 /// One request through the stack.
 #[derive(Clone, Debug)]
@@ -112,19 +78,50 @@ pub struct Exchange {
 pub struct Summary {
     /// Every request, in order.
     pub exchanges: Vec<Exchange>,
-    /// Requests the server received.
+    /// Requests the primary server received.
     pub server_hits: usize,
+    /// Requests the bigger model's server received.
+    pub big_model_hits: usize,
+}
+
+/// The fallback to a bigger model: another host, another key, its own breaker; only for
+/// prompts too long for the primary.
+fn bigger_model(
+    registry: &Registry,
+    primary: &Agent<HttpClassifier>,
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+) -> Result<FallbackLayer<ReplayableRequest, reqwest::Response, HttpClassifier>, BoxError> {
+    let big = registry
+        .agent("big-model")
+        .classifier(HttpClassifier::llm());
+    let service = ServiceBuilder::new()
+        .circuit_breaker(CircuitBreakerLayer::new(&big, BreakerConfig::default()))
+        .timeout(Duration::from_secs(2))
+        .service(
+            Rebase::builder(&format!("http://{addr}"))
+                .bearer_token("big-model-key")
+                .build()?
+                .layer(ReqwestAgent::new(client.clone())),
+        );
+    Ok(FallbackLayer::new(primary).then_alternative(
+        Alternative::new(&big, service).handles_caller_fault(|outcome| {
+            outcome.reason() == Some(reason::CONTEXT_LENGTH_EXCEEDED)
+        }),
+    ))
 }
 
 /// Runs the example (about 1 s).
 pub async fn run() -> Result<Summary, BoxError> {
     let server = MockLlm::start(SCRIPT.to_vec()).await?;
+    let big_model = MockLlm::start(vec![Reply::Complete]).await?;
     // A port that was free a moment ago: nothing listens on it.
     let refused = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         listener.local_addr()?
     };
 
+    // Only 127.0.0.1 is called: a proxy from the environment must not get in the way.
     let client = reqwest::Client::builder().no_proxy().build()?;
     let retry = RetryConfig::builder()
         .max_retries(2)
@@ -133,30 +130,56 @@ pub async fn run() -> Result<Summary, BoxError> {
         .deadline(Duration::from_secs(3))
         .build()?;
     // One agent, named once with its classifier: prompts are POSTs that are safe to repeat.
-    let llm_api = Agent::new("llm-api").classifier(HttpClassifier::llm());
-    // The fallback, dead-letter and degrade layers go above `backoff_retry` (see in_process).
+    let registry = Registry::new();
+    let llm_api = registry.agent("llm-api").classifier(HttpClassifier::llm());
     let stack = ServiceBuilder::new()
-        .backoff_retry(BackoffRetryLayer::new(&llm_api, retry).seed(3))
+        .layer(BufferRequestLayer::new(MAX_BODY))
+        .backoff_retry(BackoffRetryLayer::new(&llm_api, retry.clone()).seed(3))
         .circuit_breaker(CircuitBreakerLayer::new(&llm_api, BreakerConfig::default()))
         .timeout(ATTEMPT_TIMEOUT)
-        .service(ReqwestAgent::new(client));
+        .service(ReqwestAgent::new(client.clone()));
+
+    let with_fallback = ServiceBuilder::new()
+        .layer(BufferRequestLayer::new(MAX_BODY))
+        .fallback(bigger_model(
+            &registry,
+            &llm_api,
+            &client,
+            big_model.addr(),
+        )?)
+        .backoff_retry(BackoffRetryLayer::new(&llm_api, retry).seed(4))
+        .circuit_breaker(CircuitBreakerLayer::new(&llm_api, BreakerConfig::default()))
+        .timeout(ATTEMPT_TIMEOUT)
+        .service(ReqwestAgent::new(client.clone()));
 
     let requests = [
-        ("503, then answers", server.url()),
-        ("429 insufficient_quota", server.url()),
-        ("hangs past the timeout, then answers", server.url()),
+        ("503, then answers", server.url(), false),
+        ("429 insufficient_quota", server.url(), false),
+        ("hangs past the timeout, then answers", server.url(), false),
         (
             "connection refused",
             format!("http://{refused}/v1/chat/completions"),
+            false,
         ),
+        ("too long: served by the bigger model", server.url(), true),
     ];
     let mut exchanges = Vec::with_capacity(requests.len());
-    for (index, (label, url)) in requests.into_iter().enumerate() {
-        let request = Request::post(url)
+    for (index, (label, url, fallback)) in requests.into_iter().enumerate() {
+        let request = client
+            .post(url)
+            .bearer_auth("sk-primary-key")
             .header("content-type", "application/json")
-            .body(BufferedBody::from(format!("prompt {}", index + 1)))?;
+            .body(format!("prompt {}", index + 1))
+            .build()?;
         let started = Instant::now();
-        let (result, attempts) = count_attempts(stack.clone().oneshot(request)).await;
+        let call = async {
+            if fallback {
+                with_fallback.clone().oneshot(request).await
+            } else {
+                stack.clone().oneshot(request).await
+            }
+        };
+        let (result, attempts) = count_attempts(call).await;
         let elapsed = started.elapsed();
         let attempts = attempts.unwrap_or(1);
         exchanges.push(match result {
@@ -167,7 +190,7 @@ pub async fn run() -> Result<Summary, BoxError> {
                 connect_error: false,
                 attempts,
                 elapsed,
-                body: String::from_utf8_lossy(response.body()).into_owned(),
+                body: response.text().await?,
             },
             Err(error) => Exchange {
                 label,
@@ -184,5 +207,6 @@ pub async fn run() -> Result<Summary, BoxError> {
     Ok(Summary {
         exchanges,
         server_hits: server.hits(),
+        big_model_hits: big_model.hits(),
     })
 }

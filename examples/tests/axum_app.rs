@@ -1,4 +1,5 @@
-//! The axum example: the app answers through the stack and its status routes see the breaker.
+//! The axum example: the app answers through the stack in `route_layer` and its status routes
+//! see the breaker.
 
 use steadfast_examples::axum_app::run;
 
@@ -22,6 +23,17 @@ async fn the_handler_degrades_to_502_then_503_and_the_status_routes_show_the_ope
         Some("5"),
         "an open circuit tells the caller when to come back"
     );
+    for (index, kind) in [(3, "retries_exhausted"), (5, "circuit_open")] {
+        let exchange = &summary.prompts[index];
+        assert_eq!(
+            exchange.agent.as_deref(),
+            Some("summarizer"),
+            "{exchange:?}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&exchange.body).unwrap();
+        assert_eq!(body["error"]["type"], kind, "{exchange:?}");
+    }
+    assert_eq!(summary.prompts[0].agent, None, "a success names no agent");
 
     assert_eq!(summary.health.status, 503, "the only agent is down");
 

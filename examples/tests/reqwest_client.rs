@@ -6,7 +6,7 @@ use steadfast_examples::reqwest_client::{ATTEMPT_TIMEOUT, SCRIPT, run};
 async fn reqwest_under_the_layers_retries_what_is_transient_and_only_that() {
     let summary = run().await.unwrap();
     let exchanges = &summary.exchanges;
-    assert_eq!(exchanges.len(), 4);
+    assert_eq!(exchanges.len(), 5);
 
     assert_eq!(exchanges[0].status, Some(200), "{:?}", exchanges[0]);
     assert_eq!(
@@ -37,6 +37,15 @@ async fn reqwest_under_the_layers_retries_what_is_transient_and_only_that() {
         exchanges[3].attempts, 3,
         "a refused connection is transient: retried"
     );
+
+    assert_eq!(exchanges[4].status, Some(200), "{:?}", exchanges[4]);
+    assert_eq!(exchanges[4].attempts, 1, "a caller fault is not retried");
+    assert!(
+        exchanges[4].body.contains("prompt 5"),
+        "the bigger model got the same prompt: {:?}",
+        exchanges[4]
+    );
+    assert_eq!(summary.big_model_hits, 1);
 
     assert_eq!(summary.server_hits, SCRIPT.len());
 }

@@ -37,15 +37,22 @@ pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-ret
 /// | `x-should-retry: true` on a failure | transient (rate-limited stays rate-limited; quota exhausted and tokens-over-limit stay final); the server says a repeat is safe |
 /// | `x-should-retry: false` on a failure | transient becomes agent fault; no wait |
 /// | connection refused | transient; never processed |
-/// | reset, closed, timeout errors (`hyper`, `std::io`, `reqwest`) | transient |
+/// | reset, closed, timeout errors (`hyper`, `std::io`, `reqwest`, `reqwest_middleware`) | transient |
+/// | a `reqwest::Error` from `error_for_status()` | as its status |
 /// | errors that classify themselves (`CircuitOpen`, timeouts, ...) | as [`error_outcome`] says |
 /// | a body over the buffering limit ([`BodyTooLarge`]) | caller fault |
 /// | any other error | transient |
 ///
 /// A success is decided from the status alone: no header is read, nothing is parsed or
 /// allocated. Error bodies are read only when already in memory (`BufferedBody`, `Bytes`,
-/// `String`, `Vec<u8>`), and at most [`llm::MAX_ERROR_BODY`] bytes of them; a streaming error
-/// answer is classified from its status and headers.
+/// `String`, `Vec<u8>`, or a `reqwest::Response` whose error body `ReqwestAgent` read), and at
+/// most [`llm::MAX_ERROR_BODY`] bytes of them; a streaming error answer is classified from its
+/// status and headers.
+///
+/// With the `reqwest` feature it also classifies `reqwest::Response`s, by the same rules and
+/// with the same memo (`Classify<reqwest::Request, reqwest::Response>` and
+/// `Classify<http::Request<B>, reqwest::Response>`): one classifier per agent, whatever its
+/// client.
 ///
 /// # Requests that must not be sent twice
 ///
@@ -343,7 +350,20 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
         if error.is_builder() {
             return Some(Outcome::caller_fault(reason::INVALID_CLIENT_REQUEST));
         }
+        // `Response::error_for_status` turned an answer into this error: judge the status.
+        if let Some(status) = error.status() {
+            return Some(classify_http_response(status, &HeaderMap::new(), None));
+        }
         return None;
+    }
+    #[cfg(feature = "reqwest-middleware")]
+    if let Some(error) = error.downcast_ref::<reqwest_middleware::Error>() {
+        // Its variants are `transparent`: `source()` skips the error they wrap (the
+        // `reqwest::Error` that knows it timed out), so classify that one directly.
+        return Some(match error {
+            reqwest_middleware::Error::Reqwest(error) => classify_error(error),
+            reqwest_middleware::Error::Middleware(error) => classify_error(&**error),
+        });
     }
     if let Some(error) = error.downcast_ref::<io::Error>() {
         use io::ErrorKind::{

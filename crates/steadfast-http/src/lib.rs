@@ -12,6 +12,10 @@
 //! | [`GrpcClassifier`] | `grpc-status` of trailers-only responses, `grpc-retry-pushback-ms` |
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
+//! | [`BufferRequestLayer`] | makes requests retryable: `http::Request<B>` (axum, hyper) and `reqwest::Request` in, `http::Request<BufferedBody>` below |
+//! | [`Rebase`] | sends a request to an alternative's base URL with its own credentials (fallback across hosts) |
+//! | `reqwest` (feature `reqwest`) | `ReqwestAgent`: a `reqwest::Client` under the layers; `Resilience` (feature `reqwest-middleware`): the stack as one `ClientWithMiddleware` `.with(..)` |
+//! | `error_response` (feature `axum`) | `ErrorResponseLayer`: the layers' errors as HTTP answers (503 + `Retry-After`, 502, 504, 429, 400/422), for `Router::route_layer` |
 //! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
@@ -52,10 +56,19 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod buffer;
 mod classify;
+pub mod future;
 pub mod llm;
 pub mod reason;
+pub mod rebase;
 mod retry_after;
+
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+
+#[cfg(feature = "axum")]
+pub mod error_response;
 
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
@@ -67,13 +80,22 @@ pub mod status;
 #[cfg(any(feature = "webhook", feature = "email"))]
 pub mod notify;
 
+/// docs/http.md's examples, compiled (and run, where they need no network) as doc tests.
+#[cfg(all(doctest, feature = "reqwest-middleware", feature = "axum"))]
+#[doc = include_str!("../../../docs/http.md")]
+pub struct HttpGuideDoctests;
+
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
+pub use buffer::{BufferRequest, BufferRequestLayer};
 #[cfg(feature = "grpc")]
 pub use classify::classify_grpc_error;
 pub use classify::{
     GRPC_RETRY_PUSHBACK_MS, GRPC_STATUS, GrpcClassifier, HttpClassifier, IDEMPOTENCY_KEY,
     Idempotency, X_SHOULD_RETRY, classify_error, classify_http_response,
 };
+#[cfg(feature = "axum")]
+pub use error_response::{AGENT_HEADER, ErrorResponseLayer};
+pub use rebase::{Rebase, RebaseBuilder, RebaseError, Rebased};
 pub use retry_after::{
     RETRY_AFTER_MS, X_RATELIMIT_RESET_REQUESTS, X_RATELIMIT_RESET_TOKENS, parse_go_duration,
     parse_retry_after, parse_retry_after_at, parse_retry_after_value,

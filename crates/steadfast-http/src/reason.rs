@@ -58,7 +58,7 @@
 //! | [`X_SHOULD_RETRY`] | transient: the agent said `x-should-retry: true` |
 //! | [`X_SHOULD_RETRY_FALSE`] | agent fault: the agent said `x-should-retry: false` on a transient failure |
 //! | [`CONNECT`], [`CONNECTION_RESET`], [`CONNECTION_CLOSED`], [`TIMEOUT`], [`ERROR`] | transient (client errors) |
-//! | [`BODY_TOO_LARGE`], [`INVALID_CLIENT_REQUEST`] | caller fault (client errors) |
+//! | [`BODY_TOO_LARGE`], [`STREAMING_BODY`], [`INVALID_CLIENT_REQUEST`] | caller fault (client errors) |
 
 // LLM providers' vocabulary (snake_case, provider-neutral).
 
@@ -137,6 +137,9 @@ pub const CONNECTION_CLOSED: &str = "connection closed";
 pub const TIMEOUT: &str = "timeout";
 /// A request body over the buffering limit of [`BufferedBody`](crate::BufferedBody).
 pub const BODY_TOO_LARGE: &str = "request body too large";
+/// A `reqwest::Request` with a streaming body met a layer that must be able to send it again
+/// (`reqwest::StreamingBody`, feature `reqwest`).
+pub const STREAMING_BODY: &str = "streaming request body";
 /// The HTTP client could not build the request (reqwest's builder errors).
 pub const INVALID_CLIENT_REQUEST: &str = "invalid request";
 /// Any other client error.

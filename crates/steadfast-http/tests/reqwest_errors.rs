@@ -27,3 +27,55 @@ async fn a_refused_reqwest_connection_is_a_transient_connect_error() {
         "a refused connection never reached the agent"
     );
 }
+
+#[tokio::test]
+async fn an_error_for_status_is_classified_by_its_status() {
+    use steadfast_mock::{MockServer, Route, Script, faults};
+    let server = MockServer::start().await.unwrap();
+    server.script(
+        Route::OpenAiChat,
+        Script::always(faults::openai::overloaded()),
+    );
+    let err = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(server.url(Route::OpenAiChat))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap_err();
+    let outcome = classify_error(&err);
+    assert_eq!(outcome.kind(), OutcomeKind::Transient, "{err:?}");
+    assert_eq!(outcome.reason(), Some("503"));
+}
+
+/// reqwest-middleware's error is `transparent`: its `source()` skips the `reqwest::Error` that
+/// knows it is a timeout. The classifier looks inside.
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test]
+async fn a_timeout_inside_a_reqwest_middleware_error_is_a_timeout() {
+    use std::time::Duration;
+    use steadfast_mock::{MockServer, Reply, Route, Script};
+    let server = MockServer::start().await.unwrap();
+    server.script(
+        Route::OpenAiChat,
+        Script::always(Reply::Success.after(Duration::from_secs(5))),
+    );
+    let client = reqwest_middleware::ClientBuilder::new(
+        reqwest::Client::builder().no_proxy().build().unwrap(),
+    )
+    .build();
+    let err = client
+        .post(server.url(Route::OpenAiChat))
+        .timeout(Duration::from_millis(50))
+        .body("{}")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(std::error::Error::source(&err).is_none_or(|source| !source.is::<reqwest::Error>()));
+    let outcome = classify_error(&err);
+    assert_eq!(outcome.reason(), Some("timeout"), "{err:?}");
+}
