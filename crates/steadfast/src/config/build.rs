@@ -232,157 +232,189 @@ where
     /// that could not be built (its `endpoint` when the factory failed, its `classifier` when
     /// the kind is unknown, ...).
     pub fn build(self) -> Result<Stacks<Req, Res, C>, StackConfigError> {
-        let source = self.config.source.clone();
-        let root = FieldPath::default().key("agents");
-        let fail = |agent: &AgentConfig, field: Option<&str>, message: String| {
-            let at = root.key(&agent.name);
-            let at = field.map_or(at.clone(), |field| at.key(field));
-            source.error(ErrorKind::Build, &at, message)
-        };
         let Some(factory) = self.agents.clone() else {
             return Err(StackConfigError::new(
                 ErrorKind::Build,
-                &source.origin,
+                &self.config.source.origin,
                 "agents",
                 "no agent factory: call `StackBuilder::agents` with what makes each agent's service",
             ));
         };
-
         let mut guarded = Vec::with_capacity(self.config.agents.len());
         for config in &self.config.agents {
-            let Some(classifier) = (self.classifiers)(&config.classifier) else {
-                return Err(fail(
-                    config,
-                    Some("classifier"),
-                    format!("unknown classifier kind `{}`", config.classifier),
-                ));
-            };
-            let agent = self
-                .registry
-                .agent(config.name.as_str())
-                .classifier(classifier);
-            let service = factory(config).map_err(|error| {
-                let field = if config.endpoint.is_some() {
-                    Some("endpoint")
-                } else {
-                    None
-                };
-                fail(
-                    config,
-                    field,
-                    format!("cannot make agent `{}`: {error}", config.name),
-                )
-                .with_source(error)
-            })?;
-            let mut breaker = None;
-            let guard = match &config.breaker {
-                Some(breaker_config) => {
-                    let layer = CircuitBreakerLayer::new(&agent, breaker_config.clone());
-                    if let Some(check) = self
-                        .health_checks
-                        .as_ref()
-                        .and_then(|checks| checks(config))
-                    {
-                        layer.set_health_check(check);
-                    }
-                    breaker = Some(layer.handle());
-                    with_timeout(config, layer.layer(service))
-                }
-                None => with_timeout(config, service),
-            };
-            guarded.push(Guarded {
-                agent,
-                guard,
-                breaker,
-            });
+            guarded.push(self.guard(config, factory.as_ref())?);
         }
-
         let mut built = Vec::with_capacity(guarded.len());
         for (config, own) in self.config.agents.iter().zip(&guarded) {
-            let mut stack = own.guard.clone();
-            if let Some(retry) = &config.retry {
-                let mut layer = BackoffRetryLayer::new(&own.agent, retry.clone());
-                if let Some(seed) = self.seed {
-                    layer = layer.seed(seed);
-                }
-                stack = BoxCloneSyncService::new(layer.layer(stack));
-            }
-            if !config.fallback.is_empty() || config.cache.is_some() {
-                let mut layer = FallbackLayer::new(&own.agent);
-                for name in &config.fallback {
-                    let (_, alternative) = self
-                        .config
-                        .agents
-                        .iter()
-                        .zip(&guarded)
-                        .find(|(candidate, _)| candidate.name == *name)
-                        .expect("fallback chains were checked against the agents when loaded");
-                    layer = layer.then_alternative(Alternative::new(
-                        &alternative.agent,
-                        alternative.guard.clone(),
-                    ));
-                }
-                if let Some(cache) = &config.cache {
-                    let Some(make) = &self.cache else {
-                        return Err(fail(
-                            config,
-                            Some("cache"),
-                            "a cache needs a key: call `StackBuilder::cache_key`".into(),
-                        ));
-                    };
-                    layer = layer.then_cache_tier(make(cache.clone()));
-                }
-                let layer = layer.with_marker(self.marker.clone());
-                stack = BoxCloneSyncService::new(layer.layer(stack));
-            }
-            let mut sink = None;
-            if let Some(dead_letter) = &config.dead_letter {
-                let store: Arc<dyn DeadLetterSink> = match &dead_letter.store {
-                    DeadLetterStore::Memory { capacity } => Arc::new(MemorySink::new(*capacity)),
-                    other => {
-                        let Some(open) = &self.stores else {
-                            return Err(fail(
-                                config,
-                                Some("dead_letter"),
-                                format!(
-                                    "no opener for `{}` stores: call `StackBuilder::dead_letter_stores`",
-                                    other.kind()
-                                ),
-                            ));
-                        };
-                        open(config, other).map_err(|error| {
-                            fail(
-                                config,
-                                Some("dead_letter"),
-                                format!("cannot open the `{}` store: {error}", other.kind()),
-                            )
-                            .with_source(error)
-                        })?
-                    }
-                };
-                let Some(encoder) = &self.encoder else {
-                    return Err(fail(
-                        config,
-                        Some("dead_letter"),
-                        "dead letters need an encoder: call `StackBuilder::dead_letter_encoder`"
-                            .into(),
-                    ));
-                };
-                let layer = DeadLetterLayer::from_arc(&own.agent, store.clone())
-                    .policy(dead_letter.policy)
-                    .encoder(encoder.clone());
-                stack = BoxCloneSyncService::new(layer.layer(stack));
-                sink = Some(store);
-            }
-            built.push(BuiltAgent {
-                config: config.clone(),
-                agent: own.agent.clone(),
-                service: stack,
-                breaker: own.breaker.clone(),
-                dead_letters: sink,
-            });
+            built.push(self.stack(config, own, &guarded)?);
         }
         Ok(Stacks { agents: built })
+    }
+
+    /// An error about `field` of `agent` (the agent's table when `None`).
+    fn fail(&self, agent: &AgentConfig, field: Option<&str>, message: String) -> StackConfigError {
+        let at = FieldPath::default().key("agents").key(&agent.name);
+        let at = match field {
+            Some(field) => at.key(field),
+            None => at,
+        };
+        self.config.source.error(ErrorKind::Build, &at, message)
+    }
+
+    /// The agent's scope, and its service behind its breaker and timeout.
+    fn guard(
+        &self,
+        config: &AgentConfig,
+        factory: &AgentFactory<Req, Res>,
+    ) -> Result<Guarded<Req, Res, C>, StackConfigError> {
+        let Some(classifier) = (self.classifiers)(&config.classifier) else {
+            return Err(self.fail(
+                config,
+                Some("classifier"),
+                format!("unknown classifier kind `{}`", config.classifier),
+            ));
+        };
+        let agent = self
+            .registry
+            .agent(config.name.as_str())
+            .classifier(classifier);
+        let service = factory(config).map_err(|error| {
+            let field = config.endpoint.as_ref().map(|_| "endpoint");
+            self.fail(
+                config,
+                field,
+                format!("cannot make agent `{}`: {error}", config.name),
+            )
+            .with_source(error)
+        })?;
+        let Some(breaker_config) = &config.breaker else {
+            return Ok(Guarded {
+                guard: with_timeout(config, service),
+                agent,
+                breaker: None,
+            });
+        };
+        let layer = CircuitBreakerLayer::new(&agent, breaker_config.clone());
+        if let Some(check) = self
+            .health_checks
+            .as_ref()
+            .and_then(|checks| checks(config))
+        {
+            layer.set_health_check(check);
+        }
+        Ok(Guarded {
+            guard: with_timeout(config, layer.layer(service)),
+            breaker: Some(layer.handle()),
+            agent,
+        })
+    }
+
+    /// The whole stack of one agent, over its guard.
+    fn stack(
+        &self,
+        config: &AgentConfig,
+        own: &Guarded<Req, Res, C>,
+        guarded: &[Guarded<Req, Res, C>],
+    ) -> Result<BuiltAgent<Req, Res, C>, StackConfigError> {
+        let mut stack = own.guard.clone();
+        if let Some(retry) = &config.retry {
+            let mut layer = BackoffRetryLayer::new(&own.agent, retry.clone());
+            if let Some(seed) = self.seed {
+                layer = layer.seed(seed);
+            }
+            stack = BoxCloneSyncService::new(layer.layer(stack));
+        }
+        if !config.fallback.is_empty() || config.cache.is_some() {
+            stack = BoxCloneSyncService::new(self.fallback(config, own, guarded)?.layer(stack));
+        }
+        let mut sink = None;
+        if let Some(dead_letter) = &config.dead_letter {
+            let store = self.open_store(config, &dead_letter.store)?;
+            let Some(encoder) = &self.encoder else {
+                return Err(self.fail(
+                    config,
+                    Some("dead_letter"),
+                    "dead letters need an encoder: call `StackBuilder::dead_letter_encoder`".into(),
+                ));
+            };
+            let layer = DeadLetterLayer::from_arc(&own.agent, store.clone())
+                .policy(dead_letter.policy)
+                .encoder(encoder.clone());
+            stack = BoxCloneSyncService::new(layer.layer(stack));
+            sink = Some(store);
+        }
+        Ok(BuiltAgent {
+            config: config.clone(),
+            agent: own.agent.clone(),
+            service: stack,
+            breaker: own.breaker.clone(),
+            dead_letters: sink,
+        })
+    }
+
+    /// The agent's fallback chain: the named agents' guards in the file's order, then its cache.
+    fn fallback(
+        &self,
+        config: &AgentConfig,
+        own: &Guarded<Req, Res, C>,
+        guarded: &[Guarded<Req, Res, C>],
+    ) -> Result<FallbackLayer<Req, Res, C, P>, StackConfigError> {
+        let mut layer = FallbackLayer::new(&own.agent);
+        for name in &config.fallback {
+            let Some((_, alternative)) = self
+                .config
+                .agents
+                .iter()
+                .zip(guarded)
+                .find(|(candidate, _)| candidate.name == *name)
+            else {
+                // Chains were checked against the agents when the file was read.
+                return Err(self.fail(config, Some("fallback"), format!("no agent `{name}`")));
+            };
+            layer = layer.then_alternative(Alternative::new(
+                &alternative.agent,
+                alternative.guard.clone(),
+            ));
+        }
+        if let Some(cache) = &config.cache {
+            let Some(make) = &self.cache else {
+                return Err(self.fail(
+                    config,
+                    Some("cache"),
+                    "a cache needs a key: call `StackBuilder::cache_key`".into(),
+                ));
+            };
+            layer = layer.then_cache_tier(make(cache.clone()));
+        }
+        Ok(layer.with_marker(self.marker.clone()))
+    }
+
+    fn open_store(
+        &self,
+        config: &AgentConfig,
+        store: &DeadLetterStore,
+    ) -> Result<Arc<dyn DeadLetterSink>, StackConfigError> {
+        if let DeadLetterStore::Memory { capacity } = store {
+            return Ok(Arc::new(MemorySink::new(*capacity)));
+        }
+        let Some(open) = &self.stores else {
+            return Err(self.fail(
+                config,
+                Some("dead_letter"),
+                format!(
+                    "no opener for `{}` stores: call `StackBuilder::dead_letter_stores`",
+                    store.kind()
+                ),
+            ));
+        };
+        open(config, store).map_err(|error| {
+            self.fail(
+                config,
+                Some("dead_letter"),
+                format!("cannot open the `{}` store: {error}", store.kind()),
+            )
+            .with_source(error)
+        })
     }
 }
 

@@ -4,9 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::cache::CacheConfigBuilder;
+use crate::circuit_breaker::BreakerConfigBuilder;
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
 use crate::error::ConfigError;
+use crate::retry::RetryConfigBuilder;
 
 use super::error::{ErrorKind, StackConfigError};
 use super::locate::{FieldPath, Format, Segment, line_column, locate};
@@ -69,7 +72,7 @@ impl StackConfig {
             Format::Toml => parse_toml(&source)?,
             Format::Json => parse_json(&source)?,
         };
-        validate(raw, source)
+        validate(&raw, source)
     }
 }
 
@@ -191,7 +194,7 @@ fn layer_error(source: &Source, table: &FieldPath, error: &ConfigError) -> Stack
         .with_source(Box::new(error.clone()))
 }
 
-fn validate(raw: RawStack, source: Arc<Source>) -> Result<StackConfig, StackConfigError> {
+fn validate(raw: &RawStack, source: Arc<Source>) -> Result<StackConfig, StackConfigError> {
     let root = FieldPath::default().key("agents");
     let names: Vec<&str> = raw.agents.0.iter().map(|(name, _)| name.as_str()).collect();
     let mut agents = Vec::with_capacity(raw.agents.0.len());
@@ -242,19 +245,19 @@ fn validate_agent(
     let breaker = raw
         .breaker
         .clone()
-        .map(|builder| builder.build())
+        .map(BreakerConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("breaker"), &error))?;
     let retry = raw
         .retry
         .clone()
-        .map(|builder| builder.build())
+        .map(RetryConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("retry"), &error))?;
     let cache = raw
         .cache
         .clone()
-        .map(|builder| builder.build())
+        .map(CacheConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("cache"), &error))?;
     let chain = at.key("fallback");

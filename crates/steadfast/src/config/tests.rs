@@ -376,7 +376,7 @@ async fn timeouts_from_the_file_bound_each_attempt() {
     let stacks = config
         .builder(&Registry::new())
         .agents(|_| {
-            Ok(service_fn(|_: ()| async {
+            Ok(service_fn(|(): ()| async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok::<_, BoxError>(())
             }))
