@@ -176,8 +176,9 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
         self
     }
 
-    /// The health check of an agent's breaker, if it has one (probed while the breaker is
-    /// open; see `CircuitBreakerLayer::health_check`).
+    /// The health check of an agent's breaker (probed while the breaker is open; see
+    /// `CircuitBreakerLayer::health_check`), typically made from the agent's `health_check`
+    /// key; `None` for none. Asked for agents with a `breaker` table only.
     #[must_use]
     pub fn health_checks<F>(mut self, checks: F) -> Self
     where

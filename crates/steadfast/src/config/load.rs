@@ -295,6 +295,7 @@ fn validate_agent(
     Ok(AgentConfig {
         name: name.to_owned(),
         endpoint: raw.endpoint.clone(),
+        health_check: raw.health_check.clone(),
         classifier: raw
             .classifier
             .clone()

@@ -72,6 +72,7 @@ impl<'de> Deserialize<'de> for RawAgents {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAgent {
     pub(crate) endpoint: Option<String>,
+    pub(crate) health_check: Option<String>,
     pub(crate) classifier: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub(crate) timeout: Option<Duration>,
@@ -154,6 +155,7 @@ impl fmt::Debug for StackConfig {
 pub struct AgentConfig {
     pub(crate) name: String,
     pub(crate) endpoint: Option<String>,
+    pub(crate) health_check: Option<String>,
     pub(crate) classifier: String,
     pub(crate) timeout: Option<Duration>,
     pub(crate) breaker: Option<BreakerConfig>,
@@ -171,6 +173,12 @@ impl AgentConfig {
     /// Where the agent is, as the application understands it (a URL, a host, a model name).
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
+    }
+    /// What the application checks while the agent's breaker is open (a URL path such as
+    /// `/health` for an HTTP agent), handed to
+    /// [`StackBuilder::health_checks`](super::StackBuilder::health_checks).
+    pub fn health_check(&self) -> Option<&str> {
+        self.health_check.as_deref()
     }
     /// The classifier kind (default [`DEFAULT_CLASSIFIER`]), mapped to a classifier by the
     /// application ([`StackBuilder::classifiers`](super::StackBuilder::classifiers)).

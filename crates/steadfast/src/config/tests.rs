@@ -15,6 +15,7 @@ const FULL: &str = r#"
 # Every key of the schema at least once.
 [agents.primary]
 endpoint = "mock:primary"
+health_check = "/health"
 classifier = "default"
 timeout = "800ms"
 fallback = ["backup", "spare"]
@@ -62,6 +63,7 @@ fn a_full_file_reads_into_each_layers_config() {
     assert_eq!(names, ["backup", "primary", "spare"]);
     let primary = config.agent("primary").unwrap();
     assert_eq!(primary.endpoint(), Some("mock:primary"));
+    assert_eq!(primary.health_check(), Some("/health"));
     assert_eq!(primary.timeout(), Some(Duration::from_millis(800)));
     assert_eq!(primary.fallback(), ["backup", "spare"]);
     let retry = primary.retry().unwrap();
