@@ -32,7 +32,7 @@ pub type BoxAgent<Req, Res> = BoxCloneSyncService<Req, Res, BoxError>;
 type AgentFactory<Req, Res> =
     dyn Fn(&AgentConfig) -> Result<BoxAgent<Req, Res>, BoxError> + Send + Sync;
 type ClassifierFactory<C> = dyn Fn(&str) -> Option<C> + Send + Sync;
-type StoreOpener = dyn Fn(&AgentConfig, &DeadLetterStore) -> Result<Arc<dyn DeadLetterSink>, BoxError>
+type StoreOpener = dyn Fn(&AgentConfig, &DeadLetterStore) -> Result<Option<Arc<dyn DeadLetterSink>>, BoxError>
     + Send
     + Sync;
 type CacheFactory<Req, Res> = dyn Fn(CacheConfig) -> Arc<dyn CacheTier<Req, Res>> + Send + Sync;
@@ -128,13 +128,15 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
         self
     }
 
-    /// Opens the dead-letter stores the file names other than `memory` (which steadfast
-    /// builds): `sqlite` with `steadfast_sqlite::SqliteSink`, `amqp` with
-    /// `steadfast_amqp::AmqpSink`. Called once per agent with a `dead_letter` table.
+    /// Opens the dead-letter stores the file names: `sqlite` with
+    /// `steadfast_sqlite::SqliteSink`, `amqp` with `steadfast_amqp::AmqpSink`, or any store
+    /// the application prefers (a command-line flag that overrides the file). `Ok(None)` leaves
+    /// the store to steadfast, which builds only `memory`. Called once per agent with a
+    /// `dead_letter` table.
     #[must_use]
     pub fn dead_letter_stores<F>(mut self, opener: F) -> Self
     where
-        F: Fn(&AgentConfig, &DeadLetterStore) -> Result<Arc<dyn DeadLetterSink>, BoxError>
+        F: Fn(&AgentConfig, &DeadLetterStore) -> Result<Option<Arc<dyn DeadLetterSink>>, BoxError>
             + Send
             + Sync
             + 'static,
@@ -395,27 +397,31 @@ where
         config: &AgentConfig,
         store: &DeadLetterStore,
     ) -> Result<Arc<dyn DeadLetterSink>, StackConfigError> {
-        if let DeadLetterStore::Memory { capacity } = store {
-            return Ok(Arc::new(MemorySink::new(*capacity)));
-        }
-        let Some(open) = &self.stores else {
-            return Err(self.fail(
+        let opened = match &self.stores {
+            Some(open) => open(config, store).map_err(|error| {
+                self.fail(
+                    config,
+                    Some("dead_letter"),
+                    format!("cannot open the `{}` store: {error}", store.kind()),
+                )
+                .with_source(error)
+            })?,
+            None => None,
+        };
+        match (opened, store) {
+            (Some(sink), _) => Ok(sink),
+            (None, DeadLetterStore::Memory { capacity }) => {
+                Ok(Arc::new(MemorySink::new(*capacity)))
+            }
+            (None, _) => Err(self.fail(
                 config,
                 Some("dead_letter"),
                 format!(
                     "no opener for `{}` stores: call `StackBuilder::dead_letter_stores`",
                     store.kind()
                 ),
-            ));
-        };
-        open(config, store).map_err(|error| {
-            self.fail(
-                config,
-                Some("dead_letter"),
-                format!("cannot open the `{}` store: {error}", store.kind()),
-            )
-            .with_source(error)
-        })
+            )),
+        }
     }
 }
 

@@ -460,7 +460,7 @@ fn missing_hooks_are_build_errors() {
         .dead_letter_stores(move |_, store| {
             counter.fetch_add(1, Ordering::SeqCst);
             assert_eq!(store, &DeadLetterStore::Sqlite { path: None });
-            Ok(Arc::new(crate::dead_letter::MemorySink::new(1)))
+            Ok(Some(Arc::new(crate::dead_letter::MemorySink::new(1))))
         })
         .build()
         .unwrap_err();
