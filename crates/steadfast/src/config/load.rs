@@ -117,9 +117,7 @@ fn explain_duration(message: &str) -> String {
         return message.to_owned();
     };
     match humantime_serde::re::humantime::parse_duration(value) {
-        Err(reason) => format!(
-            "invalid duration \"{value}\": {reason} (write a number with a unit: \"250ms\", \"1m30s\")"
-        ),
+        Err(reason) => format!("invalid duration \"{value}\": {reason}"),
         Ok(_) => message.to_owned(),
     }
 }
