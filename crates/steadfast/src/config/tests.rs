@@ -467,3 +467,60 @@ fn missing_hooks_are_build_errors() {
     assert!(error.to_string().contains("dead_letter_encoder"), "{error}");
     assert_eq!(opened.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn files_ending_in_json_are_read_as_json_and_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.json");
+    std::fs::write(
+        &path,
+        "{\"agents\": {\"a\": {\"timeout\": \"1s\"},\n  \"b\": {\"fallback\": [\"c\"]}}}",
+    )
+    .unwrap();
+    let error = StackConfig::load(&path).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnknownAgent);
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}:2:", path.display())),
+        "{error}"
+    );
+    std::fs::write(&path, "{\"agents\": {\"a\": {\"timeout\": \"1s\"}}}").unwrap();
+    let config = StackConfig::load(&path).unwrap();
+    assert_eq!(config.origin(), path.display().to_string());
+    assert_eq!(
+        config.agent("a").unwrap().timeout(),
+        Some(Duration::from_secs(1))
+    );
+}
+
+#[tokio::test]
+async fn an_opener_may_take_over_any_store_memory_included() {
+    let config = StackConfig::from_toml(
+        "[agents.a]\n[agents.a.dead_letter]\nstore = \"memory\"\ncapacity = 1\n",
+    )
+    .unwrap();
+    let shared = crate::dead_letter::MemorySink::new(10);
+    let opener_sink = shared.clone();
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(|_| {
+            Ok(service_fn(|prompt: String| async move {
+                Err::<String, BoxError>(format!("cannot answer {prompt}").into())
+            }))
+        })
+        .dead_letter_stores(move |agent, store| {
+            assert_eq!((agent.name(), store.kind()), ("a", "memory"));
+            Ok(Some(Arc::new(opener_sink.clone())))
+        })
+        .dead_letter_encoder(|prompt: &String| {
+            Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
+        })
+        .build()
+        .unwrap();
+    for prompt in ["one", "two"] {
+        let _ = stacks.service("a").unwrap().oneshot(prompt.into()).await;
+    }
+    // Both kept in the opener's sink: the file's capacity of 1 was not used.
+    assert_eq!(shared.len(), 2);
+}
