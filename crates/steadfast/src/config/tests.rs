@@ -524,3 +524,50 @@ async fn an_opener_may_take_over_any_store_memory_included() {
     // Both kept in the opener's sink: the file's capacity of 1 was not used.
     assert_eq!(shared.len(), 2);
 }
+
+/// The message itself (what an operator reads) names the file, the line and the field.
+#[test]
+fn every_kind_of_mistake_is_reported_with_file_line_and_field_in_the_message() {
+    let cases = [
+        // (file, line, field)
+        (
+            "[agents.a]\nretry = { max_retries = \"3\" }\n",
+            2,
+            "agents.a.retry.max_retries",
+        ),
+        (
+            "[agents.a]\n\n[agents.a.breaker]\nconsecutive_failures = 3\nopen_for = \"1s\"\n",
+            5,
+            "agents.a.breaker.open_for",
+        ),
+        ("[agents.a]\ntimeout = \"fast\"\n", 2, "agents.a.timeout"),
+        (
+            "[agents.a]\nfallback = [\"b\"]\n",
+            2,
+            "agents.a.fallback[0]",
+        ),
+        (
+            "[agents.a]\n\ntimeout = \"18446744073709551616s\"\n",
+            3,
+            "agents.a.timeout",
+        ),
+        (
+            "[agents.a.retry]\ndeadline = \"600000000000000000000ms\"\n",
+            2,
+            "agents.a.retry.deadline",
+        ),
+        (
+            "[agents.a.breaker]\nmax_open_duration = \"3m\"\n",
+            2,
+            "agents.a.breaker.max_open_duration",
+        ),
+    ];
+    for (text, line, field) in cases {
+        let message = err(text).to_string();
+        assert!(
+            message.starts_with(&format!("stack.toml:{line}:")),
+            "{message}"
+        );
+        assert!(message.contains(&format!("field `{field}`")), "{message}");
+    }
+}
