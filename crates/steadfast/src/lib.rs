@@ -17,6 +17,7 @@
 //! | [`notify`] | always | the `Notifier` trait (policy and delivery: `steadfast-notify`) |
 //! | [`backoff`] | always | the one exponential backoff (retry waits, open times, reconnects) |
 //! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
+//! | `config` | `config` | a stack (agents, layers, fallback chains) read from a TOML or JSON file |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //! | `fallback`, `cache` | `fallback` | alternatives in priority order, stale-if-error response cache |
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
@@ -68,6 +69,8 @@ pub mod cache;
 pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "config")]
+pub mod config;
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
 #[cfg(feature = "degrade")]
