@@ -16,9 +16,9 @@
 //! let notifiers: Vec<Arc<dyn Notifier>> = vec![
 //!     Arc::new(LogNotifier),
 //!     Arc::new(WebhookNotifier::new(
-//!         WebhookConfig::new("http://egress-proxy:8080/services/T000/B000/XXXX")?
+//!         WebhookConfig::new("https://hooks.slack.com/services/T000/B000/XXXX")?
 //!             .format(WebhookFormat::Slack),
-//!     )),
+//!     )?),
 //!     Arc::new(EmailNotifier::new(
 //!         EmailConfig::new("localhost", "steadfast@example.com")?.to("oncall@example.com")?,
 //!     )?),
@@ -36,6 +36,6 @@ mod email;
 mod webhook;
 
 #[cfg(feature = "email")]
-pub use email::{EmailConfig, EmailError, EmailNotifier};
+pub use email::{EmailConfig, EmailError, EmailNotifier, EmailTls};
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookConfig, WebhookError, WebhookFormat, WebhookNotifier, slack_text};
