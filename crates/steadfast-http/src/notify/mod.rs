@@ -3,8 +3,9 @@
 //! `steadfast_notify::Dispatcher` drives them from its own task, behind its
 //! queue and timeout: a slow webhook or mail relay never slows a call.
 //!
-//! Neither speaks TLS: post to plain-HTTP receivers inside the cluster or through a
-//! TLS-terminating egress proxy, and send mail through a local relay.
+//! Both speak TLS with rustls: the webhook posts to `https://` receivers (Slack, a pager) with
+//! the platform's roots plus any CA you add; e-mail goes over implicit TLS or STARTTLS with SMTP
+//! AUTH (credentials are refused without TLS), or plain SMTP to a local relay.
 //!
 //! ```
 //! # #[cfg(all(feature = "webhook", feature = "email"))]
