@@ -45,7 +45,7 @@ struct Seen {
 type Log = Arc<Mutex<Vec<Seen>>>;
 
 /// A mock agent on `addr` (TLS with `tls`): logs every request, answers 503 to bodies holding
-/// "fail" and 200 with a JSON body otherwise.
+/// "fail" and 200 otherwise, with a chunked JSON body.
 async fn mock_agent(addr: &str, tls: Option<TlsAcceptor>) -> (String, Log) {
     let listener = TcpListener::bind(addr).await.unwrap();
     let local = listener.local_addr().unwrap();
@@ -72,7 +72,11 @@ async fn mock_agent(addr: &str, tls: Option<TlsAcceptor>) -> (String, Log) {
                         Ok::<_, hyper::Error>(
                             http::Response::builder()
                                 .status(status)
-                                .body(Full::new(Bytes::from_static(br#"{"ok":true}"#)))
+                                // No length known up front: hyper answers chunked.
+                                .body(
+                                    Full::new(Bytes::from_static(br#"{"ok":true}"#))
+                                        .map_frame(|frame| frame),
+                                )
                                 .unwrap(),
                         )
                     }
