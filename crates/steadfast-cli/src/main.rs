@@ -24,7 +24,13 @@ use clap::{Parser, Subcommand};
 
 /// Resilience middleware for agent clients: operations.
 #[derive(Debug, Parser)]
-#[command(name = "steadfast", version, about, propagate_version = true)]
+#[command(
+    name = "steadfast",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXIT_CODES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,6 +43,10 @@ enum Command {
     /// Inspect, replay and purge dead letters (an SQLite store directory or a RabbitMQ queue).
     Dlq(dlq::DlqArgs),
 }
+
+/// The exit codes, as `--help` prints them (and the docs list them).
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 usage error (a bad or missing argument); \
+3 a replay left records that failed again (they are kept).";
 
 /// A command line that cannot be run as given: exit code 2, as clap's own usage errors.
 #[derive(Debug)]

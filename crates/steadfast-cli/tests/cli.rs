@@ -303,3 +303,16 @@ async fn stats_and_purge_work_over_amqp() {
     assert_eq!(sink.queue_depth().await.unwrap(), 0);
     sink.delete_topology().await.unwrap();
 }
+
+#[test]
+fn help_documents_the_exit_codes_and_an_unknown_option_exits_2() {
+    let output = steadfast(&["--help"]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    assert!(
+        help.contains("Exit codes: 0 success; 1 error; 2 usage error"),
+        "{help}"
+    );
+    let output = steadfast(&["dlq", "--dir", "/tmp", "list", "--no-such-option"]);
+    assert_eq!(output.status.code(), Some(2));
+}
