@@ -20,7 +20,7 @@
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
 //! | `replay` (feature `replay`) | `HttpReplayer`: re-sends dead-lettered requests over rustls with credentials put back from the environment or a header file |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
-//! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST), `EmailNotifier` (SMTP) |
+//! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST over HTTPS), `EmailNotifier` (SMTP with implicit TLS or STARTTLS and AUTH) |
 //!
 //! ```
 //! use std::time::Duration;
