@@ -269,3 +269,68 @@ async fn a_bad_stack_file_is_refused_naming_its_line_and_field() {
         "nothing starts before the file is read"
     );
 }
+
+/// `demo --json`: one JSON object on stdout (no header, no timeline), whose counts add up and
+/// match the store, and whose dead letters `dlq list --json` shows with their attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_summary_is_one_object_whose_counts_add_up() {
+    let journal = tempfile::tempdir().unwrap();
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+        "--json".as_ref(),
+        "--journal".as_ref(),
+        journal.path().as_os_str(),
+    ])
+    .await;
+    let summary: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}):\n{stdout}"));
+    let count = |key: &str| {
+        summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {summary}"))
+    };
+    let fallback = summary["fallback"]["backup"].as_u64().unwrap()
+        + summary["fallback"]["slow"].as_u64().unwrap();
+    let outcomes = count("primary")
+        + fallback
+        + count("cached")
+        + count("degraded")
+        + count("dead_lettered")
+        + count("other");
+    assert_eq!(count("sent"), outcomes, "{summary}");
+    assert_eq!(summary["accounting_ok"], true, "{summary}");
+    assert_eq!(
+        summary["dlq"]["added"],
+        count("dead_lettered") + count("degraded")
+    );
+    assert!(
+        summary["breakers"].as_array().unwrap().len() >= 2,
+        "{summary}"
+    );
+
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(["dlq", "--json", "--dir"])
+        .arg(journal.path())
+        .args(["list", "--limit", "1000"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(
+        listed.len() as u64,
+        summary["dlq"]["depth"].as_u64().unwrap()
+    );
+    for record in listed {
+        // Each record's attempts count what its error chain says was tried.
+        let attempts = record["attempts"].as_u64().unwrap();
+        assert!(attempts >= 1, "{record}");
+        let first = record["error_chain"][0].as_str().unwrap_or_default();
+        if let Some(rest) = first.split_once("failed (").map(|(_, rest)| rest) {
+            let answers: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+            assert!(attempts >= answers, "{attempts} < {answers}: {record}");
+        }
+    }
+}

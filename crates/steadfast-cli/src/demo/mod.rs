@@ -80,6 +80,9 @@ pub(crate) struct DemoArgs {
     /// examples/stack.toml). `--journal` and `--amqp` override its dead-letter store.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Print only a JSON summary at the end (no header, timeline or panel).
+    #[arg(long, conflicts_with = "plain")]
+    json: bool,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -298,13 +301,38 @@ fn print_header(
     println!("  dead letters: {dlq}");
 }
 
+/// The final summary, as text or (`--json`) one JSON object; `true` when every request is
+/// accounted for.
+fn print_summary(
+    args: &DemoArgs,
+    sources: &view::Sources,
+    dlq_location: &str,
+    initial_depth: u64,
+    drained: bool,
+) -> Result<bool, BoxError> {
+    if args.json {
+        let (summary, holds) =
+            view::summary_json(sources, args.seed, dlq_location, initial_depth, drained);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        Ok(holds)
+    } else {
+        Ok(view::summary(
+            sources,
+            args.seed,
+            dlq_location,
+            initial_depth,
+        ))
+    }
+}
+
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let config = load_stack(&args)?;
     let registry = Registry::new();
     let dead_letters = open_sink(&args, &config).await?;
     let status_url = serve_status(&registry, args.status_port).await?;
 
-    let interactive = !args.plain && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let interactive =
+        !args.plain && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
     // The agents' scripts and the traffic share one clock; on a terminal, the header stays
     // readable for a moment before the panel takes the screen.
     let header_pause = if interactive {
@@ -315,13 +343,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let started = Instant::now() + header_pause;
     let (mock_agents, built) =
         start_agents_and_stack(&args, &config, &registry, &dead_letters, started).await?;
-    print_header(
-        &args,
-        config.origin(),
-        &mock_agents,
-        &status_url,
-        &dead_letters.location,
-    );
+    if !args.json {
+        print_header(
+            &args,
+            config.origin(),
+            &mock_agents,
+            &status_url,
+            &dead_letters.location,
+        );
+    }
     tokio::time::sleep_until(started).await;
 
     let initial_depth = dead_letters
@@ -360,6 +390,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
             events,
             notifications,
             stopped,
+            !args.json,
         ))
     };
 
@@ -381,7 +412,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     for agent in &mock_agents {
         agent.task.abort();
     }
-    if !drained {
+    if !drained && !args.json {
         println!(
             "warning: requests were still in flight {} s after the run ended",
             DRAIN.as_secs()
@@ -395,7 +426,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
             let _ = std::fs::remove_dir_all(spill);
         }
     }
-    let holds = view::summary(&sources, args.seed, &dead_letters.location, initial_depth);
+    let holds = print_summary(
+        &args,
+        &sources,
+        &dead_letters.location,
+        initial_depth,
+        drained,
+    )?;
     Ok(if holds && drained {
         ExitCode::SUCCESS
     } else {
