@@ -1,5 +1,8 @@
 //! The client stack the demo drives, in the order of DESIGN §1:
-//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > CircuitBreaker > Timeout > HTTP.
+//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > Bulkhead > CircuitBreaker >
+//! Timeout > HTTP. The bulkhead holds the primary to [`PRIMARY_MAX_CONCURRENT`] calls at once:
+//! with the default 8 callers it never refuses; with `--callers 64` the calls past it are
+//! refused at once and answered by the alternatives (its breaker never counts them).
 //!
 //! Each agent (`primary`, `backup`, `slow`) is named once, with its classifier, and handed to
 //! every layer that acts for it; the alternatives have breakers of their own, which the
@@ -15,6 +18,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use steadfast::bulkhead::{BulkheadConfig, BulkheadLayer};
 use steadfast::cache::{CacheConfig, ResponseCache};
 use steadfast::circuit_breaker::{BreakerConfig, BreakerHandle, CircuitBreakerLayer};
 use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink};
@@ -33,6 +37,9 @@ pub(crate) type DemoRequest = Request<BufferedBody>;
 pub(crate) type DemoResponse = Response<Bytes>;
 /// The whole stack, type-erased.
 pub(crate) type DemoStack = BoxCloneSyncService<DemoRequest, DemoResponse, BoxError>;
+
+/// Calls in flight to the primary at once, at most.
+pub(crate) const PRIMARY_MAX_CONCURRENT: u32 = 32;
 
 /// The header marking a degraded answer.
 pub(crate) const DEGRADED_HEADER: &str = "x-steadfast-degraded";
@@ -234,6 +241,10 @@ pub(crate) fn build(
                 .mark_responses(),
         )
         .layer(BackoffRetryLayer::new(&primary, retry).seed(config.seed))
+        .layer(BulkheadLayer::new(
+            &primary,
+            BulkheadConfig::max_concurrent(PRIMARY_MAX_CONCURRENT)?,
+        ))
         .layer(primary_breaker.clone())
         .timeout(Duration::from_millis(800))
         .service(http_agent(client, config.primary));
