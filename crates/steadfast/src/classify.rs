@@ -665,6 +665,17 @@ mod tests {
     }
 
     #[test]
+    fn a_local_refusal_never_counts_against_the_agent_and_is_unprocessed() {
+        for kind in OutcomeKind::ALL {
+            let outcome = Outcome::new(kind).local();
+            assert!(outcome.is_local() && outcome.is_unprocessed());
+            assert!(!outcome.counts_against_agent(), "{kind}");
+            assert_eq!(outcome.kind(), kind, "the kind is kept");
+        }
+        assert!(!Outcome::agent_fault("x").is_local());
+    }
+
+    #[test]
     fn display_says_kind_reason_and_wait() {
         let outcome = Outcome::rate_limited("429").with_retry_after(Duration::from_secs(3));
         assert_eq!(
