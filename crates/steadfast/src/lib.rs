@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`agent`] | always | [`Agent`]: an agent named once, with its classifier and one event path, handed to every layer |
 //! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on; errors that classify themselves |
+//! | `bulkhead` | `bulkhead` | at most N calls in flight per agent, a short wait queue, an adaptive (AIMD) limit |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
@@ -63,6 +64,8 @@ pub mod notify;
 pub mod registry;
 pub mod shutdown;
 
+#[cfg(feature = "bulkhead")]
+pub mod bulkhead;
 #[cfg(feature = "fallback")]
 pub mod cache;
 #[cfg(feature = "chaos")]
@@ -122,6 +125,8 @@ pub mod prelude {
     pub use crate::registry::Health;
     pub use crate::shutdown::{Shutdown, ShutdownLayer};
 
+    #[cfg(feature = "bulkhead")]
+    pub use crate::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadFull, BulkheadLayer};
     #[cfg(feature = "fallback")]
     pub use crate::cache::{CacheConfig, ResponseCache};
     #[cfg(feature = "circuit-breaker")]

@@ -325,6 +325,36 @@ fn print_summary(
     }
 }
 
+/// The live panel on a terminal, plain lines otherwise (none with `--json`).
+fn spawn_viewer(
+    interactive: bool,
+    print_lines: bool,
+    sources: &Arc<view::Sources>,
+    registry: &Registry,
+    events: steadfast::events::EventReceiver,
+    notifications: tokio::sync::mpsc::Receiver<steadfast::notify::Notification>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    if interactive {
+        tokio::spawn(view::live(
+            sources.clone(),
+            registry.clone(),
+            events,
+            notifications,
+            stopped,
+        ))
+    } else {
+        tokio::spawn(view::plain(
+            sources.clone(),
+            registry.clone(),
+            events,
+            notifications,
+            stopped,
+            print_lines,
+        ))
+    }
+}
+
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let config = load_stack(&args)?;
     let registry = Registry::new();
@@ -375,24 +405,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let events = registry.events().subscribe();
     let (dispatcher, notifications) = notify::start(&registry, args.duration);
-    let viewer = if interactive {
-        tokio::spawn(view::live(
-            sources.clone(),
-            registry.clone(),
-            events,
-            notifications,
-            stopped,
-        ))
-    } else {
-        tokio::spawn(view::plain(
-            sources.clone(),
-            registry.clone(),
-            events,
-            notifications,
-            stopped,
-            !args.json,
-        ))
-    };
+    let viewer = spawn_viewer(
+        interactive,
+        !args.json,
+        &sources,
+        &registry,
+        events,
+        notifications,
+        stopped,
+    );
 
     let until = started + args.duration;
     let traffic = traffic::drive(
