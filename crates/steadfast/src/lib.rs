@@ -22,6 +22,7 @@
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
 //! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
 //! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
+//! | `rate_limit` | `rate-limit` | LLM quotas: requests and tokens per minute, a pause on `Retry-After` |
 //! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; sink trait, memory sink, replay, monitor |
 //!
 //! ```
@@ -77,6 +78,8 @@ pub mod fallback;
 #[cfg(feature = "fanout")]
 pub mod fanout;
 pub mod provenance;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 
@@ -134,6 +137,8 @@ pub mod prelude {
     #[cfg(feature = "fanout")]
     pub use crate::fanout::Fanout;
     pub use crate::provenance::{Provenance, Served};
+    #[cfg(feature = "rate-limit")]
+    pub use crate::rate_limit::{RateLimitConfig, RateLimitLayer, RateLimited};
     #[cfg(feature = "retry")]
     pub use crate::retry::{
         BackoffRetryLayer, BudgetExhausted, DeadlineExceeded, Jitter, RetriesExhausted,
