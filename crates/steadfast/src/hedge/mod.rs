@@ -17,8 +17,9 @@
 //!   [`RetryBudget`](crate::retry::RetryBudget) (the layer's own, or a retry layer's with
 //!   [`HedgeLayer::budget`]), so hedging never multiplies the load of an agent in trouble;
 //!   never while the agent's circuit breaker is open or half-open (a hedge must not take a
-//!   probe's place). The breaker is found through the agent scope, so put the hedge outside
-//!   it: Retry > Hedge > CircuitBreaker.
+//!   probe's place). The breaker is found through the agent scope. Put the hedge inside retry
+//!   and outside the rate limit (so hedges count against the quota) and the breaker: Retry >
+//!   Hedge > RateLimit > CircuitBreaker.
 //! - **Provenance**: [`answered_by`] says which attempt answered (1: the first, 2: the first
 //!   hedge, ...).
 //!

@@ -21,9 +21,9 @@
 //!   from nothing after the pause, so the waiting calls do not all go at once.
 //! - **Classification**: [`RateLimited`] classifies itself as rate-limited, unprocessed, with
 //!   the wait it would have needed: a fallback outside answers from another agent, a retry
-//!   layer outside may try again after the wait. Put the limiter outside the circuit breaker
-//!   (Retry > RateLimit > CircuitBreaker), so the breaker never counts a refusal the agent
-//!   never saw.
+//!   layer outside may try again after the wait. Put the limiter inside retry and hedge (so
+//!   their extra attempts are counted) and outside the circuit breaker (Retry > Hedge >
+//!   RateLimit > CircuitBreaker), so the breaker never counts a refusal the agent never saw.
 //!
 //! The quotas are GCRA (a token bucket in one atomic per quota, refilled continuously, with
 //! `burst` of a minute's quota available at once): a call admitted at once reads the clock
