@@ -88,6 +88,15 @@ GOALS.update({
     ("rt_stack", "steadfast_fallback_retry_breaker"): "<= 35 ns overhead, 0 allocations",
     ("rt_stack", "steadfast_full_stack"): "<= 60 ns overhead, 0 allocations",
 })
+# Issue 20: the LLM layers against tower's and tower-resilience's equivalents, same run.
+GOALS.update({
+    ("rt_rate_limit", "steadfast_rate_limit"): "no slower than tower_rate_limit, 0 allocations",
+    ("rt_rate_limit", "steadfast_rate_limit_rpm_tpm"): "no slower than tower_rate_limit, 0 allocations",
+    ("rt_rate_limit", "tower_rate_limit"): "steadfast no slower (>= 1.0x)",
+    ("rt_hedge", "steadfast_hedge"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
+    ("rt_hedge", "steadfast_hedge_percentile"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
+    ("rt_hedge", "tower_resilience_hedge"): "steadfast >= 3x faster",
+})
 PEERS = ("tower_resilience_", "failsafe_", "tower_")
 
 def steadfast_twin(bench):
