@@ -425,10 +425,10 @@ fn rate_limit(c: &mut Criterion) {
     // tower-resilience's make their timers when built: inside the runtime.
     let entered = runtime.enter();
     let mut tower_limit =
-        tower::limit::RateLimitLayer::new(u64::MAX / 2, Duration::from_secs(60)).layer(agent());
+        tower::limit::RateLimitLayer::new(u64::MAX / 2, Duration::from_mins(1)).layer(agent());
     let mut resilience = tower_resilience::ratelimiter::RateLimiterLayer::builder()
         .limit_for_period(usize::MAX / 2)
-        .refresh_period(Duration::from_secs(60))
+        .refresh_period(Duration::from_mins(1))
         .timeout_duration(Duration::ZERO)
         .build()
         .unwrap()
