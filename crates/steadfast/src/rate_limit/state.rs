@@ -31,6 +31,11 @@ pub(crate) struct Gcra {
     /// The window, in nanoseconds (numerator of the per-unit interval).
     window: u128,
     limit: u128,
+    /// The time one unit takes to refill, rounded up (the request quota's whole cost).
+    unit_interval: Nanos,
+    /// The same in 2^-32 ns, rounded up: a spend of `n` units is one multiplication and a
+    /// shift, not a 128-bit division (which cost more than the rest of the call together).
+    unit_interval_q32: u128,
     /// How far ahead of now the TAT may be for a spend to pass at once.
     capacity: Nanos,
     /// The most units one spend may cost.
@@ -41,10 +46,13 @@ impl Gcra {
     /// `limit` units per `window`, of which a share `burst` (in `(0, 1]`) may go at once.
     pub(crate) fn new(limit: u64, window: Nanos, burst: f64) -> Self {
         let max_units = ((limit as f64 * burst) as u64).clamp(1, limit);
+        let (window, limit) = (u128::from(window), u128::from(limit.max(1)));
         let mut gcra = Gcra {
             tat: AtomicU64::new(0),
-            window: u128::from(window),
-            limit: u128::from(limit),
+            window,
+            limit,
+            unit_interval: u64::try_from(window.div_ceil(limit)).unwrap_or(u64::MAX),
+            unit_interval_q32: (window << 32).div_ceil(limit),
             capacity: 0,
             max_units,
         };
@@ -56,8 +64,11 @@ impl Gcra {
     /// limit (by under a nanosecond per call).
     #[inline]
     pub(crate) fn interval(&self, units: u64) -> Nanos {
-        let nanos = (u128::from(units) * self.window).div_ceil(self.limit);
-        u64::try_from(nanos).unwrap_or(u64::MAX)
+        if units == 1 {
+            return self.unit_interval;
+        }
+        let q32 = u128::from(units).saturating_mul(self.unit_interval_q32);
+        u64::try_from(q32.saturating_add((1 << 32) - 1) >> 32).unwrap_or(u64::MAX)
     }
 
     /// Reserves `units` at `now`, for a caller that may wait up to `max_wait`: the wait before
