@@ -285,3 +285,22 @@ async fn a_percentile_delay_follows_the_agents_recent_latencies() {
         "{hedge_after:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_shared_with_a_retry_layer_is_only_drawn_from() {
+    let start = Instant::now();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let agent = scripted(start, seen.clone(), |_| Duration::from_millis(1), |_| false);
+    let gpt = Agent::new("gpt");
+    let retry = crate::retry::BackoffRetryLayer::new(&gpt, crate::retry::RetryConfig::default());
+    let hedge = HedgeLayer::new(&gpt, fixed(1)).budget(retry.retry_budget());
+    let service = retry.layer(hedge.layer(agent));
+    for _ in 0..3 {
+        service.clone().oneshot("hi").await.unwrap();
+    }
+    assert_eq!(
+        retry.retry_budget().counts(),
+        (3, 0),
+        "the retry layer counted each request once; the hedge layer added none"
+    );
+}
