@@ -370,6 +370,8 @@ struct AgentMetrics {
     deadlines_exceeded: OnceLock<Counter>,
     dead_letters: OnceLock<Counter>,
     dead_letter_failures: OnceLock<Counter>,
+    hedges: OnceLock<Counter>,
+    paused: OnceLock<Counter>,
     /// `steadfast_retries_total{reason}`: one handle per reason seen (a handful).
     retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
@@ -426,6 +428,14 @@ impl AgentMetrics {
                 &self.dead_letter_failures,
                 "steadfast_dead_letter_failures_total",
             ),
+            Event::HedgeSent { .. } => counter(&self.hedges, "steadfast_hedges_total"),
+            Event::AgentPaused { .. } => counter(&self.paused, "steadfast_agent_paused_total"),
+            Event::RateLimited { limit, .. } => {
+                metrics::counter!(
+                    "steadfast_rate_limited_total", "agent" => agent.to_string(), "limit" => *limit
+                )
+                .increment(1);
+            }
             _ => {}
         }
     }

@@ -205,7 +205,13 @@ where
                 hedging.done_hedging = true;
                 return Poll::Pending;
             };
-            tracing::debug!(agent = %shared.name, attempt = hedging.hedges_sent + 1, delay_secs = hedging.delay.as_secs_f64(), "hedging");
+            shared.scope.reporter.emit(crate::events::Event::HedgeSent {
+                agent: shared.name.clone(),
+                attempt: hedging.hedges_sent + 1,
+                after: hedging
+                    .start
+                    .map_or(Duration::ZERO, |start| now.saturating_duration_since(start)),
+            });
             this.hedges.push(Some(Box::pin(Oneshot::new(
                 hedging.service.clone(),
                 request,

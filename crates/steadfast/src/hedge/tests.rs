@@ -93,9 +93,15 @@ async fn a_hedge_fires_exactly_at_the_delay_and_the_slower_attempt_is_cancelled(
         |call| Duration::from_secs(if call == 1 { 10 } else { 1 }),
         |_| false,
     );
-    let service = HedgeLayer::new(&Agent::new("gpt"), fixed(2)).layer(agent);
+    let gpt = Agent::new("gpt");
+    let mut events = gpt.events().subscribe();
+    let service = HedgeLayer::new(&gpt, fixed(2)).layer(agent);
     let (reply, attempt) = answered_by(service.oneshot("hi")).await;
     assert_eq!(reply.unwrap(), 2, "the hedge's answer");
+    assert!(matches!(
+        events.try_recv(),
+        Some(crate::events::Event::HedgeSent { attempt: 2, after, .. }) if after == Duration::from_secs(2)
+    ));
     assert_eq!(attempt, Some(2));
     assert_eq!(start.elapsed(), Duration::from_secs(3));
     let seen = seen.lock().unwrap();

@@ -5,7 +5,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -114,12 +113,7 @@ where
 
 impl<C, M, U> Finish<C, M, U> {
     fn refusal(&self, limit: Limit, wait: Option<Nanos>) -> BoxError {
-        RateLimited::new(
-            self.shared.name.clone(),
-            limit,
-            wait.map(Duration::from_nanos),
-        )
-        .into()
+        self.shared.refused(limit, wait)
     }
 
     /// Waits until the call is admitted (through any pause that starts meanwhile), or refuses

@@ -72,6 +72,7 @@ impl<C: Clone> RateLimitLayer<C> {
             classifier: agent.classifier_ref().clone(),
             shared: Arc::new(Shared {
                 name: agent.name_arc().clone(),
+                reporter: agent.reporter().clone(),
                 origin: Origin::now(),
                 max_wait: duration_to_nanos(config.max_wait),
                 max_pause: duration_to_nanos(config.max_pause),

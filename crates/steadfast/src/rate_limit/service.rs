@@ -11,7 +11,6 @@ use crate::error::BoxError;
 use crate::sync::Spread;
 
 use super::cost::{TokenCost, TokenUsage};
-use super::error::RateLimited;
 use super::future::{Finish, ResponseFuture};
 use super::shared::Shared;
 use super::state::{Limit, Refusal};
@@ -80,12 +79,8 @@ where
         let give_up_at = now.saturating_add(finish.shared.max_wait);
         if let Some(until) = finish.shared.limits.paused_at(now) {
             if until > give_up_at {
-                let error = RateLimited::new(
-                    finish.shared.name.clone(),
-                    Limit::Paused,
-                    Some(std::time::Duration::from_nanos(until - now)),
-                );
-                return ResponseFuture::refused(error.into(), finish);
+                let error = finish.shared.refused(Limit::Paused, Some(until - now));
+                return ResponseFuture::refused(error, finish);
             }
             let service = self.inner.clone();
             return ResponseFuture::waiting(service, request, until, false, give_up_at, finish);
@@ -102,11 +97,11 @@ where
             }
             Err((limit, refusal)) => {
                 let wait = match refusal {
-                    Refusal::Wait(wait) => Some(std::time::Duration::from_nanos(wait)),
+                    Refusal::Wait(wait) => Some(wait),
                     Refusal::TooLarge => None,
                 };
-                let error = RateLimited::new(finish.shared.name.clone(), limit, wait);
-                ResponseFuture::refused(error.into(), finish)
+                let error = finish.shared.refused(limit, wait);
+                ResponseFuture::refused(error, finish)
             }
         }
     }

@@ -3,13 +3,18 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::agent::Reporter;
 use crate::clock::{Nanos, Origin};
+use crate::error::BoxError;
+use crate::events::Event;
 
 use super::config::RateLimitConfig;
-use super::state::Limits;
+use super::error::RateLimited;
+use super::state::{Limit, Limits};
 
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    pub(crate) reporter: Arc<Reporter>,
     pub(crate) origin: Origin,
     pub(crate) limits: Limits,
     pub(crate) max_wait: Nanos,
@@ -27,6 +32,24 @@ impl Shared {
         }
         tracing::debug!(agent = %self.name, pause_secs = wait as f64 / 1e9, "agent answered rate-limited: pausing calls to it");
         self.limits.pause_until(now.saturating_add(wait));
+        self.reporter.emit(Event::AgentPaused {
+            agent: self.name.clone(),
+            pause: std::time::Duration::from_nanos(wait),
+        });
+    }
+
+    /// A call is refused by `limit`; admitting it would have taken `wait` (`None`: never).
+    pub(crate) fn refused(&self, limit: Limit, wait: Option<Nanos>) -> BoxError {
+        self.reporter.emit(Event::RateLimited {
+            agent: self.name.clone(),
+            limit: limit.as_str(),
+        });
+        RateLimited::new(
+            self.name.clone(),
+            limit,
+            wait.map(std::time::Duration::from_nanos),
+        )
+        .into()
     }
 }
 

@@ -116,11 +116,19 @@ async fn after_a_429_with_retry_after_20s_no_call_reaches_the_agent_for_20s() {
         .build()
         .unwrap();
     let gpt = Agent::new("gpt").classifier(http_like);
+    let mut events = gpt.events().subscribe();
     let layer = RateLimitLayer::new(&gpt, config);
     let handle = layer.handle();
     let mut service = layer.layer(agent);
     assert_eq!(service.ready().await.unwrap().call(1).await.unwrap(), 429);
     assert_eq!(handle.paused_for(), Some(Duration::from_secs(20)));
+    assert!(
+        matches!(
+            events.try_recv(),
+            Some(crate::events::Event::AgentPaused { pause, .. }) if pause == Duration::from_secs(20)
+        ),
+        "the pause is an event on the agent's path"
+    );
 
     // One caller a second for the next 30 s: each waits for the pause instead of calling.
     let mut calls = Vec::new();
