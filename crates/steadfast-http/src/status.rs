@@ -26,7 +26,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use steadfast::Registry;
 use steadfast::registry::Health;
@@ -134,6 +134,29 @@ impl fmt::Debug for StatusRoutes {
 /// [`StatusRoutes::new`]`(registry).router()`: every route, control disabled, no metrics.
 pub fn status_routes(registry: Registry) -> axum::Router {
     StatusRoutes::new(registry).router()
+}
+
+/// A Prometheus recorder builder with steadfast's histogram buckets
+/// ([`steadfast::telemetry::LATENCY_BUCKETS`] for the `_duration_seconds` histograms,
+/// [`steadfast::telemetry::ATTEMPT_BUCKETS`] for `steadfast_call_attempts`), so they are exported
+/// as Prometheus histograms (`_bucket{le=...}`) rather than summaries. Add your own settings,
+/// then `install_recorder()` (or `build_recorder()`) before making the agents.
+///
+/// ```
+/// let recorder = steadfast_http::status::prometheus_builder()?.build_recorder();
+/// let handle = recorder.handle();
+/// # let _ = handle;
+/// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
+/// ```
+pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
+    let mut builder = PrometheusBuilder::new();
+    for metric in steadfast::telemetry::METRICS {
+        if let Some(buckets) = steadfast::telemetry::buckets_for(metric.name) {
+            builder =
+                builder.set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), buckets)?;
+        }
+    }
+    Ok(builder)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -173,7 +173,7 @@ async fn metrics_are_served_in_prometheus_format_when_configured() {
     let (status, body) = send(&app, "GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        body.contains(r#"steadfast_breaker_state{agent="gpt"} 3"#),
+        body.contains(r#"steadfast_breaker_state{agent="gpt",state="forced_open"} 1"#),
         "{body}"
     );
     assert!(

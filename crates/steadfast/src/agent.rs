@@ -40,7 +40,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use metrics::Counter;
+use metrics::{Counter, Gauge, Histogram};
 
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::BreakerHandle;
@@ -143,6 +143,9 @@ impl<C> Agent<C> {
 
 impl Scope {
     pub(crate) fn new(name: Arc<str>, bus: EventBus) -> Self {
+        // Descriptions go to the recorder in effect when the agent is made, as its metric
+        // handles do.
+        crate::telemetry::describe();
         Scope {
             reporter: Arc::new(Reporter::new(name, bus)),
             #[cfg(feature = "circuit-breaker")]
@@ -237,11 +240,36 @@ impl Reporter {
     /// increment with nothing to look up.
     pub(crate) fn breaker_created(&self) -> CallCounters {
         let metrics = self.metrics.breaker(&self.name);
-        metrics.state.set(0.0);
+        metrics.set_state(0);
         CallCounters {
             by_kind: metrics.calls.clone(),
             rejected: metrics.rejected.clone(),
+            durations: metrics.durations.clone(),
         }
+    }
+
+    /// The breaker spent `nanos` in the state numbered `state` (see
+    /// `BreakerState::gauge_value`): `steadfast_breaker_state_seconds_total`.
+    pub(crate) fn breaker_time_in_state(&self, state: usize, nanos: u64) {
+        self.metrics.breaker(&self.name).time_in_state(state, nanos);
+    }
+
+    /// The retry layer's per-call handles (`steadfast_call_duration_seconds`,
+    /// `steadfast_call_attempts`), registered on first use.
+    pub(crate) fn call_metrics(&self) -> CallMetrics {
+        self.metrics
+            .calls
+            .get_or_init(|| {
+                let duration = |outcome: &'static str| {
+                    metrics::histogram!("steadfast_call_duration_seconds", "agent" => self.name.to_string(), "outcome" => outcome)
+                };
+                CallMetrics {
+                    succeeded: duration("success"),
+                    failed: duration("error"),
+                    attempts: metrics::histogram!("steadfast_call_attempts", "agent" => self.name.to_string()),
+                }
+            })
+            .clone()
     }
 
     /// Registers the `steadfast_served_total{source="primary"}` counter.
@@ -281,19 +309,22 @@ impl fmt::Debug for Reporter {
     }
 }
 
-/// `steadfast_calls_total{agent, outcome}`, as the breaker keeps them.
+/// `steadfast_calls_total{agent, outcome}` and `steadfast_attempt_duration_seconds{agent,
+/// outcome}`, as the breaker keeps them.
 #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 pub(crate) struct CallCounters {
     by_kind: [Counter; 5],
     rejected: Counter,
+    durations: [Histogram; 5],
 }
 
 #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 impl CallCounters {
-    /// A call the breaker admitted completed with `kind`.
+    /// A call the breaker admitted completed with `kind` after `nanos` in the agent.
     #[inline]
-    pub(crate) fn completed(&self, kind: OutcomeKind) {
+    pub(crate) fn completed(&self, kind: OutcomeKind, nanos: u64) {
         self.by_kind[kind as usize].increment(1);
+        self.durations[kind as usize].record(nanos as f64 / 1e9);
     }
 
     /// A call the breaker refused.
@@ -361,6 +392,7 @@ impl AgentCounters {
 #[allow(dead_code)] // filled by the layers compiled in
 struct AgentMetrics {
     breaker: OnceLock<BreakerMetrics>,
+    calls: OnceLock<CallMetrics>,
     served_primary: OnceLock<Counter>,
     served_fallback: OnceLock<Counter>,
     served_cache: OnceLock<Counter>,
@@ -374,11 +406,63 @@ struct AgentMetrics {
     retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
 
+/// The retry layer's per-call handles: the call's duration by outcome, and its attempts.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) struct CallMetrics {
+    succeeded: Histogram,
+    failed: Histogram,
+    attempts: Histogram,
+}
+
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+impl CallMetrics {
+    /// A call ended (`ok`: successfully) after `seconds` and `attempts` attempts.
+    #[inline]
+    pub(crate) fn finished(&self, ok: bool, seconds: f64, attempts: u32) {
+        if ok { &self.succeeded } else { &self.failed }.record(seconds);
+        self.attempts.record(f64::from(attempts));
+    }
+}
+
+/// The breaker states, in the order of `BreakerState::gauge_value` (a label value each).
+const BREAKER_STATES: [&str; 5] = ["closed", "open", "half_open", "forced_open", "disabled"];
+
 #[allow(dead_code)]
 struct BreakerMetrics {
     calls: [Counter; 5],
     rejected: Counter,
-    state: metrics::Gauge,
+    durations: [Histogram; 5],
+    /// `steadfast_breaker_state{state}`: 1 for the current state, 0 for the others.
+    state: [Gauge; 5],
+    /// `steadfast_breaker_state_seconds_total{state}`, in whole seconds.
+    state_seconds: [Counter; 5],
+    /// The exact time in each state, so whole seconds are added without losing the rest.
+    state_nanos: [AtomicU64; 5],
+}
+
+#[allow(dead_code)]
+impl BreakerMetrics {
+    /// Sets the state gauges: 1 for `current`, 0 for the others.
+    fn set_state(&self, current: usize) {
+        for (index, gauge) in self.state.iter().enumerate() {
+            gauge.set(if index == current { 1.0 } else { 0.0 });
+        }
+    }
+
+    fn time_in_state(&self, state: usize, nanos: u64) {
+        const NANOS_PER_SEC: u64 = 1_000_000_000;
+        let (Some(total), Some(counter)) =
+            (self.state_nanos.get(state), self.state_seconds.get(state))
+        else {
+            return;
+        };
+        let before = total.fetch_add(nanos, Ordering::Relaxed);
+        let whole = before.saturating_add(nanos) / NANOS_PER_SEC - before / NANOS_PER_SEC;
+        if whole > 0 {
+            counter.increment(whole);
+        }
+    }
 }
 
 impl AgentMetrics {
@@ -450,10 +534,14 @@ impl AgentMetrics {
     fn breaker(&self, agent: &Arc<str>) -> &BreakerMetrics {
         self.breaker.get_or_init(|| {
             let call = |outcome: &'static str| metrics::counter!("steadfast_calls_total", "agent" => agent.to_string(), "outcome" => outcome);
+            let duration = |outcome: &'static str| metrics::histogram!("steadfast_attempt_duration_seconds", "agent" => agent.to_string(), "outcome" => outcome);
             BreakerMetrics {
                 calls: OutcomeKind::ALL.map(|kind| call(kind.as_str())),
                 rejected: call("rejected"),
-                state: metrics::gauge!("steadfast_breaker_state", "agent" => agent.to_string()),
+                durations: OutcomeKind::ALL.map(|kind| duration(kind.as_str())),
+                state: BREAKER_STATES.map(|state| metrics::gauge!("steadfast_breaker_state", "agent" => agent.to_string(), "state" => state)),
+                state_seconds: BREAKER_STATES.map(|state| metrics::counter!("steadfast_breaker_state_seconds_total", "agent" => agent.to_string(), "state" => state)),
+                state_nanos: Default::default(),
             }
         })
     }
@@ -470,6 +558,25 @@ impl AgentMetrics {
             "agent" => agent.to_string(), "from" => from.as_str(), "to" => to.as_str()
         )
         .increment(1);
-        self.breaker(agent).state.set(to.gauge_value());
+        self.breaker(agent).set_state(to.gauge_value() as usize);
+    }
+}
+
+#[cfg(all(test, feature = "circuit-breaker"))]
+mod tests {
+    use super::BREAKER_STATES;
+    use crate::circuit_breaker::BreakerState;
+
+    #[test]
+    fn breaker_state_labels_follow_the_state_numbers() {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+            BreakerState::ForcedOpen,
+            BreakerState::Disabled,
+        ] {
+            assert_eq!(BREAKER_STATES[state.gauge_value() as usize], state.as_str());
+        }
     }
 }

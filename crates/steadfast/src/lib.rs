@@ -61,6 +61,7 @@ pub mod events;
 pub mod notify;
 pub mod registry;
 pub mod shutdown;
+pub mod telemetry;
 
 #[cfg(feature = "fallback")]
 pub mod cache;

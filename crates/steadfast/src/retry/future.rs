@@ -11,6 +11,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::classify::{self, Classify};
+use crate::clock::Nanos;
 use crate::error::BoxError;
 use crate::sync::Local;
 
@@ -55,6 +56,8 @@ pub(crate) struct Retrying<S, Req, C, M> {
     memo: M,
     shared: Local<Shared>,
     attempts: u32,
+    /// When the call started (the budget's clock), for `steadfast_call_duration_seconds`.
+    started: Nanos,
     deadline: Option<Instant>,
     /// What only a retried call needs, boxed at the first failure that is retried.
     failed: Option<Box<Failed>>,
@@ -74,6 +77,7 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
         classifier: C,
         memo: M,
         shared: Local<Shared>,
+        started: Nanos,
     ) -> Self {
         Retrying {
             service,
@@ -81,6 +85,7 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
             classifier,
             memo,
             shared,
+            started,
             attempts: 1,
             deadline: None,
             failed: None,
@@ -127,7 +132,7 @@ where
         let result = result.map_err(Into::into);
         let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
         if outcome.is_success() {
-            return self.finish(result);
+            return self.finish(result, true);
         }
         let shared = &*self.shared;
         // A request that must not be sent twice is retried only when the failure proves the
@@ -146,12 +151,15 @@ where
             shared.backoff(attempts, previous)
         });
         let (wait, asked_by_agent) = match verdict {
-            Verdict::GiveUp => return self.finish(result),
+            Verdict::GiveUp => return self.finish(result, false),
             Verdict::Exhausted => {
                 shared.report_exhausted(&outcome, attempts);
-                return self.finish(result.map_err(|error| {
-                    RetriesExhausted::new(shared.name.clone(), attempts, error).into()
-                }));
+                return self.finish(
+                    result.map_err(|error| {
+                        RetriesExhausted::new(shared.name.clone(), attempts, error).into()
+                    }),
+                    false,
+                );
             }
             Verdict::WaitTooLong => {
                 tracing::debug!(
@@ -159,7 +167,7 @@ where
                     max_retry_after_secs = shared.config.max_retry_after.as_secs_f64(),
                     "agent asked for a wait over max_retry_after: not retrying"
                 );
-                return self.finish(result);
+                return self.finish(result, false);
             }
             Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
@@ -168,25 +176,31 @@ where
             // A wait past what the clock can hold (a `Retry-After` of centuries under a
             // `max_retry_after` of `Duration::MAX`) is no retry at all.
             tracing::debug!(agent = %shared.name, attempts, wait_secs = wait.as_secs_f64(), "the wait is past any instant: not retrying");
-            return self.finish(result);
+            return self.finish(result, false);
         };
         if let Some(deadline) = self.deadline
             && wake >= deadline
         {
             shared.report_deadline_exceeded(attempts);
             let total = shared.config.deadline.unwrap_or_default();
-            return self.finish(result.map_err(|error| {
-                DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
-            }));
+            return self.finish(
+                result.map_err(|error| {
+                    DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
+                }),
+                false,
+            );
         }
         if !shared
             .budget
             .try_withdraw_at(shared.budget.origin().nanos_at(now))
         {
             shared.report_budget_exhausted(attempts);
-            return self.finish(result.map_err(|error| {
-                BudgetExhausted::new(shared.name.clone(), attempts, error).into()
-            }));
+            return self.finish(
+                result.map_err(|error| {
+                    BudgetExhausted::new(shared.name.clone(), attempts, error).into()
+                }),
+                false,
+            );
         }
         shared.report_retry(&outcome, attempts + 1, wait);
         tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
@@ -202,16 +216,24 @@ where
         Step::Wait(wait, wake)
     }
 
+    /// The call ends with `result`, a success (as classified) if `succeeded`.
     fn finish(
         &mut self,
         result: Result<S::Response, BoxError>,
+        succeeded: bool,
     ) -> Step<Result<S::Response, BoxError>> {
-        scope::record_attempts(self.attempts);
+        self.ended(succeeded);
         Step::Done(result)
     }
 
-    fn deadline_exceeded(&mut self) -> BoxError {
+    /// The call ends: tells an enclosing `count_attempts` and the metrics.
+    fn ended(&self, ok: bool) {
         scope::record_attempts(self.attempts);
+        self.shared.report_call(ok, self.started, self.attempts);
+    }
+
+    fn deadline_exceeded(&mut self) -> BoxError {
+        self.ended(false);
         self.shared.report_deadline_exceeded(self.attempts);
         DeadlineExceeded::new(
             self.shared.name.clone(),
@@ -311,7 +333,7 @@ where
                     match retrying.service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
-                            scope::record_attempts(retrying.attempts);
+                            retrying.ended(false);
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {

@@ -64,18 +64,19 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        // The clock is read only with a deadline; otherwise the budget samples it. A deadline
-        // past what the clock can represent is no deadline.
+        // The clock is read once per call: the call's duration (`steadfast_call_duration_seconds`)
+        // and the deadline. Without a deadline the budget samples the clock itself (its
+        // buckets are written per thread). A deadline past what the clock can represent is no
+        // deadline.
+        let now = Instant::now();
+        let started = shared.budget.origin().nanos_at(now);
         let deadline = match config.deadline {
             None => {
                 shared.budget.deposit();
                 None
             }
             Some(deadline) => {
-                let now = Instant::now();
-                shared
-                    .budget
-                    .deposit_at(shared.budget.origin().nanos_at(now));
+                shared.budget.deposit_at(started);
                 now.checked_add(deadline).map(scope::tighter)
             }
         };
@@ -95,6 +96,7 @@ where
                 self.classifier.clone(),
                 memo,
                 self.shared.local(),
+                started,
             ),
         )
     }

@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::Reporter;
+use crate::agent::{CallMetrics, Reporter};
 use crate::classify::Outcome;
+use crate::clock::Nanos;
 use crate::events::Event;
 use crate::rng::SplitMix;
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) budget: RetryBudget,
     pub(crate) retry_on: Option<RetryOn>,
     pub(crate) rng: SplitMix,
+    /// `steadfast_call_duration_seconds` and `steadfast_call_attempts`, per call.
+    pub(crate) calls: CallMetrics,
 }
 
 impl Shared {
@@ -62,6 +65,14 @@ impl Shared {
             agent: self.name.clone(),
             attempts,
         });
+    }
+
+    /// A call ended (`ok`: successfully) after `attempts` attempts; it started at `started`
+    /// (the budget's clock).
+    #[inline]
+    pub(crate) fn report_call(&self, ok: bool, started: Nanos, attempts: u32) {
+        let elapsed = self.budget.origin().elapsed().saturating_sub(started);
+        self.calls.finished(ok, elapsed as f64 / 1e9, attempts);
     }
 
     pub(crate) fn report_deadline_exceeded(&self, attempts: u32) {
