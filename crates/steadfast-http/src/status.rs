@@ -3,11 +3,21 @@
 //!
 //! | route | answers |
 //! |---|---|
-//! | `GET /health` | `200` while some agent can serve, `503` when none can ([`HealthRule`]) |
+//! | `GET /health` | `200` while the instance can serve, `503` when it cannot ([`HealthRule`]); the body's `status` says which (below) |
 //! | `GET /status` | the [`Registry`] snapshot as JSON (see `docs/operations.md`) |
 //! | `GET /status/ui` | a small self-contained HTML page (no external assets) that refreshes itself |
 //! | `POST /agents/{name}/reset`, `/open`, `/close` | manual breaker control; `403` unless a guard is configured, `401` when the guard refuses |
 //! | `GET /metrics` | Prometheus text format, when a [`PrometheusHandle`] is given; `404` otherwise |
+//!
+//! `GET /health` answers a status code that always agrees with its body's `status`:
+//!
+//! | `status` | code | when |
+//! |---|---|---|
+//! | `healthy` | `200` | every agent is healthy (or none is registered) |
+//! | `degraded` | `200` | some agent is not healthy, but the [`HealthRule`] says the instance still serves |
+//! | `unhealthy` | `503` | the [`HealthRule`] says the instance cannot serve |
+//!
+//! Each agent's own health is in `agents`; `serving` is `false` exactly when the code is `503`.
 //!
 //! ```
 //! use steadfast::Registry;
@@ -179,16 +189,23 @@ async fn health(State(Routes(routes)): State<Routes>) -> Response {
         .iter()
         .map(|agent| (agent.name.clone(), json!(agent.health.as_str())))
         .collect();
-    let code = if failing {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
+    let (code, status) = health_answer(failing, snapshot.health);
     (
         code,
-        Json(json!({ "status": snapshot.health.as_str(), "serving": !failing, "agents": agents })),
+        Json(json!({ "status": status.as_str(), "serving": !failing, "agents": agents })),
     )
         .into_response()
+}
+
+/// The instance's health as `/health` reports it, and its status code: `unhealthy` (503)
+/// exactly when the rule says it cannot serve; otherwise `healthy` (200) when every agent is,
+/// else `degraded` (200). So the code and the body never disagree.
+fn health_answer(failing: bool, worst: Health) -> (StatusCode, Health) {
+    match (failing, worst) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, Health::Unhealthy),
+        (false, Health::Healthy) => (StatusCode::OK, Health::Healthy),
+        (false, _) => (StatusCode::OK, Health::Degraded),
+    }
 }
 
 async fn status(State(Routes(routes)): State<Routes>) -> Response {
