@@ -177,6 +177,7 @@ impl Scope {
     }
 
     /// The agent's health: its breaker's (see [`crate::registry`]), `Healthy` without one.
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(clippy::unused_self))]
     pub(crate) fn health(&self, registry: &Registry) -> Health {
         #[cfg(feature = "circuit-breaker")]
         if let Some(breaker) = self.breaker() {

@@ -62,6 +62,8 @@ pub mod notify;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(any(feature = "retry", feature = "fallback"))]
+mod trace;
 
 #[cfg(feature = "fallback")]
 pub mod cache;

@@ -9,11 +9,14 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
+use tracing::Span;
+use tracing::span::Entered;
 
-use crate::classify::{self, Classify};
+use crate::classify::{self, Classify, Outcome};
 use crate::clock::Nanos;
 use crate::error::BoxError;
 use crate::sync::Local;
+use crate::trace;
 
 use super::error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted};
 use super::policy::{self, Verdict};
@@ -59,15 +62,66 @@ pub(crate) struct Retrying<S, Req, C, M> {
     /// When the call started (the budget's clock), for `steadfast_call_duration_seconds`.
     started: Nanos,
     deadline: Option<Instant>,
-    /// What only a retried call needs, boxed at the first failure that is retried.
+    /// What only some calls need, boxed when first needed: at the first failure that is
+    /// retried, or at the start while a subscriber listens to spans. One box for both keeps the
+    /// future (moved on every call) one word smaller.
     failed: Option<Box<Failed>>,
 }
 
-/// The state of a call that failed at least once and is being retried.
+/// The state of a call that failed at least once and is being retried, and its spans.
 struct Failed {
     previous_wait: Duration,
     last_error: Option<BoxError>,
-    span: tracing::Span,
+    /// The call's spans, made only while a subscriber listens.
+    trace: Option<Trace>,
+}
+
+/// The spans of one call through the retry layer (see [`crate::trace`]).
+pub(crate) struct Trace {
+    /// The call span, when this layer opened it (no layer outside did).
+    call: Option<Span>,
+    /// The span of the attempt in flight.
+    attempt: Span,
+}
+
+impl Trace {
+    /// The spans of a new call to `agent`, or `None` when nobody listens.
+    pub(crate) fn start(agent: &str) -> Option<Trace> {
+        if !trace::enabled() {
+            return None;
+        }
+        let call = trace::open_call(agent);
+        let attempt = {
+            let _call = call.as_ref().map(Span::enter);
+            trace::attempt(agent, 1)
+        };
+        Some(Trace { call, attempt })
+    }
+
+    /// Enters the call span (if owned), then the attempt's.
+    pub(crate) fn enter(&self) -> (Option<Entered<'_>>, Entered<'_>) {
+        (self.call.as_ref().map(Span::enter), self.attempt.enter())
+    }
+
+    /// Starts the span of attempt number `attempt` (closing the previous one).
+    fn next_attempt(&mut self, agent: &str, attempt: u32) {
+        let _call = self.call.as_ref().map(Span::enter);
+        self.attempt = trace::attempt(agent, attempt);
+    }
+
+    /// The call ended after `attempts` attempts with `outcome`: recorded on the call span (the
+    /// outcome only on one this layer opened: an outer layer records its own).
+    fn ended(&self, outcome: &Outcome, attempts: u32) {
+        if let Some(call) = &self.call {
+            trace::record_outcome(call, outcome);
+            if outcome.is_success() {
+                trace::record_provenance(call, "primary", None);
+            }
+            call.record("attempts", attempts);
+        } else if let Some(call) = trace::call_span(None) {
+            call.record("attempts", attempts);
+        }
+    }
 }
 
 impl<S, Req, C, M> Retrying<S, Req, C, M> {
@@ -78,6 +132,7 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
         memo: M,
         shared: Local<Shared>,
         started: Nanos,
+        trace: Option<Trace>,
     ) -> Self {
         Retrying {
             service,
@@ -88,8 +143,18 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
             started,
             attempts: 1,
             deadline: None,
-            failed: None,
+            failed: trace.map(|trace| {
+                Box::new(Failed {
+                    previous_wait: Duration::ZERO,
+                    last_error: None,
+                    trace: Some(trace),
+                })
+            }),
         }
+    }
+
+    fn trace(&self) -> Option<&Trace> {
+        self.failed.as_ref()?.trace.as_ref()
     }
 }
 
@@ -131,8 +196,11 @@ where
     ) -> Step<Result<S::Response, BoxError>> {
         let result = result.map_err(Into::into);
         let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
+        if let Some(trace) = self.trace() {
+            trace::record_outcome(&trace.attempt, &outcome);
+        }
         if outcome.is_success() {
-            return self.finish(result, true);
+            return self.finish(result, &outcome);
         }
         let shared = &*self.shared;
         // A request that must not be sent twice is retried only when the failure proves the
@@ -151,14 +219,14 @@ where
             shared.backoff(attempts, previous)
         });
         let (wait, asked_by_agent) = match verdict {
-            Verdict::GiveUp => return self.finish(result, false),
+            Verdict::GiveUp => return self.finish(result, &outcome),
             Verdict::Exhausted => {
                 shared.report_exhausted(&outcome, attempts);
                 return self.finish(
                     result.map_err(|error| {
                         RetriesExhausted::new(shared.name.clone(), attempts, error).into()
                     }),
-                    false,
+                    &outcome,
                 );
             }
             Verdict::WaitTooLong => {
@@ -167,7 +235,7 @@ where
                     max_retry_after_secs = shared.config.max_retry_after.as_secs_f64(),
                     "agent asked for a wait over max_retry_after: not retrying"
                 );
-                return self.finish(result, false);
+                return self.finish(result, &outcome);
             }
             Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
@@ -176,7 +244,7 @@ where
             // A wait past what the clock can hold (a `Retry-After` of centuries under a
             // `max_retry_after` of `Duration::MAX`) is no retry at all.
             tracing::debug!(agent = %shared.name, attempts, wait_secs = wait.as_secs_f64(), "the wait is past any instant: not retrying");
-            return self.finish(result, false);
+            return self.finish(result, &outcome);
         };
         if let Some(deadline) = self.deadline
             && wake >= deadline
@@ -187,7 +255,7 @@ where
                 result.map_err(|error| {
                     DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
                 }),
-                false,
+                &outcome,
             );
         }
         if !shared
@@ -199,7 +267,7 @@ where
                 result.map_err(|error| {
                     BudgetExhausted::new(shared.name.clone(), attempts, error).into()
                 }),
-                false,
+                &outcome,
             );
         }
         shared.report_retry(&outcome, attempts + 1, wait);
@@ -208,7 +276,7 @@ where
             Box::new(Failed {
                 previous_wait: Duration::ZERO,
                 last_error: None,
-                span: tracing::Span::none(),
+                trace: None,
             })
         });
         failed.last_error = result.err();
@@ -216,24 +284,32 @@ where
         Step::Wait(wait, wake)
     }
 
-    /// The call ends with `result`, a success (as classified) if `succeeded`.
+    /// The call ends with `result`, classified as `outcome`.
     fn finish(
         &mut self,
         result: Result<S::Response, BoxError>,
-        succeeded: bool,
+        outcome: &Outcome,
     ) -> Step<Result<S::Response, BoxError>> {
-        self.ended(succeeded);
+        self.ended(outcome);
         Step::Done(result)
     }
 
-    /// The call ends: tells an enclosing `count_attempts` and the metrics.
-    fn ended(&self, ok: bool) {
+    /// The call ends: tells an enclosing `count_attempts`, the metrics and the call span.
+    fn ended(&self, outcome: &Outcome) {
         scope::record_attempts(self.attempts);
-        self.shared.report_call(ok, self.started, self.attempts);
+        self.shared
+            .report_call(outcome.is_success(), self.started, self.attempts);
+        if let Some(trace) = self.trace() {
+            trace.ended(outcome, self.attempts);
+        }
     }
 
     fn deadline_exceeded(&mut self) -> BoxError {
-        self.ended(false);
+        let outcome = Outcome::agent_fault("deadline exceeded");
+        if let Some(trace) = self.trace() {
+            trace::record_outcome(&trace.attempt, &outcome);
+        }
+        self.ended(&outcome);
         self.shared.report_deadline_exceeded(self.attempts);
         DeadlineExceeded::new(
             self.shared.name.clone(),
@@ -298,7 +374,7 @@ where
                 StateProj::Called { future } => {
                     let retrying = &mut *this.retrying;
                     let polled = {
-                        let _entered = retrying.failed.as_ref().map(|failed| failed.span.enter());
+                        let _entered = retrying.trace().map(Trace::enter);
                         match retrying.deadline {
                             None => future.poll(cx),
                             Some(deadline) => scope::with_deadline(deadline, || future.poll(cx)),
@@ -333,7 +409,7 @@ where
                     match retrying.service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
-                            retrying.ended(false);
+                            retrying.ended(&Outcome::agent_fault("not ready"));
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {
@@ -354,11 +430,17 @@ where
                         return Poll::Ready(Err(error));
                     };
                     retrying.attempts += 1;
-                    let span = tracing::debug_span!(
-                        "retry_attempt", agent = %retrying.shared.name, attempt = retrying.attempts
-                    );
+                    if let Some(trace) = retrying
+                        .failed
+                        .as_mut()
+                        .and_then(|failed| failed.trace.as_mut())
+                    {
+                        trace.next_attempt(&retrying.shared.name, retrying.attempts);
+                    }
                     let future = {
-                        let _entered = span.enter();
+                        // Field by field: the spans are entered while the service is called.
+                        let trace = retrying.failed.as_ref().and_then(|f| f.trace.as_ref());
+                        let _entered = trace.map(Trace::enter);
                         match retrying.deadline {
                             None => retrying.service.call(request),
                             Some(deadline) => {
@@ -366,9 +448,6 @@ where
                             }
                         }
                     };
-                    if let Some(failed) = retrying.failed.as_mut() {
-                        failed.span = span;
-                    }
                     this.state.set(State::Called { future });
                 }
             }

@@ -10,7 +10,7 @@ use crate::classify::Classify;
 use crate::error::BoxError;
 use crate::sync::Spread;
 
-use super::future::{ResponseFuture, Retrying};
+use super::future::{ResponseFuture, Retrying, Trace};
 use super::scope;
 use super::shared::Shared;
 
@@ -83,9 +83,13 @@ where
         let memo = self.classifier.note(&request);
         let spare = (config.max_retries > 0).then(|| request.clone());
         let service = self.inner.clone();
-        let future = match deadline {
-            None => self.inner.call(request),
-            Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
+        let trace = Trace::start(&shared.name);
+        let future = {
+            let _entered = trace.as_ref().map(Trace::enter);
+            match deadline {
+                None => self.inner.call(request),
+                Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
+            }
         };
         ResponseFuture::new(
             future,
@@ -97,6 +101,7 @@ where
                 memo,
                 self.shared.local(),
                 started,
+                trace,
             ),
         )
     }
