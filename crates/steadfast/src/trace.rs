@@ -5,8 +5,8 @@
 //!
 //! | span | fields |
 //! |---|---|
-//! | `steadfast.call` | `agent`, `otel.name` (the agent), `otel.kind` (`client`), then `outcome` (`success` or the failure's kind), `reason`, `provenance` (`primary`, `fallback`, `cache`), `fallback` (the alternative that answered), `attempts`, `otel.status_code` (`OK`, `ERROR`) |
-//! | `steadfast.attempt` | `agent`, `attempt` (1, 2, ...), then `outcome`, `reason`, `otel.status_code` |
+//! | `steadfast.call` | `agent`, `otel.name` (`steadfast.call <agent>`), `otel.kind` (`internal`), then `outcome` (`success` or the failure's kind), `reason`, `provenance` (`primary`, `fallback`, `cache`), `fallback` (the alternative that answered), `attempts`, `otel.status_code` (`OK`, `ERROR`) |
+//! | `steadfast.attempt` | `agent`, `attempt` (1, 2, ...), `otel.kind` (`client`: the request that goes out), then `outcome`, `reason`, `otel.status_code` |
 //! | `steadfast.fallback` | `agent`, `alternative`, `source` (`fallback`, `cache`), then `outcome`, `reason`, `otel.status_code` |
 //!
 //! The outermost layer that opens spans (fallback, else retry) owns the call span; a layer
@@ -43,12 +43,14 @@ pub(crate) fn open_call(agent: &str) -> Option<Span> {
     if !tracing::span_enabled!(target: "steadfast", tracing::Level::INFO) || in_call() {
         return None;
     }
+    // Made only while someone listens: the span itself allocates then anyway.
+    let otel_name = format!("steadfast.call {agent}");
     let span = tracing::info_span!(
         target: "steadfast",
         "steadfast.call",
         agent,
-        otel.name = agent,
-        otel.kind = "client",
+        otel.name = otel_name.as_str(),
+        otel.kind = "internal",
         outcome = Empty,
         reason = Empty,
         provenance = Empty,
@@ -94,11 +96,14 @@ pub(crate) fn enabled() -> bool {
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
 /// Opens the span of attempt number `attempt` to `agent` (a child of the current span).
 pub(crate) fn attempt(agent: &str, attempt: u32) -> Span {
+    // Signed: exporters turn unsigned numbers into strings (they may not fit an `i64`).
+    let attempt = i64::from(attempt);
     tracing::info_span!(
         target: "steadfast",
         "steadfast.attempt",
         agent,
         attempt,
+        otel.kind = "client",
         outcome = Empty,
         reason = Empty,
         otel.status_code = Empty,

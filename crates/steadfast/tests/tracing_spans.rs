@@ -170,8 +170,8 @@ async fn a_call_span_holds_its_attempts_and_the_fallback_hop_with_its_own_call()
     let call = &all[roots[0]];
     assert_eq!(call.name, "steadfast.call");
     assert_eq!(field(call, "agent"), "gpt");
-    assert_eq!(field(call, "otel.name"), "gpt");
-    assert_eq!(field(call, "otel.kind"), "client");
+    assert_eq!(field(call, "otel.name"), "steadfast.call gpt");
+    assert_eq!(field(call, "otel.kind"), "internal");
     assert_eq!(field(call, "outcome"), "success");
     assert_eq!(field(call, "provenance"), "fallback");
     assert_eq!(field(call, "fallback"), "claude");
@@ -185,6 +185,7 @@ async fn a_call_span_holds_its_attempts_and_the_fallback_hop_with_its_own_call()
         let attempt = &all[index];
         assert_eq!(field(attempt, "agent"), "gpt");
         assert_eq!(field(attempt, "attempt"), (number + 1).to_string());
+        assert_eq!(field(attempt, "otel.kind"), "client");
         assert_eq!(field(attempt, "outcome"), "transient");
         assert_eq!(field(attempt, "otel.status_code"), "ERROR");
     }

@@ -117,9 +117,9 @@ impl Trace {
             if outcome.is_success() {
                 trace::record_provenance(call, "primary", None);
             }
-            call.record("attempts", attempts);
+            call.record("attempts", i64::from(attempts));
         } else if let Some(call) = trace::call_span(None) {
-            call.record("attempts", attempts);
+            call.record("attempts", i64::from(attempts));
         }
     }
 }
