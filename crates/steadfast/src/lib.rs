@@ -62,7 +62,12 @@ pub mod notify;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(any(feature = "retry", feature = "fallback"))]
+#[cfg(any(
+    feature = "retry",
+    feature = "fallback",
+    feature = "degrade",
+    feature = "dead-letter"
+))]
 mod trace;
 
 #[cfg(feature = "fallback")]

@@ -5,12 +5,14 @@
 //!
 //! | span | fields |
 //! |---|---|
-//! | `steadfast.call` | `agent`, `otel.name` (`steadfast.call <agent>`), `otel.kind` (`internal`), then `outcome` (`success` or the failure's kind), `reason`, `provenance` (`primary`, `fallback`, `cache`), `fallback` (the alternative that answered), `attempts`, `otel.status_code` (`OK`, `ERROR`) |
+//! | `steadfast.call` | `agent`, `otel.name` (`steadfast.call <agent>`), `otel.kind` (`internal`), then `outcome` (`success` or the failure's kind), `reason`, `provenance` (`primary`, `fallback`, `cache`, `degraded`), `fallback` (the alternative that answered), `attempts`, `dead_letter` (the record's id), `otel.status_code` (`OK`, `ERROR`) |
 //! | `steadfast.attempt` | `agent`, `attempt` (1, 2, ...), `otel.kind` (`client`: the request that goes out), then `outcome`, `reason`, `otel.status_code` |
 //! | `steadfast.fallback` | `agent`, `alternative`, `source` (`fallback`, `cache`), then `outcome`, `reason`, `otel.status_code` |
 //!
-//! The outermost layer that opens spans (fallback, else retry) owns the call span; a layer
-//! under it adds its fields to that span instead of opening another. An alternative of a
+//! The outermost steadfast layer of the agent (degrade, dead-letter, fallback or retry) owns
+//! the call span; a layer under it adds its fields to that span instead of opening another.
+//! `provenance` is written by the layer that knows: retry (`primary` on success), fallback
+//! (`primary`, or the alternative's source), degrade (`degraded`). An alternative of a
 //! fallback chain is a call of its own agent, so its stack's call span sits under the hop.
 //!
 //! Spans are made only while a subscriber listens (`Span::is_disabled` otherwise), and kept
@@ -56,6 +58,7 @@ pub(crate) fn open_call(agent: &str) -> Option<Span> {
         provenance = Empty,
         fallback = Empty,
         attempts = Empty,
+        dead_letter = Empty,
         otel.status_code = Empty,
     );
     (!span.is_disabled()).then_some(span)
@@ -79,6 +82,10 @@ pub(crate) fn record_outcome(span: &Span, outcome: &Outcome) {
     span.record("otel.status_code", status_code(outcome.is_success()));
 }
 
+#[cfg_attr(
+    not(any(feature = "retry", feature = "fallback", feature = "degrade")),
+    allow(dead_code)
+)]
 /// Records who answered a call on `span`: `primary`, or the alternative `name` as `source`.
 pub(crate) fn record_provenance(span: &Span, source: &'static str, name: Option<&str>) {
     span.record("provenance", source);

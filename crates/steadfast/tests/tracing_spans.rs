@@ -1,7 +1,13 @@
 //! The spans of a call, captured by a small `tracing` layer: one `steadfast.call` per logical
 //! call with its outcome, provenance and attempts; `steadfast.attempt` and `steadfast.fallback`
 //! spans as its children; every value a plain string or number (nothing `Debug`-formatted).
-#![cfg(all(feature = "retry", feature = "fallback", feature = "circuit-breaker"))]
+#![cfg(all(
+    feature = "retry",
+    feature = "fallback",
+    feature = "circuit-breaker",
+    feature = "degrade",
+    feature = "dead-letter"
+))]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -265,4 +271,56 @@ async fn a_failed_call_says_so_with_the_error_status() {
     assert_eq!(field(call, "otel.status_code"), "ERROR");
     assert_eq!(field(call, "attempts"), "3");
     assert!(!call.fields.contains_key("provenance"), "{call:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_outermost_layer_owns_the_call_span_and_each_layer_adds_what_it_knows() {
+    let registry = Registry::new();
+    let gpt = registry.agent("gpt");
+    let claude = registry.agent("claude");
+    let sink = MemorySink::new(8);
+    let failing = |_: String| async move { Err::<String, BoxError>("down".into()) };
+    let stack = ServiceBuilder::new()
+        .layer(DegradeLayer::new(&gpt, |(): &(), _: &BoxError| {
+            Some("try again later".to_string())
+        }))
+        .layer(
+            DeadLetterLayer::new(&gpt, sink.clone())
+                .encoder(|prompt: &String| Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))),
+        )
+        .layer(FallbackLayer::new(&gpt).then(&claude, service_fn(failing)))
+        .layer(BackoffRetryLayer::new(&gpt, retry()))
+        .service(service_fn(failing));
+
+    let all = capture(async {
+        assert_eq!(stack.oneshot("hi".into()).await.unwrap(), "try again later");
+    })
+    .await;
+
+    let roots: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].parent.is_none())
+        .collect();
+    assert_eq!(roots.len(), 1, "one span per logical call: {all:#?}");
+    let call = &all[roots[0]];
+    assert_eq!(call.name, "steadfast.call");
+    assert_eq!(field(call, "agent"), "gpt");
+    assert_eq!(field(call, "provenance"), "degraded");
+    assert_eq!(field(call, "attempts"), "3");
+    assert_eq!(field(call, "otel.status_code"), "ERROR");
+    assert_ne!(field(call, "outcome"), "success");
+    let records = sink.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(field(call, "dead_letter"), records[0].id.to_string());
+    // The record names the call span as its trace.
+    assert!(records[0].trace_id.is_some());
+
+    assert_eq!(
+        children(&all, roots[0], "steadfast.attempt").len(),
+        3,
+        "{all:#?}"
+    );
+    let hops = children(&all, roots[0], "steadfast.fallback");
+    assert_eq!(hops.len(), 1, "{all:#?}");
+    assert_eq!(field(&all[hops[0]], "otel.status_code"), "ERROR");
+    assert_eq!(all.len(), 1 + 3 + 1, "{all:#?}");
 }

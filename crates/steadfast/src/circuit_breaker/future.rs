@@ -44,11 +44,15 @@ pub(crate) struct Call<C, M> {
     pub(crate) shared: Local<Shared>,
     /// [`Admission::to_word`]; set back to `Normal` once the outcome is recorded.
     pub(crate) admission: u64,
-    /// When the call started (nanoseconds of the breaker's clock).
+    /// When the call started (nanoseconds of the breaker's clock), if slow calls are tracked;
+    /// [`NOT_TIMED`] otherwise.
     pub(crate) started: Nanos,
     pub(crate) classifier: C,
     pub(crate) memo: M,
 }
+
+/// `Call::started` of a call that is not timed.
+pub(crate) const NOT_TIMED: Nanos = Nanos::MAX;
 
 impl<C, M> Drop for Call<C, M> {
     fn drop(&mut self) {
@@ -95,16 +99,14 @@ where
                 if let Some(mut call) = this.call.take() {
                     let outcome = classify::classify(&call.classifier, &call.memo, result.as_ref());
                     let shared = &call.shared;
-                    let elapsed = shared.now().saturating_sub(call.started);
-                    let slow =
-                        shared
-                            .core
-                            .config()
-                            .slow_call_threshold()
-                            .is_some_and(|threshold| {
-                                elapsed >= crate::clock::duration_to_nanos(threshold)
-                            });
-                    shared.calls.completed(outcome.kind(), elapsed);
+                    let slow = match shared.core.config().slow_call_threshold() {
+                        Some(threshold) if call.started != NOT_TIMED => {
+                            shared.now().saturating_sub(call.started)
+                                >= crate::clock::duration_to_nanos(threshold)
+                        }
+                        _ => false,
+                    };
+                    shared.calls.completed(outcome.kind());
                     let admission = Admission::from_word(std::mem::take(&mut call.admission));
                     if let Some(transition) =
                         shared

@@ -10,7 +10,7 @@ use crate::error::BoxError;
 use crate::sync::Spread;
 
 use super::error::CircuitOpen;
-use super::future::{Call, ResponseFuture};
+use super::future::{Call, NOT_TIMED, ResponseFuture};
 use super::handle::BreakerHandle;
 use super::shared::Shared;
 
@@ -76,9 +76,10 @@ where
         }
         match admission {
             Ok(admission) => {
-                // Every admitted call is timed: `steadfast_attempt_duration_seconds`, and the
-                // slow-call rate when configured.
-                let started = shared.now();
+                let started = match shared.core.config().slow_call_threshold() {
+                    Some(_) => shared.now(),
+                    None => NOT_TIMED,
+                };
                 let call = Call {
                     shared: self.shared.local(),
                     admission: admission.to_word(),
