@@ -245,7 +245,6 @@ impl Reporter {
         CallCounters {
             by_kind: metrics.calls.clone(),
             rejected: metrics.rejected.clone(),
-            durations: metrics.durations.clone(),
         }
     }
 
@@ -256,18 +255,24 @@ impl Reporter {
     }
 
     /// The retry layer's per-call handles (`steadfast_call_duration_seconds`,
-    /// `steadfast_call_attempts`), registered on first use.
+    /// `steadfast_attempt_duration_seconds`, `steadfast_call_attempts`), registered on first
+    /// use.
     pub(crate) fn call_metrics(&self) -> CallMetrics {
         self.metrics
             .calls
             .get_or_init(|| {
+                let agent = || self.name.to_string();
                 let duration = |outcome: &'static str| {
-                    metrics::histogram!("steadfast_call_duration_seconds", "agent" => self.name.to_string(), "outcome" => outcome)
+                    metrics::histogram!("steadfast_call_duration_seconds", "agent" => agent(), "outcome" => outcome)
+                };
+                let attempt = |outcome: &'static str| {
+                    metrics::histogram!("steadfast_attempt_duration_seconds", "agent" => agent(), "outcome" => outcome)
                 };
                 CallMetrics {
                     succeeded: duration("success"),
                     failed: duration("error"),
-                    attempts: metrics::histogram!("steadfast_call_attempts", "agent" => self.name.to_string()),
+                    attempt_durations: Arc::new(OutcomeKind::ALL.map(|kind| attempt(kind.as_str()))),
+                    attempts: metrics::histogram!("steadfast_call_attempts", "agent" => agent()),
                 }
             })
             .clone()
@@ -310,22 +315,19 @@ impl fmt::Debug for Reporter {
     }
 }
 
-/// `steadfast_calls_total{agent, outcome}` and `steadfast_attempt_duration_seconds{agent,
-/// outcome}`, as the breaker keeps them.
+/// `steadfast_calls_total{agent, outcome}`, as the breaker keeps them.
 #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 pub(crate) struct CallCounters {
     by_kind: [Counter; 5],
     rejected: Counter,
-    durations: [Histogram; 5],
 }
 
 #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 impl CallCounters {
-    /// A call the breaker admitted completed with `kind` after `nanos` in the agent.
+    /// A call the breaker admitted completed with `kind`.
     #[inline]
-    pub(crate) fn completed(&self, kind: OutcomeKind, nanos: u64) {
+    pub(crate) fn completed(&self, kind: OutcomeKind) {
         self.by_kind[kind as usize].increment(1);
-        self.durations[kind as usize].record(nanos as f64 / 1e9);
     }
 
     /// A call the breaker refused.
@@ -407,17 +409,26 @@ struct AgentMetrics {
     retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
 
-/// The retry layer's per-call handles: the call's duration by outcome, and its attempts.
+/// The retry layer's per-call handles: the call's and each attempt's duration by outcome, and
+/// the attempts per call.
 #[derive(Clone)]
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
 pub(crate) struct CallMetrics {
     succeeded: Histogram,
     failed: Histogram,
+    /// By `OutcomeKind` (shared: five handles are not cloned per layer).
+    attempt_durations: Arc<[Histogram; 5]>,
     attempts: Histogram,
 }
 
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
 impl CallMetrics {
+    /// An attempt ended with `kind` after `seconds`.
+    #[inline]
+    pub(crate) fn attempt(&self, kind: OutcomeKind, seconds: f64) {
+        self.attempt_durations[kind as usize].record(seconds);
+    }
+
     /// A call ended (`ok`: successfully) after `seconds` and `attempts` attempts.
     #[inline]
     pub(crate) fn finished(&self, ok: bool, seconds: f64, attempts: u32) {
@@ -433,7 +444,6 @@ const BREAKER_STATES: [&str; 5] = ["closed", "open", "half_open", "forced_open",
 struct BreakerMetrics {
     calls: [Counter; 5],
     rejected: Counter,
-    durations: [Histogram; 5],
     /// `steadfast_breaker_state{state}`: 1 for the current state, 0 for the others.
     state: [Gauge; 5],
     /// `steadfast_breaker_state_seconds_total{state}`, in whole seconds.
@@ -535,11 +545,9 @@ impl AgentMetrics {
     fn breaker(&self, agent: &Arc<str>) -> &BreakerMetrics {
         self.breaker.get_or_init(|| {
             let call = |outcome: &'static str| metrics::counter!("steadfast_calls_total", "agent" => agent.to_string(), "outcome" => outcome);
-            let duration = |outcome: &'static str| metrics::histogram!("steadfast_attempt_duration_seconds", "agent" => agent.to_string(), "outcome" => outcome);
             BreakerMetrics {
                 calls: OutcomeKind::ALL.map(|kind| call(kind.as_str())),
                 rejected: call("rejected"),
-                durations: OutcomeKind::ALL.map(|kind| duration(kind.as_str())),
                 state: BREAKER_STATES.map(|state| metrics::gauge!("steadfast_breaker_state", "agent" => agent.to_string(), "state" => state)),
                 state_seconds: BREAKER_STATES.map(|state| metrics::counter!("steadfast_breaker_state_seconds_total", "agent" => agent.to_string(), "state" => state)),
                 state_nanos: Default::default(),

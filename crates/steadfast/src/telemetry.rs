@@ -72,7 +72,7 @@ pub const METRICS: &[MetricDescription] = &[
         kind: MetricKind::Histogram,
         unit: Some(Unit::Seconds),
         labels: &["agent", "outcome"],
-        help: "Time one attempt spent in the agent, measured at the circuit breaker (refused attempts are not timed), by outcome.",
+        help: "Time one attempt took, measured at the agent's retry layer (a refusal by the circuit breaker is an agent_fault attempt of almost no time), by outcome.",
     },
     MetricDescription {
         name: "steadfast_call_duration_seconds",

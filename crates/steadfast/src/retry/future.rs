@@ -72,6 +72,8 @@ pub(crate) struct Retrying<S, Req, C, M> {
 struct Failed {
     previous_wait: Duration,
     last_error: Option<BoxError>,
+    /// When the attempt in flight started (the budget's clock); the call's start for the first.
+    attempt_started: Nanos,
     /// The call's spans, made only while a subscriber listens.
     trace: Option<Trace>,
 }
@@ -110,7 +112,8 @@ impl Trace {
     }
 
     /// The call ended after `attempts` attempts with `outcome`: recorded on the call span (the
-    /// outcome only on one this layer opened: an outer layer records its own).
+    /// outcome only on one this layer opened: an outer layer records its own; the primary's
+    /// answer as provenance either way, since a layer outside may not know who answered).
     fn ended(&self, outcome: &Outcome, attempts: u32) {
         if let Some(call) = &self.call {
             trace::record_outcome(call, outcome);
@@ -120,6 +123,9 @@ impl Trace {
             call.record("attempts", i64::from(attempts));
         } else if let Some(call) = trace::call_span(None) {
             call.record("attempts", i64::from(attempts));
+            if outcome.is_success() {
+                trace::record_provenance(&call, "primary", None);
+            }
         }
     }
 }
@@ -147,6 +153,7 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
                 Box::new(Failed {
                     previous_wait: Duration::ZERO,
                     last_error: None,
+                    attempt_started: started,
                     trace: Some(trace),
                 })
             }),
@@ -196,11 +203,20 @@ where
     ) -> Step<Result<S::Response, BoxError>> {
         let result = result.map_err(Into::into);
         let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
+        // The one clock read of a call answered at once: the attempt's and the call's end.
+        let clock = Instant::now();
+        let now = self.shared.budget.origin().nanos_at(clock);
+        let attempt_started = self
+            .failed
+            .as_ref()
+            .map_or(self.started, |failed| failed.attempt_started);
+        self.shared
+            .report_attempt(outcome.kind(), attempt_started, now);
         if let Some(trace) = self.trace() {
             trace::record_outcome(&trace.attempt, &outcome);
         }
         if outcome.is_success() {
-            return self.finish(result, &outcome);
+            return self.finish(result, &outcome, now);
         }
         let shared = &*self.shared;
         // A request that must not be sent twice is retried only when the failure proves the
@@ -219,7 +235,7 @@ where
             shared.backoff(attempts, previous)
         });
         let (wait, asked_by_agent) = match verdict {
-            Verdict::GiveUp => return self.finish(result, &outcome),
+            Verdict::GiveUp => return self.finish(result, &outcome, now),
             Verdict::Exhausted => {
                 shared.report_exhausted(&outcome, attempts);
                 return self.finish(
@@ -227,6 +243,7 @@ where
                         RetriesExhausted::new(shared.name.clone(), attempts, error).into()
                     }),
                     &outcome,
+                    now,
                 );
             }
             Verdict::WaitTooLong => {
@@ -235,16 +252,15 @@ where
                     max_retry_after_secs = shared.config.max_retry_after.as_secs_f64(),
                     "agent asked for a wait over max_retry_after: not retrying"
                 );
-                return self.finish(result, &outcome);
+                return self.finish(result, &outcome, now);
             }
             Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
-        let now = Instant::now();
-        let Some(wake) = now.checked_add(wait) else {
+        let Some(wake) = clock.checked_add(wait) else {
             // A wait past what the clock can hold (a `Retry-After` of centuries under a
             // `max_retry_after` of `Duration::MAX`) is no retry at all.
             tracing::debug!(agent = %shared.name, attempts, wait_secs = wait.as_secs_f64(), "the wait is past any instant: not retrying");
-            return self.finish(result, &outcome);
+            return self.finish(result, &outcome, now);
         };
         if let Some(deadline) = self.deadline
             && wake >= deadline
@@ -256,18 +272,17 @@ where
                     DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
                 }),
                 &outcome,
+                now,
             );
         }
-        if !shared
-            .budget
-            .try_withdraw_at(shared.budget.origin().nanos_at(now))
-        {
+        if !shared.budget.try_withdraw_at(now) {
             shared.report_budget_exhausted(attempts);
             return self.finish(
                 result.map_err(|error| {
                     BudgetExhausted::new(shared.name.clone(), attempts, error).into()
                 }),
                 &outcome,
+                now,
             );
         }
         shared.report_retry(&outcome, attempts + 1, wait);
@@ -276,6 +291,7 @@ where
             Box::new(Failed {
                 previous_wait: Duration::ZERO,
                 last_error: None,
+                attempt_started: 0,
                 trace: None,
             })
         });
@@ -289,27 +305,30 @@ where
         &mut self,
         result: Result<S::Response, BoxError>,
         outcome: &Outcome,
+        now: Nanos,
     ) -> Step<Result<S::Response, BoxError>> {
-        self.ended(outcome);
+        self.ended(outcome, now);
         Step::Done(result)
     }
 
-    /// The call ends: tells an enclosing `count_attempts`, the metrics and the call span.
-    fn ended(&self, outcome: &Outcome) {
+    /// The call ends at `now` (the budget's clock): tells an enclosing `count_attempts`, the
+    /// metrics and the call span.
+    fn ended(&self, outcome: &Outcome, now: Nanos) {
         scope::record_attempts(self.attempts);
         self.shared
-            .report_call(outcome.is_success(), self.started, self.attempts);
+            .report_call(outcome.is_success(), self.started, now, self.attempts);
         if let Some(trace) = self.trace() {
             trace.ended(outcome, self.attempts);
         }
     }
 
     fn deadline_exceeded(&mut self) -> BoxError {
+        let now = self.shared.budget.origin().elapsed();
         let outcome = Outcome::agent_fault("deadline exceeded");
         if let Some(trace) = self.trace() {
             trace::record_outcome(&trace.attempt, &outcome);
         }
-        self.ended(&outcome);
+        self.ended(&outcome, now);
         self.shared.report_deadline_exceeded(self.attempts);
         DeadlineExceeded::new(
             self.shared.name.clone(),
@@ -409,7 +428,8 @@ where
                     match retrying.service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
-                            retrying.ended(&Outcome::agent_fault("not ready"));
+                            let now = retrying.shared.budget.origin().elapsed();
+                            retrying.ended(&Outcome::agent_fault("not ready"), now);
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {
@@ -430,12 +450,11 @@ where
                         return Poll::Ready(Err(error));
                     };
                     retrying.attempts += 1;
-                    if let Some(trace) = retrying
-                        .failed
-                        .as_mut()
-                        .and_then(|failed| failed.trace.as_mut())
-                    {
-                        trace.next_attempt(&retrying.shared.name, retrying.attempts);
+                    if let Some(failed) = retrying.failed.as_mut() {
+                        failed.attempt_started = retrying.shared.budget.origin().elapsed();
+                        if let Some(trace) = failed.trace.as_mut() {
+                            trace.next_attempt(&retrying.shared.name, retrying.attempts);
+                        }
                     }
                     let future = {
                         // Field by field: the spans are entered while the service is called.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::{CallMetrics, Reporter};
-use crate::classify::Outcome;
+use crate::classify::{Outcome, OutcomeKind};
 use crate::clock::Nanos;
 use crate::events::Event;
 use crate::rng::SplitMix;
@@ -67,12 +67,19 @@ impl Shared {
         });
     }
 
-    /// A call ended (`ok`: successfully) after `attempts` attempts; it started at `started`
-    /// (the budget's clock).
+    /// An attempt that started at `started` ended at `now` (the budget's clock) with `kind`.
     #[inline]
-    pub(crate) fn report_call(&self, ok: bool, started: Nanos, attempts: u32) {
-        let elapsed = self.budget.origin().elapsed().saturating_sub(started);
-        self.calls.finished(ok, elapsed as f64 / 1e9, attempts);
+    pub(crate) fn report_attempt(&self, kind: OutcomeKind, started: Nanos, now: Nanos) {
+        self.calls
+            .attempt(kind, seconds(now.saturating_sub(started)));
+    }
+
+    /// A call that started at `started` ended at `now` (`ok`: successfully) after `attempts`
+    /// attempts.
+    #[inline]
+    pub(crate) fn report_call(&self, ok: bool, started: Nanos, now: Nanos, attempts: u32) {
+        self.calls
+            .finished(ok, seconds(now.saturating_sub(started)), attempts);
     }
 
     pub(crate) fn report_deadline_exceeded(&self, attempts: u32) {
@@ -81,6 +88,10 @@ impl Shared {
             attempts,
         });
     }
+}
+
+fn seconds(nanos: Nanos) -> f64 {
+    nanos as f64 / 1e9
 }
 
 impl fmt::Debug for Shared {
