@@ -277,6 +277,23 @@ fn assert_histograms(all: &[Sample], agent: (&str, &str)) {
         ),
         2.0
     );
+    // The attempt the open breaker refused: an agent fault that took no time (paused clock).
+    assert_eq!(
+        value(
+            all,
+            "steadfast_attempt_duration_seconds_count",
+            &[agent, ("outcome", "agent_fault")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            all,
+            "steadfast_attempt_duration_seconds_sum",
+            &[agent, ("outcome", "agent_fault")]
+        ),
+        0.0
+    );
     for outcome in ["success", "error"] {
         assert_eq!(
             bucket_bounds(
