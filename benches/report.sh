@@ -88,10 +88,27 @@ GOALS.update({
     ("rt_stack", "steadfast_fallback_retry_breaker"): "<= 35 ns overhead, 0 allocations",
     ("rt_stack", "steadfast_full_stack"): "<= 60 ns overhead, 0 allocations",
 })
+# The bulkhead (issue 20): no slower than tower's own limit, refusing in under 20 ns.
+GOALS.update({
+    ("bulkhead", "steadfast_bulkhead"): "no slower than tower_concurrency_limit, 0 allocations",
+    ("bulkhead", "steadfast_bulkhead_full"): "< 20 ns, 0 allocations, no timer",
+    ("rt_bulkhead", "steadfast_bulkhead"): "no slower than tower_concurrency_limit, 0 allocations",
+    ("rt_bulkhead", "steadfast_bulkhead_adaptive"): ">= 3x faster than tower_resilience_bulkhead_adaptive, 0 allocations",
+    ("rt_bulkhead", "tower_resilience_bulkhead"): "steadfast >= 3x faster",
+    ("rt_bulkhead_full", "steadfast_bulkhead_full"): "< 20 ns overhead, 0 allocations, no timer",
+})
 PEERS = ("tower_resilience_", "failsafe_", "tower_")
+# Peers whose steadfast twin does not follow from the name.
+TWINS = {
+    "tower_concurrency_limit": "steadfast_bulkhead",
+    "tower_concurrency_limit_load_shed": "steadfast_bulkhead",
+    "tower_load_shed_full": "steadfast_bulkhead_full",
+}
 
 def steadfast_twin(bench):
     """For a peer's row, the steadfast row doing the same work."""
+    if bench in TWINS:
+        return TWINS[bench]
     for prefix in PEERS:
         if bench.startswith(prefix):
             return "steadfast_" + bench[len(prefix):]

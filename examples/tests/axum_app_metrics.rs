@@ -110,6 +110,13 @@ fn series_of(field: &str, samples: &[Sample], agent: &str) -> Option<u64> {
         "degraded" => served("degraded"),
         "dead_lettered" => sum(samples, "steadfast_dead_letters_total", agent, &[]),
         "dead_letter_failures" => sum(samples, "steadfast_dead_letter_failures_total", agent, &[]),
+        "bulkhead_rejected" => sum(samples, "steadfast_bulkhead_rejected_total", agent, &[]),
+        "concurrency_limit_lowered" => sum(
+            samples,
+            "steadfast_concurrency_limit_lowered_total",
+            agent,
+            &[],
+        ),
         // A gauge the dead-letter monitor sets, exported per queue (`dlq`), not per agent.
         "dlq_depth" => return None,
         other => panic!("the snapshot counter `{other}` has no series mapped in this test"),

@@ -9,10 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steadfast::BoxError;
 use steadfast::dead_letter::{DeadLetterId, DeadLetterRecord, DeadLetterSink, Replay};
 use steadfast_amqp::{AmqpConfig, AmqpSink};
+use steadfast_http::replay::{Credentials, HttpReplayer, ReplayError};
 use steadfast_sqlite::{DB_FILE_NAME, SqliteError, SqliteSink};
 
-use crate::http::Target;
-use crate::output;
+use crate::{output, usage};
 
 /// Where the dead letters are: exactly one of `--dir` and `--amqp`.
 #[derive(Debug, Args)]
@@ -52,28 +52,109 @@ enum DlqCommand {
         /// Its id (26 characters, as `list` prints).
         id: String,
     },
-    /// Send dead letters again, oldest first; remove those that succeed, keep the others with
-    /// their replay count raised.
-    Replay {
-        /// POST each record's request body to this http:// URL; a 2xx answer is success.
-        #[arg(long, value_name = "URL", required_unless_present = "dry_run")]
-        to_http: Option<String>,
-        /// Print what would be replayed; change nothing.
-        #[arg(long, conflicts_with = "to_http")]
-        dry_run: bool,
-        /// At most this many records.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// At most this many requests per second (from 1/86400, one a day, to 1000000).
-        #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
-        rate: f64,
-    },
+    /// Send dead letters to their agent again, oldest first, with their stored method, headers
+    /// and body; remove those answered with a 2xx, keep the others with their replay count
+    /// raised.
+    Replay(Box<ReplayArgs>),
     /// Delete every dead letter.
     Purge {
         /// Confirm: purging cannot be undone.
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// `steadfast dlq replay`.
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Send to this origin instead of each record's stored URL: the stored path and query are
+    /// appended to it (http:// or https://). Records that are not stored HTTP requests are
+    /// POSTed to it as they are.
+    #[arg(long = "to", visible_alias = "to-http", value_name = "URL")]
+    to: Option<String>,
+    /// Put back the credential redaction removed from the environment variable NAME (never
+    /// stored): sent as `Authorization: Bearer <value>`, or in --credential-header.
+    #[arg(long, value_name = "NAME")]
+    credential_env: Option<String>,
+    /// The header --credential-env goes in (e.g. x-api-key: the value is sent as it is).
+    #[arg(
+        long,
+        value_name = "HEADER",
+        requires = "credential_env",
+        default_value = "authorization"
+    )]
+    credential_header: String,
+    /// Put back headers from a file of `Name: value` lines (# comments), never stored.
+    #[arg(long, value_name = "PATH")]
+    header_file: Option<PathBuf>,
+    /// Also trust the CA certificate(s) in this PEM file (a private CA, a test certificate).
+    #[arg(long, value_name = "PATH")]
+    ca_cert: Vec<PathBuf>,
+    /// Print what would be sent (method, URL, header names, body size); change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only records of this agent.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// Only records with this reason (as `show` prints it).
+    #[arg(long, value_name = "REASON")]
+    reason: Option<String>,
+    /// Only records at least this old (e.g. 90s, 10m, 1h30m).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    older_than: Option<Duration>,
+    /// Only records at most this old.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    newer_than: Option<Duration>,
+    /// At most this many records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// At most this many requests per second (from 1/86400, one a day, to 1000000).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_rate, allow_negative_numbers = true)]
+    rate: f64,
+    /// At most this many requests in flight at once (1 to 1024).
+    #[arg(long, default_value_t = 1, value_parser = parse_concurrency, allow_negative_numbers = true)]
+    concurrency: usize,
+    /// Give up on one request after this long (e.g. 30s).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_age)]
+    timeout: Duration,
+}
+
+impl ReplayArgs {
+    fn selects(&self, record: &DeadLetterRecord) -> bool {
+        self.agent
+            .as_ref()
+            .is_none_or(|agent| &record.agent == agent)
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|reason| &record.reason == reason)
+            && self.older_than.is_none_or(|age| record.age() >= age)
+            && self.newer_than.is_none_or(|age| record.age() <= age)
+    }
+
+    /// The client, with credentials read now; every problem is a usage error naming the option.
+    fn replayer(&self) -> Result<HttpReplayer, BoxError> {
+        let setup = |error: ReplayError| usage(error.to_string());
+        let mut credentials = Credentials::new();
+        if let Some(variable) = &self.credential_env {
+            credentials = credentials
+                .header_from_env(&self.credential_header, variable)
+                .map_err(setup)?;
+        }
+        if let Some(path) = &self.header_file {
+            credentials = credentials.header_file(path).map_err(setup)?;
+        }
+        let mut builder = HttpReplayer::builder()
+            .credentials(credentials)
+            .timeout(self.timeout);
+        if let Some(url) = &self.to {
+            builder = builder.target(url).map_err(setup)?;
+        }
+        for path in &self.ca_cert {
+            builder = builder.ca_cert_file(path).map_err(setup)?;
+        }
+        Ok(builder.build()?)
+    }
 }
 
 enum Store {
@@ -125,7 +206,8 @@ async fn open(args: &DlqArgs) -> Result<Store, BoxError> {
             Ok(Store::Sqlite(sqlite))
         }
         (None, Some(url)) => {
-            let spill = std::env::temp_dir().join(format!("steadfast-cli-spill-{}", std::process::id()));
+            let spill =
+                std::env::temp_dir().join(format!("steadfast-cli-spill-{}", std::process::id()));
             let config = AmqpConfig::new(url.clone(), &spill)
                 .queue(args.queue.clone())
                 .exchange(args.exchange.clone())
@@ -136,7 +218,9 @@ async fn open(args: &DlqArgs) -> Result<Store, BoxError> {
             }
             Ok(Store::Amqp(sink?, spill))
         }
-        _ => Err("say where the dead letters are: --dir DIR (the SQLite store's directory) or --amqp URL (RabbitMQ)".into()),
+        _ => Err(usage(
+            "say where the dead letters are: --dir DIR (the SQLite store's directory) or --amqp URL (RabbitMQ)",
+        )),
     }
 }
 
@@ -166,7 +250,9 @@ pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
             }
         }
         DlqCommand::Show { id } => {
-            let id: DeadLetterId = id.parse()?;
+            let id: DeadLetterId = id
+                .parse()
+                .map_err(|error| usage(format!("{error} (give an id as `list` prints it)")))?;
             let store = open(&args).await?;
             let Some(record) = store.sink().get(id).await? else {
                 return Err(format!("no dead letter with id {id} here").into());
@@ -177,27 +263,12 @@ pub(crate) async fn run(args: DlqArgs) -> Result<ExitCode, BoxError> {
                 print!("{}", output::show_text(&record));
             }
         }
-        DlqCommand::Replay {
-            to_http,
-            dry_run,
-            limit,
-            rate,
-        } => {
-            return replay(
-                &args,
-                to_http.as_deref(),
-                *dry_run,
-                limit.unwrap_or(usize::MAX),
-                *rate,
-            )
-            .await;
-        }
+        DlqCommand::Replay(replay_args) => return replay(&args, replay_args).await,
         DlqCommand::Purge { yes } => {
             if !yes {
-                return Err(
-                    "purge deletes every dead letter and cannot be undone: add --yes to confirm"
-                        .into(),
-                );
+                return Err(usage(
+                    "purge deletes every dead letter and cannot be undone: add --yes to confirm",
+                ));
             }
             let store = open(&args).await?;
             let purged = match &store {
@@ -226,54 +297,58 @@ fn progress(len: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-async fn replay(
-    args: &DlqArgs,
-    to_http: Option<&str>,
-    dry_run: bool,
-    limit: usize,
-    rate: f64,
-) -> Result<ExitCode, BoxError> {
-    if dry_run {
-        let store = open(args).await?;
-        let records = store.sink().list(limit).await?;
+async fn replay(args: &DlqArgs, replay: &ReplayArgs) -> Result<ExitCode, BoxError> {
+    let replayer = replay.replayer()?;
+    let store = open(args).await?;
+    let sink = store.sink();
+    let limit = replay.limit.unwrap_or(usize::MAX);
+    // Every selected record is prepared before anything is sent: a record the replay could
+    // not address (no host and no --to) stops the command with nothing changed, instead of
+    // counting as "failed again".
+    let mut selected = sink.list(usize::MAX).await?;
+    selected.retain(|record| replay.selects(record));
+    selected.truncate(limit);
+    let mut planned = Vec::with_capacity(selected.len());
+    for record in &selected {
+        let prepared = replayer
+            .prepare(record)
+            .map_err(|error| usage(error.to_string()))?;
+        planned.push((record, prepared));
+    }
+    if replay.dry_run {
         if args.json {
-            print_json(&records.iter().map(output::record_json).collect())?;
+            print_json(&serde_json::json!({
+                "dry_run": true,
+                "selected": planned.len(),
+                "requests": planned
+                    .iter()
+                    .map(|(record, prepared)| output::prepared_json(record, prepared))
+                    .collect::<Vec<_>>(),
+            }))?;
         } else {
-            print!("{}", output::list_table(&records));
+            print!("{}", output::prepared_table(&planned));
             println!(
-                "dry run: {} dead letters would be replayed; nothing was changed",
-                records.len()
+                "dry run: {} dead letters would be replayed; nothing was sent or changed",
+                planned.len()
             );
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let url = to_http.ok_or("replay needs a target: --to-http URL, or --dry-run")?;
-    let target = Target::parse(url)?;
-    let store = open(args).await?;
-    let sink = store.sink();
-    let total = sink.stats().await?.depth.min(limit as u64);
-    let bar = progress(usize::try_from(total).unwrap_or(usize::MAX), args.json);
-    let service = tower::service_fn(move |record: DeadLetterRecord| {
-        let target = target.clone();
-        async move {
-            let headers = [
-                ("X-Steadfast-Dead-Letter-Id", record.id.to_string()),
-                ("X-Steadfast-Agent", record.agent.clone()),
-            ];
-            target.post(&headers, &record.request).await
-        }
-    });
+    let ids: std::collections::HashSet<DeadLetterId> =
+        selected.iter().map(|record| record.id).collect();
+    let bar = progress(ids.len(), args.json);
     let progress_bar = bar.clone();
     let report = Replay::new(sink)
-        .limit(limit)
-        .rate_per_second(rate)?
+        .filter(move |record| ids.contains(&record.id))
+        .rate_per_second(replay.rate)?
+        .concurrency(replay.concurrency)?
         .on_progress(move |record, result| {
             progress_bar.inc(1);
             if let Err(error) = result {
                 progress_bar.set_message(format!("{} failed: {error}", record.id));
             }
         })
-        .run(service, |record: &DeadLetterRecord| Ok(record.clone()))
+        .run(replayer, |record: &DeadLetterRecord| Ok(record.clone()))
         .await?;
     bar.finish_and_clear();
     if args.json {
@@ -283,6 +358,8 @@ async fn replay(
             .map(|(id, error)| serde_json::json!({ "id": id.to_string(), "error": error }))
             .collect();
         print_json(&serde_json::json!({
+            "dry_run": false,
+            "selected": selected.len(),
             "attempted": report.attempted,
             "succeeded": report.succeeded,
             "failed": failed,
@@ -303,6 +380,24 @@ async fn replay(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// `--older-than`, `--newer-than`, `--timeout`: a duration such as `90s`, `10m` or `1h30m`.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!("`{text}` is not a duration ({error}); write it like 90s, 10m or 1h30m")
+    })
+}
+
+/// `--concurrency`: 1 to `MAX_CONCURRENCY` requests in flight.
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    use steadfast::dead_letter::MAX_CONCURRENCY;
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of requests in flight from 1 to {MAX_CONCURRENCY}"
+        )),
+    }
 }
 
 /// `--rate`: a number of requests per second that `Replay` accepts; anything else is a usage

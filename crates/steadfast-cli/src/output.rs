@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use steadfast::dead_letter::{DeadLetterRecord, DeadLetterStats};
+use steadfast_http::replay::PreparedRequest;
 
 pub(crate) fn age(duration: Duration) -> String {
     let secs = duration.as_secs();
@@ -71,16 +72,25 @@ pub(crate) fn stats_table(stats: &DeadLetterStats) -> String {
     let _ = writeln!(out, "oldest                {oldest}");
     let _ = writeln!(out, "appended last minute  {}", stats.appended_last_minute);
     if !stats.by_agent.is_empty() {
-        let _ = writeln!(out, "by agent:");
-        let width = stats.by_agent.keys().map(String::len).max().unwrap_or(0);
-        for (agent, count) in &stats.by_agent {
-            let _ = writeln!(out, "  {agent:<width$}  {count}");
-        }
+        let _ = writeln!(out);
+        let rows: Vec<[String; 2]> = stats
+            .by_agent
+            .iter()
+            .map(|(agent, count)| [clip(agent, 40), count.to_string()])
+            .collect();
+        out.push_str(&table(&["AGENT", "COUNT"], &rows));
     }
     out
 }
 
+/// At most `max` characters on one line: control characters (a line break in an error
+/// message) become spaces, so a cell never breaks the table.
 fn clip(text: &str, max: usize) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.as_str();
     if text.chars().count() <= max {
         text.to_string()
     } else {
@@ -105,11 +115,20 @@ pub(crate) fn list_table(records: &[DeadLetterRecord]) -> String {
             ]
         })
         .collect();
-    let header = [
-        "ID", "AGE", "AGENT", "OUTCOME", "ATTEMPTS", "REPLAYS", "ERROR",
-    ];
+    table(
+        &[
+            "ID", "AGE", "AGENT", "OUTCOME", "ATTEMPTS", "REPLAYS", "ERROR",
+        ],
+        &rows,
+    )
+}
+
+/// Columns padded to their widest cell (counted in characters), two spaces apart; numbers
+/// (columns named in `RIGHT_ALIGNED`) flush right; the last column is never padded.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    const RIGHT_ALIGNED: [&str; 5] = ["ATTEMPTS", "REPLAYS", "BYTES", "AGE", "COUNT"];
     let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -118,20 +137,57 @@ pub(crate) fn list_table(records: &[DeadLetterRecord]) -> String {
     let mut line = |cells: &[String]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            let pad = width.saturating_sub(cell.chars().count());
             if i + 1 == cells.len() {
+                if RIGHT_ALIGNED.contains(&header[i]) {
+                    text.push_str(&" ".repeat(pad));
+                }
                 text.push_str(cell);
+            } else if RIGHT_ALIGNED.contains(&header[i]) {
+                let _ = write!(text, "{}{cell}  ", " ".repeat(pad));
             } else {
-                let _ = write!(text, "{cell:<width$}  ");
+                let _ = write!(text, "{cell}{}  ", " ".repeat(pad));
             }
         }
         out.push_str(text.trim_end());
         out.push('\n');
     };
     line(&header.map(String::from));
-    for row in &rows {
+    for row in rows {
         line(row);
     }
     out
+}
+
+/// A dry run's plan: what each request would be, credentials by name only.
+pub(crate) fn prepared_table(planned: &[(&DeadLetterRecord, PreparedRequest)]) -> String {
+    let rows: Vec<[String; 6]> = planned
+        .iter()
+        .map(|(record, prepared)| {
+            [
+                record.id.to_string(),
+                clip(&record.agent, 24),
+                prepared.method.to_string(),
+                clip(&prepared.url, 60),
+                prepared.body_len.to_string(),
+                prepared.headers.join(","),
+            ]
+        })
+        .collect();
+    table(&["ID", "AGENT", "METHOD", "URL", "BYTES", "HEADERS"], &rows)
+}
+
+pub(crate) fn prepared_json(record: &DeadLetterRecord, prepared: &PreparedRequest) -> Value {
+    json!({
+        "id": record.id.to_string(),
+        "agent": record.agent,
+        "age_seconds": record.age().as_secs(),
+        "reason": record.reason,
+        "method": prepared.method.as_str(),
+        "url": prepared.url,
+        "headers": prepared.headers,
+        "body_bytes": prepared.body_len,
+    })
 }
 
 pub(crate) fn show_text(record: &DeadLetterRecord) -> String {
@@ -180,5 +236,23 @@ mod tests {
         assert_eq!(age(Duration::from_secs(65)), "1m05s");
         assert_eq!(age(Duration::from_secs(7200 + 60)), "2h01m");
         assert_eq!(age(Duration::from_secs(2 * 86_400 + 3600)), "2d01h");
+    }
+
+    #[test]
+    fn tables_align_every_column_whatever_the_cell_widths() {
+        let rows = [
+            [
+                "01J".to_string(),
+                "12".to_string(),
+                "gpt-4o-ünïcode".to_string(),
+            ],
+            ["01JXYZ".to_string(), "3".to_string(), "x".to_string()],
+        ];
+        let text = table(&["ID", "ATTEMPTS", "ERROR"], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ID      ATTEMPTS  ERROR");
+        assert_eq!(lines[1], "01J           12  gpt-4o-ünïcode");
+        assert_eq!(lines[2], "01JXYZ         3  x");
+        assert_eq!(clip("line one\nline two", 40), "line one line two");
     }
 }

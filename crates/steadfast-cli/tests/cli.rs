@@ -110,7 +110,7 @@ async fn stats_list_and_show_read_a_store_in_use() {
     assert_eq!(shown["request"]["utf8"], "second");
 
     let output = steadfast(&["dlq", "--dir", path, "show", "not-an-id"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2)); // a malformed argument is a usage error
     assert!(text(&output.stderr).contains("not-an-id"));
 
     // A record the application appends now is seen by the next command.
@@ -141,7 +141,11 @@ async fn http_target() -> String {
                     if let Some((head, body)) = text.split_once("\r\n\r\n") {
                         let len: usize = head
                             .lines()
-                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(str::to_string)
+                            })
                             .and_then(|v| v.trim().parse().ok())
                             .unwrap_or(0);
                         if body.len() >= len {
@@ -171,8 +175,16 @@ async fn replay_to_http_removes_successes_and_keeps_failures_while_the_app_runs(
     let path = dir.path().to_str().unwrap();
     let url = http_target().await;
 
-    let output = steadfast(&["dlq", "--dir", path, "replay", "--dry-run"]);
-    assert!(output.status.success());
+    let output = steadfast(&[
+        "dlq",
+        "--dir",
+        path,
+        "replay",
+        "--dry-run",
+        "--to-http",
+        &url,
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("3 dead letters would be replayed"));
 
     let output = steadfast(&[
@@ -205,12 +217,21 @@ async fn replay_needs_a_target_and_purge_needs_confirmation() {
     let (app, _) = store_with(dir.path(), &["a", "b"]).await;
     let path = dir.path().to_str().unwrap();
 
+    // The records are not stored HTTP requests: without --to there is nowhere to send them,
+    // and nothing is changed.
     let output = steadfast(&["dlq", "--dir", path, "replay"]);
-    assert_eq!(output.status.code(), Some(2)); // clap usage error
-    assert!(text(&output.stderr).contains("--to-http"));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("--to"));
+    assert!(
+        app.list(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.replay_count == 0)
+    );
 
     let output = steadfast(&["dlq", "--dir", path, "purge"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("--yes"));
 
     let output = steadfast(&["dlq", "--dir", path, "purge", "--yes", "--json"]);
@@ -281,4 +302,17 @@ async fn stats_and_purge_work_over_amqp() {
     assert!(text(&output.stdout).contains("purged 3"));
     assert_eq!(sink.queue_depth().await.unwrap(), 0);
     sink.delete_topology().await.unwrap();
+}
+
+#[test]
+fn help_documents_the_exit_codes_and_an_unknown_option_exits_2() {
+    let output = steadfast(&["--help"]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    assert!(
+        help.contains("Exit codes: 0 success; 1 error; 2 usage error"),
+        "{help}"
+    );
+    let output = steadfast(&["dlq", "--dir", "/tmp", "list", "--no-such-option"]);
+    assert_eq!(output.status.code(), Some(2));
 }

@@ -189,3 +189,148 @@ async fn dead_letters_go_to_rabbitmq_with_amqp() {
         "{line}"
     );
 }
+
+/// The built-in stack with its dead-letter store swapped for an in-memory one.
+fn stack_with_memory_store() -> String {
+    let shipped = include_str!("../../../examples/stack.toml");
+    let mut text = String::new();
+    for line in shipped.lines() {
+        if line.starts_with("store = ") {
+            text.push_str("store = \"memory\"\ncapacity = 500\n");
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    assert!(
+        text.contains("store = \"memory\""),
+        "the shipped file names its store"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_comes_from_the_file_given_with_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my-stack.toml");
+    std::fs::write(&path, stack_with_memory_store()).unwrap();
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--seed".as_ref(),
+        "3".as_ref(),
+        "--plain".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ])
+    .await;
+    assert!(
+        stdout.contains(&format!("stack: {}", path.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dead letters: memory"), "{stdout}");
+    let (_, line) = accounting(&stdout);
+    assert!(line.ends_with("-> OK"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_stack_file_is_refused_naming_its_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.toml");
+    let text = stack_with_memory_store().replace(
+        "fallback = [\"backup\", \"slow\"]",
+        "fallback = [\"backup\", \"gpt-5\"]",
+    );
+    let line = text
+        .lines()
+        .position(|line| line.contains("gpt-5"))
+        .expect("the edit applied")
+        + 1;
+    std::fs::write(&path, text).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(["demo", "--duration", "1", "--plain", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:{line}:", path.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("field `agents.primary.fallback[1]`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no agent `gpt-5`"), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing starts before the file is read"
+    );
+}
+
+/// `demo --json`: one JSON object on stdout (no header, no timeline), whose counts add up and
+/// match the store, and whose dead letters `dlq list --json` shows with their attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_summary_is_one_object_whose_counts_add_up() {
+    let journal = tempfile::tempdir().unwrap();
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+        "--json".as_ref(),
+        "--journal".as_ref(),
+        journal.path().as_os_str(),
+    ])
+    .await;
+    let summary: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}):\n{stdout}"));
+    let count = |key: &str| {
+        summary[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {summary}"))
+    };
+    let fallback = summary["fallback"]["backup"].as_u64().unwrap()
+        + summary["fallback"]["slow"].as_u64().unwrap();
+    let outcomes = count("primary")
+        + fallback
+        + count("cached")
+        + count("degraded")
+        + count("dead_lettered")
+        + count("other");
+    assert_eq!(count("sent"), outcomes, "{summary}");
+    assert_eq!(summary["accounting_ok"], true, "{summary}");
+    assert_eq!(
+        summary["dlq"]["added"],
+        count("dead_lettered") + count("degraded")
+    );
+    assert!(
+        summary["breakers"].as_array().unwrap().len() >= 2,
+        "{summary}"
+    );
+
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(["dlq", "--json", "--dir"])
+        .arg(journal.path())
+        .args(["list", "--limit", "1000"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(
+        listed.len() as u64,
+        summary["dlq"]["depth"].as_u64().unwrap()
+    );
+    for record in listed {
+        // Each record's attempts count what its error chain says was tried.
+        let attempts = record["attempts"].as_u64().unwrap();
+        assert!(attempts >= 1, "{record}");
+        let first = record["error_chain"][0].as_str().unwrap_or_default();
+        if let Some(rest) = first.split_once("failed (").map(|(_, rest)| rest) {
+            let answers: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+            assert!(attempts >= answers, "{attempts} < {answers}: {record}");
+        }
+    }
+}

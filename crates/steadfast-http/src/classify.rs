@@ -122,6 +122,24 @@ impl HttpClassifier {
         }
     }
 
+    /// The classifier a stack file names by kind (`classifier = "..."` in
+    /// `steadfast::config`): `http` is [`new`](Self::new), `llm` is [`llm`](Self::llm); any
+    /// other kind is `None`.
+    ///
+    /// ```
+    /// use steadfast_http::HttpClassifier;
+    ///
+    /// assert_eq!(HttpClassifier::from_kind("llm"), Some(HttpClassifier::llm()));
+    /// assert_eq!(HttpClassifier::from_kind("grpc"), None);
+    /// ```
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "http" => Some(Self::new()),
+            "llm" => Some(Self::llm()),
+            _ => None,
+        }
+    }
+
     /// Counts every request as idempotent (see [`HttpClassifier::llm`]).
     #[must_use]
     pub const fn all_methods_idempotent(mut self) -> Self {

@@ -18,8 +18,9 @@
 //! | `error_response` (feature `axum`) | `ErrorResponseLayer`: the layers' errors as HTTP answers (503 + `Retry-After`, 502, 504, 429, 400/422), for `Router::route_layer` |
 //! | `redact` (feature `redact`) | takes secrets out of requests; scrubs the values it took out of other text |
 //! | `dead_letter` (feature `dead-letter`) | stores requests with secrets redacted; decodes them for replay |
+//! | `replay` (feature `replay`) | `HttpReplayer`: re-sends dead-lettered requests over rustls with credentials put back from the environment or a header file |
 //! | `status` (feature `axum`) | `/health`, `/status`, `/status/ui`, guarded breaker control, `/metrics` |
-//! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST), `EmailNotifier` (SMTP) |
+//! | `notify` (features `webhook`, `email`) | `WebhookNotifier` (JSON or Slack-style POST over HTTPS), `EmailNotifier` (SMTP with implicit TLS or STARTTLS and AUTH) |
 //!
 //! ```
 //! use std::time::Duration;
@@ -74,6 +75,8 @@ pub mod error_response;
 pub mod dead_letter;
 #[cfg(feature = "redact")]
 pub mod redact;
+#[cfg(feature = "replay")]
+pub mod replay;
 #[cfg(feature = "axum")]
 pub mod status;
 

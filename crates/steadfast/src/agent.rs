@@ -35,13 +35,15 @@
 //! subscribe to. A `/status` page and a `/metrics` scrape therefore always agree.
 
 use std::fmt;
-#[cfg(feature = "circuit-breaker")]
+#[cfg(any(feature = "circuit-breaker", feature = "bulkhead"))]
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram};
 
+#[cfg(feature = "bulkhead")]
+use crate::bulkhead::BulkheadHandle;
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::BreakerHandle;
 use crate::classify::{DefaultClassifier, OutcomeKind};
@@ -66,6 +68,9 @@ pub(crate) struct Scope {
     /// reports through `reporter`, never through this scope, so nothing here is a cycle.
     #[cfg(feature = "circuit-breaker")]
     pub(crate) breaker: RwLock<Option<BreakerHandle>>,
+    /// The agent's bulkhead, once a `BulkheadLayer` was made for it.
+    #[cfg(feature = "bulkhead")]
+    pub(crate) bulkhead: RwLock<Option<BulkheadHandle>>,
 }
 
 impl Agent {
@@ -150,7 +155,32 @@ impl Scope {
             reporter: Arc::new(Reporter::new(name, bus)),
             #[cfg(feature = "circuit-breaker")]
             breaker: RwLock::new(None),
+            #[cfg(feature = "bulkhead")]
+            bulkhead: RwLock::new(None),
         }
+    }
+
+    #[cfg(feature = "bulkhead")]
+    pub(crate) fn bulkhead(&self) -> Option<BulkheadHandle> {
+        self.bulkhead
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    #[cfg(feature = "bulkhead")]
+    pub(crate) fn set_bulkhead(&self, handle: BulkheadHandle) {
+        let mut bulkhead = self
+            .bulkhead
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if bulkhead.is_some() {
+            tracing::warn!(
+                agent = %self.reporter.name,
+                "a second bulkhead was made for this agent; the registry now shows the new one"
+            );
+        }
+        *bulkhead = Some(handle);
     }
 
     #[cfg(feature = "circuit-breaker")]
@@ -297,6 +327,32 @@ impl Reporter {
         self.served_primary_counter().increment(1);
     }
 
+    /// Registers the bulkhead's metrics (`steadfast_bulkhead_rejected_total` and the
+    /// `steadfast_concurrency_limit` gauge) and sets the gauge to `limit`.
+    pub(crate) fn bulkhead_created(&self, limit: u32) {
+        self.metrics
+            .bulkhead(&self.name)
+            .limit
+            .set(f64::from(limit));
+    }
+
+    /// An adaptive bulkhead raised its limit (decreases are events).
+    pub(crate) fn set_concurrency_limit(&self, limit: u32) {
+        if let Some(metrics) = self.metrics.bulkhead.get() {
+            metrics.limit.set(f64::from(limit));
+        }
+    }
+
+    /// A bulkhead refused a call. Per refusal: one per-thread counter and one metrics
+    /// increment, no event (a full bulkhead refuses in bursts).
+    #[inline]
+    pub(crate) fn count_bulkhead_rejected(&self) {
+        self.counters.bulkhead_rejected.increment();
+        if let Some(metrics) = self.metrics.bulkhead.get() {
+            metrics.rejected.increment(1);
+        }
+    }
+
     /// The dead-letter store holds `depth` records for this agent.
     pub(crate) fn set_dlq_depth(&self, depth: u64) {
         self.counters.dlq_depth.store(depth, Ordering::Relaxed);
@@ -351,6 +407,8 @@ struct AgentCounters {
     dead_lettered: AtomicU64,
     dead_letter_failures: AtomicU64,
     dlq_depth: AtomicU64,
+    bulkhead_rejected: ShardedCounter,
+    concurrency_limit_lowered: AtomicU64,
 }
 
 impl AgentCounters {
@@ -365,6 +423,7 @@ impl AgentCounters {
             Event::Degraded { .. } => &self.degraded,
             Event::DeadLettered { .. } => &self.dead_lettered,
             Event::DeadLetterFailed { .. } => &self.dead_letter_failures,
+            Event::ConcurrencyLimitLowered { .. } => &self.concurrency_limit_lowered,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -384,6 +443,8 @@ impl AgentCounters {
             dead_lettered: load(&self.dead_lettered),
             dead_letter_failures: load(&self.dead_letter_failures),
             dlq_depth: load(&self.dlq_depth),
+            bulkhead_rejected: self.bulkhead_rejected.sum(),
+            concurrency_limit_lowered: load(&self.concurrency_limit_lowered),
         }
     }
 }
@@ -405,6 +466,8 @@ struct AgentMetrics {
     deadlines_exceeded: OnceLock<Counter>,
     dead_letters: OnceLock<Counter>,
     dead_letter_failures: OnceLock<Counter>,
+    concurrency_limit_lowered: OnceLock<Counter>,
+    bulkhead: OnceLock<BulkheadMetrics>,
     /// `steadfast_retries_total{reason}`: one handle per reason seen (a handful).
     retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
@@ -439,6 +502,12 @@ impl CallMetrics {
 
 /// The breaker states, in the order of `BreakerState::gauge_value` (a label value each).
 const BREAKER_STATES: [&str; 5] = ["closed", "open", "half_open", "forced_open", "disabled"];
+
+#[allow(dead_code)]
+struct BulkheadMetrics {
+    rejected: Counter,
+    limit: metrics::Gauge,
+}
 
 #[allow(dead_code)]
 struct BreakerMetrics {
@@ -521,6 +590,15 @@ impl AgentMetrics {
                 &self.dead_letter_failures,
                 "steadfast_dead_letter_failures_total",
             ),
+            Event::ConcurrencyLimitLowered { to, .. } => {
+                counter(
+                    &self.concurrency_limit_lowered,
+                    "steadfast_concurrency_limit_lowered_total",
+                );
+                if let Some(bulkhead) = self.bulkhead.get() {
+                    bulkhead.limit.set(f64::from(*to));
+                }
+            }
             _ => {}
         }
     }
@@ -539,6 +617,14 @@ impl AgentMetrics {
         );
         counter.increment(1);
         retries.push((reason, counter));
+    }
+
+    #[allow(dead_code)]
+    fn bulkhead(&self, agent: &Arc<str>) -> &BulkheadMetrics {
+        self.bulkhead.get_or_init(|| BulkheadMetrics {
+            rejected: metrics::counter!("steadfast_bulkhead_rejected_total", "agent" => agent.to_string()),
+            limit: metrics::gauge!("steadfast_concurrency_limit", "agent" => agent.to_string()),
+        })
     }
 
     #[allow(dead_code)]

@@ -28,6 +28,8 @@
 
 use tower::ServiceBuilder;
 
+#[cfg(feature = "bulkhead")]
+use crate::bulkhead::BulkheadLayer;
 #[cfg(feature = "chaos")]
 use crate::chaos::ChaosLayer;
 #[cfg(feature = "circuit-breaker")]
@@ -86,6 +88,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: DeadLetterLayer<C, En>,
     ) -> ServiceBuilder<tower_layer::Stack<DeadLetterLayer<C, En>, L>>;
 
+    /// Adds a concurrency limit ([`BulkheadLayer`]). Put it inside the fallback layer, so a
+    /// refusal falls back.
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C>(
+        self,
+        layer: BulkheadLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<BulkheadLayer<C>, L>>;
+
     /// Adds fault injection ([`ChaosLayer`]). Put it innermost, next to the agent, so the other
     /// layers see its faults as the agent's.
     #[cfg(feature = "chaos")]
@@ -131,6 +141,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: DeadLetterLayer<C, En>,
     ) -> ServiceBuilder<tower_layer::Stack<DeadLetterLayer<C, En>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead<C>(
+        self,
+        layer: BulkheadLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<BulkheadLayer<C>, L>> {
         self.layer(layer)
     }
 

@@ -127,6 +127,7 @@ pub struct Outcome {
     retry_after: Option<Duration>,
     reason: Option<&'static str>,
     unprocessed: bool,
+    local: bool,
 }
 
 impl Outcome {
@@ -137,6 +138,7 @@ impl Outcome {
             retry_after: None,
             reason: None,
             unprocessed: false,
+            local: false,
         }
     }
 
@@ -189,6 +191,24 @@ impl Outcome {
         self
     }
 
+    /// Marks a refusal steadfast made on this side, from its own accounting, before the call
+    /// left (a full bulkhead, a client-side rate limit): it says nothing about the agent's
+    /// health, so [`counts_against_agent`](Self::counts_against_agent) is `false` and circuit
+    /// breakers ignore it, whatever its kind. It is also [`unprocessed`](Self::unprocessed).
+    /// Fallback and dead-letter layers treat it as its kind says (an agent fault is eligible
+    /// for fallback).
+    #[must_use]
+    pub const fn local(mut self) -> Self {
+        self.local = true;
+        self.unprocessed = true;
+        self
+    }
+
+    /// Whether steadfast refused the call on this side (see [`local`](Self::local)).
+    pub const fn is_local(&self) -> bool {
+        self.local
+    }
+
     /// The kind of outcome.
     pub const fn kind(&self) -> OutcomeKind {
         self.kind
@@ -224,12 +244,14 @@ impl Outcome {
     }
 
     /// `true` when the outcome says the agent is unwell: transient, rate-limited or agent fault.
-    /// Successes and caller faults do not count against an agent (breakers ignore caller faults).
+    /// Successes, caller faults and [local](Self::local) refusals do not count against an agent
+    /// (breakers ignore caller faults and local refusals).
     pub const fn counts_against_agent(&self) -> bool {
-        matches!(
-            self.kind,
-            OutcomeKind::Transient | OutcomeKind::RateLimited | OutcomeKind::AgentFault
-        )
+        !self.local
+            && matches!(
+                self.kind,
+                OutcomeKind::Transient | OutcomeKind::RateLimited | OutcomeKind::AgentFault
+            )
     }
 
     /// `true` when retrying the same agent may help: transient failures, and rate limits whose
@@ -640,6 +662,17 @@ mod tests {
         assert!(!Outcome::caller_fault("400").is_retryable());
         assert!(!Outcome::caller_fault("400").counts_against_agent());
         assert!(Outcome::agent_fault("401").counts_against_agent());
+    }
+
+    #[test]
+    fn a_local_refusal_never_counts_against_the_agent_and_is_unprocessed() {
+        for kind in OutcomeKind::ALL {
+            let outcome = Outcome::new(kind).local();
+            assert!(outcome.is_local() && outcome.is_unprocessed());
+            assert!(!outcome.counts_against_agent(), "{kind}");
+            assert_eq!(outcome.kind(), kind, "the kind is kept");
+        }
+        assert!(!Outcome::agent_fault("x").is_local());
     }
 
     #[test]

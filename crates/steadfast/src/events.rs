@@ -22,6 +22,8 @@
 //! | `DegradeLayer` | [`Event::Degraded`] per degraded answer | `degraded` | `steadfast_served_total{source="degraded"}` |
 //! | `DeadLetterLayer` | [`Event::DeadLettered`] once the sink confirmed the record | `dead_lettered` | `steadfast_dead_letters_total` |
 //! | | [`Event::DeadLetterFailed`] when the sink could not keep it | `dead_letter_failures` | `steadfast_dead_letter_failures_total` |
+//! | `BulkheadLayer` (adaptive) | [`Event::ConcurrencyLimitLowered`] when overload lowered the limit | `concurrency_limit_lowered` | `steadfast_concurrency_limit_lowered_total` |
+//! | | (no event: counted per call) a call refused because the bulkhead was full | `bulkhead_rejected` | `steadfast_bulkhead_rejected_total` |
 //! | `dead_letter::Monitor` | [`Event::DlqOverThreshold`] at a check over `max_depth` | `dlq_depth` (set per agent) | `steadfast_dlq_depth` |
 //!
 //! ```
@@ -202,6 +204,20 @@ pub enum Event {
         /// The threshold.
         threshold: u64,
     },
+    /// A bulkhead's adaptive concurrency limit went down: the agent answered with overload
+    /// (a 429, a 503/529, a timeout) or slower than the latency threshold. Increases are not
+    /// events (they come one at a time); the limit is in the registry snapshot.
+    ConcurrencyLimitLowered {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// The limit before.
+        from: u32,
+        /// The limit now.
+        to: u32,
+        /// What the agent answered (the outcome's reason, or `"slow"`).
+        reason: &'static str,
+    },
     /// An agent became unhealthy (its breaker opened after being closed).
     AgentUnhealthy {
         /// The agent.
@@ -236,6 +252,7 @@ impl Event {
             | Event::FallbackUsed { agent, .. }
             | Event::Degraded { agent, .. }
             | Event::DeadLettered { agent, .. }
+            | Event::ConcurrencyLimitLowered { agent, .. }
             | Event::AgentUnhealthy { agent, .. }
             | Event::AgentRecovered { agent, .. } => Some(agent),
             Event::DlqOverThreshold { .. } => None,
@@ -260,6 +277,7 @@ impl Event {
             Event::Degraded { .. } => "degraded",
             Event::DeadLettered { .. } => "dead_lettered",
             Event::DlqOverThreshold { .. } => "dlq_over_threshold",
+            Event::ConcurrencyLimitLowered { .. } => "concurrency_limit_lowered",
             Event::AgentUnhealthy { .. } => "agent_unhealthy",
             Event::AgentRecovered { .. } => "agent_recovered",
         }
@@ -267,6 +285,7 @@ impl Event {
 }
 
 impl fmt::Display for Event {
+    #[allow(clippy::too_many_lines)] // one arm per event, each its own sentence
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             #[cfg(feature = "circuit-breaker")]
@@ -356,6 +375,12 @@ impl fmt::Display for Event {
                 f,
                 "dead-letter queue `{queue}` holds {depth} entries (threshold {threshold})"
             ),
+            Event::ConcurrencyLimitLowered {
+                agent,
+                from,
+                to,
+                reason,
+            } => write!(f, "limit of `{agent}` lowered: {from} -> {to} ({reason})"),
             Event::AgentUnhealthy { agent, reason } => {
                 write!(f, "agent `{agent}` is unhealthy ({reason})")
             }

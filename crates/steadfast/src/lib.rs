@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`agent`] | always | [`Agent`]: an agent named once, with its classifier and one event path, handed to every layer |
 //! | [`classify`] | always | turns a call's result into an [`Outcome`] every layer agrees on; errors that classify themselves |
+//! | `bulkhead` | `bulkhead` | at most N calls in flight per agent, a short wait queue, an adaptive (AIMD) limit |
 //! | `circuit_breaker` | `circuit-breaker` | stops calling an agent that keeps failing, probes it, recovers |
 //! | [`registry`] | always | named agents, their breaker handles, a JSON-able snapshot |
 //! | `retry` | `retry` | retries with backoff, jitter, `Retry-After`, a budget and a deadline |
@@ -17,6 +18,7 @@
 //! | [`notify`] | always | the `Notifier` trait (policy and delivery: `steadfast-notify`) |
 //! | [`backoff`] | always | the one exponential backoff (retry waits, open times, reconnects) |
 //! | [`shutdown`] | always | stop admitting, drain in-flight calls, hand over the rest |
+//! | `config` | `config` | a stack (agents, layers, fallback chains) read from a TOML or JSON file |
 //! | `chaos` | `chaos` | seeded fault injection: errors, fake responses, latency, outages |
 //! | `fallback`, `cache` | `fallback` | alternatives in priority order, stale-if-error response cache |
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
@@ -70,12 +72,16 @@ pub mod telemetry;
 ))]
 mod trace;
 
+#[cfg(feature = "bulkhead")]
+pub mod bulkhead;
 #[cfg(feature = "fallback")]
 pub mod cache;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "config")]
+pub mod config;
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
 #[cfg(feature = "degrade")]
@@ -127,6 +133,8 @@ pub mod prelude {
     pub use crate::registry::Health;
     pub use crate::shutdown::{Shutdown, ShutdownLayer};
 
+    #[cfg(feature = "bulkhead")]
+    pub use crate::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadFull, BulkheadLayer};
     #[cfg(feature = "fallback")]
     pub use crate::cache::{CacheConfig, ResponseCache};
     #[cfg(feature = "circuit-breaker")]

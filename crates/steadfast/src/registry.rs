@@ -52,6 +52,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::agent::{Agent, Scope};
+#[cfg(feature = "bulkhead")]
+use crate::bulkhead::{BulkheadHandle, BulkheadSnapshot};
 #[cfg(feature = "circuit-breaker")]
 use crate::circuit_breaker::{BreakerHandle, BreakerSnapshot, BreakerState};
 use crate::events::{Event, EventBus};
@@ -177,6 +179,10 @@ pub struct CountersSnapshot {
     pub dead_letter_failures: u64,
     /// Entries in the agent's dead-letter queue (set by a `dead_letter::Monitor`).
     pub dlq_depth: u64,
+    /// Calls a bulkhead refused because it was full (`BulkheadFull`).
+    pub bulkhead_rejected: u64,
+    /// Times an adaptive bulkhead lowered its concurrency limit.
+    pub concurrency_limit_lowered: u64,
 }
 
 /// [`Registry::wait_for_healthy`] gave up.
@@ -271,6 +277,12 @@ impl Registry {
             crate::events::trace(&event);
             self.inner.events.emit(event);
         }
+    }
+
+    /// The bulkhead of `agent`, if it has one.
+    #[cfg(feature = "bulkhead")]
+    pub fn bulkhead(&self, agent: &str) -> Option<BulkheadHandle> {
+        self.read().get(agent).and_then(|scope| scope.bulkhead())
     }
 
     /// The breaker of `agent`, if it has one.
@@ -368,6 +380,8 @@ impl Registry {
                 health: scope.health(self),
                 #[cfg(feature = "circuit-breaker")]
                 breaker: scope.breaker().as_ref().map(BreakerHandle::snapshot),
+                #[cfg(feature = "bulkhead")]
+                bulkhead: scope.bulkhead().as_ref().map(BulkheadHandle::snapshot),
                 counters: scope.reporter.counters(),
             })
             .collect();
@@ -440,6 +454,9 @@ pub struct AgentSnapshot {
     /// Its breaker, if it has one.
     #[cfg(feature = "circuit-breaker")]
     pub breaker: Option<BreakerSnapshot>,
+    /// Its bulkhead (in-flight calls, queue, the current and configured limits), if it has one.
+    #[cfg(feature = "bulkhead")]
+    pub bulkhead: Option<BulkheadSnapshot>,
     /// What its layers counted.
     pub counters: CountersSnapshot,
 }

@@ -159,6 +159,27 @@ pub const METRICS: &[MetricDescription] = &[
         help: "Requests the dead-letter sink could not keep (lost unless the caller kept them).",
     },
     MetricDescription {
+        name: "steadfast_bulkhead_rejected_total",
+        kind: MetricKind::Counter,
+        unit: None,
+        labels: AGENT,
+        help: "Calls the agent's bulkhead refused because it was full.",
+    },
+    MetricDescription {
+        name: "steadfast_concurrency_limit",
+        kind: MetricKind::Gauge,
+        unit: Some(Unit::Count),
+        labels: AGENT,
+        help: "Concurrent calls the agent's bulkhead admits now (moves when adaptive).",
+    },
+    MetricDescription {
+        name: "steadfast_concurrency_limit_lowered_total",
+        kind: MetricKind::Counter,
+        unit: None,
+        labels: AGENT,
+        help: "Times the adaptive bulkhead lowered the agent's concurrency limit.",
+    },
+    MetricDescription {
         name: "steadfast_dlq_depth",
         kind: MetricKind::Gauge,
         unit: Some(Unit::Count),

@@ -793,6 +793,14 @@ fn metric_counters(recorder: &TestRecorder, agent: &str) -> BTreeMap<&'static st
             "dead_letter_failures",
             counter("steadfast_dead_letter_failures_total"),
         ),
+        (
+            "bulkhead_rejected",
+            counter("steadfast_bulkhead_rejected_total"),
+        ),
+        (
+            "concurrency_limit_lowered",
+            counter("steadfast_concurrency_limit_lowered_total"),
+        ),
     ])
 }
 
@@ -833,6 +841,8 @@ fn the_status_snapshot_equals_the_metrics_of_each_agent_and_nothing_reports_as_a
             ("dead_lettered", 3),
             ("dead_letter_failures", 1),
             ("dlq_depth", 3),
+            ("bulkhead_rejected", 0),
+            ("concurrency_limit_lowered", 0),
         ])
     );
 

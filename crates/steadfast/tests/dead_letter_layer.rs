@@ -258,3 +258,70 @@ async fn the_json_encoder_stores_a_request_replay_can_decode() {
     let stored: Vec<String> = serde_json::from_slice(&sink.records()[0].request).unwrap();
     assert_eq!(stored, ["a", "b"]);
 }
+
+/// `list` showed ATTEMPTS 1 while the error said "every answer ... failed (3 attempts": behind
+/// a fallback chain every answer tried counts, each with its own retries.
+#[cfg(all(feature = "retry", feature = "fallback"))]
+#[tokio::test]
+async fn attempts_behind_a_fallback_chain_count_every_answer_and_its_retries() {
+    use steadfast::fallback::{AllFailed, FallbackLayer};
+    use steadfast::retry::RetriesExhausted;
+    let sink = MemorySink::new(10);
+    let assistant = Agent::new("assistant");
+    let down = |name: &'static str| {
+        service_fn(move |_: String| async move {
+            Err::<String, BoxError>(format!("{name} down").into())
+        })
+    };
+    let primary = service_fn(|_: String| async {
+        Err::<String, BoxError>(Box::new(RetriesExhausted::new(
+            "gpt",
+            3,
+            "overloaded".into(),
+        )))
+    });
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(&assistant, sink.clone()).encoder(encode))
+        .layer(
+            FallbackLayer::new(&assistant)
+                .then(&Agent::new("claude"), down("claude"))
+                .then(&Agent::new("local"), down("local")),
+        )
+        .service(primary);
+    let error = agent.oneshot("x".into()).await.unwrap_err();
+    let all = steadfast::error::find::<AllFailed>(error.as_ref()).expect("AllFailed");
+    assert_eq!(all.attempts().len(), 3);
+    assert!(sink.records()[0].error_chain[0].contains("(3 attempts"));
+    // 3 calls to the primary (its retries) + 1 to each alternative.
+    assert_eq!(sink.records()[0].attempts, 5);
+}
+
+#[cfg(feature = "fallback")]
+#[tokio::test]
+async fn attempts_without_retries_equal_the_answers_the_error_names() {
+    use steadfast::fallback::FallbackLayer;
+    let sink = MemorySink::new(10);
+    let assistant = Agent::new("assistant");
+    let down = |name: &'static str| {
+        service_fn(move |_: String| async move {
+            Err::<String, BoxError>(format!("{name} down").into())
+        })
+    };
+    let agent = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(&assistant, sink.clone()).encoder(encode))
+        .layer(
+            FallbackLayer::new(&assistant)
+                .then(&Agent::new("b"), down("b"))
+                .then(&Agent::new("c"), down("c"))
+                .then(&Agent::new("d"), down("d")),
+        )
+        .service(down("a"));
+    let _ = agent.oneshot("x".into()).await.unwrap_err();
+    let record = &sink.records()[0];
+    assert!(
+        record.error_chain[0].contains("(4 attempts"),
+        "{:?}",
+        record.error_chain
+    );
+    assert_eq!(record.attempts, 4);
+}

@@ -149,3 +149,105 @@ async fn stats_count_by_agent_and_the_monitor_alerts_over_the_threshold() {
     let (_, returned) = monitor.check().await.unwrap();
     assert!(returned.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_keeps_that_many_calls_in_flight_and_no_more() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sink = MemorySink::new(10);
+    for body in ["a", "b", "c", "d", "e"] {
+        sink.append(record("gpt", body)).await.unwrap();
+    }
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (now_in, peak_in) = (now.clone(), peak.clone());
+    let agent = service_fn(move |_: String| {
+        let (now, peak) = (now_in.clone(), peak_in.clone());
+        async move {
+            let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(current, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, BoxError>(())
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let report = Replay::new(&sink)
+        .concurrency(2)
+        .unwrap()
+        .run(agent, decode)
+        .await
+        .unwrap();
+    assert_eq!(report.succeeded, 5);
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+    // 5 calls of 1 s, two at a time: 3 s, not 5 (one at a time) nor 1 (all at once).
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert!(sink.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_spaces_starts_while_earlier_calls_keep_running() {
+    let sink = MemorySink::new(10);
+    for body in ["a", "b", "c"] {
+        sink.append(record("gpt", body)).await.unwrap();
+    }
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let seen = starts.clone();
+    let origin = tokio::time::Instant::now();
+    let agent = service_fn(move |_: String| {
+        seen.lock().unwrap().push(origin.elapsed());
+        async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, BoxError>(())
+        }
+    });
+    Replay::new(&sink)
+        .rate_per_second(1.0)
+        .unwrap()
+        .concurrency(3)
+        .unwrap()
+        .run(agent, decode)
+        .await
+        .unwrap();
+    assert_eq!(
+        *starts.lock().unwrap(),
+        [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2)
+        ]
+    );
+    // The last call started at 2 s and took 5 s: all done at 7 s, the calls overlapped.
+    assert_eq!(origin.elapsed(), Duration::from_secs(7));
+}
+
+#[tokio::test]
+async fn a_filter_replays_only_matching_records_and_leaves_the_others_untouched() {
+    let sink = MemorySink::new(10);
+    for (agent, body) in [
+        ("gpt", "g1"),
+        ("claude", "c1"),
+        ("gpt", "g2"),
+        ("gpt", "g3"),
+    ] {
+        sink.append(record(agent, body)).await.unwrap();
+    }
+    let agent = service_fn(|_: String| async { Ok::<_, BoxError>(()) });
+    let report = Replay::new(&sink)
+        .filter(|record| record.agent == "gpt")
+        .limit(2)
+        .run(agent, decode)
+        .await
+        .unwrap();
+    assert_eq!((report.attempted, report.succeeded), (2, 2));
+    let left: Vec<_> = sink.records().iter().map(|r| r.request.clone()).collect();
+    assert_eq!(left, [Bytes::from("c1"), Bytes::from("g3")]);
+}
+
+#[test]
+fn concurrency_zero_and_huge_are_refused_by_name() {
+    let sink = MemorySink::new(1);
+    for concurrency in [0, steadfast::dead_letter::MAX_CONCURRENCY + 1, usize::MAX] {
+        let error = Replay::new(&sink).concurrency(concurrency).unwrap_err();
+        assert_eq!(error.setting(), "concurrency");
+    }
+}

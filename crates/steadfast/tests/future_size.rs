@@ -7,7 +7,8 @@
     feature = "retry",
     feature = "fallback",
     feature = "degrade",
-    feature = "dead-letter"
+    feature = "dead-letter",
+    feature = "bulkhead"
 ))]
 
 use std::future::{Ready, ready};
@@ -72,6 +73,11 @@ fn each_layer_future_stays_small() {
                     .encoder(|n: &u64| Ok::<_, BoxError>(Bytes::from(n.to_string())))
                     .layer(agent()),
             ),
+            56,
+        ),
+        (
+            "bulkhead",
+            future_size(BulkheadLayer::new(&primary, BulkheadConfig::default()).layer(agent())),
             56,
         ),
         (

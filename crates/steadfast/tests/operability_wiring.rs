@@ -129,6 +129,7 @@ fn counter_fed_by(event: &Event) -> Option<&'static str> {
         Event::Degraded { .. } => "degraded",
         Event::DeadLettered { .. } => "dead_lettered",
         Event::DeadLetterFailed { .. } => "dead_letter_failures",
+        Event::ConcurrencyLimitLowered { .. } => "concurrency_limit_lowered",
         _ => return None,
     })
 }

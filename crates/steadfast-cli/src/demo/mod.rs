@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use clap::Args;
-use steadfast::dead_letter::{DeadLetterSink, Monitor};
+use steadfast::config::{DeadLetterStore, Format, StackConfig};
+use steadfast::dead_letter::{DeadLetterSink, MemorySink, Monitor};
 use steadfast::{BoxError, Registry};
 use steadfast_amqp::{AmqpConfig, AmqpSink};
 use steadfast_http::status::StatusRoutes;
@@ -75,6 +76,13 @@ pub(crate) struct DemoArgs {
     /// Print plain lines even when stdout is a terminal.
     #[arg(long)]
     plain: bool,
+    /// The stack to run, as a TOML (or .json) stack file (default: the built-in
+    /// examples/stack.toml). `--journal` and `--amqp` override its dead-letter store.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print only a JSON summary at the end (no header, timeline or panel).
+    #[arg(long, conflicts_with = "plain")]
+    json: bool,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -120,16 +128,66 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn open_sink(args: &DemoArgs) -> Result<DeadLetters, BoxError> {
-    if let Some(url) = &args.amqp {
+/// The stack file: `--config FILE`, or the built-in examples/stack.toml.
+fn load_stack(args: &DemoArgs) -> Result<StackConfig, BoxError> {
+    Ok(match &args.config {
+        Some(path) => StackConfig::load(path)?,
+        None => StackConfig::parse(
+            stack::SHIPPED_STACK,
+            Format::Toml,
+            stack::SHIPPED_STACK_ORIGIN,
+        )?,
+    })
+}
+
+/// Opens where dead letters go: `--amqp` or `--journal` when given, else the entry agent's
+/// `dead_letter` store in the stack file.
+async fn open_sink(args: &DemoArgs, config: &StackConfig) -> Result<DeadLetters, BoxError> {
+    let store = config
+        .agent(stack::ENTRY_AGENT)
+        .and_then(|agent| agent.dead_letter())
+        .map(|dead_letter| dead_letter.store().clone())
+        .ok_or_else(|| {
+            format!(
+                "{}: the demo needs a dead-letter store for agent `{}` ([agents.{}.dead_letter])",
+                config.origin(),
+                stack::ENTRY_AGENT,
+                stack::ENTRY_AGENT
+            )
+        })?;
+    let (mut queue, mut exchange) = (args.queue.clone(), args.exchange.clone());
+    let amqp_url = match (&args.amqp, &args.journal, &store) {
+        (Some(url), _, _) => Some(url.clone()),
+        (
+            None,
+            None,
+            DeadLetterStore::Amqp {
+                url_env,
+                queue: file_queue,
+                exchange: file_exchange,
+                ..
+            },
+        ) => {
+            queue = file_queue.clone().unwrap_or(queue);
+            exchange = file_exchange.clone().unwrap_or(exchange);
+            Some(std::env::var(url_env).map_err(|_| {
+                format!(
+                    "{}: the dead-letter store reads the broker URL from ${url_env}, which is not set",
+                    config.origin()
+                )
+            })?)
+        }
+        _ => None,
+    };
+    if let Some(url) = amqp_url {
         let spill =
             std::env::temp_dir().join(format!("steadfast-demo-spill-{}", std::process::id()));
-        let config = AmqpConfig::new(url.clone(), &spill)
-            .exchange(args.exchange.clone())
-            .queue(args.queue.clone())
+        let amqp = AmqpConfig::new(url.clone(), &spill)
+            .exchange(exchange.clone())
+            .queue(queue.clone())
             .connect_timeout(Duration::from_secs(5));
-        let shown = redact_url(url);
-        let sink = match AmqpSink::connect(config).await {
+        let shown = redact_url(&url);
+        let sink = match AmqpSink::connect(amqp).await {
             Ok(sink) => sink,
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&spill);
@@ -140,15 +198,21 @@ async fn open_sink(args: &DemoArgs) -> Result<DeadLetters, BoxError> {
             sink: Arc::new(sink.clone()),
             location: format!(
                 "RabbitMQ queue {queue}; inspect: steadfast dlq --amqp {shown} --queue {queue} --exchange {exchange} list",
-                queue = args.queue,
-                exchange = args.exchange,
             ),
             spill: Some((sink, spill)),
         });
     }
-    let dir = match &args.journal {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!(
+    let dir = match (&args.journal, &store) {
+        (Some(dir), _) => dir.clone(),
+        (None, DeadLetterStore::Memory { capacity }) => {
+            return Ok(DeadLetters {
+                sink: Arc::new(MemorySink::new(*capacity)),
+                location: "memory (gone when the demo ends)".to_owned(),
+                spill: None,
+            });
+        }
+        (None, DeadLetterStore::Sqlite { path: Some(path) }) => path.clone(),
+        _ => std::env::temp_dir().join(format!(
             "steadfast-demo-{}-{}",
             std::process::id(),
             args.seed
@@ -188,6 +252,7 @@ async fn serve_status(registry: &Registry, port: u16) -> Result<String, BoxError
 /// Starts the three mock agents (scripted from `started`) and builds the stack over them.
 async fn start_agents_and_stack(
     args: &DemoArgs,
+    config: &StackConfig,
     registry: &Registry,
     dead_letters: &DeadLetters,
     started: Instant,
@@ -196,28 +261,27 @@ async fn start_agents_and_stack(
     for kind in AgentKind::ALL {
         mock_agents.push(agents::start(kind, args.seed, started, args.duration).await?);
     }
-    let addr_of = |kind: AgentKind| {
-        mock_agents
-            .iter()
-            .find(|agent| agent.kind == kind)
-            .map(|agent| agent.addr)
-            .expect("every agent kind was started")
-    };
+    let mocks: Vec<(&'static str, std::net::SocketAddr)> = mock_agents
+        .iter()
+        .map(|agent| (agent.kind.name(), agent.addr))
+        .collect();
     let built = stack::build(
-        &stack::StackConfig {
-            primary: addr_of(AgentKind::Primary),
-            backup: addr_of(AgentKind::Backup),
-            slow: addr_of(AgentKind::Slow),
-            duration: args.duration,
-            seed: args.seed,
-        },
+        config,
+        &mocks,
+        args.seed,
         registry,
         dead_letters.sink.clone(),
     )?;
     Ok((mock_agents, built))
 }
 
-fn print_header(args: &DemoArgs, mock_agents: &[agents::MockAgent], status_url: &str, dlq: &str) {
+fn print_header(
+    args: &DemoArgs,
+    stack_file: &str,
+    mock_agents: &[agents::MockAgent],
+    status_url: &str,
+    dlq: &str,
+) {
     println!(
         "steadfast demo: seed {}, {:.1} s, {} callers at {} req/s each",
         args.seed,
@@ -232,16 +296,73 @@ fn print_header(args: &DemoArgs, mock_agents: &[agents::MockAgent], status_url: 
             agent.addr
         );
     }
+    println!("  stack: {stack_file}");
     println!("  status UI: {status_url}");
     println!("  dead letters: {dlq}");
 }
 
+/// The final summary, as text or (`--json`) one JSON object; `true` when every request is
+/// accounted for.
+fn print_summary(
+    args: &DemoArgs,
+    sources: &view::Sources,
+    dlq_location: &str,
+    initial_depth: u64,
+    drained: bool,
+) -> Result<bool, BoxError> {
+    if args.json {
+        let (summary, holds) =
+            view::summary_json(sources, args.seed, dlq_location, initial_depth, drained);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        Ok(holds)
+    } else {
+        Ok(view::summary(
+            sources,
+            args.seed,
+            dlq_location,
+            initial_depth,
+        ))
+    }
+}
+
+/// The live panel on a terminal, plain lines otherwise (none with `--json`).
+fn spawn_viewer(
+    interactive: bool,
+    print_lines: bool,
+    sources: &Arc<view::Sources>,
+    registry: &Registry,
+    events: steadfast::events::EventReceiver,
+    notifications: tokio::sync::mpsc::Receiver<steadfast::notify::Notification>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    if interactive {
+        tokio::spawn(view::live(
+            sources.clone(),
+            registry.clone(),
+            events,
+            notifications,
+            stopped,
+        ))
+    } else {
+        tokio::spawn(view::plain(
+            sources.clone(),
+            registry.clone(),
+            events,
+            notifications,
+            stopped,
+            print_lines,
+        ))
+    }
+}
+
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
+    let config = load_stack(&args)?;
     let registry = Registry::new();
-    let dead_letters = open_sink(&args).await?;
+    let dead_letters = open_sink(&args, &config).await?;
     let status_url = serve_status(&registry, args.status_port).await?;
 
-    let interactive = !args.plain && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let interactive =
+        !args.plain && !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
     // The agents' scripts and the traffic share one clock; on a terminal, the header stays
     // readable for a moment before the panel takes the screen.
     let header_pause = if interactive {
@@ -251,8 +372,16 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     };
     let started = Instant::now() + header_pause;
     let (mock_agents, built) =
-        start_agents_and_stack(&args, &registry, &dead_letters, started).await?;
-    print_header(&args, &mock_agents, &status_url, &dead_letters.location);
+        start_agents_and_stack(&args, &config, &registry, &dead_letters, started).await?;
+    if !args.json {
+        print_header(
+            &args,
+            config.origin(),
+            &mock_agents,
+            &status_url,
+            &dead_letters.location,
+        );
+    }
     tokio::time::sleep_until(started).await;
 
     let initial_depth = dead_letters
@@ -276,23 +405,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let events = registry.events().subscribe();
     let (dispatcher, notifications) = notify::start(&registry, args.duration);
-    let viewer = if interactive {
-        tokio::spawn(view::live(
-            sources.clone(),
-            registry.clone(),
-            events,
-            notifications,
-            stopped,
-        ))
-    } else {
-        tokio::spawn(view::plain(
-            sources.clone(),
-            registry.clone(),
-            events,
-            notifications,
-            stopped,
-        ))
-    };
+    let viewer = spawn_viewer(
+        interactive,
+        !args.json,
+        &sources,
+        &registry,
+        events,
+        notifications,
+        stopped,
+    );
 
     let until = started + args.duration;
     let traffic = traffic::drive(
@@ -312,7 +433,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     for agent in &mock_agents {
         agent.task.abort();
     }
-    if !drained {
+    if !drained && !args.json {
         println!(
             "warning: requests were still in flight {} s after the run ended",
             DRAIN.as_secs()
@@ -326,7 +447,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
             let _ = std::fs::remove_dir_all(spill);
         }
     }
-    let holds = view::summary(&sources, args.seed, &dead_letters.location, initial_depth);
+    let holds = print_summary(
+        &args,
+        &sources,
+        &dead_letters.location,
+        initial_depth,
+        drained,
+    )?;
     Ok(if holds && drained {
         ExitCode::SUCCESS
     } else {

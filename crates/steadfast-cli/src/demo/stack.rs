@@ -1,9 +1,11 @@
-//! The client stack the demo drives, in the order of DESIGN §1:
+//! The client stack the demo drives, read from a stack file (`examples/stack.toml`, built in;
+//! `--config FILE` for another) with `steadfast::config`, in the order of DESIGN §1:
 //! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > CircuitBreaker > Timeout > HTTP.
 //!
-//! Each agent (`primary`, `backup`, `slow`) is named once, with its classifier, and handed to
-//! every layer that acts for it; the alternatives have breakers of their own, which the
-//! fallback layer reads to skip an alternative that is down.
+//! The file names the agents, their classifiers, timeouts, breakers, retries, fallback chain,
+//! cache and dead-letter store; this module supplies what only code can: the HTTP client of
+//! each endpoint (`mock:NAME` is one of the demo's mock agents), the `/health` check, the
+//! cache key, the dead-letter encoder and the degraded answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,17 +17,15 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use steadfast::cache::{CacheConfig, ResponseCache};
-use steadfast::circuit_breaker::{BreakerConfig, BreakerHandle, CircuitBreakerLayer};
-use steadfast::dead_letter::{DeadLetterLayer, DeadLetterSink};
+use steadfast::circuit_breaker::{BreakerHandle, HealthCheck};
+use steadfast::config::{AgentConfig, BoxAgent, StackConfig};
+use steadfast::dead_letter::DeadLetterSink;
 use steadfast::degrade::DegradeLayer;
-use steadfast::fallback::{Alternative, FallbackLayer};
-use steadfast::retry::{BackoffRetryLayer, Jitter, RetryConfig};
-use steadfast::{Agent, BoxError, Registry};
+use steadfast::{BoxError, Registry};
 use steadfast_http::dead_letter::HttpRequestEncoder;
 use steadfast_http::{BufferedBody, HttpClassifier};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, service_fn};
+use tower::{ServiceBuilder, service_fn};
 
 /// What callers send.
 pub(crate) type DemoRequest = Request<BufferedBody>;
@@ -62,16 +62,14 @@ impl RequestKind {
     }
 }
 
-/// Where the agents listen and how long the run lasts (timings scale with it, so a 6 s CI run
-/// shows the same story as a 30 s one).
-#[derive(Clone, Debug)]
-pub(crate) struct StackConfig {
-    pub(crate) primary: SocketAddr,
-    pub(crate) backup: SocketAddr,
-    pub(crate) slow: SocketAddr,
-    pub(crate) duration: Duration,
-    pub(crate) seed: u64,
-}
+/// The stack the demo runs unless `--config` names another file.
+pub(crate) const SHIPPED_STACK: &str = include_str!("../../../../examples/stack.toml");
+
+/// Where the shipped stack came from, as its errors name it.
+pub(crate) const SHIPPED_STACK_ORIGIN: &str = "examples/stack.toml";
+
+/// The agent the demo's traffic goes to.
+pub(crate) const ENTRY_AGENT: &str = "primary";
 
 /// The stack and the handles the live view reads.
 pub(crate) struct Built {
@@ -81,17 +79,10 @@ pub(crate) struct Built {
 
 type HttpClient = Client<HttpConnector, BufferedBody>;
 
-/// One agent over HTTP: sends the request to `addr`, buffers the answer.
-fn http_agent(
-    client: HttpClient,
-    addr: SocketAddr,
-) -> impl Service<DemoRequest, Response = DemoResponse, Error = BoxError, Future: Send>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    let base: Arc<str> = Arc::from(format!("http://{addr}"));
-    service_fn(move |request: DemoRequest| {
+/// One agent over HTTP: sends the request's path to `base`, buffers the answer.
+fn http_agent(client: HttpClient, base: &str) -> BoxAgent<DemoRequest, DemoResponse> {
+    let base: Arc<str> = Arc::from(base);
+    BoxAgent::new(service_fn(move |request: DemoRequest| {
         let client = client.clone();
         let base = base.clone();
         async move {
@@ -103,120 +94,103 @@ fn http_agent(
             let body = body.collect().await?.to_bytes();
             Ok::<_, BoxError>(Response::from_parts(parts, body))
         }
-    })
+    }))
 }
 
-/// `share` of the run, at least `min` and at most `max`.
-fn scaled(duration: Duration, share: f64, min: Duration, max: Duration) -> Duration {
-    // Whole milliseconds read better in the events ("open for 500ms").
-    let millis = duration.mul_f64(share).as_millis();
-    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX)).clamp(min, max)
+/// The base URL of an agent's `endpoint`: `mock:NAME` is the demo's mock agent of that name,
+/// `http://...` is taken as is.
+fn base_url(agent: &AgentConfig, mocks: &[(&'static str, SocketAddr)]) -> Result<String, BoxError> {
+    let Some(endpoint) = agent.endpoint() else {
+        return Err("the demo needs an `endpoint`: `mock:primary`, `mock:backup`, `mock:slow` or an http:// URL".into());
+    };
+    if let Some(name) = endpoint.strip_prefix("mock:") {
+        return mocks
+            .iter()
+            .find(|(mock, _)| *mock == name)
+            .map(|(_, addr)| format!("http://{addr}"))
+            .ok_or_else(|| {
+                format!("no mock agent `{name}` (the demo runs primary, backup and slow)").into()
+            });
+    }
+    if endpoint.starts_with("http://") {
+        return Ok(endpoint.trim_end_matches('/').to_owned());
+    }
+    Err(format!("`{endpoint}` is neither `mock:NAME` nor an http:// URL").into())
 }
 
-/// The primary's breaker: trips on 5 failures in a row and, while open, lets probes through
-/// only once the agent's `/health` answers 2xx.
-fn primary_breaker(
-    primary: &Agent<HttpClassifier>,
+/// A breaker health check: `GET base + path` must answer 2xx.
+fn health_check(
     client: &HttpClient,
-    addr: SocketAddr,
-    open_for: Duration,
-) -> Result<CircuitBreakerLayer<HttpClassifier>, BoxError> {
-    let config = BreakerConfig::builder()
-        .consecutive_failures(5)
-        .initial_open_duration(open_for)
-        .max_open_duration(open_for * 4)
-        .health_check_interval(open_for / 2)
-        .health_check_timeout(Duration::from_millis(500))
-        .half_open_probes(2)
-        .build()?;
-    let health_client = client.clone();
-    let health_uri: http::Uri = format!("http://{addr}/health").parse()?;
-    Ok(
-        CircuitBreakerLayer::new(primary, config).health_check(move || {
-            let client = health_client.clone();
-            let uri = health_uri.clone();
-            async move {
-                let status = client.get(uri).await?.status();
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    Err(BoxError::from(format!("GET /health answered {status}")))
-                }
+    base: &str,
+    path: &str,
+) -> Result<Arc<dyn HealthCheck>, BoxError> {
+    let client = client.clone();
+    let uri: http::Uri = format!("{base}{path}").parse()?;
+    Ok(Arc::new(move || {
+        let client = client.clone();
+        let uri = uri.clone();
+        async move {
+            let status = client.get(uri).await?.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(BoxError::from(format!("GET /health answered {status}")))
             }
-        }),
-    )
+        }
+    }))
 }
 
-/// Builds the stack over the three agents, made in `registry` (which so sees their breakers,
-/// counters and events), writing dead letters to `sink`.
+/// Builds the stack `config` describes over the mock agents, in `registry` (which so sees
+/// their breakers, counters and events), writing dead letters to `sink`, and adds the
+/// degrade layer (a template answer is code, not configuration) outside the entry agent.
 pub(crate) fn build(
     config: &StackConfig,
+    mocks: &[(&'static str, SocketAddr)],
+    seed: u64,
     registry: &Registry,
     sink: Arc<dyn DeadLetterSink>,
 ) -> Result<Built, BoxError> {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(5))
         .build_http();
-    let open_for = scaled(
-        config.duration,
-        1.0 / 12.0,
-        Duration::from_millis(300),
-        Duration::from_secs(2),
-    );
-
-    // LLM prompts are POSTs that are safe to repeat: `llm()` lets retry send them again.
-    let primary = registry.agent("primary").classifier(HttpClassifier::llm());
-    let primary_breaker = primary_breaker(&primary, &client, config.primary, open_for)?;
-
-    // backup and slow: each behind its own breaker and timeout, skipped while open.
-    let alternative_config = BreakerConfig::builder()
-        .consecutive_failures(4)
-        .failure_rate_threshold(0.5)
-        .window(steadfast::circuit_breaker::SlidingWindow::Count(20))
-        .min_calls(8)
-        .initial_open_duration(open_for)
-        .max_open_duration(open_for * 4)
-        .half_open_probes(1)
-        .build()?;
-    let alternative = |name: &'static str, addr: SocketAddr, timeout: Duration| {
-        let agent = registry.agent(name).classifier(HttpClassifier::llm());
-        let breaker = CircuitBreakerLayer::new(&agent, alternative_config.clone());
-        let handle = breaker.handle();
-        let service = ServiceBuilder::new()
-            .layer(breaker)
-            .timeout(timeout)
-            .service(http_agent(client.clone(), addr));
-        (Alternative::new(&agent, service), handle)
-    };
-    let (backup, backup_handle) = alternative("backup", config.backup, Duration::from_millis(600));
-    let (slow, slow_handle) = alternative("slow", config.slow, Duration::from_millis(500));
-
-    // The cache answers chat prompts it saw the primary answer; batch jobs are never cached.
-    let cache = ResponseCache::new(
-        CacheConfig::builder()
-            .max_entries(1_000)
-            .ttl(Duration::from_secs(10))
-            .max_stale(Duration::from_secs(600))
-            .build()?,
-        |request: &DemoRequest| match RequestKind::of(request) {
+    let mocks: Arc<[(&'static str, SocketAddr)]> = Arc::from(mocks);
+    let (agent_client, agent_mocks) = (client.clone(), mocks.clone());
+    let check_mocks = mocks.clone();
+    let stacks = config
+        .builder(registry)
+        .classifiers(HttpClassifier::from_kind)
+        .agents(move |agent| {
+            Ok(http_agent(
+                agent_client.clone(),
+                &base_url(agent, &agent_mocks)?,
+            ))
+        })
+        .health_checks(move |agent| {
+            let path = agent.health_check()?;
+            let base = base_url(agent, &check_mocks).ok()?;
+            health_check(&client, &base, path).ok()
+        })
+        // Flags (`--journal`, `--amqp`) and the file chose the store before the build.
+        .dead_letter_stores(move |_, _| Ok(Some(sink.clone())))
+        .dead_letter_encoder(HttpRequestEncoder::new())
+        // The cache answers chat prompts it saw the primary answer; batch jobs are never cached.
+        .cache_key(|request: &DemoRequest| match RequestKind::of(request) {
             RequestKind::Chat => Some(request.body().bytes().clone()),
             RequestKind::Batch => None,
-        },
-    );
-
-    let retry = RetryConfig::builder()
-        .max_retries(2)
-        .base(Duration::from_millis(50))
-        .max_backoff(Duration::from_millis(400))
-        .jitter(Jitter::Full)
-        .max_retry_after(Duration::from_secs(1))
-        .deadline(Duration::from_millis(1_500))
+        })
+        .seed(seed)
+        .mark_responses()
         .build()?;
-
+    let entry = stacks.get(ENTRY_AGENT).ok_or_else(|| {
+        format!(
+            "{}: the demo sends its traffic to agent `{ENTRY_AGENT}`, which the file does not define",
+            config.origin()
+        )
+    })?;
     let stack = ServiceBuilder::new()
         .layer(
             DegradeLayer::new(
-                &primary,
+                entry.agent(),
                 |kind: &RequestKind, _error: &BoxError| match kind {
                     RequestKind::Chat => Some(degraded_answer()),
                     RequestKind::Batch => None,
@@ -225,22 +199,22 @@ pub(crate) fn build(
             .view(RequestKind::of)
             .mark_responses(),
         )
-        .layer(DeadLetterLayer::from_arc(&primary, sink).encoder(HttpRequestEncoder::new()))
-        .layer(
-            FallbackLayer::new(&primary)
-                .then_alternative(backup)
-                .then_alternative(slow)
-                .then_cache(cache)
-                .mark_responses(),
+        .service(entry.service());
+    // The entry agent's breaker first, then the others in the file's order.
+    let breakers = entry
+        .breaker()
+        .into_iter()
+        .chain(
+            stacks
+                .iter()
+                .filter(|agent| agent.config().name() != ENTRY_AGENT)
+                .filter_map(|agent| agent.breaker()),
         )
-        .layer(BackoffRetryLayer::new(&primary, retry).seed(config.seed))
-        .layer(primary_breaker.clone())
-        .timeout(Duration::from_millis(800))
-        .service(http_agent(client, config.primary));
-
+        .cloned()
+        .collect();
     Ok(Built {
         stack: BoxCloneSyncService::new(stack),
-        breakers: vec![primary_breaker.handle(), backup_handle, slow_handle],
+        breakers,
     })
 }
 

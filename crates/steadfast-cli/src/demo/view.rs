@@ -112,12 +112,14 @@ pub(crate) fn status_line(sources: &Sources) -> String {
 
 /// Plain lines for logs: each timeline event as it happens and a status line every few seconds,
 /// until `stop` fires.
+/// With `echo` false (`--json`) nothing is printed, but events are still noted for the summary.
 pub(crate) async fn plain(
     sources: Arc<Sources>,
     registry: steadfast::Registry,
     mut events: EventReceiver,
     mut notifications: mpsc::Receiver<Notification>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    echo: bool,
 ) {
     let period = Duration::from_secs(if sources.duration > Duration::from_secs(20) {
         5
@@ -129,16 +131,20 @@ pub(crate) async fn plain(
     loop {
         tokio::select! {
             event = events.recv() => match event.inspect(|event| sources.note(event)) {
-                Some(event) if on_timeline(&event) => println!("[{:6.2}s] event  {event}", sources.elapsed()),
+                Some(event) if echo && on_timeline(&event) => println!("[{:6.2}s] event  {event}", sources.elapsed()),
                 Some(_) => {}
                 None => break,
             },
             Some(notification) = notifications.recv() => {
-                println!("[{:6.2}s] notify {}", sources.elapsed(), notification_line(&notification));
+                if echo {
+                    println!("[{:6.2}s] notify {}", sources.elapsed(), notification_line(&notification));
+                }
             }
             _ = ticker.tick() => {
                 sources.refresh_depth(&registry).await;
-                println!("[{:6.2}s] status {}", sources.elapsed(), status_line(&sources));
+                if echo {
+                    println!("[{:6.2}s] status {}", sources.elapsed(), status_line(&sources));
+                }
             }
             _ = stop.changed() => break,
         }
@@ -146,7 +152,7 @@ pub(crate) async fn plain(
     // Events published before the stop, not yet printed.
     while let Some(event) = events.try_recv() {
         sources.note(&event);
-        if on_timeline(&event) {
+        if echo && on_timeline(&event) {
             println!("[{:6.2}s] event  {event}", sources.elapsed());
         }
     }
@@ -253,6 +259,58 @@ fn panel(sources: &Sources, timeline: &VecDeque<String>) -> String {
         let _ = writeln!(out, "  {line}");
     }
     out
+}
+
+/// The summary as one JSON object (`demo --json`); `true` when every request is accounted for.
+pub(crate) fn summary_json(
+    sources: &Sources,
+    seed: u64,
+    dlq_location: &str,
+    initial_depth: u64,
+    drained: bool,
+) -> (serde_json::Value, bool) {
+    let counts = sources.tally.counts();
+    let breakers: Vec<serde_json::Value> = sources
+        .breakers
+        .iter()
+        .enumerate()
+        .map(|(index, breaker)| {
+            let c = breaker.counts();
+            serde_json::json!({
+                "name": breaker.name(),
+                "state": breaker.state().to_string(),
+                "opened": sources.opened(index),
+                "calls": c.calls,
+                "failures": c.failures,
+                "rejected": c.rejected,
+            })
+        })
+        .collect();
+    let depth = sources.dlq_depth.load(Ordering::Relaxed);
+    let (_, holds) = identity(&counts);
+    let summary = serde_json::json!({
+        "seed": seed,
+        "duration_seconds": sources.duration.as_secs_f64(),
+        "sent": counts.sent,
+        "primary": counts.primary,
+        "fallback": { "backup": counts.fallback_backup, "slow": counts.fallback_slow },
+        "cached": counts.cached,
+        "degraded": counts.degraded,
+        "dead_lettered": counts.dead_lettered,
+        "other": counts.other,
+        "unfinished": counts.sent.saturating_sub(counts.finished()),
+        "errors": sources.tally.errors(),
+        "breakers": breakers,
+        "dlq": {
+            "depth": depth,
+            "added": depth.saturating_sub(initial_depth),
+            "location": dlq_location,
+        },
+        "status_url": sources.status_url,
+        "drained": drained,
+        "accounting_ok": holds,
+    });
+    (summary, holds)
 }
 
 /// The accounting identity: every request sent has exactly one outcome.

@@ -1,4 +1,5 @@
-//! [`EmailNotifier`]: sends notifications as plain-text e-mail over SMTP (lettre).
+//! [`EmailNotifier`]: sends notifications as plain-text e-mail over SMTP (lettre), with
+//! implicit TLS or STARTTLS (rustls) and SMTP authentication.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -7,18 +8,24 @@ use std::time::Duration;
 use lettre::address::AddressError;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use steadfast::notify::{Notification, Notifier, NotifyFuture};
 
 /// Where and to whom an [`EmailNotifier`] sends. Built with [`EmailConfig::new`]; addresses
 /// are parsed when added.
 ///
-/// The notifier speaks plain SMTP without TLS or authentication, to a relay you trust: a
-/// local MTA (postfix, a mail sidecar) or your provider's relay through a TLS-terminating
-/// tunnel. It never sends credentials in clear text.
+/// By default the notifier speaks plain SMTP without authentication, to a relay you trust (a
+/// local MTA, a mail sidecar). For a provider's relay choose [`EmailTls::Implicit`] (port 465)
+/// or [`EmailTls::StartTls`] (port 587) with [`credentials`](Self::credentials): the
+/// certificate is checked against the platform's roots and any
+/// [`ca_cert_pem`](Self::ca_cert_pem). Credentials are never sent in clear text: without TLS
+/// they are refused when the notifier is built.
 ///
 /// | setting | default |
 /// |---|---|
+/// | `tls` | [`EmailTls::None`] |
 /// | `port` | 25 |
 /// | `subject_prefix` | `[steadfast]` |
 /// | `timeout` | 10 s (each SMTP command) |
@@ -32,6 +39,36 @@ pub struct EmailConfig {
     subject_prefix: String,
     timeout: Duration,
     name: Arc<str>,
+    tls: EmailTls,
+    credentials: Option<SmtpCredentials>,
+    extra_roots: Vec<Vec<u8>>,
+}
+
+/// How the connection to the relay is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmailTls {
+    /// Plain SMTP: only to a relay on the same host or network you trust. No credentials.
+    #[default]
+    None,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS before anything else is sent (usually port
+    /// 587); a relay that does not offer STARTTLS is an error, never a fallback to plain text.
+    StartTls,
+}
+
+/// A user name and password for SMTP AUTH (PLAIN or LOGIN); `Debug` shows neither.
+#[derive(Clone)]
+struct SmtpCredentials {
+    user: String,
+    password: String,
+}
+
+impl fmt::Debug for SmtpCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SmtpCredentials { .. }")
+    }
 }
 
 impl EmailConfig {
@@ -46,7 +83,42 @@ impl EmailConfig {
             subject_prefix: "[steadfast]".to_owned(),
             timeout: Duration::from_secs(10),
             name: Arc::from("email"),
+            tls: EmailTls::None,
+            credentials: None,
+            extra_roots: Vec::new(),
         })
+    }
+
+    /// Sets how the connection is protected (set the matching [`port`](Self::port) too).
+    #[must_use]
+    pub fn tls(mut self, tls: EmailTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Authenticates with `user` and `password` (SMTP AUTH PLAIN or LOGIN). Needs TLS.
+    #[must_use]
+    pub fn credentials(mut self, user: &str, password: &str) -> Self {
+        self.credentials = Some(SmtpCredentials {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+        self
+    }
+
+    /// Also trusts the CA certificate in `pem` (PEM), beside the platform's roots: for a
+    /// relay behind a private CA.
+    pub fn ca_cert_pem(mut self, pem: &[u8]) -> Result<Self, EmailError> {
+        // lettre takes a PEM without any certificate in it: that is a mistake here.
+        let has_certificate = pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|window| window == b"-----BEGIN CERTIFICATE-----");
+        if !has_certificate {
+            return Err(EmailError::InvalidCaCert);
+        }
+        Certificate::from_pem(pem).map_err(|source| EmailError::Tls { source })?;
+        self.extra_roots.push(pem.to_vec());
+        Ok(self)
     }
 
     /// Adds a recipient.
@@ -97,6 +169,21 @@ pub enum EmailError {
         #[source]
         source: AddressError,
     },
+    /// Credentials were given without TLS: they would cross the network in clear text.
+    #[error(
+        "the e-mail notifier has SMTP credentials but no TLS: set `EmailConfig::tls(EmailTls::Implicit)` or `StartTls`"
+    )]
+    CredentialsWithoutTls,
+    /// A CA certificate given to [`EmailConfig::ca_cert_pem`] holds no PEM certificate.
+    #[error("invalid CA certificate for the e-mail notifier: expected a PEM `CERTIFICATE` block")]
+    InvalidCaCert,
+    /// The TLS settings (a CA certificate, the relay's name) are unusable.
+    #[error("invalid TLS settings for the e-mail notifier: {source}")]
+    Tls {
+        /// lettre's error.
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
     /// The configuration names no recipient.
     #[error("the e-mail notifier has no recipients: add one with `EmailConfig::to`")]
     NoRecipients,
@@ -142,10 +229,25 @@ impl EmailNotifier {
         if config.to.is_empty() {
             return Err(EmailError::NoRecipients);
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.relay)
+        if config.credentials.is_some() && config.tls == EmailTls::None {
+            return Err(EmailError::CredentialsWithoutTls);
+        }
+        let tls = match config.tls {
+            EmailTls::None => Tls::None,
+            EmailTls::Implicit => Tls::Wrapper(tls_parameters(&config)?),
+            EmailTls::StartTls => Tls::Required(tls_parameters(&config)?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.relay)
             .port(config.port)
-            .timeout(Some(config.timeout))
-            .build();
+            .tls(tls)
+            .timeout(Some(config.timeout));
+        if let Some(credentials) = &config.credentials {
+            builder = builder.credentials(Credentials::new(
+                credentials.user.clone(),
+                credentials.password.clone(),
+            ));
+        }
+        let transport = builder.build();
         Ok(EmailNotifier {
             config: Arc::new(config),
             transport,
@@ -202,6 +304,18 @@ impl fmt::Debug for EmailNotifier {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// The relay's name checked against its certificate, and the roots to check it with.
+fn tls_parameters(config: &EmailConfig) -> Result<TlsParameters, EmailError> {
+    let mut parameters = TlsParameters::builder(config.relay.clone());
+    for pem in &config.extra_roots {
+        let cert = Certificate::from_pem(pem).map_err(|source| EmailError::Tls { source })?;
+        parameters = parameters.add_root_certificate(cert);
+    }
+    parameters
+        .build()
+        .map_err(|source| EmailError::Tls { source })
 }
 
 fn parse(address: &str) -> Result<Mailbox, EmailError> {

@@ -3,8 +3,9 @@
 //! `steadfast_notify::Dispatcher` drives them from its own task, behind its
 //! queue and timeout: a slow webhook or mail relay never slows a call.
 //!
-//! Neither speaks TLS: post to plain-HTTP receivers inside the cluster or through a
-//! TLS-terminating egress proxy, and send mail through a local relay.
+//! Both speak TLS with rustls: the webhook posts to `https://` receivers (Slack, a pager) with
+//! the platform's roots plus any CA you add; e-mail goes over implicit TLS or STARTTLS with SMTP
+//! AUTH (credentials are refused without TLS), or plain SMTP to a local relay.
 //!
 //! ```
 //! # #[cfg(all(feature = "webhook", feature = "email"))]
@@ -16,9 +17,9 @@
 //! let notifiers: Vec<Arc<dyn Notifier>> = vec![
 //!     Arc::new(LogNotifier),
 //!     Arc::new(WebhookNotifier::new(
-//!         WebhookConfig::new("http://egress-proxy:8080/services/T000/B000/XXXX")?
+//!         WebhookConfig::new("https://hooks.slack.com/services/T000/B000/XXXX")?
 //!             .format(WebhookFormat::Slack),
-//!     )),
+//!     )?),
 //!     Arc::new(EmailNotifier::new(
 //!         EmailConfig::new("localhost", "steadfast@example.com")?.to("oncall@example.com")?,
 //!     )?),
@@ -36,6 +37,6 @@ mod email;
 mod webhook;
 
 #[cfg(feature = "email")]
-pub use email::{EmailConfig, EmailError, EmailNotifier};
+pub use email::{EmailConfig, EmailError, EmailNotifier, EmailTls};
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookConfig, WebhookError, WebhookFormat, WebhookNotifier, slack_text};

@@ -1,5 +1,5 @@
-//! [`WebhookNotifier`]: POSTs notifications to an HTTP endpoint, through steadfast's own
-//! retry layer.
+//! [`WebhookNotifier`]: POSTs notifications to an HTTP or HTTPS endpoint (reqwest with
+//! rustls), through steadfast's own retry layer.
 
 use std::fmt::{self, Write as _};
 use std::future::Future;
@@ -12,10 +12,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use http::uri::Scheme;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use steadfast::error::find;
 use steadfast::notify::{Notification, NotificationKind, Notifier, NotifyFuture};
 use steadfast::retry::{BackoffRetry, BackoffRetryLayer, RetryConfig, count_attempts};
@@ -52,6 +48,7 @@ pub enum WebhookFormat {
 /// | `format` | [`WebhookFormat::Json`] | |
 /// | `headers` | none | e.g. `authorization` for your receiver; values are marked sensitive |
 /// | `timeout` | 2 s | per attempt, connect included |
+/// | `ca_cert_pem` | the platform's roots | add a private CA's certificate for an internal receiver |
 /// | `retry` | 2 retries, 250 ms base, 8 s deadline | fits the dispatcher's default 10 s timeout |
 /// | `name` | `webhook` | the `notifier` label in logs and metrics |
 #[derive(Clone, Debug)]
@@ -63,12 +60,23 @@ pub struct WebhookConfig {
     timeout: Duration,
     retry: RetryConfig,
     name: Arc<str>,
+    extra_roots: ExtraRoots,
+}
+
+/// CA certificates trusted beside the platform's roots.
+#[derive(Clone, Default)]
+struct ExtraRoots(Vec<reqwest::Certificate>);
+
+impl fmt::Debug for ExtraRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} extra CA certificate(s)", self.0.len())
+    }
 }
 
 impl WebhookConfig {
-    /// A configuration posting to `url`, which must be a plain `http://` URL: the notifier
-    /// speaks no TLS. For an `https://` endpoint (Slack, a SaaS pager) post through a
-    /// TLS-terminating egress proxy, or keep the receiver on plain HTTP inside the cluster.
+    /// A configuration posting to `url`: `https://` (TLS by rustls, certificates checked
+    /// against the platform's roots and any [`ca_cert_pem`](Self::ca_cert_pem)), or plain
+    /// `http://` for a receiver inside the cluster.
     pub fn new(url: &str) -> Result<WebhookConfig, WebhookError> {
         let invalid = |reason: &'static str| WebhookError::InvalidUrl {
             url: shown(url),
@@ -76,22 +84,17 @@ impl WebhookConfig {
         };
         let uri: Uri = url
             .parse()
-            .map_err(|_| invalid("not a URL: expected `http://host[:port]/path`"))?;
-        match uri.scheme() {
-            Some(scheme) if *scheme == Scheme::HTTP => {}
-            Some(scheme) if *scheme == Scheme::HTTPS => {
-                return Err(invalid(
-                    "https is not supported (no TLS): post through a TLS-terminating proxy, \
-                     or use plain http inside the cluster",
-                ));
-            }
-            _ => return Err(invalid("the scheme must be `http://`")),
-        }
-        let Some(authority) = uri.authority() else {
-            return Err(invalid("no host: expected `http://host[:port]/path`"));
+            .map_err(|_| invalid("not a URL: expected `https://host[:port]/path`"))?;
+        let scheme = match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP => "http",
+            Some(scheme) if *scheme == Scheme::HTTPS => "https",
+            _ => return Err(invalid("the scheme must be `https://` or `http://`")),
+        };
+        let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+            return Err(invalid("no host: expected `https://host[:port]/path`"));
         };
         let shown_url = format!(
-            "http://{authority}{}",
+            "{scheme}://{authority}{}",
             if uri.path().len() > 1 { "/…" } else { "/" }
         );
         let retry = RetryConfig::builder()
@@ -109,7 +112,19 @@ impl WebhookConfig {
             timeout: Duration::from_secs(2),
             retry,
             name: Arc::from("webhook"),
+            extra_roots: ExtraRoots::default(),
         })
+    }
+
+    /// Also trusts the CA certificate(s) in `pem` (PEM, one or more), beside the platform's
+    /// roots: for a receiver behind a private CA.
+    pub fn ca_cert_pem(mut self, pem: &[u8]) -> Result<Self, WebhookError> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or(WebhookError::InvalidCaCert)?;
+        self.extra_roots.0.extend(certs);
+        Ok(self)
     }
 
     /// Sets the body format.
@@ -181,6 +196,14 @@ pub enum WebhookError {
         /// The header name as given.
         name: String,
     },
+    /// A CA certificate given to [`WebhookConfig::ca_cert_pem`] is not PEM.
+    #[error(
+        "invalid CA certificate for the webhook: expected one or more PEM `CERTIFICATE` blocks"
+    )]
+    InvalidCaCert,
+    /// The HTTP client (its TLS configuration) could not be built.
+    #[error("could not build the webhook's HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
     /// The receiver answered with a status other than 2xx (after any retries).
     #[error("webhook `{url}` answered {status} after {attempts} attempt(s): {body}")]
     Status {
@@ -224,7 +247,7 @@ pub enum WebhookError {
     Encode(#[source] serde_json::Error),
 }
 
-/// Posts [`Notification`]s to a webhook over plain HTTP (hyper), as JSON or as a
+/// Posts [`Notification`]s to a webhook over HTTPS or HTTP (reqwest, rustls), as JSON or as a
 /// Slack-compatible `{"text": ...}`, with a per-attempt timeout and retries of transient
 /// failures by steadfast's own [`BackoffRetryLayer`] and [`HttpClassifier`].
 ///
@@ -237,10 +260,10 @@ pub enum WebhookError {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), steadfast::BoxError> {
 /// let slack = WebhookNotifier::new(
-///     WebhookConfig::new("http://egress-proxy.internal:8080/services/T000/B000/XXXX")?
+///     WebhookConfig::new("https://hooks.slack.com/services/T000/B000/XXXX")?
 ///         .format(WebhookFormat::Slack)
 ///         .name("slack-oncall"),
-/// );
+/// )?;
 /// let registry = Registry::new();
 /// let dispatcher = Dispatcher::spawn(
 ///     registry.events().subscribe(),
@@ -260,20 +283,26 @@ pub struct WebhookNotifier {
 
 impl WebhookNotifier {
     /// A notifier posting as `config` says. Needs no runtime until the first notification.
-    pub fn new(config: WebhookConfig) -> WebhookNotifier {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+    /// Fails only if the TLS client cannot be set up.
+    pub fn new(config: WebhookConfig) -> Result<WebhookNotifier, WebhookError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .tcp_nodelay(true)
+            // A webhook URL often carries a token: a redirect must not take it elsewhere.
+            .redirect(reqwest::redirect::Policy::none());
+        for cert in &config.extra_roots.0 {
+            builder = builder.add_root_certificate(cert.clone());
+        }
+        let client = builder.build().map_err(WebhookError::Client)?;
         // A repeated notification is a duplicate message, not a wrong one: retry every POST.
         let agent = Agent::new(config.name.clone())
             .classifier(HttpClassifier::new().all_methods_idempotent());
         let stack = BackoffRetryLayer::new(&agent, config.retry.clone())
             .layer(TimeoutLayer::new(config.timeout).layer(Post { client }));
-        WebhookNotifier {
+        Ok(WebhookNotifier {
             config: Arc::new(config),
             stack,
-        }
+        })
     }
 
     /// The configuration.
@@ -378,7 +407,7 @@ pub fn slack_text(notification: &Notification) -> String {
 /// exchange and the classifier can read a 429's body.
 #[derive(Clone, Debug)]
 struct Post {
-    client: Client<HttpConnector, BufferedBody>,
+    client: reqwest::Client,
 }
 
 impl Service<Request<BufferedBody>> for Post {
@@ -392,14 +421,22 @@ impl Service<Request<BufferedBody>> for Post {
     }
 
     fn call(&mut self, request: Request<BufferedBody>) -> Self::Future {
-        let response = self.client.request(request);
+        let client = self.client.clone();
         Box::pin(async move {
-            let (parts, body) = response.await?.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BODY)
-                .collect()
-                .await?
-                .to_bytes();
-            Ok(Response::from_parts(parts, body))
+            let request = reqwest::Request::try_from(request.map(|body| body.bytes().clone()))?;
+            let mut response = client.execute(request).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                let room = MAX_RESPONSE_BODY - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() == MAX_RESPONSE_BODY {
+                    break;
+                }
+            }
+            let mut answer = Response::new(Bytes::from(body));
+            *answer.status_mut() = response.status();
+            *answer.headers_mut() = std::mem::take(response.headers_mut());
+            Ok(answer)
         })
     }
 }

@@ -70,6 +70,13 @@ impl<C> CircuitBreakerLayer<C> {
         self
     }
 
+    /// [`health_check`](Self::health_check) with a check already shared (the stacks
+    /// `steadfast::config` builds).
+    #[cfg(feature = "config")]
+    pub(crate) fn set_health_check(&self, check: Arc<dyn HealthCheck>) {
+        self.shared.set_health_check(check);
+    }
+
     /// A handle on the breaker's state and controls.
     pub fn handle(&self) -> BreakerHandle {
         BreakerHandle {

@@ -434,6 +434,8 @@ impl Core {
         slow: bool,
         now: impl Fn() -> Nanos,
     ) -> Option<Transition> {
+        // A local refusal that waited in a bulkhead's queue is not a slow answer of the agent.
+        let slow = slow && !outcome.is_local();
         if slow {
             self.slow.fetch_add(1, Ordering::Relaxed);
         }
@@ -491,6 +493,11 @@ impl Core {
         now: Nanos,
     ) -> Option<Transition> {
         self.completed.increment();
+        if outcome.is_local() {
+            // Refused on this side (a full bulkhead inside the breaker): not a call the agent
+            // answered, so neither a failure nor a success, and it leaves the streak alone.
+            return None;
+        }
         if outcome.kind() == OutcomeKind::CallerFault {
             self.caller_faults.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -529,6 +536,11 @@ impl Core {
         now: &impl Fn() -> Nanos,
     ) -> Option<Transition> {
         let kind = outcome.kind();
+        if outcome.is_local() {
+            // Never reached the agent: give the slot back for a probe that will.
+            self.release_probe(generation);
+            return None;
+        }
         if kind == OutcomeKind::CallerFault {
             // Says nothing about the agent: give the slot back for another probe.
             self.caller_faults.fetch_add(1, Ordering::Relaxed);

@@ -290,6 +290,48 @@ fn a_probe_slot_taken_across_a_transition_never_leaks() {
 }
 
 #[test]
+fn local_refusals_are_neither_failures_nor_successes() {
+    let core = Core::new(BreakerConfig::default());
+    let refused = Outcome::agent_fault("bulkhead full").local();
+    for _ in 0..4 {
+        call(&core, fail(), 0);
+    }
+    for _ in 0..100 {
+        call(&core, refused, 0);
+    }
+    assert_eq!(
+        core.state(),
+        BreakerState::Closed,
+        "100 refusals tripped nothing"
+    );
+    assert_eq!(
+        core.consecutive_failures(),
+        4,
+        "and did not reset the streak"
+    );
+    assert_eq!(core.window_stats(0).calls, 4, "nor entered the window");
+    call(&core, fail(), 0);
+    assert_eq!(core.state(), BreakerState::Open);
+}
+
+#[test]
+fn a_local_refusal_probe_frees_its_slot() {
+    let core = Core::new(
+        BreakerConfig::builder()
+            .half_open_probes(1)
+            .build()
+            .unwrap(),
+    );
+    for _ in 0..5 {
+        call(&core, fail(), 0);
+    }
+    call(&core, Outcome::agent_fault("bulkhead full").local(), SEC).unwrap();
+    assert_eq!(core.state(), BreakerState::HalfOpen);
+    assert_eq!(core.probes_in_flight(), 0);
+    assert!(admit(&core, SEC).is_some(), "the next probe is admitted");
+}
+
+#[test]
 fn a_caller_fault_probe_neither_closes_nor_reopens() {
     let core = Core::new(
         BreakerConfig::builder()

@@ -182,14 +182,30 @@ fn fail(
     ))
 }
 
-#[cfg(feature = "retry")]
 fn attempts(error: &BoxError) -> u32 {
-    crate::retry::attempts_of(error.as_ref())
+    attempts_in(error.as_ref())
 }
 
-#[cfg(not(feature = "retry"))]
-fn attempts(_: &BoxError) -> u32 {
-    1
+/// Calls made, retries included, before giving up. Behind a fallback chain the final error is
+/// `AllFailed`, whose `source()` is only the primary's error: counting from it alone stored 1
+/// while the error said "4 attempts", so every answer tried counts, each with its own retries.
+fn attempts_in(error: &(dyn std::error::Error + 'static)) -> u32 {
+    #[cfg(feature = "fallback")]
+    if let Some(all) = crate::error::find::<crate::fallback::AllFailed>(error) {
+        return all
+            .attempts()
+            .iter()
+            .map(|(_, tried)| attempts_in(tried.as_ref()))
+            .fold(0_u32, u32::saturating_add)
+            .max(1);
+    }
+    #[cfg(feature = "retry")]
+    return crate::retry::attempts_of(error);
+    #[cfg(not(feature = "retry"))]
+    {
+        let _ = error;
+        1
+    }
 }
 
 impl<F, Req, En, C, M> fmt::Debug for ResponseFuture<F, Req, En, C, M> {

@@ -68,7 +68,7 @@ pub use layer::json_encoder;
 pub use layer::{DeadLetterLayer, DebugEncoder, EncodeRequest, Scrub, Secrets};
 pub use memory::MemorySink;
 pub use record::{DeadLetterRecord, DecodeError, RECORD_VERSION};
-pub use replay::{MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND, Replay, ReplayReport};
+pub use replay::{MAX_CONCURRENCY, MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND, Replay, ReplayReport};
 pub use service::DeadLetter;
 pub use sink::{DeadLetterSink, SinkError, SinkFuture};
 pub use stats::{DeadLetterStats, DlqAlert, Monitor};

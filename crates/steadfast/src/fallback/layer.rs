@@ -87,13 +87,19 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
     /// [`Served::Cache { age }`](crate::provenance::Served::Cache). A second call replaces the
     /// first cache.
     #[must_use]
-    pub fn then_cache<K>(mut self, cache: ResponseCache<Req, Res, K>) -> Self
+    pub fn then_cache<K>(self, cache: ResponseCache<Req, Res, K>) -> Self
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         Res: Clone + Send + Sync + 'static,
         Req: Send + Sync + 'static,
     {
-        let cache: Arc<dyn CacheTier<Req, Res>> = Arc::new(cache);
+        self.then_cache_tier(Arc::new(cache))
+    }
+
+    /// [`then_cache`](Self::then_cache) for a cache whose key type is already erased (the
+    /// stacks `steadfast::config` builds).
+    #[must_use]
+    pub(crate) fn then_cache_tier(mut self, cache: Arc<dyn CacheTier<Req, Res>>) -> Self {
         self.alternatives.retain(|alternative| {
             !matches!(alternative.target, super::alternative::Target::Cache(_))
         });
@@ -108,12 +114,17 @@ impl<Req, Res, C, P> FallbackLayer<Req, Res, C, P> {
     /// reads as `Served::Primary`.
     #[must_use]
     pub fn mark_responses(self) -> FallbackLayer<Req, Res, C, Marked> {
+        self.with_marker(Marked)
+    }
+
+    /// The same chain, marking responses with `marker`.
+    pub(crate) fn with_marker<P2>(self, marker: P2) -> FallbackLayer<Req, Res, C, P2> {
         FallbackLayer {
             reporter: self.reporter,
             classifier: self.classifier,
             alternatives: self.alternatives,
             cache: self.cache,
-            marker: Marked,
+            marker,
         }
     }
 

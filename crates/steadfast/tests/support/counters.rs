@@ -19,15 +19,22 @@ pub(crate) fn by_name(counters: &CountersSnapshot) -> BTreeMap<&'static str, u64
         ("dead_lettered", counters.dead_lettered),
         ("dead_letter_failures", counters.dead_letter_failures),
         ("dlq_depth", counters.dlq_depth),
+        ("bulkhead_rejected", counters.bulkhead_rejected),
+        (
+            "concurrency_limit_lowered",
+            counters.concurrency_limit_lowered,
+        ),
     ])
 }
 
 /// The counters that events fill: all but `primary` (the fallback layer counts its primary's
-/// answers without an event) and `dlq_depth` (a gauge a dead-letter monitor sets).
+/// answers without an event), `bulkhead_rejected` (a bulkhead counts refusals without one)
+/// and `dlq_depth` (a gauge a dead-letter monitor sets).
 #[allow(dead_code)] // not every test binary needs it
 pub(crate) fn event_fed(counters: &CountersSnapshot) -> BTreeMap<&'static str, u64> {
     let mut counters = by_name(counters);
     counters.remove("primary");
     counters.remove("dlq_depth");
+    counters.remove("bulkhead_rejected");
     counters
 }

@@ -1,0 +1,161 @@
+//! [`Bulkhead`]: admits a call while a permit is free, queues or refuses it otherwise.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::classify::Classify;
+use crate::error::BoxError;
+use crate::sync::Spread;
+
+use super::config::Readiness;
+use super::future::ResponseFuture;
+use super::handle::BulkheadHandle;
+use super::shared::{Shared, Slot, Waiter};
+
+/// A concurrency limit around one agent. Built by [`BulkheadLayer`](super::BulkheadLayer);
+/// clones share the permits.
+///
+/// In the default mode ([`Readiness::ShedInCall`]) `poll_ready` forwards the inner service's
+/// readiness and `call` decides: a free permit → the call goes to the agent; none free → the
+/// call waits in the queue (with the ready inner service, which is why `S: Clone`; the service
+/// keeps a clone) or fails at once with [`BulkheadFull`](super::BulkheadFull). In
+/// [`Readiness::WaitInPollReady`] mode `poll_ready` waits for a permit, as tower's
+/// `ConcurrencyLimit` does.
+pub struct Bulkhead<S, C> {
+    pub(crate) inner: S,
+    pub(crate) shared: Spread<Shared>,
+    pub(crate) classifier: C,
+    /// A permit reserved by `poll_ready` (readiness mode only).
+    pub(crate) reserved: Option<Slot>,
+    /// This service's place among the waiters while `poll_ready` waits (readiness mode only).
+    pub(crate) waiter: Option<Waiter>,
+}
+
+impl<S, C> Bulkhead<S, C> {
+    /// A handle on this bulkhead's counts and limit.
+    pub fn handle(&self) -> BulkheadHandle {
+        BulkheadHandle {
+            shared: self.shared.arc().clone(),
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for Bulkhead<S, C>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<Req, S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, S, Req, C, C::Memo>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.shared.config.readiness == Readiness::WaitInPollReady && self.reserved.is_none() {
+            if self.shared.permits.try_acquire() {
+                self.reserved = Some(Slot(self.shared.local()));
+                self.waiter = None;
+            } else {
+                let local = self.shared.local();
+                let waiter = self.waiter.get_or_insert_with(|| Waiter::unbounded(local));
+                match waiter.poll_permit(cx) {
+                    Poll::Ready(slot) => {
+                        self.reserved = Some(slot);
+                        self.waiter = None;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let memo = self.classifier.note(&request);
+        let slot = match self.reserved.take() {
+            Some(slot) => Some(slot),
+            None => self
+                .shared
+                .permits
+                .try_acquire()
+                .then(|| Slot(self.shared.local())),
+        };
+        if let Some(slot) = slot {
+            return ResponseFuture::called(
+                self.inner.call(request),
+                slot,
+                self.classifier.clone(),
+                memo,
+            );
+        }
+        self.full(request, memo)
+    }
+}
+
+impl<S: Clone, C: Clone> Bulkhead<S, C> {
+    /// No permit free: queue the call if a place is, else refuse it.
+    #[cold]
+    #[inline(never)]
+    fn full<Req, M, F>(&mut self, request: Req, memo: M) -> ResponseFuture<F, S, Req, C, M> {
+        let config = &self.shared.config;
+        if let (Some(max_wait), max_queue @ 1..) = (config.max_wait, config.max_queue)
+            && let Some(waiter) = Waiter::queue(self.shared.local(), max_queue)
+        {
+            // The service that was made ready goes with the call; this one keeps a clone.
+            let clone = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::queued(
+                ready,
+                request,
+                waiter,
+                tokio::time::sleep(max_wait),
+                self.classifier.clone(),
+                memo,
+            );
+        }
+        self.shared.refused();
+        ResponseFuture::full(self.classifier.clone(), memo)
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for Bulkhead<S, C> {
+    /// A clone shares the permits but not a permit this service reserved in `poll_ready`.
+    fn clone(&self) -> Self {
+        Bulkhead {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            classifier: self.classifier.clone(),
+            reserved: None,
+            waiter: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for Bulkhead<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("bulkhead", &self.shared)
+            .field("reserved", &self.reserved.is_some())
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,573 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tower::{ServiceExt, service_fn};
+
+use super::*;
+use crate::circuit_breaker::SlidingWindow;
+use crate::classify::OutcomeKind;
+use crate::error::BoxError;
+use crate::registry::Registry;
+use crate::retry::Jitter;
+
+const FULL: &str = r#"
+# Every key of the schema at least once.
+[agents.primary]
+endpoint = "mock:primary"
+health_check = "/health"
+classifier = "default"
+timeout = "800ms"
+fallback = ["backup", "spare"]
+
+[agents.primary.retry]
+max_retries = 2
+base = "1ms"
+max_backoff = "4ms"
+jitter = "none"
+deadline = "1m30s"
+
+[agents.primary.breaker]
+consecutive_failures = 50
+window = { count = 20 }
+min_calls = 10
+initial_open_duration = "250ms"
+
+[agents.primary.cache]
+max_entries = 10
+ttl = "10s"
+max_stale = "10m"
+
+[agents.primary.dead_letter]
+store = "memory"
+capacity = 5
+failures = ["transient", "agent_fault"]
+
+[agents.backup]
+endpoint = "mock:backup"
+timeout = "600ms"
+breaker = { consecutive_failures = 3 }
+
+[agents.spare]
+endpoint = "mock:spare"
+"#;
+
+fn err(text: &str) -> StackConfigError {
+    StackConfig::parse(text, Format::Toml, "stack.toml").expect_err("the stack should be refused")
+}
+
+#[test]
+fn a_full_file_reads_into_each_layers_config() {
+    let config = StackConfig::from_toml(FULL).unwrap();
+    let names: Vec<&str> = config.agents().iter().map(AgentConfig::name).collect();
+    assert_eq!(names, ["backup", "primary", "spare"]);
+    let primary = config.agent("primary").unwrap();
+    assert_eq!(primary.endpoint(), Some("mock:primary"));
+    assert_eq!(primary.health_check(), Some("/health"));
+    assert_eq!(primary.timeout(), Some(Duration::from_millis(800)));
+    assert_eq!(primary.fallback(), ["backup", "spare"]);
+    let retry = primary.retry().unwrap();
+    assert_eq!(retry.max_retries(), 2);
+    assert_eq!(retry.jitter(), Jitter::None);
+    assert_eq!(retry.deadline(), Some(Duration::from_secs(90)));
+    let breaker = primary.breaker().unwrap();
+    assert_eq!(breaker.window(), SlidingWindow::Count(20));
+    assert_eq!(breaker.initial_open_duration(), Duration::from_millis(250));
+    assert_eq!(
+        breaker.half_open_probes(),
+        3,
+        "unset keys keep the defaults"
+    );
+    assert_eq!(
+        primary.cache().unwrap().max_stale(),
+        Duration::from_secs(600)
+    );
+    let dead_letter = primary.dead_letter().unwrap();
+    assert_eq!(
+        dead_letter.store(),
+        &DeadLetterStore::Memory { capacity: 5 }
+    );
+    assert!(dead_letter.policy().covers(OutcomeKind::AgentFault));
+    assert!(!dead_letter.policy().covers(OutcomeKind::CallerFault));
+    let spare = config.agent("spare").unwrap();
+    assert_eq!(spare.classifier(), DEFAULT_CLASSIFIER);
+    assert!(spare.breaker().is_none() && spare.retry().is_none() && spare.timeout().is_none());
+}
+
+#[test]
+fn wrong_types_name_line_and_field() {
+    let error = err("[agents.a]\n\n[agents.a.retry]\nmax_retries = \"three\"\n");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert_eq!(error.field(), "agents.a.retry.max_retries");
+    assert_eq!(error.line(), Some(4));
+    let text = error.to_string();
+    assert!(text.starts_with("stack.toml:4:"), "{text}");
+    assert!(text.contains("agents.a.retry.max_retries"), "{text}");
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_name_and_line() {
+    let error = err("[agents.a]\ntimeout = \"1s\"\nretires = 3\n");
+    assert_eq!(error.kind(), ErrorKind::UnknownField);
+    assert_eq!(error.field(), "agents.a.retires");
+    assert_eq!(error.line(), Some(3));
+    assert!(
+        error.to_string().contains("unknown field `retires`"),
+        "{error}"
+    );
+
+    // Inside a layer's table too, and at the top.
+    let error = err("[agents.a.breaker]\nconsecutive_failures = 3\nopen_for = \"1s\"\n");
+    assert_eq!(error.field(), "agents.a.breaker.open_for");
+    assert_eq!(error.line(), Some(3));
+    let error = err("version = 2\n[agents.a]\n");
+    assert_eq!((error.field(), error.line()), ("version", Some(1)));
+    // Bulkheads and rate limits do not exist yet: refused, not ignored.
+    let error = err("[agents.a]\n[agents.a.bulkhead]\nmax_concurrent = 3\n");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.bulkhead", Some(2))
+    );
+}
+
+#[test]
+fn bad_durations_name_line_and_field() {
+    for (value, what) in [("soon", "soon"), ("5 parsecs", "parsecs"), ("10", "unit")] {
+        let error = err(&format!(
+            "[agents.a.retry]\nmax_retries = 1\nbase = \"{value}\"\n"
+        ));
+        assert_eq!(error.field(), "agents.a.retry.base", "{error}");
+        assert_eq!(error.line(), Some(3), "{error}");
+        assert!(error.to_string().to_lowercase().contains(what), "{error}");
+    }
+    let error = err("[agents.a]\ntimeout = 5\n");
+    assert_eq!((error.field(), error.line()), ("agents.a.timeout", Some(2)));
+}
+
+#[test]
+fn durations_that_overflow_are_errors_not_panics() {
+    // Past u64 seconds: humantime refuses it while parsing.
+    let error = err("[agents.a]\n\ntimeout = \"99999999999999999999999s\"\n");
+    assert_eq!((error.field(), error.line()), ("agents.a.timeout", Some(3)));
+    assert!(error.to_string().contains("too large"), "{error}");
+    // Representable, but no timeout: refused by the range check.
+    let error = err("[agents.a]\ntimeout = \"500000000years\"\n");
+    assert_eq!((error.field(), error.line()), ("agents.a.timeout", Some(2)));
+    assert!(error.to_string().contains("at most 1h"), "{error}");
+    let error = err("[agents.a]\ntimeout = \"0s\"\n");
+    assert_eq!(error.field(), "agents.a.timeout");
+    // A layer's own limit, reported on the setting's line (not the table's).
+    let error = err(
+        "[agents.a.breaker]\nconsecutive_failures = 3\nmax_open_duration = \"584542046090y\"\n",
+    );
+    assert_eq!(error.field(), "agents.a.breaker.max_open_duration");
+    assert_eq!(error.line(), Some(3));
+    assert!(error.to_string().contains("120 s"), "{error}");
+}
+
+#[test]
+fn a_layers_own_rules_name_the_setting_line() {
+    let error = err("[agents.a]\n\n[agents.a.retry]\nbase = \"1s\"\nmultiplier = 0.5\n");
+    assert_eq!(error.field(), "agents.a.retry.multiplier");
+    assert_eq!(error.line(), Some(5));
+    assert!(error.to_string().contains("0.5"), "{error}");
+    // A setting left at its default that conflicts: the table's line.
+    let error = err("[agents.a]\n\n[agents.a.retry]\nbase = \"10s\"\n");
+    assert_eq!(error.field(), "agents.a.retry.max_backoff");
+    assert_eq!(error.line(), Some(3));
+}
+
+#[test]
+fn fallback_chains_name_only_agents_the_file_defines() {
+    let error = err("[agents.a]\nfallback = [\"b\",\n  \"gpt-5\"]\n\n[agents.b]\n");
+    assert_eq!(error.kind(), ErrorKind::UnknownAgent);
+    assert_eq!(error.field(), "agents.a.fallback[1]");
+    assert_eq!(error.line(), Some(3));
+    assert!(error.to_string().contains("no agent `gpt-5`"), "{error}");
+
+    let error = err("[agents.a]\nfallback = [\"a\"]\n");
+    assert!(error.to_string().contains("its own fallback"), "{error}");
+    let error = err("[agents.a]\nfallback = [\"b\", \"b\"]\n[agents.b]\n");
+    assert_eq!(error.field(), "agents.a.fallback[1]");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let error = err("[agents.a]\ntimeout = \"1s\n");
+    assert_eq!(error.kind(), ErrorKind::Syntax);
+    assert_eq!(error.line(), Some(2));
+    let error = err("[agents.a]\n[agents.a]\n");
+    assert_eq!(error.kind(), ErrorKind::Syntax);
+    assert_eq!(error.line(), Some(2));
+}
+
+#[test]
+fn dead_letter_stores_take_only_their_own_settings() {
+    let error = err("[agents.a.dead_letter]\nstore = \"memory\"\npath = \"var/dlq\"\n");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.dead_letter.path", Some(3))
+    );
+    let error = err("[agents.a.dead_letter]\nstore = \"amqp\"\n");
+    assert_eq!(error.field(), "agents.a.dead_letter.url_env");
+    let error = err("[agents.a.dead_letter]\nstore = \"s3\"\n");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.dead_letter.store", Some(2))
+    );
+    let error = err(
+        "[agents.a.dead_letter]\nstore = \"memory\"\nfailures = [\"transient\", \"success\"]\n",
+    );
+    assert_eq!(error.field(), "agents.a.dead_letter.failures[1]");
+    let error = err("[agents.a.dead_letter]\nstore = \"memory\"\ncapacity = 0\n");
+    assert_eq!(error.field(), "agents.a.dead_letter.capacity");
+}
+
+#[test]
+fn json_errors_name_line_and_field_too() {
+    let bad =
+        |text: &str| StackConfig::parse(text, Format::Json, "stack.json").expect_err("refused");
+    let error =
+        bad("{\"agents\": {\n  \"a\": {\n    \"retry\": {\"max_retries\": \"three\"}\n  }\n}}");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.retry.max_retries", Some(3))
+    );
+    assert!(error.to_string().starts_with("stack.json:3:"), "{error}");
+    let error = bad("{\"agents\": {\n  \"a\": {\n    \"timout\": \"1s\"\n  }\n}}");
+    assert_eq!(error.kind(), ErrorKind::UnknownField);
+    assert_eq!(error.field(), "agents.a.timout");
+    let error = bad("{\"agents\": {\n  \"a\": {\"fallback\": [\n    \"b\"]}\n}}");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.fallback[0]", Some(3))
+    );
+    let error = bad("{\"agents\": {\n  \"a\": {},\n  \"a\": {}\n}}");
+    assert!(error.to_string().contains("defined twice"), "{error}");
+    assert_eq!(error.line(), Some(3));
+    let error =
+        bad("{\"agents\": {\n  \"a\": {\"retry\": {\"base\": \"1s\",\n \"multiplier\": 50}}\n}}");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.retry.multiplier", Some(3))
+    );
+}
+
+#[test]
+fn missing_files_say_so() {
+    let error = StackConfig::load("/nonexistent/stack.toml").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Read);
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/stack.toml: cannot read"),
+        "{error}"
+    );
+}
+
+/// Agents that count their calls; `failing` ones answer an error.
+fn counted(
+    calls: &Arc<std::sync::Mutex<Vec<String>>>,
+    failing: &'static [&'static str],
+) -> impl Fn(&AgentConfig) -> Result<BoxAgent<String, String>, BoxError> + Send + Sync + 'static {
+    let calls = calls.clone();
+    move |agent: &AgentConfig| {
+        let name = agent.name().to_owned();
+        let calls = calls.clone();
+        let fails = failing.contains(&name.as_str());
+        Ok(BoxAgent::new(service_fn(move |prompt: String| {
+            calls.lock().unwrap().push(name.clone());
+            let name = name.clone();
+            async move {
+                if fails {
+                    Err::<String, BoxError>(format!("{name} is down").into())
+                } else {
+                    Ok(format!("{name}: {prompt}"))
+                }
+            }
+        })))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_file_builds_a_stack_that_retries_then_falls_back_in_order() {
+    let config = StackConfig::from_toml(FULL).unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(counted(&calls, &["primary", "backup"]))
+        .cache_key(|prompt: &String| Some(prompt.clone()))
+        .dead_letter_encoder(|prompt: &String| {
+            Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
+        })
+        .build()
+        .unwrap();
+
+    let reply = stacks
+        .service("primary")
+        .unwrap()
+        .oneshot("hi".into())
+        .await
+        .unwrap();
+    assert_eq!(reply, "spare: hi");
+    // Three attempts of the primary (max_retries = 2), then the chain in the file's order.
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["primary", "primary", "primary", "backup", "spare"]
+    );
+    let counters = registry.counters("primary").unwrap();
+    assert_eq!((counters.retries, counters.fallbacks), (2, 1));
+    assert!(registry.breaker("primary").is_some());
+    assert!(registry.breaker("backup").is_some());
+    assert!(
+        registry.breaker("spare").is_none(),
+        "no breaker table, no breaker"
+    );
+    assert!(stacks.get("primary").unwrap().dead_letters().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alternatives_open_breaker_is_skipped_and_dead_letters_are_kept() {
+    let config = StackConfig::from_toml(FULL).unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(counted(&calls, &["primary", "backup", "spare"]))
+        .cache_key(|_: &String| None::<String>)
+        .dead_letter_encoder(|prompt: &String| {
+            Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
+        })
+        .build()
+        .unwrap();
+    let primary = stacks.service("primary").unwrap();
+    for _ in 0..3 {
+        let error = primary.clone().oneshot("x".into()).await.unwrap_err();
+        assert!(crate::error::find::<crate::dead_letter::DeadLettered>(error.as_ref()).is_some());
+    }
+    // backup's breaker opened after its 3rd failure (consecutive_failures = 3 in the file).
+    let backups = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|name| *name == "backup")
+        .count();
+    assert_eq!(backups, 3);
+    let error = primary.oneshot("x".into()).await.unwrap_err();
+    assert!(crate::error::find::<crate::dead_letter::DeadLettered>(error.as_ref()).is_some());
+    let backups = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|name| *name == "backup")
+        .count();
+    assert_eq!(backups, 3, "an open alternative is skipped");
+    let sink = stacks
+        .get("primary")
+        .unwrap()
+        .dead_letters()
+        .unwrap()
+        .clone();
+    assert_eq!(sink.list(10).await.unwrap().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_from_the_file_bound_each_attempt() {
+    let config = StackConfig::from_toml("[agents.slow]\ntimeout = \"250ms\"\n").unwrap();
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(|_| {
+            Ok(service_fn(|(): ()| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, BoxError>(())
+            }))
+        })
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let error = stacks
+        .service("slow")
+        .unwrap()
+        .oneshot(())
+        .await
+        .unwrap_err();
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+}
+
+#[test]
+fn build_errors_name_the_agents_line_and_field() {
+    let text = "[agents.a]\nendpoint = \"ftp://nowhere\"\n\n[agents.b]\nclassifier = \"llm\"\n";
+    let config = StackConfig::parse(text, Format::Toml, "stack.toml").unwrap();
+    let error = config
+        .builder(&Registry::new())
+        .agents(|_| Ok(service_fn(|(): ()| async { Ok::<_, BoxError>(()) })))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Build);
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.b.classifier", Some(5))
+    );
+    assert!(
+        error.to_string().contains("unknown classifier kind `llm`"),
+        "{error}"
+    );
+
+    let error = config
+        .builder(&Registry::new())
+        .classifiers(|_| Some(crate::DefaultClassifier))
+        .agents(|agent| {
+            if agent
+                .endpoint()
+                .is_some_and(|endpoint| endpoint.starts_with("ftp:"))
+            {
+                return Err("only http endpoints".into());
+            }
+            Ok(service_fn(|(): ()| async { Ok::<_, BoxError>(()) }))
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.endpoint", Some(2))
+    );
+    assert!(error.to_string().contains("only http endpoints"), "{error}");
+
+    let config = StackConfig::from_toml("[agents.a.cache]\n").unwrap();
+    let error = config
+        .builder(&Registry::new())
+        .agents(|_| Ok(service_fn(|(): ()| async { Ok::<_, BoxError>(()) })))
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("cache_key"), "{error}");
+}
+
+#[test]
+fn missing_hooks_are_build_errors() {
+    let config = StackConfig::from_toml("[agents.a.dead_letter]\nstore = \"sqlite\"\n").unwrap();
+    let build = || {
+        config
+            .builder::<(), ()>(&Registry::new())
+            .agents(|_| Ok(service_fn(|(): ()| async { Ok::<_, BoxError>(()) })))
+    };
+    let error = build().build().unwrap_err();
+    assert!(error.to_string().contains("dead_letter_stores"), "{error}");
+    let opened = Arc::new(AtomicU32::new(0));
+    let counter = opened.clone();
+    let error = build()
+        .dead_letter_stores(move |_, store| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(store, &DeadLetterStore::Sqlite { path: None });
+            Ok(Some(Arc::new(crate::dead_letter::MemorySink::new(1))))
+        })
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("dead_letter_encoder"), "{error}");
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn files_ending_in_json_are_read_as_json_and_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.json");
+    std::fs::write(
+        &path,
+        "{\"agents\": {\"a\": {\"timeout\": \"1s\"},\n  \"b\": {\"fallback\": [\"c\"]}}}",
+    )
+    .unwrap();
+    let error = StackConfig::load(&path).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnknownAgent);
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}:2:", path.display())),
+        "{error}"
+    );
+    std::fs::write(&path, "{\"agents\": {\"a\": {\"timeout\": \"1s\"}}}").unwrap();
+    let config = StackConfig::load(&path).unwrap();
+    assert_eq!(config.origin(), path.display().to_string());
+    assert_eq!(
+        config.agent("a").unwrap().timeout(),
+        Some(Duration::from_secs(1))
+    );
+}
+
+#[tokio::test]
+async fn an_opener_may_take_over_any_store_memory_included() {
+    let config = StackConfig::from_toml(
+        "[agents.a]\n[agents.a.dead_letter]\nstore = \"memory\"\ncapacity = 1\n",
+    )
+    .unwrap();
+    let shared = crate::dead_letter::MemorySink::new(10);
+    let opener_sink = shared.clone();
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(|_| {
+            Ok(service_fn(|prompt: String| async move {
+                Err::<String, BoxError>(format!("cannot answer {prompt}").into())
+            }))
+        })
+        .dead_letter_stores(move |agent, store| {
+            assert_eq!((agent.name(), store.kind()), ("a", "memory"));
+            Ok(Some(Arc::new(opener_sink.clone())))
+        })
+        .dead_letter_encoder(|prompt: &String| {
+            Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
+        })
+        .build()
+        .unwrap();
+    for prompt in ["one", "two"] {
+        let _ = stacks.service("a").unwrap().oneshot(prompt.into()).await;
+    }
+    // Both kept in the opener's sink: the file's capacity of 1 was not used.
+    assert_eq!(shared.len(), 2);
+}
+
+/// The message itself (what an operator reads) names the file, the line and the field.
+#[test]
+fn every_kind_of_mistake_is_reported_with_file_line_and_field_in_the_message() {
+    let cases = [
+        // (file, line, field)
+        (
+            "[agents.a]\nretry = { max_retries = \"3\" }\n",
+            2,
+            "agents.a.retry.max_retries",
+        ),
+        (
+            "[agents.a]\n\n[agents.a.breaker]\nconsecutive_failures = 3\nopen_for = \"1s\"\n",
+            5,
+            "agents.a.breaker.open_for",
+        ),
+        ("[agents.a]\ntimeout = \"fast\"\n", 2, "agents.a.timeout"),
+        (
+            "[agents.a]\nfallback = [\"b\"]\n",
+            2,
+            "agents.a.fallback[0]",
+        ),
+        (
+            "[agents.a]\n\ntimeout = \"18446744073709551616s\"\n",
+            3,
+            "agents.a.timeout",
+        ),
+        (
+            "[agents.a.retry]\ndeadline = \"600000000000000000000ms\"\n",
+            2,
+            "agents.a.retry.deadline",
+        ),
+        (
+            "[agents.a.breaker]\nmax_open_duration = \"3m\"\n",
+            2,
+            "agents.a.breaker.max_open_duration",
+        ),
+    ];
+    for (text, line, field) in cases {
+        let message = err(text).to_string();
+        assert!(
+            message.starts_with(&format!("stack.toml:{line}:")),
+            "{message}"
+        );
+        assert!(message.contains(&format!("field `{field}`")), "{message}");
+    }
+}
