@@ -60,8 +60,8 @@ pub fn prometheus() -> Result<PrometheusHandle, BoxError> {
     static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
+            steadfast_http::status::prometheus_builder()
+                .and_then(PrometheusBuilder::install_recorder)
                 .map_err(|error| format!("cannot install the Prometheus recorder: {error}"))
         })
         .clone()

@@ -10,6 +10,7 @@
 //! | [`axum_app`] | `cargo run -p steadfast-examples --example axum_app` | an axum route served through the stack in `Router::route_layer` (errors become 502/503 answers), plus the status routes and `/metrics` (Prometheus), which agree |
 //! | [`reqwest_client`] | `cargo run -p steadfast-examples --example reqwest_client` | `reqwest::Client` under the layers with steadfast-http's `BufferRequestLayer` and `ReqwestAgent`, a fallback to a bigger model on another host (`Rebase`), and [`resilient_middleware`]: the stack as one reqwest-middleware `.with(...)` |
 //! | [`tonic_agent`] | `cargo run -p steadfast-examples --example tonic_agent` | a tonic gRPC agent under the layers with `GrpcClassifier` |
+//! | `otel_stdout` | `cargo run -p steadfast-examples --example otel_stdout` | steadfast's spans (`steadfast.call` > `steadfast.attempt`, `steadfast.fallback`) through `tracing-opentelemetry` to OpenTelemetry's stdout exporter; no network |
 //!
 //! Every example listens on `127.0.0.1:0` only, runs for a few seconds at most and stops by
 //! itself.

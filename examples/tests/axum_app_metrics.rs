@@ -212,7 +212,12 @@ async fn every_status_counter_equals_its_metrics_series_and_no_series_is_for_a_d
         summary.status
     );
     assert_eq!(
-        sum(&samples, "steadfast_breaker_state", name, &[]),
+        sum(
+            &samples,
+            "steadfast_breaker_state",
+            name,
+            &[("state", Some("open"))]
+        ),
         1,
         "the state gauge says open"
     );

@@ -3,11 +3,21 @@
 //!
 //! | route | answers |
 //! |---|---|
-//! | `GET /health` | `200` while some agent can serve, `503` when none can ([`HealthRule`]) |
+//! | `GET /health` | `200` while the instance can serve, `503` when it cannot ([`HealthRule`]); the body's `status` says which (below) |
 //! | `GET /status` | the [`Registry`] snapshot as JSON (see `docs/operations.md`) |
 //! | `GET /status/ui` | a small self-contained HTML page (no external assets) that refreshes itself |
 //! | `POST /agents/{name}/reset`, `/open`, `/close` | manual breaker control; `403` unless a guard is configured, `401` when the guard refuses |
 //! | `GET /metrics` | Prometheus text format, when a [`PrometheusHandle`] is given; `404` otherwise |
+//!
+//! `GET /health` answers a status code that always agrees with its body's `status`:
+//!
+//! | `status` | code | when |
+//! |---|---|---|
+//! | `healthy` | `200` | every agent is healthy (or none is registered) |
+//! | `degraded` | `200` | some agent is not healthy, but the [`HealthRule`] says the instance still serves |
+//! | `unhealthy` | `503` | the [`HealthRule`] says the instance cannot serve |
+//!
+//! Each agent's own health is in `agents`; `serving` is `false` exactly when the code is `503`.
 //!
 //! ```
 //! use steadfast::Registry;
@@ -26,7 +36,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use steadfast::Registry;
 use steadfast::registry::Health;
@@ -136,6 +146,29 @@ pub fn status_routes(registry: Registry) -> axum::Router {
     StatusRoutes::new(registry).router()
 }
 
+/// A Prometheus recorder builder with steadfast's histogram buckets
+/// ([`steadfast::telemetry::LATENCY_BUCKETS`] for the `_duration_seconds` histograms,
+/// [`steadfast::telemetry::ATTEMPT_BUCKETS`] for `steadfast_call_attempts`), so they are exported
+/// as Prometheus histograms (`_bucket{le=...}`) rather than summaries. Add your own settings,
+/// then `install_recorder()` (or `build_recorder()`) before making the agents.
+///
+/// ```
+/// let recorder = steadfast_http::status::prometheus_builder()?.build_recorder();
+/// let handle = recorder.handle();
+/// # let _ = handle;
+/// # Ok::<(), metrics_exporter_prometheus::BuildError>(())
+/// ```
+pub fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
+    let mut builder = PrometheusBuilder::new();
+    for metric in steadfast::telemetry::METRICS {
+        if let Some(buckets) = steadfast::telemetry::buckets_for(metric.name) {
+            builder =
+                builder.set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), buckets)?;
+        }
+    }
+    Ok(builder)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
@@ -156,16 +189,23 @@ async fn health(State(Routes(routes)): State<Routes>) -> Response {
         .iter()
         .map(|agent| (agent.name.clone(), json!(agent.health.as_str())))
         .collect();
-    let code = if failing {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
+    let (code, status) = health_answer(failing, snapshot.health);
     (
         code,
-        Json(json!({ "status": snapshot.health.as_str(), "serving": !failing, "agents": agents })),
+        Json(json!({ "status": status.as_str(), "serving": !failing, "agents": agents })),
     )
         .into_response()
+}
+
+/// The instance's health as `/health` reports it, and its status code: `unhealthy` (503)
+/// exactly when the rule says it cannot serve; otherwise `healthy` (200) when every agent is,
+/// else `degraded` (200). So the code and the body never disagree.
+fn health_answer(failing: bool, worst: Health) -> (StatusCode, Health) {
+    match (failing, worst) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, Health::Unhealthy),
+        (false, Health::Healthy) => (StatusCode::OK, Health::Healthy),
+        (false, _) => (StatusCode::OK, Health::Degraded),
+    }
 }
 
 async fn status(State(Routes(routes)): State<Routes>) -> Response {

@@ -59,6 +59,53 @@ async fn health_is_503_only_when_no_agent_can_serve() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// `GET /health` as (code, body `status`, body `serving`).
+async fn health(app: &axum::Router) -> (StatusCode, String, bool) {
+    let (code, body) = send(app, "GET", "/health", None).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (
+        code,
+        json["status"].as_str().unwrap().to_owned(),
+        json["serving"].as_bool().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn health_code_and_body_agree_in_every_state() {
+    let registry = registry_with(&["gpt", "claude"]);
+    let app = StatusRoutes::new(registry.clone()).router();
+    let strict = StatusRoutes::new(registry.clone())
+        .health_rule(HealthRule::AnyUnhealthy)
+        .router();
+    let ok = |status: &str| (StatusCode::OK, status.to_owned(), true);
+    let down = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unhealthy".to_owned(),
+        false,
+    );
+
+    assert_eq!(health(&app).await, ok("healthy"));
+    assert_eq!(health(&strict).await, ok("healthy"));
+
+    // One agent down: the default rule still serves (degraded), the strict one does not.
+    registry.breaker("gpt").unwrap().force_open();
+    assert_eq!(health(&app).await, ok("degraded"));
+    assert_eq!(health(&strict).await, down);
+
+    registry.breaker("claude").unwrap().force_open();
+    assert_eq!(health(&app).await, down);
+    assert_eq!(health(&strict).await, down);
+
+    for name in ["gpt", "claude"] {
+        registry.breaker(name).unwrap().force_closed();
+    }
+    assert_eq!(health(&app).await, ok("healthy"));
+
+    // No agent registered: nothing is failing.
+    let empty = StatusRoutes::new(Registry::new()).router();
+    assert_eq!(health(&empty).await, ok("healthy"));
+}
+
 #[tokio::test]
 async fn the_strict_health_rule_fails_on_any_unhealthy_agent() {
     let registry = registry_with(&["gpt", "claude"]);
@@ -173,7 +220,7 @@ async fn metrics_are_served_in_prometheus_format_when_configured() {
     let (status, body) = send(&app, "GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        body.contains(r#"steadfast_breaker_state{agent="gpt"} 3"#),
+        body.contains(r#"steadfast_breaker_state{agent="gpt",state="forced_open"} 1"#),
         "{body}"
     );
     assert!(

@@ -40,7 +40,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use metrics::Counter;
+use metrics::{Counter, Gauge, Histogram};
 
 #[cfg(feature = "bulkhead")]
 use crate::bulkhead::BulkheadHandle;
@@ -148,6 +148,9 @@ impl<C> Agent<C> {
 
 impl Scope {
     pub(crate) fn new(name: Arc<str>, bus: EventBus) -> Self {
+        // Descriptions go to the recorder in effect when the agent is made, as its metric
+        // handles do.
+        crate::telemetry::describe();
         Scope {
             reporter: Arc::new(Reporter::new(name, bus)),
             #[cfg(feature = "circuit-breaker")]
@@ -204,6 +207,7 @@ impl Scope {
     }
 
     /// The agent's health: its breaker's (see [`crate::registry`]), `Healthy` without one.
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(clippy::unused_self))]
     pub(crate) fn health(&self, registry: &Registry) -> Health {
         #[cfg(feature = "circuit-breaker")]
         if let Some(breaker) = self.breaker() {
@@ -267,11 +271,41 @@ impl Reporter {
     /// increment with nothing to look up.
     pub(crate) fn breaker_created(&self) -> CallCounters {
         let metrics = self.metrics.breaker(&self.name);
-        metrics.state.set(0.0);
+        metrics.set_state(0);
         CallCounters {
             by_kind: metrics.calls.clone(),
             rejected: metrics.rejected.clone(),
         }
+    }
+
+    /// The breaker spent `nanos` in the state numbered `state` (see
+    /// `BreakerState::gauge_value`): `steadfast_breaker_state_seconds_total`.
+    pub(crate) fn breaker_time_in_state(&self, state: usize, nanos: u64) {
+        self.metrics.breaker(&self.name).time_in_state(state, nanos);
+    }
+
+    /// The retry layer's per-call handles (`steadfast_call_duration_seconds`,
+    /// `steadfast_attempt_duration_seconds`, `steadfast_call_attempts`), registered on first
+    /// use.
+    pub(crate) fn call_metrics(&self) -> CallMetrics {
+        self.metrics
+            .calls
+            .get_or_init(|| {
+                let agent = || self.name.to_string();
+                let duration = |outcome: &'static str| {
+                    metrics::histogram!("steadfast_call_duration_seconds", "agent" => agent(), "outcome" => outcome)
+                };
+                let attempt = |outcome: &'static str| {
+                    metrics::histogram!("steadfast_attempt_duration_seconds", "agent" => agent(), "outcome" => outcome)
+                };
+                CallMetrics {
+                    succeeded: duration("success"),
+                    failed: duration("error"),
+                    attempt_durations: Arc::new(OutcomeKind::ALL.map(|kind| attempt(kind.as_str()))),
+                    attempts: metrics::histogram!("steadfast_call_attempts", "agent" => agent()),
+                }
+            })
+            .clone()
     }
 
     /// Registers the `steadfast_served_total{source="primary"}` counter.
@@ -422,6 +456,7 @@ impl AgentCounters {
 #[allow(dead_code)] // filled by the layers compiled in
 struct AgentMetrics {
     breaker: OnceLock<BreakerMetrics>,
+    calls: OnceLock<CallMetrics>,
     served_primary: OnceLock<Counter>,
     served_fallback: OnceLock<Counter>,
     served_cache: OnceLock<Counter>,
@@ -439,6 +474,37 @@ struct AgentMetrics {
     retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
 
+/// The retry layer's per-call handles: the call's and each attempt's duration by outcome, and
+/// the attempts per call.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) struct CallMetrics {
+    succeeded: Histogram,
+    failed: Histogram,
+    /// By `OutcomeKind` (shared: five handles are not cloned per layer).
+    attempt_durations: Arc<[Histogram; 5]>,
+    attempts: Histogram,
+}
+
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+impl CallMetrics {
+    /// An attempt ended with `kind` after `seconds`.
+    #[inline]
+    pub(crate) fn attempt(&self, kind: OutcomeKind, seconds: f64) {
+        self.attempt_durations[kind as usize].record(seconds);
+    }
+
+    /// A call ended (`ok`: successfully) after `seconds` and `attempts` attempts.
+    #[inline]
+    pub(crate) fn finished(&self, ok: bool, seconds: f64, attempts: u32) {
+        if ok { &self.succeeded } else { &self.failed }.record(seconds);
+        self.attempts.record(f64::from(attempts));
+    }
+}
+
+/// The breaker states, in the order of `BreakerState::gauge_value` (a label value each).
+const BREAKER_STATES: [&str; 5] = ["closed", "open", "half_open", "forced_open", "disabled"];
+
 #[allow(dead_code)]
 struct BulkheadMetrics {
     rejected: Counter,
@@ -449,7 +515,36 @@ struct BulkheadMetrics {
 struct BreakerMetrics {
     calls: [Counter; 5],
     rejected: Counter,
-    state: metrics::Gauge,
+    /// `steadfast_breaker_state{state}`: 1 for the current state, 0 for the others.
+    state: [Gauge; 5],
+    /// `steadfast_breaker_state_seconds_total{state}`, in whole seconds.
+    state_seconds: [Counter; 5],
+    /// The exact time in each state, so whole seconds are added without losing the rest.
+    state_nanos: [AtomicU64; 5],
+}
+
+#[allow(dead_code)]
+impl BreakerMetrics {
+    /// Sets the state gauges: 1 for `current`, 0 for the others.
+    fn set_state(&self, current: usize) {
+        for (index, gauge) in self.state.iter().enumerate() {
+            gauge.set(if index == current { 1.0 } else { 0.0 });
+        }
+    }
+
+    fn time_in_state(&self, state: usize, nanos: u64) {
+        const NANOS_PER_SEC: u64 = 1_000_000_000;
+        let (Some(total), Some(counter)) =
+            (self.state_nanos.get(state), self.state_seconds.get(state))
+        else {
+            return;
+        };
+        let before = total.fetch_add(nanos, Ordering::Relaxed);
+        let whole = before.saturating_add(nanos) / NANOS_PER_SEC - before / NANOS_PER_SEC;
+        if whole > 0 {
+            counter.increment(whole);
+        }
+    }
 }
 
 impl AgentMetrics {
@@ -549,7 +644,9 @@ impl AgentMetrics {
             BreakerMetrics {
                 calls: OutcomeKind::ALL.map(|kind| call(kind.as_str())),
                 rejected: call("rejected"),
-                state: metrics::gauge!("steadfast_breaker_state", "agent" => agent.to_string()),
+                state: BREAKER_STATES.map(|state| metrics::gauge!("steadfast_breaker_state", "agent" => agent.to_string(), "state" => state)),
+                state_seconds: BREAKER_STATES.map(|state| metrics::counter!("steadfast_breaker_state_seconds_total", "agent" => agent.to_string(), "state" => state)),
+                state_nanos: Default::default(),
             }
         })
     }
@@ -566,6 +663,25 @@ impl AgentMetrics {
             "agent" => agent.to_string(), "from" => from.as_str(), "to" => to.as_str()
         )
         .increment(1);
-        self.breaker(agent).state.set(to.gauge_value());
+        self.breaker(agent).set_state(to.gauge_value() as usize);
+    }
+}
+
+#[cfg(all(test, feature = "circuit-breaker"))]
+mod tests {
+    use super::BREAKER_STATES;
+    use crate::circuit_breaker::BreakerState;
+
+    #[test]
+    fn breaker_state_labels_follow_the_state_numbers() {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+            BreakerState::ForcedOpen,
+            BreakerState::Disabled,
+        ] {
+            assert_eq!(BREAKER_STATES[state.gauge_value() as usize], state.as_str());
+        }
     }
 }

@@ -65,6 +65,14 @@ pub mod events;
 pub mod notify;
 pub mod registry;
 pub mod shutdown;
+pub mod telemetry;
+#[cfg(any(
+    feature = "retry",
+    feature = "fallback",
+    feature = "degrade",
+    feature = "dead-letter"
+))]
+mod trace;
 
 #[cfg(feature = "bulkhead")]
 pub mod bulkhead;

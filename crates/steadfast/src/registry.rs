@@ -222,12 +222,14 @@ impl Registry {
     /// An empty registry with the default [`HealthPolicy`] and an event bus of
     /// [`crate::events::DEFAULT_CAPACITY`].
     pub fn new() -> Self {
+        crate::telemetry::describe();
         Registry::default()
     }
 
     /// An empty registry deriving health with `policy` and an event bus of
     /// `event_capacity` events.
     pub fn with_policy(policy: HealthPolicy, event_capacity: usize) -> Self {
+        crate::telemetry::describe();
         Registry {
             inner: Arc::new(Inner {
                 agents: RwLock::default(),

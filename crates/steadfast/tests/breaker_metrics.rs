@@ -12,8 +12,24 @@ use steadfast::{BoxError, Registry};
 use support::TestRecorder;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+const STATES: [&str; 5] = ["closed", "open", "half_open", "forced_open", "disabled"];
+
+/// Asserts that `steadfast_breaker_state{agent=gpt}` is 1 for `state` and 0 for the others.
+#[allow(clippy::float_cmp)] // the state gauges hold 0 or 1, exact in f64
+fn assert_state(recorder: &TestRecorder, state: &str) {
+    for each in STATES {
+        let expected = if each == state { 1.0 } else { 0.0 };
+        assert_eq!(
+            recorder.gauge(&format!(
+                "steadfast_breaker_state{{agent=gpt,state={each}}}"
+            )),
+            expected,
+            "while {state}: the {each} gauge"
+        );
+    }
+}
+
 #[test]
-#[allow(clippy::float_cmp)] // the state gauge holds small integers, exact in f64
 fn calls_states_and_transitions_are_counted() {
     let recorder = Arc::new(TestRecorder::default());
     metrics::with_local_recorder(&*recorder.clone(), || {
@@ -27,7 +43,7 @@ fn calls_states_and_transitions_are_counted() {
             let layer = CircuitBreakerLayer::new(&registry.agent("gpt"), BreakerConfig::default());
             // Registered under the agent's name as the breaker is made, before any call.
             assert!(recorder.registered("steadfast_calls_total{agent=gpt,outcome=success}"));
-            assert_eq!(recorder.gauge("steadfast_breaker_state{agent=gpt}"), 0.0);
+            assert_state(&recorder, "closed");
             let mut agent = layer.layer(service_fn(|fail: bool| async move {
                 if fail {
                     Err::<(), BoxError>("down".into())
@@ -38,18 +54,10 @@ fn calls_states_and_transitions_are_counted() {
             for fail in [false, false, true, true, true, true, true, false] {
                 let _ = agent.ready().await.unwrap().call(fail).await;
             }
-            assert_eq!(
-                recorder.gauge("steadfast_breaker_state{agent=gpt}"),
-                1.0,
-                "open"
-            );
+            assert_state(&recorder, "open");
             tokio::time::advance(Duration::from_secs(1)).await;
             agent.ready().await.unwrap().call(false).await.unwrap();
-            assert_eq!(
-                recorder.gauge("steadfast_breaker_state{agent=gpt}"),
-                2.0,
-                "half-open"
-            );
+            assert_state(&recorder, "half_open");
             for _ in 0..2 {
                 agent.ready().await.unwrap().call(false).await.unwrap();
             }
@@ -58,7 +66,11 @@ fn calls_states_and_transitions_are_counted() {
         });
     });
     assert!(!recorder.registered("steadfast_calls_total{agent=claude,outcome=success}"));
-    assert!(!recorder.registered("steadfast_breaker_state{agent=claude}"));
+    for state in STATES {
+        assert!(!recorder.registered(&format!(
+            "steadfast_breaker_state{{agent=claude,state={state}}}"
+        )));
+    }
     for outcome in ["rate_limited", "agent_fault", "caller_fault"] {
         assert_eq!(
             recorder.counter(&format!(
@@ -92,5 +104,14 @@ fn calls_states_and_transitions_are_counted() {
         recorder.counter("steadfast_breaker_transitions_total{agent=gpt,from=half_open,to=closed}"),
         1
     );
-    assert_eq!(recorder.gauge("steadfast_breaker_state{agent=gpt}"), 0.0);
+    assert_state(&recorder, "closed");
+    // The paused clock stood still except for the one second the circuit stayed open.
+    assert_eq!(
+        recorder.counter("steadfast_breaker_state_seconds_total{agent=gpt,state=open}"),
+        1
+    );
+    assert_eq!(
+        recorder.counter("steadfast_breaker_state_seconds_total{agent=gpt,state=closed}"),
+        0
+    );
 }

@@ -879,8 +879,11 @@ fn the_status_snapshot_equals_the_metrics_of_each_agent_and_nothing_reports_as_a
             "agent `{name}`: breaker counts vs steadfast_calls_total"
         );
         assert_eq!(
-            recorder.gauge(&format!("steadfast_breaker_state{{agent={name}}}")),
-            breaker.state.gauge_value(),
+            recorder.gauge(&format!(
+                "steadfast_breaker_state{{agent={name},state={}}}",
+                breaker.state.as_str()
+            )),
+            1.0,
             "agent `{name}`: breaker state vs steadfast_breaker_state"
         );
     }

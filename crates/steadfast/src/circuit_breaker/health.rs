@@ -82,7 +82,7 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
             }
             return;
         }
-        tracing::debug!(agent = %breaker.name, next_in = ?interval, "health check failed; circuit stays open");
+        tracing::debug!(agent = %breaker.name, next_in_secs = interval.as_secs_f64(), "health check failed; circuit stays open");
         // Checks keep their cadence from the scheduled time, unless a check itself ran late. An
         // interval past what the clock can hold (the config bounds it only from below) puts
         // the next check as far as the breaker's clock reaches, instead of panicking here.

@@ -1,6 +1,7 @@
 //! The state one breaker's layer, services, futures and handles share behind one `Arc`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
@@ -27,8 +28,11 @@ pub(crate) struct Shared {
     watch: watch::Sender<BreakerState>,
     /// The agent's one event path: transitions.
     pub(crate) reporter: Arc<Reporter>,
-    /// `steadfast_calls_total`, counted per call.
+    /// `steadfast_calls_total` and `steadfast_attempt_duration_seconds`, counted per call.
     pub(crate) calls: CallCounters,
+    /// When the last announced transition happened (the breaker's clock): the time spent in
+    /// the state it left is `steadfast_breaker_state_seconds_total`.
+    entered: AtomicU64,
 }
 
 impl Shared {
@@ -42,6 +46,7 @@ impl Shared {
             health_check: RwLock::new(None),
             watch: watch::Sender::new(BreakerState::Closed),
             reporter,
+            entered: AtomicU64::new(0),
         })
     }
 
@@ -80,6 +85,12 @@ impl Shared {
     /// Tells the world about a transition: the agent's event path (counters, metrics, log,
     /// bus), watchers, and the health-check task when the breaker has just opened.
     pub(crate) fn announce(self: &Arc<Self>, transition: &Transition) {
+        let now = self.now();
+        let entered = self.entered.swap(now, Ordering::Relaxed);
+        self.reporter.breaker_time_in_state(
+            transition.from.gauge_value() as usize,
+            now.saturating_sub(entered),
+        );
         self.watch.send_replace(transition.to);
         for event in transition_events(&self.name, transition) {
             self.reporter.emit(event);

@@ -71,8 +71,8 @@ impl BreakerState {
         }
     }
 
-    /// The value of the `steadfast_breaker_state` gauge: 0 closed, 1 open, 2 half-open,
-    /// 3 forced open, 4 disabled.
+    /// The state's number: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled. (The
+    /// `steadfast_breaker_state` gauge is labelled by [`as_str`](Self::as_str) instead.)
     pub const fn gauge_value(self) -> f64 {
         self.to_u8() as f64
     }

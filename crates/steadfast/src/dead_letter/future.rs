@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tracing::Span;
 
 use crate::agent::Reporter;
 use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::sync::Local;
+use crate::trace;
 
 use super::error::{DeadLetterFailed, DeadLettered};
 use super::id::DeadLetterId;
@@ -45,15 +47,18 @@ pin_project! {
         capture: Option<Capture<Req, En, C, M>>,
         // Boxed: only a failing call gets here, and the future is moved on every call.
         sinking: Option<Box<Sinking>>,
+        // The call span, when this layer opened it (see `crate::trace`).
+        trace: Option<Box<Span>>,
     }
 }
 
 impl<F, Req, En, C, M> ResponseFuture<F, Req, En, C, M> {
-    pub(crate) fn new(call: F, capture: Capture<Req, En, C, M>) -> Self {
+    pub(crate) fn new(call: F, capture: Capture<Req, En, C, M>, trace: Option<Box<Span>>) -> Self {
         ResponseFuture {
             call,
             capture: Some(capture),
             sinking: None,
+            trace,
         }
     }
 }
@@ -70,14 +75,19 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let own = this.trace.as_deref();
+        let _entered = own.map(Span::enter);
         if let Some(sinking) = this.sinking {
-            return poll_sinking(sinking, cx);
+            return poll_sinking(sinking, own, cx);
         }
         let result = ready!(this.call.poll(cx)).map_err(Into::into);
         let Some(capture) = this.capture.take() else {
             return Poll::Ready(Err("dead-letter future polled after completion".into()));
         };
         let outcome = classify::classify(&capture.classifier, &capture.memo, result.as_ref());
+        if let Some(call) = own {
+            trace::record_outcome(call, &outcome);
+        }
         if outcome.is_success() || !capture.shared.policy.covers(outcome.kind()) {
             return Poll::Ready(result);
         }
@@ -123,11 +133,15 @@ where
             reporter: Arc::clone(&shared.reporter),
             original: Some(original),
         }));
-        poll_sinking(sinking, cx)
+        poll_sinking(sinking, own, cx)
     }
 }
 
-fn poll_sinking<T>(sinking: &mut Sinking, cx: &mut Context<'_>) -> Poll<Result<T, BoxError>> {
+fn poll_sinking<T>(
+    sinking: &mut Sinking,
+    own: Option<&Span>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, BoxError>> {
     let appended = ready!(sinking.append.as_mut().poll(cx));
     let original = sinking
         .original
@@ -136,6 +150,9 @@ fn poll_sinking<T>(sinking: &mut Sinking, cx: &mut Context<'_>) -> Poll<Result<T
     let agent = &sinking.reporter.name;
     Poll::Ready(Err(match appended {
         Ok(()) => {
+            if let Some(call) = trace::call_span(own) {
+                call.record("dead_letter", sinking.id.to_string().as_str());
+            }
             tracing::debug!(agent = %agent, id = %sinking.id, error = %original, "request dead-lettered");
             sinking.reporter.emit(Event::DeadLettered {
                 agent: Arc::clone(agent),

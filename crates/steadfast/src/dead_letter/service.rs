@@ -48,7 +48,12 @@ where
             encoder: self.encoder.clone(),
             classifier: self.classifier.clone(),
         };
-        ResponseFuture::new(self.inner.call(request), capture)
+        let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
+        let future = {
+            let _entered = trace.as_deref().map(tracing::Span::enter);
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, capture, trace)
     }
 }
 

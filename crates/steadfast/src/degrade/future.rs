@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tracing::Span;
 
 use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::trace;
 
 use super::error::Shed;
 use super::layer::Degrader;
@@ -28,6 +30,8 @@ pin_project! {
         memo: M,
         classifier: C,
         shared: Arc<Shared<D, V, P>>,
+        // The call span, when this layer opened it (see `crate::trace`).
+        trace: Option<Box<Span>>,
         request: PhantomData<fn(Req)>,
     }
 }
@@ -47,6 +51,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         memo: M,
         classifier: C,
         shared: Arc<Shared<D, V, P>>,
+        trace: Option<Box<Span>>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
@@ -54,6 +59,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
             memo,
             classifier,
             shared,
+            trace,
             request: PhantomData,
         }
     }
@@ -64,6 +70,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         classifier: C,
         shared: Arc<Shared<D, V, P>>,
         error: Shed,
+        trace: Option<Box<Span>>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Shed { error: Some(error) },
@@ -71,6 +78,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
             memo,
             classifier,
             shared,
+            trace,
             request: PhantomData,
         }
     }
@@ -89,11 +97,16 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let own = this.trace.as_deref();
+        let _entered = own.map(Span::enter);
         let (result, outcome) = match this.kind.project() {
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 let outcome = classify::classify(&*this.classifier, this.memo, result.as_ref());
                 if outcome.is_success() {
+                    if let Some(call) = own {
+                        trace::record_outcome(call, &outcome);
+                    }
                     return Poll::Ready(result);
                 }
                 (result, outcome)
@@ -112,8 +125,15 @@ where
             // The degrader judges errors; it sees an `Ok` failure as the outcome it stood for.
             Ok(response) => (BoxError::from(FailedResponse::new(outcome)), Some(response)),
         };
+        let call = trace::call_span(own);
+        if let Some(call) = &call {
+            trace::record_outcome(call, &outcome);
+        }
         match shared.degrader.degrade(this.view, &error) {
             Some(mut degraded) => {
+                if let Some(call) = &call {
+                    trace::record_provenance(call, "degraded", None);
+                }
                 let reason = outcome.reason_or_kind();
                 shared.reporter.emit(Event::Degraded {
                     agent: shared.reporter.name.clone(),

@@ -70,6 +70,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let view = self.shared.view.capture(&request);
         let memo = self.classifier.note(&request);
+        let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
         if let Some((level, at)) = &self.shared.shed {
             let current = level.get();
             if current >= *at {
@@ -79,15 +80,21 @@ where
                     self.classifier.clone(),
                     self.shared.clone(),
                     Shed::new(current),
+                    trace,
                 );
             }
         }
+        let future = {
+            let _entered = trace.as_deref().map(tracing::Span::enter);
+            self.inner.call(request)
+        };
         ResponseFuture::called(
-            self.inner.call(request),
+            future,
             view,
             memo,
             self.classifier.clone(),
             self.shared.clone(),
+            trace,
         )
     }
 }

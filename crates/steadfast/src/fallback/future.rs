@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tracing::{Instrument, Span};
 
 use crate::cache::CacheMiss;
 use crate::classify::{self, Classify, FailedResponse, Outcome, OutcomeKind};
@@ -16,6 +17,7 @@ use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
 use crate::sync::Local;
+use crate::trace;
 
 use super::alternative::Target;
 use super::error::{AllFailed, SkipReason, Skipped};
@@ -33,6 +35,9 @@ pin_project! {
         shared: Local<Shared<Req, Res>>,
         classifier: C,
         marker: P,
+        // The call span, when this layer opened it (boxed, and only while a subscriber
+        // listens: see `crate::trace`).
+        trace: Option<Box<Span>>,
     }
 }
 
@@ -53,6 +58,7 @@ impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
         shared: Local<Shared<Req, Res>>,
         classifier: C,
         marker: P,
+        trace: Option<Box<Span>>,
     ) -> Self {
         ResponseFuture {
             state: State::Primary { future },
@@ -61,6 +67,7 @@ impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
             shared,
             classifier,
             marker,
+            trace,
         }
     }
 }
@@ -79,11 +86,21 @@ where
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.as_mut().project();
+        let entered = this.trace.as_deref().map(Span::enter);
         let primary = match this.state.project() {
             StateProj::Primary { future } => ready!(future.poll(cx)).map_err(Into::into),
             StateProj::Chain { future } => return future.as_mut().poll(cx),
         };
         let outcome = classify::classify(&*this.classifier, this.memo, primary.as_ref());
+        // The call ends here unless the alternatives are tried.
+        if (outcome.is_success() || this.request.is_none())
+            && let Some(call) = trace::call_span(this.trace.as_deref())
+        {
+            trace::record_outcome(&call, &outcome);
+            if outcome.is_success() {
+                trace::record_provenance(&call, "primary", None);
+            }
+        }
         if outcome.is_success() {
             if let (Ok(response), Some(cache), Some(request)) =
                 (&primary, &this.shared.cache, this.request.as_ref())
@@ -103,6 +120,7 @@ where
             outcome,
             this.marker.clone(),
         );
+        drop(entered);
         self.as_mut().project().state.set(State::Chain {
             future: Box::pin(chain),
         });
@@ -151,9 +169,18 @@ where
             attempts.push((agent.clone(), attempt_error(primary, outcome)));
         }
         tracing::debug!(agent = %agent, alternative = %name, after = %outcome, "falling back");
+        let source = match &alternative.target {
+            Target::Service { .. } => "fallback",
+            Target::Cache(_) => "cache",
+        };
+        let hop = trace::fallback(agent, name, source);
         let (result, attempt_outcome, served) = match &alternative.target {
             Target::Service { service, classify } => {
-                let result = service.clone().oneshot(request.clone()).await;
+                let result = service
+                    .clone()
+                    .oneshot(request.clone())
+                    .instrument(hop.clone())
+                    .await;
                 let attempt_outcome = classify(&request, result.as_ref());
                 (
                     result,
@@ -163,14 +190,20 @@ where
             }
             Target::Cache(cache) => {
                 let Some((response, age)) = cache.lookup(&request) else {
+                    trace::record_outcome(&hop, &Outcome::agent_fault("cache miss"));
                     attempts.push((name.clone(), CacheMiss.into()));
                     continue;
                 };
                 (Ok(response), Outcome::success(), Served::Cache { age })
             }
         };
+        trace::record_outcome(&hop, &attempt_outcome);
         match result {
             Ok(mut response) if attempt_outcome.is_success() => {
+                if let Some(call) = trace::call_span(None) {
+                    trace::record_outcome(&call, &attempt_outcome);
+                    trace::record_provenance(&call, served.source(), Some(name));
+                }
                 marker.mark(&mut response, &served);
                 shared.reporter.emit(Event::FallbackUsed {
                     agent: agent.clone(),
@@ -185,6 +218,9 @@ where
                 outcome = attempt_outcome;
             }
         }
+    }
+    if let Some(call) = trace::call_span(None) {
+        trace::record_outcome(&call, &outcome);
     }
     if let Some(primary) = primary {
         return primary; // nothing could be tried

@@ -83,13 +83,19 @@ where
             Some(request.clone())
         };
         let memo = self.classifier.note(&request);
+        let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
+        let future = {
+            let _entered = trace.as_deref().map(tracing::Span::enter);
+            self.inner.call(request)
+        };
         ResponseFuture::new(
-            self.inner.call(request),
+            future,
             saved,
             memo,
             self.shared.local(),
             self.classifier.clone(),
             self.marker.clone(),
+            trace,
         )
     }
 }

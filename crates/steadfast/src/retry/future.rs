@@ -9,10 +9,14 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
+use tracing::Span;
+use tracing::span::Entered;
 
-use crate::classify::{self, Classify};
+use crate::classify::{self, Classify, Outcome};
+use crate::clock::Nanos;
 use crate::error::BoxError;
 use crate::sync::Local;
+use crate::trace;
 
 use super::error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted};
 use super::policy::{self, Verdict};
@@ -55,16 +59,75 @@ pub(crate) struct Retrying<S, Req, C, M> {
     memo: M,
     shared: Local<Shared>,
     attempts: u32,
+    /// When the call started (the budget's clock), for `steadfast_call_duration_seconds`.
+    started: Nanos,
     deadline: Option<Instant>,
-    /// What only a retried call needs, boxed at the first failure that is retried.
+    /// What only some calls need, boxed when first needed: at the first failure that is
+    /// retried, or at the start while a subscriber listens to spans. One box for both keeps the
+    /// future (moved on every call) one word smaller.
     failed: Option<Box<Failed>>,
 }
 
-/// The state of a call that failed at least once and is being retried.
+/// The state of a call that failed at least once and is being retried, and its spans.
 struct Failed {
     previous_wait: Duration,
     last_error: Option<BoxError>,
-    span: tracing::Span,
+    /// When the attempt in flight started (the budget's clock); the call's start for the first.
+    attempt_started: Nanos,
+    /// The call's spans, made only while a subscriber listens.
+    trace: Option<Trace>,
+}
+
+/// The spans of one call through the retry layer (see [`crate::trace`]).
+pub(crate) struct Trace {
+    /// The call span, when this layer opened it (no layer outside did).
+    call: Option<Span>,
+    /// The span of the attempt in flight.
+    attempt: Span,
+}
+
+impl Trace {
+    /// The spans of a new call to `agent`, or `None` when nobody listens.
+    pub(crate) fn start(agent: &str) -> Option<Trace> {
+        if !trace::enabled() {
+            return None;
+        }
+        let call = trace::open_call(agent);
+        let attempt = {
+            let _call = call.as_ref().map(Span::enter);
+            trace::attempt(agent, 1)
+        };
+        Some(Trace { call, attempt })
+    }
+
+    /// Enters the call span (if owned), then the attempt's.
+    pub(crate) fn enter(&self) -> (Option<Entered<'_>>, Entered<'_>) {
+        (self.call.as_ref().map(Span::enter), self.attempt.enter())
+    }
+
+    /// Starts the span of attempt number `attempt` (closing the previous one).
+    fn next_attempt(&mut self, agent: &str, attempt: u32) {
+        let _call = self.call.as_ref().map(Span::enter);
+        self.attempt = trace::attempt(agent, attempt);
+    }
+
+    /// The call ended after `attempts` attempts with `outcome`: recorded on the call span (the
+    /// outcome only on one this layer opened: an outer layer records its own; the primary's
+    /// answer as provenance either way, since a layer outside may not know who answered).
+    fn ended(&self, outcome: &Outcome, attempts: u32) {
+        if let Some(call) = &self.call {
+            trace::record_outcome(call, outcome);
+            if outcome.is_success() {
+                trace::record_provenance(call, "primary", None);
+            }
+            call.record("attempts", i64::from(attempts));
+        } else if let Some(call) = trace::call_span(None) {
+            call.record("attempts", i64::from(attempts));
+            if outcome.is_success() {
+                trace::record_provenance(&call, "primary", None);
+            }
+        }
+    }
 }
 
 impl<S, Req, C, M> Retrying<S, Req, C, M> {
@@ -74,6 +137,8 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
         classifier: C,
         memo: M,
         shared: Local<Shared>,
+        started: Nanos,
+        trace: Option<Trace>,
     ) -> Self {
         Retrying {
             service,
@@ -81,10 +146,22 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
             classifier,
             memo,
             shared,
+            started,
             attempts: 1,
             deadline: None,
-            failed: None,
+            failed: trace.map(|trace| {
+                Box::new(Failed {
+                    previous_wait: Duration::ZERO,
+                    last_error: None,
+                    attempt_started: started,
+                    trace: Some(trace),
+                })
+            }),
         }
+    }
+
+    fn trace(&self) -> Option<&Trace> {
+        self.failed.as_ref()?.trace.as_ref()
     }
 }
 
@@ -126,8 +203,20 @@ where
     ) -> Step<Result<S::Response, BoxError>> {
         let result = result.map_err(Into::into);
         let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
+        // The one clock read of a call answered at once: the attempt's and the call's end.
+        let clock = Instant::now();
+        let now = self.shared.budget.origin().nanos_at(clock);
+        let attempt_started = self
+            .failed
+            .as_ref()
+            .map_or(self.started, |failed| failed.attempt_started);
+        self.shared
+            .report_attempt(outcome.kind(), attempt_started, now);
+        if let Some(trace) = self.trace() {
+            trace::record_outcome(&trace.attempt, &outcome);
+        }
         if outcome.is_success() {
-            return self.finish(result);
+            return self.finish(result, &outcome, now);
         }
         let shared = &*self.shared;
         // A request that must not be sent twice is retried only when the failure proves the
@@ -146,12 +235,16 @@ where
             shared.backoff(attempts, previous)
         });
         let (wait, asked_by_agent) = match verdict {
-            Verdict::GiveUp => return self.finish(result),
+            Verdict::GiveUp => return self.finish(result, &outcome, now),
             Verdict::Exhausted => {
                 shared.report_exhausted(&outcome, attempts);
-                return self.finish(result.map_err(|error| {
-                    RetriesExhausted::new(shared.name.clone(), attempts, error).into()
-                }));
+                return self.finish(
+                    result.map_err(|error| {
+                        RetriesExhausted::new(shared.name.clone(), attempts, error).into()
+                    }),
+                    &outcome,
+                    now,
+                );
             }
             Verdict::WaitTooLong => {
                 tracing::debug!(
@@ -159,34 +252,38 @@ where
                     max_retry_after_secs = shared.config.max_retry_after.as_secs_f64(),
                     "agent asked for a wait over max_retry_after: not retrying"
                 );
-                return self.finish(result);
+                return self.finish(result, &outcome, now);
             }
             Verdict::Retry(wait, asked_by_agent) => (wait, asked_by_agent),
         };
-        let now = Instant::now();
-        let Some(wake) = now.checked_add(wait) else {
+        let Some(wake) = clock.checked_add(wait) else {
             // A wait past what the clock can hold (a `Retry-After` of centuries under a
             // `max_retry_after` of `Duration::MAX`) is no retry at all.
             tracing::debug!(agent = %shared.name, attempts, wait_secs = wait.as_secs_f64(), "the wait is past any instant: not retrying");
-            return self.finish(result);
+            return self.finish(result, &outcome, now);
         };
         if let Some(deadline) = self.deadline
             && wake >= deadline
         {
             shared.report_deadline_exceeded(attempts);
             let total = shared.config.deadline.unwrap_or_default();
-            return self.finish(result.map_err(|error| {
-                DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
-            }));
+            return self.finish(
+                result.map_err(|error| {
+                    DeadlineExceeded::new(shared.name.clone(), attempts, total, Some(error)).into()
+                }),
+                &outcome,
+                now,
+            );
         }
-        if !shared
-            .budget
-            .try_withdraw_at(shared.budget.origin().nanos_at(now))
-        {
+        if !shared.budget.try_withdraw_at(now) {
             shared.report_budget_exhausted(attempts);
-            return self.finish(result.map_err(|error| {
-                BudgetExhausted::new(shared.name.clone(), attempts, error).into()
-            }));
+            return self.finish(
+                result.map_err(|error| {
+                    BudgetExhausted::new(shared.name.clone(), attempts, error).into()
+                }),
+                &outcome,
+                now,
+            );
         }
         shared.report_retry(&outcome, attempts + 1, wait);
         tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
@@ -194,7 +291,8 @@ where
             Box::new(Failed {
                 previous_wait: Duration::ZERO,
                 last_error: None,
-                span: tracing::Span::none(),
+                attempt_started: 0,
+                trace: None,
             })
         });
         failed.last_error = result.err();
@@ -202,16 +300,35 @@ where
         Step::Wait(wait, wake)
     }
 
+    /// The call ends with `result`, classified as `outcome`.
     fn finish(
         &mut self,
         result: Result<S::Response, BoxError>,
+        outcome: &Outcome,
+        now: Nanos,
     ) -> Step<Result<S::Response, BoxError>> {
-        scope::record_attempts(self.attempts);
+        self.ended(outcome, now);
         Step::Done(result)
     }
 
-    fn deadline_exceeded(&mut self) -> BoxError {
+    /// The call ends at `now` (the budget's clock): tells an enclosing `count_attempts`, the
+    /// metrics and the call span.
+    fn ended(&self, outcome: &Outcome, now: Nanos) {
         scope::record_attempts(self.attempts);
+        self.shared
+            .report_call(outcome.is_success(), self.started, now, self.attempts);
+        if let Some(trace) = self.trace() {
+            trace.ended(outcome, self.attempts);
+        }
+    }
+
+    fn deadline_exceeded(&mut self) -> BoxError {
+        let now = self.shared.budget.origin().elapsed();
+        let outcome = Outcome::agent_fault("deadline exceeded");
+        if let Some(trace) = self.trace() {
+            trace::record_outcome(&trace.attempt, &outcome);
+        }
+        self.ended(&outcome, now);
         self.shared.report_deadline_exceeded(self.attempts);
         DeadlineExceeded::new(
             self.shared.name.clone(),
@@ -276,7 +393,7 @@ where
                 StateProj::Called { future } => {
                     let retrying = &mut *this.retrying;
                     let polled = {
-                        let _entered = retrying.failed.as_ref().map(|failed| failed.span.enter());
+                        let _entered = retrying.trace().map(Trace::enter);
                         match retrying.deadline {
                             None => future.poll(cx),
                             Some(deadline) => scope::with_deadline(deadline, || future.poll(cx)),
@@ -311,7 +428,8 @@ where
                     match retrying.service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
-                            scope::record_attempts(retrying.attempts);
+                            let now = retrying.shared.budget.origin().elapsed();
+                            retrying.ended(&Outcome::agent_fault("not ready"), now);
                             return Poll::Ready(Err(error.into()));
                         }
                         Poll::Pending => {
@@ -332,11 +450,16 @@ where
                         return Poll::Ready(Err(error));
                     };
                     retrying.attempts += 1;
-                    let span = tracing::debug_span!(
-                        "retry_attempt", agent = %retrying.shared.name, attempt = retrying.attempts
-                    );
+                    if let Some(failed) = retrying.failed.as_mut() {
+                        failed.attempt_started = retrying.shared.budget.origin().elapsed();
+                        if let Some(trace) = failed.trace.as_mut() {
+                            trace.next_attempt(&retrying.shared.name, retrying.attempts);
+                        }
+                    }
                     let future = {
-                        let _entered = span.enter();
+                        // Field by field: the spans are entered while the service is called.
+                        let trace = retrying.failed.as_ref().and_then(|f| f.trace.as_ref());
+                        let _entered = trace.map(Trace::enter);
                         match retrying.deadline {
                             None => retrying.service.call(request),
                             Some(deadline) => {
@@ -344,9 +467,6 @@ where
                             }
                         }
                     };
-                    if let Some(failed) = retrying.failed.as_mut() {
-                        failed.span = span;
-                    }
                     this.state.set(State::Called { future });
                 }
             }

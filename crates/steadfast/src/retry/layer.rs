@@ -124,6 +124,7 @@ impl<S, C: Clone> Layer<S> for BackoffRetryLayer<C> {
                 budget: self.budget.clone(),
                 retry_on: self.retry_on.clone(),
                 rng: SplitMix::new(self.seed.unwrap_or_else(SplitMix::random_seed)),
+                calls: self.reporter.call_metrics(),
             }),
             classifier: self.classifier.clone(),
         }

@@ -32,11 +32,15 @@
 //!
 //! Every decision is an [event](crate::events) on the agent's one event path (`RetryScheduled`,
 //! `RetriesExhausted`, `RetryBudgetExhausted`, `DeadlineExceeded`), which counts it in the
-//! registry and in `steadfast_retries_total{agent,reason}` and friends. Tracing: a
-//! `retry_attempt{agent,attempt}` span around each retry.
+//! registry and in `steadfast_retries_total{agent,reason}` and friends. The layer also records
+//! the latency histograms (`steadfast_call_duration_seconds`,
+//! `steadfast_attempt_duration_seconds`) and `steadfast_call_attempts`. Tracing: a
+//! `steadfast.attempt` span per attempt, under the call's `steadfast.call` span (which this
+//! layer opens when no layer outside did; see `docs/operations.md`).
 //!
 //! The success path (first attempt succeeds, no deadline) creates no timer and allocates
-//! nothing; the request is cloned once, up front, when retries are allowed.
+//! nothing (spans only while a subscriber listens); it reads the clock twice (the call's start
+//! and end); the request is cloned once, up front, when retries are allowed.
 //!
 //! ```
 //! use std::sync::Arc;

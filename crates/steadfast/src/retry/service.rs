@@ -10,7 +10,7 @@ use crate::classify::Classify;
 use crate::error::BoxError;
 use crate::sync::Spread;
 
-use super::future::{ResponseFuture, Retrying};
+use super::future::{ResponseFuture, Retrying, Trace};
 use super::scope;
 use super::shared::Shared;
 
@@ -64,27 +64,32 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        // The clock is read only with a deadline; otherwise the budget samples it. A deadline
-        // past what the clock can represent is no deadline.
+        // The clock is read once per call: the call's duration (`steadfast_call_duration_seconds`)
+        // and the deadline. Without a deadline the budget samples the clock itself (its
+        // buckets are written per thread). A deadline past what the clock can represent is no
+        // deadline.
+        let now = Instant::now();
+        let started = shared.budget.origin().nanos_at(now);
         let deadline = match config.deadline {
             None => {
                 shared.budget.deposit();
                 None
             }
             Some(deadline) => {
-                let now = Instant::now();
-                shared
-                    .budget
-                    .deposit_at(shared.budget.origin().nanos_at(now));
+                shared.budget.deposit_at(started);
                 now.checked_add(deadline).map(scope::tighter)
             }
         };
         let memo = self.classifier.note(&request);
         let spare = (config.max_retries > 0).then(|| request.clone());
         let service = self.inner.clone();
-        let future = match deadline {
-            None => self.inner.call(request),
-            Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
+        let trace = Trace::start(&shared.name);
+        let future = {
+            let _entered = trace.as_ref().map(Trace::enter);
+            match deadline {
+                None => self.inner.call(request),
+                Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
+            }
         };
         ResponseFuture::new(
             future,
@@ -95,6 +100,8 @@ where
                 self.classifier.clone(),
                 memo,
                 self.shared.local(),
+                started,
+                trace,
             ),
         )
     }

@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::Reporter;
-use crate::classify::Outcome;
+use crate::agent::{CallMetrics, Reporter};
+use crate::classify::{Outcome, OutcomeKind};
+use crate::clock::Nanos;
 use crate::events::Event;
 use crate::rng::SplitMix;
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) budget: RetryBudget,
     pub(crate) retry_on: Option<RetryOn>,
     pub(crate) rng: SplitMix,
+    /// `steadfast_call_duration_seconds` and `steadfast_call_attempts`, per call.
+    pub(crate) calls: CallMetrics,
 }
 
 impl Shared {
@@ -64,12 +67,31 @@ impl Shared {
         });
     }
 
+    /// An attempt that started at `started` ended at `now` (the budget's clock) with `kind`.
+    #[inline]
+    pub(crate) fn report_attempt(&self, kind: OutcomeKind, started: Nanos, now: Nanos) {
+        self.calls
+            .attempt(kind, seconds(now.saturating_sub(started)));
+    }
+
+    /// A call that started at `started` ended at `now` (`ok`: successfully) after `attempts`
+    /// attempts.
+    #[inline]
+    pub(crate) fn report_call(&self, ok: bool, started: Nanos, now: Nanos, attempts: u32) {
+        self.calls
+            .finished(ok, seconds(now.saturating_sub(started)), attempts);
+    }
+
     pub(crate) fn report_deadline_exceeded(&self, attempts: u32) {
         self.reporter.emit(Event::DeadlineExceeded {
             agent: self.name.clone(),
             attempts,
         });
     }
+}
+
+fn seconds(nanos: Nanos) -> f64 {
+    nanos as f64 / 1e9
 }
 
 impl fmt::Debug for Shared {

@@ -1,0 +1,133 @@
+//! The spans of a call, in OpenTelemetry's terms: one `steadfast.call` span per logical call,
+//! with `steadfast.attempt` (retry layer) and `steadfast.fallback` (fallback layer) spans as
+//! its children. Field values are plain strings and numbers (no `Debug` formatting), so an
+//! exporter such as `tracing-opentelemetry` turns them into attributes as they are.
+//!
+//! | span | fields |
+//! |---|---|
+//! | `steadfast.call` | `agent`, `otel.name` (`steadfast.call <agent>`), `otel.kind` (`internal`), then `outcome` (`success` or the failure's kind), `reason`, `provenance` (`primary`, `fallback`, `cache`, `degraded`), `fallback` (the alternative that answered), `attempts`, `dead_letter` (the record's id), `otel.status_code` (`OK`, `ERROR`) |
+//! | `steadfast.attempt` | `agent`, `attempt` (1, 2, ...), `otel.kind` (`client`: the request that goes out), then `outcome`, `reason`, `otel.status_code` |
+//! | `steadfast.fallback` | `agent`, `alternative`, `source` (`fallback`, `cache`), then `outcome`, `reason`, `otel.status_code` |
+//!
+//! The outermost steadfast layer of the agent (degrade, dead-letter, fallback or retry) owns
+//! the call span; a layer under it adds its fields to that span instead of opening another.
+//! `provenance` is written by the layer that knows: retry (`primary` on success), fallback
+//! (`primary`, or the alternative's source), degrade (`degraded`). An alternative of a
+//! fallback chain is a call of its own agent, so its stack's call span sits under the hop.
+//!
+//! Spans are made only while a subscriber listens (`Span::is_disabled` otherwise), and kept
+//! boxed in the call's future, so without tracing a call pays one callsite check and its
+//! future grows by one word.
+
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::classify::Outcome;
+
+/// The name of the span of a logical call.
+pub(crate) const CALL: &str = "steadfast.call";
+
+/// `OK` or `ERROR`, OpenTelemetry's status codes.
+fn status_code(success: bool) -> &'static str {
+    if success { "OK" } else { "ERROR" }
+}
+
+/// Whether the current span is a call span (opened by a layer outside this one).
+fn in_call() -> bool {
+    Span::current()
+        .metadata()
+        .is_some_and(|metadata| metadata.name() == CALL)
+}
+
+/// Opens the span of a logical call to `agent`, unless a layer outside already did (the
+/// current span is a call span) or nobody listens.
+pub(crate) fn open_call(agent: &str) -> Option<Span> {
+    if !tracing::span_enabled!(target: "steadfast", tracing::Level::INFO) || in_call() {
+        return None;
+    }
+    // Made only while someone listens: the span itself allocates then anyway.
+    let otel_name = format!("steadfast.call {agent}");
+    let span = tracing::info_span!(
+        target: "steadfast",
+        "steadfast.call",
+        agent,
+        otel.name = otel_name.as_str(),
+        otel.kind = "internal",
+        outcome = Empty,
+        reason = Empty,
+        provenance = Empty,
+        fallback = Empty,
+        attempts = Empty,
+        dead_letter = Empty,
+        otel.status_code = Empty,
+    );
+    (!span.is_disabled()).then_some(span)
+}
+
+/// The call span this layer records on: its own, else the one it runs in (if that is a call
+/// span).
+pub(crate) fn call_span(own: Option<&Span>) -> Option<Span> {
+    match own {
+        Some(span) => Some(span.clone()),
+        None => in_call().then(Span::current),
+    }
+}
+
+/// Records the final outcome of a call on `span`.
+pub(crate) fn record_outcome(span: &Span, outcome: &Outcome) {
+    span.record("outcome", outcome.kind().as_str());
+    if let Some(reason) = outcome.reason() {
+        span.record("reason", reason);
+    }
+    span.record("otel.status_code", status_code(outcome.is_success()));
+}
+
+#[cfg_attr(
+    not(any(feature = "retry", feature = "fallback", feature = "degrade")),
+    allow(dead_code)
+)]
+/// Records who answered a call on `span`: `primary`, or the alternative `name` as `source`.
+pub(crate) fn record_provenance(span: &Span, source: &'static str, name: Option<&str>) {
+    span.record("provenance", source);
+    if let Some(name) = name {
+        span.record("fallback", name);
+    }
+}
+
+/// Whether a subscriber listens to steadfast's spans at all.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) fn enabled() -> bool {
+    tracing::span_enabled!(target: "steadfast", tracing::Level::INFO)
+}
+
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+/// Opens the span of attempt number `attempt` to `agent` (a child of the current span).
+pub(crate) fn attempt(agent: &str, attempt: u32) -> Span {
+    // Signed: exporters turn unsigned numbers into strings (they may not fit an `i64`).
+    let attempt = i64::from(attempt);
+    tracing::info_span!(
+        target: "steadfast",
+        "steadfast.attempt",
+        agent,
+        attempt,
+        otel.kind = "client",
+        outcome = Empty,
+        reason = Empty,
+        otel.status_code = Empty,
+    )
+}
+
+#[cfg_attr(not(feature = "fallback"), allow(dead_code))]
+/// Opens the span of a fallback hop from `agent` to the alternative `alternative`.
+pub(crate) fn fallback(agent: &str, alternative: &str, source: &'static str) -> Span {
+    tracing::info_span!(
+        target: "steadfast",
+        "steadfast.fallback",
+        agent,
+        alternative,
+        source,
+        outcome = Empty,
+        reason = Empty,
+        otel.status_code = Empty,
+    )
+}
