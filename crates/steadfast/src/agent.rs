@@ -303,6 +303,9 @@ impl Reporter {
                     failed: duration("error"),
                     attempt_durations: Arc::new(OutcomeKind::ALL.map(|kind| attempt(kind.as_str()))),
                     attempts: metrics::histogram!("steadfast_call_attempts", "agent" => agent()),
+                    recorded: metrics::with_recorder(|recorder| {
+                        std::mem::size_of_val(recorder) != 0
+                    }),
                 }
             })
             .clone()
@@ -484,10 +487,24 @@ pub(crate) struct CallMetrics {
     /// By `OutcomeKind` (shared: five handles are not cloned per layer).
     attempt_durations: Arc<[Histogram; 5]>,
     attempts: Histogram,
+    /// Whether a recorder took these handles: see [`CallMetrics::recorded`].
+    recorded: bool,
 }
 
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
 impl CallMetrics {
+    /// Whether a metrics recorder was installed when these handles were made. Without one the
+    /// handles drop what they are given, so the retry layer reads no clock to time a call
+    /// answered at once (two clock reads are most of its cost on that path). `metrics` gives
+    /// no way to ask whether a recorder is its no-op one; the no-op recorder is zero-sized
+    /// and every real one (Prometheus, `metrics-util`'s debugging recorder) holds state, so
+    /// the size tells. As with every steadfast metric, install the recorder before building
+    /// the layers: handles are taken once, when a layer is made.
+    #[inline]
+    pub(crate) fn recorded(&self) -> bool {
+        self.recorded
+    }
+
     /// An attempt ended with `kind` after `seconds`.
     #[inline]
     pub(crate) fn attempt(&self, kind: OutcomeKind, seconds: f64) {

@@ -8,6 +8,10 @@ use tokio::time::Instant;
 /// Nanoseconds since an [`Origin`]; `u64` covers 584 years.
 pub(crate) type Nanos = u64;
 
+/// The start of a call that is not timed (no slow-call threshold, no recorder for durations).
+#[allow(dead_code)] // used by the breaker and retry features
+pub(crate) const NOT_TIMED: Nanos = Nanos::MAX;
+
 /// A fixed point in time that atomics can measure from.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Origin(Instant);

@@ -51,8 +51,7 @@ pub(crate) struct Call<C, M> {
     pub(crate) memo: M,
 }
 
-/// `Call::started` of a call that is not timed.
-pub(crate) const NOT_TIMED: Nanos = Nanos::MAX;
+pub(crate) use crate::clock::NOT_TIMED;
 
 impl<C, M> Drop for Call<C, M> {
     fn drop(&mut self) {

@@ -12,8 +12,8 @@ use tower_service::Service;
 use tracing::Span;
 use tracing::span::Entered;
 
-use crate::classify::{self, Classify, Outcome};
-use crate::clock::Nanos;
+use crate::classify::{self, Classify, Outcome, OutcomeKind};
+use crate::clock::{NOT_TIMED, Nanos};
 use crate::error::BoxError;
 use crate::sync::Local;
 use crate::trace;
@@ -203,20 +203,26 @@ where
     ) -> Step<Result<S::Response, BoxError>> {
         let result = result.map_err(Into::into);
         let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
-        // The one clock read of a call answered at once: the attempt's and the call's end.
-        let clock = Instant::now();
-        let now = self.shared.budget.origin().nanos_at(clock);
-        let attempt_started = self
-            .failed
-            .as_ref()
-            .map_or(self.started, |failed| failed.attempt_started);
-        self.shared
-            .report_attempt(outcome.kind(), attempt_started, now);
         if let Some(trace) = self.trace() {
             trace::record_outcome(&trace.attempt, &outcome);
         }
+        let timed = self.started != NOT_TIMED;
         if outcome.is_success() {
+            // The one clock read of a call answered at once (the attempt's and the call's
+            // end), and none when no recorder takes the durations.
+            let now = if timed {
+                let now = self.shared.budget.origin().elapsed();
+                self.report_attempt(outcome.kind(), now);
+                now
+            } else {
+                NOT_TIMED
+            };
             return self.finish(result, &outcome, now);
+        }
+        let clock = Instant::now();
+        let now = self.shared.budget.origin().nanos_at(clock);
+        if timed {
+            self.report_attempt(outcome.kind(), now);
         }
         let shared = &*self.shared;
         // A request that must not be sent twice is retried only when the failure proves the
@@ -311,12 +317,23 @@ where
         Step::Done(result)
     }
 
-    /// The call ends at `now` (the budget's clock): tells an enclosing `count_attempts`, the
-    /// metrics and the call span.
+    /// The attempt in flight ended at `now` with `kind`: its duration, for the histogram.
+    fn report_attempt(&self, kind: OutcomeKind, now: Nanos) {
+        let attempt_started = self
+            .failed
+            .as_ref()
+            .map_or(self.started, |failed| failed.attempt_started);
+        self.shared.report_attempt(kind, attempt_started, now);
+    }
+
+    /// The call ends at `now` (the budget's clock; [`NOT_TIMED`] when no recorder takes the
+    /// durations): tells an enclosing `count_attempts`, the metrics and the call span.
     fn ended(&self, outcome: &Outcome, now: Nanos) {
         scope::record_attempts(self.attempts);
-        self.shared
-            .report_call(outcome.is_success(), self.started, now, self.attempts);
+        if self.started != NOT_TIMED && now != NOT_TIMED {
+            self.shared
+                .report_call(outcome.is_success(), self.started, now, self.attempts);
+        }
         if let Some(trace) = self.trace() {
             trace.ended(outcome, self.attempts);
         }

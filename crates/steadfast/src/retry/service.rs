@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::classify::Classify;
+use crate::clock::NOT_TIMED;
 use crate::error::BoxError;
 use crate::sync::Spread;
 
@@ -64,21 +65,24 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        // The clock is read once per call: the call's duration (`steadfast_call_duration_seconds`)
-        // and the deadline. Without a deadline the budget samples the clock itself (its
-        // buckets are written per thread). A deadline past what the clock can represent is no
-        // deadline.
-        let now = Instant::now();
-        let started = shared.budget.origin().nanos_at(now);
-        let deadline = match config.deadline {
-            None => {
-                shared.budget.deposit();
-                None
-            }
-            Some(deadline) => {
-                shared.budget.deposit_at(started);
-                now.checked_add(deadline).map(scope::tighter)
-            }
+        // The clock is read at most once here: for the call's duration
+        // (`steadfast_call_duration_seconds`, only while a recorder takes it) and for the
+        // deadline. Otherwise the budget samples the clock itself (its buckets are written per
+        // thread). A deadline past what the clock can represent is no deadline.
+        let timed = shared.calls.recorded();
+        let now = (timed || config.deadline.is_some()).then(Instant::now);
+        let started = match now {
+            Some(now) if timed => shared.budget.origin().nanos_at(now),
+            _ => NOT_TIMED,
+        };
+        let deadline = if let (Some(deadline), Some(now)) = (config.deadline, now) {
+            shared
+                .budget
+                .deposit_at(shared.budget.origin().nanos_at(now));
+            now.checked_add(deadline).map(scope::tighter)
+        } else {
+            shared.budget.deposit();
+            None
         };
         let memo = self.classifier.note(&request);
         let spare = (config.max_retries > 0).then(|| request.clone());
