@@ -12,6 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::agent::Agent;
+use crate::bulkhead::{BulkheadHandle, BulkheadLayer};
 use crate::cache::{CacheConfig, CacheTier, ResponseCache};
 use crate::circuit_breaker::{BreakerHandle, CircuitBreakerLayer, HealthCheck};
 use crate::classify::{Classify, DefaultClassifier};
@@ -46,16 +47,19 @@ type HealthCheckFactory = dyn Fn(&AgentConfig) -> Option<Arc<dyn HealthCheck>> +
 ///
 /// ```text
 /// DeadLetter     [agents.NAME.dead_letter]
-/// Fallback       fallback = [...] (each alternative through its own breaker and timeout), then [agents.NAME.cache]
+/// Fallback       fallback = [...] (each alternative through its own bulkhead, breaker and timeout), then [agents.NAME.cache]
 /// BackoffRetry   [agents.NAME.retry]
+/// Bulkhead       [agents.NAME.bulkhead]
 /// CircuitBreaker [agents.NAME.breaker]
 /// Timeout        timeout = "..."
 /// the agent's service
 /// ```
 ///
-/// A layer whose table is absent is left out. An alternative is called through its own breaker
-/// and timeout only: not through its retries (alternatives are tried once each, so an outage
-/// is not multiplied), and not through its own fallback chain (so chains never loop).
+/// A layer whose table is absent is left out. An alternative is called through its own
+/// bulkhead, breaker and timeout only: not through its retries (alternatives are tried once
+/// each, so an outage is not multiplied), and not through its own fallback chain (so chains
+/// never loop). An agent's bulkhead is one set of permits, taken by its own callers and by
+/// the agents that fall back to it alike: it stands for what the agent can take.
 pub struct StackBuilder<Req, Res, C = DefaultClassifier, P = Unmarked> {
     config: StackConfig,
     registry: Registry,
@@ -215,12 +219,13 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
     }
 }
 
-/// One agent, built: its scope, the breaker-and-timeout "guard" alternatives call, and the
-/// whole stack callers use.
+/// One agent, built: its scope and the bulkhead-breaker-and-timeout "guard" alternatives
+/// call (the whole stack callers use is built over it).
 struct Guarded<Req, Res, C> {
     agent: Agent<C>,
     guard: BoxAgent<Req, Res>,
     breaker: Option<BreakerHandle>,
+    bulkhead: Option<BulkheadHandle>,
 }
 
 impl<Req, Res, C, P> StackBuilder<Req, Res, C, P>
@@ -264,7 +269,7 @@ where
         self.config.source.error(ErrorKind::Build, &at, message)
     }
 
-    /// The agent's scope, and its service behind its breaker and timeout.
+    /// The agent's scope, and its service behind its bulkhead, breaker and timeout.
     fn guard(
         &self,
         config: &AgentConfig,
@@ -290,25 +295,36 @@ where
             )
             .with_source(error)
         })?;
-        let Some(breaker_config) = &config.breaker else {
-            return Ok(Guarded {
-                guard: with_timeout(config, service),
-                agent,
-                breaker: None,
-            });
+        let (mut guard, breaker) = match &config.breaker {
+            None => (with_timeout(config, service), None),
+            Some(breaker_config) => {
+                let layer = CircuitBreakerLayer::new(&agent, breaker_config.clone());
+                if let Some(check) = self
+                    .health_checks
+                    .as_ref()
+                    .and_then(|checks| checks(config))
+                {
+                    layer.set_health_check(check);
+                }
+                (
+                    with_timeout(config, layer.layer(service)),
+                    Some(layer.handle()),
+                )
+            }
         };
-        let layer = CircuitBreakerLayer::new(&agent, breaker_config.clone());
-        if let Some(check) = self
-            .health_checks
-            .as_ref()
-            .and_then(|checks| checks(config))
-        {
-            layer.set_health_check(check);
+        let mut bulkhead = None;
+        if let Some(bulkhead_config) = &config.bulkhead {
+            // Outside the breaker (DESIGN §1): a call refused for want of a permit never reaches
+            // it, and the breaker ignores such local refusals anyway.
+            let layer = BulkheadLayer::new(&agent, bulkhead_config.clone());
+            bulkhead = Some(layer.handle());
+            guard = BoxCloneSyncService::new(layer.layer(guard));
         }
         Ok(Guarded {
-            guard: with_timeout(config, layer.layer(service)),
-            breaker: Some(layer.handle()),
             agent,
+            guard,
+            breaker,
+            bulkhead,
         })
     }
 
@@ -351,6 +367,7 @@ where
             agent: own.agent.clone(),
             service: stack,
             breaker: own.breaker.clone(),
+            bulkhead: own.bulkhead.clone(),
             dead_letters: sink,
         })
     }
@@ -449,6 +466,7 @@ pub struct BuiltAgent<Req, Res, C = DefaultClassifier> {
     agent: Agent<C>,
     service: BoxAgent<Req, Res>,
     breaker: Option<BreakerHandle>,
+    bulkhead: Option<BulkheadHandle>,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
@@ -468,6 +486,10 @@ impl<Req, Res, C> BuiltAgent<Req, Res, C> {
     /// The agent's breaker, if it has one.
     pub fn breaker(&self) -> Option<&BreakerHandle> {
         self.breaker.as_ref()
+    }
+    /// The agent's bulkhead (its limit, calls in flight, refusals), if it has one.
+    pub fn bulkhead(&self) -> Option<&BulkheadHandle> {
+        self.bulkhead.as_ref()
     }
     /// The agent's dead-letter store, if it has one.
     pub fn dead_letters(&self) -> Option<&Arc<dyn DeadLetterSink>> {

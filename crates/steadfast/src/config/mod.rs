@@ -1,5 +1,5 @@
-//! A stack from a file: agents, their breakers, retries, timeouts, fallback chains, caches and
-//! dead-letter stores, described in TOML (or JSON) and built into one service per agent.
+//! A stack from a file: agents, their breakers, retries, bulkheads, timeouts, fallback chains,
+//! caches and dead-letter stores, described in TOML (or JSON) and built into one service per agent.
 //!
 //! ```toml
 //! [agents.primary]
@@ -15,6 +15,9 @@
 //! [agents.primary.breaker]                  # BreakerConfig: every key optional
 //! consecutive_failures = 5
 //!
+//! [agents.primary.bulkhead]                 # BulkheadConfig: every key optional
+//! max_concurrent = 32                       # more calls at once are refused, and fall back
+//!
 //! [agents.primary.cache]                    # CacheConfig: served after every alternative failed
 //! ttl = "10s"
 //!
@@ -28,8 +31,8 @@
 //! breaker = { consecutive_failures = 4 }
 //! ```
 //!
-//! Each layer's table is that layer's own serde config (`BreakerConfig`, `RetryConfig`,
-//! `CacheConfig`), validated by the same rules as its builder; durations are written as text
+//! Each layer's table is that layer's own config (`BreakerConfig`, `RetryConfig`,
+//! `BulkheadConfig`, `CacheConfig`), validated by its builder's own rules; durations are written as text
 //! with units (`"1m30s"`, `"250ms"`); unknown keys are refused. Every error names the file, the
 //! line and the field (`stack.toml:9:1: field `agents.primary.retry.bsae`: unknown field ...`).
 //! The full reference of keys is `docs/config.md`.
@@ -75,10 +78,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Bulkhead and rate-limit layers do not exist yet. When they do, they will be
-//! `[agents.NAME.bulkhead]` and `[agents.NAME.rate_limit]` tables (their layers' serde configs,
-//! placed between retry and the breaker); until then those keys are refused as unknown, so a
-//! file written for a later version fails loudly instead of running unprotected.
+//! Rate limits are not in the schema yet: `[agents.NAME.rate_limit]` is refused as unknown, so
+//! a file written for a later version fails loudly instead of running unprotected.
 
 mod build;
 mod error;
