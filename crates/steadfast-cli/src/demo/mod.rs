@@ -396,6 +396,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
         tally: tally.clone(),
         breakers: built.breakers.clone(),
         opened: built.breakers.iter().map(|_| AtomicU64::new(0)).collect(),
+        bulkheads: built.bulkheads.clone(),
+        registry: registry.clone(),
         monitor: Monitor::new(dead_letters.sink.clone(), "primary").register(&registry),
         dlq_alert_depth: DLQ_ALERT_DEPTH,
         dlq_depth: AtomicU64::new(0),
