@@ -97,6 +97,15 @@ GOALS.update({
     ("rt_bulkhead", "tower_resilience_bulkhead"): "steadfast >= 3x faster",
     ("rt_bulkhead_full", "steadfast_bulkhead_full"): "< 20 ns overhead, 0 allocations, no timer",
 })
+# Issue 20: the LLM layers against tower's and tower-resilience's equivalents, same run.
+GOALS.update({
+    ("rt_rate_limit", "steadfast_rate_limit"): "no slower than tower_rate_limit, 0 allocations",
+    ("rt_rate_limit", "steadfast_rate_limit_rpm_tpm"): "no slower than tower_rate_limit, 0 allocations",
+    ("rt_rate_limit", "tower_rate_limit"): "steadfast no slower (>= 1.0x)",
+    ("rt_hedge", "steadfast_hedge"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
+    ("rt_hedge", "steadfast_hedge_percentile"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
+    ("rt_hedge", "tower_resilience_hedge"): "steadfast >= 3x faster",
+})
 PEERS = ("tower_resilience_", "failsafe_", "tower_")
 # Peers whose steadfast twin does not follow from the name.
 TWINS = {

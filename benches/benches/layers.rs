@@ -1,4 +1,4 @@
-//! The circuit breaker on the happy path and when open, side by side with the bare service and
+//! The circuit breaker on the happy path and when open (and the LLM layers' success paths), side by side with the bare service and
 //! the peers users would pick instead (tower-resilience, failsafe), in the same run.
 //!
 //! `cargo bench -p steadfast-benches --bench layers`
@@ -140,6 +140,67 @@ fn circuit_breaker(c: &mut Criterion) {
     group.finish();
 }
 
+/// The LLM layers' own code on the success path, without a runtime: a rate limiter whose quotas
+/// are far from spent (requests only, and requests plus tokens with a cost function), and a
+/// hedge whose agent answers before the delay (no timer is made).
+fn llm_layers(c: &mut Criterion) {
+    use std::time::Duration;
+    use steadfast::hedge::{HedgeConfig, HedgeLayer};
+    use steadfast::rate_limit::{RateLimitConfig, RateLimitLayer};
+    let mut bare = agent();
+    let requests = RateLimitConfig::builder()
+        .requests_per_minute(u32::MAX)
+        .build()
+        .unwrap();
+    let mut rate_limit = RateLimitLayer::new(&Agent::new("bench"), requests).layer(agent());
+    let both = RateLimitConfig::builder()
+        .requests_per_minute(u32::MAX)
+        .tokens_per_minute(u64::MAX)
+        .build()
+        .unwrap();
+    let mut rate_limit_tokens = RateLimitLayer::new(&Agent::new("bench"), both)
+        .cost(|n: &u64| *n + 100)
+        .layer(agent());
+    let fixed = HedgeConfig::builder()
+        .delay(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut hedge = HedgeLayer::new(&Agent::new("bench"), fixed).layer(agent());
+    assert!(
+        call_once(&mut rate_limit, 1)
+            && call_once(&mut rate_limit_tokens, 1)
+            && call_once(&mut hedge, 1)
+    );
+    let allocs = |service: &mut dyn FnMut()| allocations_per_call(GLOBAL, 100_000, service);
+    println!(
+        "allocations per call [llm_layers]: bare {:.2}, steadfast_rate_limit {:.2}, steadfast_rate_limit_rpm_tpm {:.2}, steadfast_hedge {:.2}",
+        allocs(&mut || {
+            call_once(&mut bare, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut rate_limit, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut rate_limit_tokens, 1);
+        }),
+        allocs(&mut || {
+            call_once(&mut hedge, 1);
+        }),
+    );
+    let mut group = c.benchmark_group("llm_layers");
+    group.bench_function("bare", |b| b.iter(|| call_once(&mut bare, black_box(1))));
+    group.bench_function("steadfast_rate_limit", |b| {
+        b.iter(|| call_once(&mut rate_limit, black_box(1)));
+    });
+    group.bench_function("steadfast_rate_limit_rpm_tpm", |b| {
+        b.iter(|| call_once(&mut rate_limit_tokens, black_box(1)));
+    });
+    group.bench_function("steadfast_hedge", |b| {
+        b.iter(|| call_once(&mut hedge, black_box(1)));
+    });
+    group.finish();
+}
+
 /// One breaker shared by two threads: does the shared state scale, or serialise the callers?
 /// Each iteration is one call on each thread, so `two_threads` at the same time per iteration as
 /// `one_thread` means perfect scaling (throughput ratio 2.0).
@@ -181,5 +242,5 @@ fn contention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, circuit_breaker, contention);
+criterion_group!(benches, circuit_breaker, llm_layers, contention);
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //! `ready().await` then `call().await` over an in-process agent that answers at once, many
 //! calls inside one `block_on` (so the runtime's entry cost is not in the figure). Every row of
 //! a group is driven the same way, in the same run, beside the peers a user would pick instead
-//! (tower's own `Retry`, tower-resilience, failsafe). The last groups run with a Prometheus
+//! (tower's own `Retry`, `RateLimit` and `Hedge`, tower-resilience, failsafe). The last groups run with a Prometheus
 //! recorder installed, as production does.
 //!
 //! `cargo bench -p steadfast-benches --bench runtime`
@@ -401,6 +401,155 @@ fn contention(c: &mut Criterion) {
     group.finish();
 }
 
+/// The rate limiter's success path (a quota far from spent): steadfast with a request quota (what
+/// tower's `RateLimit` and tower-resilience's limiter do) and with both LLM quotas and a cost
+/// function, beside the peers.
+fn rate_limit(c: &mut Criterion) {
+    use steadfast::rate_limit::{RateLimitConfig, RateLimitLayer};
+    let runtime = runtime();
+    let mut bare = agent();
+    let requests = RateLimitConfig::builder()
+        .requests_per_minute(u32::MAX)
+        .build()
+        .unwrap();
+    let mut steadfast = RateLimitLayer::new(&Agent::new("bench"), requests).layer(agent());
+    let both = RateLimitConfig::builder()
+        .requests_per_minute(u32::MAX)
+        .tokens_per_minute(u64::MAX)
+        .build()
+        .unwrap();
+    let mut steadfast_tokens = RateLimitLayer::new(&Agent::new("bench"), both)
+        .cost(|n: &u64| *n + 100)
+        .layer(agent());
+    // The same allowance (far more than the loop makes) for every row. tower's limiter and
+    // tower-resilience's make their timers when built: inside the runtime.
+    let entered = runtime.enter();
+    let mut tower_limit =
+        tower::limit::RateLimitLayer::new(u64::MAX / 2, Duration::from_mins(1)).layer(agent());
+    let mut resilience = tower_resilience::ratelimiter::RateLimiterLayer::builder()
+        .limit_for_period(usize::MAX / 2)
+        .refresh_period(Duration::from_mins(1))
+        .timeout_duration(Duration::ZERO)
+        .build()
+        .unwrap()
+        .layer(agent());
+    drop(entered);
+    runtime.block_on(async {
+        assert!(drive(&mut steadfast, 1).await && drive(&mut steadfast_tokens, 1).await);
+        assert!(drive(&mut tower_limit, 1).await && drive(&mut resilience, 1).await);
+    });
+    println!(
+        "allocations per call [rt_rate_limit]: bare {:.2}, steadfast_rate_limit {:.2}, steadfast_rate_limit_rpm_tpm {:.2}, tower_rate_limit {:.2}, tower_resilience_rate_limit {:.2}",
+        allocs(&runtime, &mut bare),
+        allocs(&runtime, &mut steadfast),
+        allocs(&runtime, &mut steadfast_tokens),
+        allocs(&runtime, &mut tower_limit),
+        allocs(&runtime, &mut resilience),
+    );
+    let mut group = c.benchmark_group("rt_rate_limit");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_rate_limit", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast, n));
+    });
+    group.bench_function("steadfast_rate_limit_rpm_tpm", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast_tokens, n));
+    });
+    group.bench_function("tower_rate_limit", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tower_limit, n));
+    });
+    group.bench_function("tower_resilience_rate_limit", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut resilience, n));
+    });
+    group.finish();
+}
+
+/// tower's hedge policy: every request may be hedged (a `u64` clones freely).
+#[derive(Clone)]
+struct HedgeAll;
+
+impl tower::hedge::Policy<u64> for HedgeAll {
+    fn clone_request(&self, request: &u64) -> Option<u64> {
+        Some(*request)
+    }
+
+    fn can_retry(&self, _: &u64) -> bool {
+        true
+    }
+}
+
+/// The agent for tower-resilience's hedge, whose error type must be `Clone`.
+fn infallible_agent() -> impl Service<
+    u64,
+    Response = u64,
+    Error = std::convert::Infallible,
+    Future = Ready<Result<u64, std::convert::Infallible>>,
+> + Clone
++ Send
++ Sync
++ 'static {
+    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
+}
+
+/// Hedging on (a delay is known), the agent answering at once: what every call that needs no
+/// hedge pays.
+fn hedge(c: &mut Criterion) {
+    use steadfast::hedge::{HedgeConfig, HedgeLayer};
+    let runtime = runtime();
+    let mut bare = agent();
+    let fixed = HedgeConfig::builder()
+        .delay(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut steadfast = HedgeLayer::new(&Agent::new("bench"), fixed).layer(agent());
+    let percentile = HedgeConfig::builder()
+        .percentile(90.0)
+        .min_samples(1)
+        .build()
+        .unwrap();
+    let mut steadfast_percentile = HedgeLayer::new(&Agent::new("bench"), percentile).layer(agent());
+    // tower's hedge with its histogram already past `min_data_points`, so hedging is on.
+    let mut tower_hedge = tower::hedge::Hedge::new_with_mock_latencies(
+        agent(),
+        HedgeAll,
+        10,
+        0.9,
+        Duration::from_secs(10),
+        &[50; 100],
+    );
+    let mut resilience = tower_resilience::hedge::HedgeLayer::builder()
+        .delay(Duration::from_millis(50))
+        .max_hedged_attempts(2)
+        .build()
+        .layer(infallible_agent());
+    runtime.block_on(async {
+        assert!(drive(&mut steadfast, 1).await && drive(&mut steadfast_percentile, 1).await);
+        assert!(drive(&mut tower_hedge, 1).await && drive(&mut resilience, 1).await);
+    });
+    println!(
+        "allocations per call [rt_hedge]: bare {:.2}, steadfast_hedge {:.2}, steadfast_hedge_percentile {:.2}, tower_hedge {:.2}, tower_resilience_hedge {:.2}",
+        allocs(&runtime, &mut bare),
+        allocs(&runtime, &mut steadfast),
+        allocs(&runtime, &mut steadfast_percentile),
+        allocs(&runtime, &mut tower_hedge),
+        allocs(&runtime, &mut resilience),
+    );
+    let mut group = c.benchmark_group("rt_hedge");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_hedge", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast, n));
+    });
+    group.bench_function("steadfast_hedge_percentile", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast_percentile, n));
+    });
+    group.bench_function("tower_hedge", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tower_hedge, n));
+    });
+    group.bench_function("tower_resilience_hedge", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut resilience, n));
+    });
+    group.finish();
+}
+
 /// The same groups with a Prometheus recorder installed before the agents are made, as in
 /// production (the earlier groups ran with none: their metric handles are no-ops).
 fn recorded(c: &mut Criterion) {
@@ -435,6 +584,6 @@ fn recorded(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches, breaker, rejection, retry, stack, contention, recorded
+    benches, breaker, rejection, retry, rate_limit, hedge, stack, contention, recorded
 );
 criterion_main!(benches);

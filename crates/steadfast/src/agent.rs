@@ -433,6 +433,8 @@ struct AgentMetrics {
     dead_letter_failures: OnceLock<Counter>,
     concurrency_limit_lowered: OnceLock<Counter>,
     bulkhead: OnceLock<BulkheadMetrics>,
+    hedges: OnceLock<Counter>,
+    paused: OnceLock<Counter>,
     /// `steadfast_retries_total{reason}`: one handle per reason seen (a handful).
     retries: std::sync::Mutex<Vec<(&'static str, Counter)>>,
 }
@@ -503,6 +505,14 @@ impl AgentMetrics {
                 if let Some(bulkhead) = self.bulkhead.get() {
                     bulkhead.limit.set(f64::from(*to));
                 }
+            }
+            Event::HedgeSent { .. } => counter(&self.hedges, "steadfast_hedges_total"),
+            Event::AgentPaused { .. } => counter(&self.paused, "steadfast_agent_paused_total"),
+            Event::RateLimited { limit, .. } => {
+                metrics::counter!(
+                    "steadfast_rate_limited_total", "agent" => agent.to_string(), "limit" => *limit
+                )
+                .increment(1);
             }
             _ => {}
         }

@@ -40,6 +40,10 @@ use crate::dead_letter::DeadLetterLayer;
 use crate::degrade::DegradeLayer;
 #[cfg(feature = "fallback")]
 use crate::fallback::FallbackLayer;
+#[cfg(feature = "hedge")]
+use crate::hedge::HedgeLayer;
+#[cfg(feature = "rate-limit")]
+use crate::rate_limit::RateLimitLayer;
 #[cfg(feature = "retry")]
 use crate::retry::BackoffRetryLayer;
 
@@ -96,6 +100,22 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         layer: BulkheadLayer<C>,
     ) -> ServiceBuilder<tower_layer::Stack<BulkheadLayer<C>, L>>;
 
+    /// Keeps calls within the agent's requests- and tokens-per-minute quotas and pauses it on a
+    /// rate-limited answer ([`RateLimitLayer`]). Put it inside retry and hedge (so retries and
+    /// hedges count against the quota), outside the breaker.
+    #[cfg(feature = "rate-limit")]
+    fn rate_limit<C, Cost, Usage>(
+        self,
+        layer: RateLimitLayer<C, Cost, Usage>,
+    ) -> ServiceBuilder<tower_layer::Stack<RateLimitLayer<C, Cost, Usage>, L>>;
+
+    /// Sends a slow call once more after a delay; the first good answer wins ([`HedgeLayer`]).
+    /// Put it inside retry, outside the rate limit (so hedges count against the quota) and the
+    /// breaker.
+    #[cfg(feature = "hedge")]
+    fn hedge<C>(self, layer: HedgeLayer<C>)
+    -> ServiceBuilder<tower_layer::Stack<HedgeLayer<C>, L>>;
+
     /// Adds fault injection ([`ChaosLayer`]). Put it innermost, next to the agent, so the other
     /// layers see its faults as the agent's.
     #[cfg(feature = "chaos")]
@@ -149,6 +169,22 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: BulkheadLayer<C>,
     ) -> ServiceBuilder<tower_layer::Stack<BulkheadLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn rate_limit<C, Cost, Usage>(
+        self,
+        layer: RateLimitLayer<C, Cost, Usage>,
+    ) -> ServiceBuilder<tower_layer::Stack<RateLimitLayer<C, Cost, Usage>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "hedge")]
+    fn hedge<C>(
+        self,
+        layer: HedgeLayer<C>,
+    ) -> ServiceBuilder<tower_layer::Stack<HedgeLayer<C>, L>> {
         self.layer(layer)
     }
 

@@ -18,6 +18,9 @@
 //! | | [`Event::RetriesExhausted`] when `max_retries` ran out | `retries_exhausted` | `steadfast_retries_exhausted_total` |
 //! | | [`Event::RetryBudgetExhausted`] when the budget refused a retry | `retry_budget_exhausted` | `steadfast_retry_budget_exhausted_total` |
 //! | | [`Event::DeadlineExceeded`] when the overall deadline passed | `deadlines_exceeded` | `steadfast_retry_deadline_exceeded_total` |
+//! | `HedgeLayer` | [`Event::HedgeSent`] per hedge | - | `steadfast_hedges_total` |
+//! | `RateLimitLayer` | [`Event::RateLimited`] per refused call | - | `steadfast_rate_limited_total{limit}` |
+//! | | [`Event::AgentPaused`] when a rate-limited answer paused the agent | - | `steadfast_agent_paused_total` |
 //! | `FallbackLayer` | [`Event::FallbackUsed`] when an alternative (`source: "fallback"`) or the cache (`source: "cache"`) answered | `fallbacks`, `cache_hits` | `steadfast_served_total{source}` |
 //! | `DegradeLayer` | [`Event::Degraded`] per degraded answer | `degraded` | `steadfast_served_total{source="degraded"}` |
 //! | `DeadLetterLayer` | [`Event::DeadLettered`] once the sink confirmed the record | `dead_lettered` | `steadfast_dead_letters_total` |
@@ -121,6 +124,35 @@ pub enum Event {
         delay: Duration,
         /// Why the previous attempt failed.
         reason: Option<&'static str>,
+    },
+    /// A hedge layer sent one more attempt of a slow call to the agent.
+    HedgeSent {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// The attempt sent (2 for the first hedge).
+        attempt: u32,
+        /// How long the call had gone without an answer.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::secs"))]
+        after: Duration,
+    },
+    /// A rate-limit layer refused a call on the client side (`RateLimited`): its quota could
+    /// not take it within the wait allowed, or the agent is paused.
+    RateLimited {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// Which quota refused: `requests`, `tokens` or `paused`.
+        limit: &'static str,
+    },
+    /// The agent answered rate-limited with a wait, and its rate-limit layer paused calls to it.
+    AgentPaused {
+        /// The agent.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        agent: Arc<str>,
+        /// How long no call goes to it.
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::secs"))]
+        pause: Duration,
     },
     /// A retry layer gave up.
     RetriesExhausted {
@@ -245,6 +277,9 @@ impl Event {
             | Event::CircuitHalfOpen { agent, .. }
             | Event::CircuitClosed { agent, .. } => Some(agent),
             Event::RetryScheduled { agent, .. }
+            | Event::HedgeSent { agent, .. }
+            | Event::RateLimited { agent, .. }
+            | Event::AgentPaused { agent, .. }
             | Event::RetriesExhausted { agent, .. }
             | Event::RetryBudgetExhausted { agent, .. }
             | Event::DeadlineExceeded { agent, .. }
@@ -269,6 +304,9 @@ impl Event {
             #[cfg(feature = "circuit-breaker")]
             Event::CircuitClosed { .. } => "circuit_closed",
             Event::RetryScheduled { .. } => "retry_scheduled",
+            Event::HedgeSent { .. } => "hedge_sent",
+            Event::RateLimited { .. } => "rate_limited",
+            Event::AgentPaused { .. } => "agent_paused",
             Event::RetriesExhausted { .. } => "retries_exhausted",
             Event::RetryBudgetExhausted { .. } => "retry_budget_exhausted",
             Event::DeadlineExceeded { .. } => "deadline_exceeded",
@@ -313,6 +351,24 @@ impl fmt::Display for Event {
                 state,
                 reason,
             } => write!(f, "circuit of `{agent}` {state} (from {from}, {reason})"),
+            Event::HedgeSent {
+                agent,
+                attempt,
+                after,
+            } => write!(
+                f,
+                "hedging `{agent}`: attempt {attempt} sent after {:.3}s without an answer",
+                after.as_secs_f64()
+            ),
+            Event::RateLimited { agent, limit } => write!(
+                f,
+                "call to `{agent}` refused by its client-side rate limit ({limit})"
+            ),
+            Event::AgentPaused { agent, pause } => write!(
+                f,
+                "`{agent}` answered rate-limited: calls to it paused for {:.3}s",
+                pause.as_secs_f64()
+            ),
             Event::RetryScheduled {
                 agent,
                 attempt,
@@ -406,7 +462,9 @@ impl Event {
             | Event::DeadLettered { .. }
             | Event::DlqOverThreshold { .. } => tracing::Level::WARN,
             Event::DeadLetterFailed { .. } => tracing::Level::ERROR,
-            Event::RetryScheduled { .. } => tracing::Level::DEBUG,
+            Event::RetryScheduled { .. } | Event::HedgeSent { .. } | Event::RateLimited { .. } => {
+                tracing::Level::DEBUG
+            }
             _ => tracing::Level::INFO,
         }
     }

@@ -24,6 +24,8 @@
 //! | `degrade` | `degrade` | turns the final error into a marked degraded answer; degradation levels |
 //! | `fanout` | `fanout` | calls N agents in parallel; quorum or success ratio, required agents |
 //! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
+//! | `hedge` | `hedge` | sends a slow call once more after a delay; the first good answer wins |
+//! | `rate_limit` | `rate-limit` | LLM quotas: requests and tokens per minute, a pause on `Retry-After` |
 //! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; sink trait, memory sink, replay, monitor |
 //!
 //! ```
@@ -82,7 +84,11 @@ pub mod degrade;
 pub mod fallback;
 #[cfg(feature = "fanout")]
 pub mod fanout;
+#[cfg(feature = "hedge")]
+pub mod hedge;
 pub mod provenance;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "retry")]
 pub mod retry;
 
@@ -141,7 +147,11 @@ pub mod prelude {
     pub use crate::fallback::{AllFailed, Alternative, FallbackLayer};
     #[cfg(feature = "fanout")]
     pub use crate::fanout::Fanout;
+    #[cfg(feature = "hedge")]
+    pub use crate::hedge::{HedgeConfig, HedgeLayer};
     pub use crate::provenance::{Provenance, Served};
+    #[cfg(feature = "rate-limit")]
+    pub use crate::rate_limit::{RateLimitConfig, RateLimitLayer, RateLimited};
     #[cfg(feature = "retry")]
     pub use crate::retry::{
         BackoffRetryLayer, BudgetExhausted, DeadlineExceeded, Jitter, RetriesExhausted,

@@ -8,7 +8,9 @@
     feature = "fallback",
     feature = "degrade",
     feature = "dead-letter",
-    feature = "bulkhead"
+    feature = "bulkhead",
+    feature = "rate-limit",
+    feature = "hedge"
 ))]
 
 use std::future::{Ready, ready};
@@ -17,7 +19,9 @@ use std::mem::size_of_val;
 use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
+use steadfast::hedge::{HedgeConfig, HedgeLayer};
 use steadfast::prelude::*;
+use steadfast::rate_limit::{RateLimitConfig, RateLimitLayer};
 use tower::{Layer, Service, ServiceBuilder, service_fn};
 
 fn agent()
@@ -79,6 +83,27 @@ fn each_layer_future_stays_small() {
             "bulkhead",
             future_size(BulkheadLayer::new(&primary, BulkheadConfig::default()).layer(agent())),
             56,
+        ),
+        (
+            "rate limit",
+            future_size(
+                RateLimitLayer::new(
+                    &primary,
+                    RateLimitConfig::builder()
+                        .requests_per_minute(600)
+                        .build()
+                        .unwrap(),
+                )
+                .layer(agent()),
+            ),
+            48,
+        ),
+        (
+            // Carries its timer inline (a call that outlasts its first poll arms it, and boxing
+            // it would allocate on every real agent call) and a clone of the request and service.
+            "hedge",
+            future_size(HedgeLayer::new(&primary, HedgeConfig::default()).layer(agent())),
+            264,
         ),
         (
             "breaker + retry + fallback",

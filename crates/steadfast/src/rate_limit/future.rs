@@ -1,0 +1,266 @@
+//! [`ResponseFuture`]: the call admitted at once (fast path), or its wait for quota, then the
+//! call; on the answer, a pause when the agent asked for one and the usage correction.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::classify::{self, Classify, OutcomeKind};
+use crate::clock::Nanos;
+use crate::error::BoxError;
+use crate::sync::Local;
+
+use super::cost::TokenUsage;
+use super::error::RateLimited;
+use super::shared::Shared;
+use super::state::{Limit, Refusal};
+
+pin_project! {
+    /// The future of a [`RateLimit`](super::RateLimit) call. Dropping it while it waits for
+    /// quota gives nothing back: the quota it reserved stays spent, which errs on the side of
+    /// the provider's limit.
+    pub struct ResponseFuture<S, Req, C, M, U>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future, S, Req>,
+        finish: Finish<C, M, U>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, Req> {
+        Called { #[pin] future: F },
+        // Boxed: only a call that has to wait carries the timer, the service and the request.
+        Waiting { waiting: Pin<Box<Waiting<S, Req>>> },
+        Refused { error: Option<BoxError> },
+    }
+}
+
+pin_project! {
+    struct Waiting<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        service: S,
+        request: Option<Req>,
+        // Whether the quotas hold a reservation for this call (otherwise it waits for a pause
+        // to end and is admitted then).
+        reserved: bool,
+        admitted: bool,
+        give_up_at: Nanos,
+    }
+}
+
+/// What the answer needs: the classifier and memo (to see a rate-limited answer), the usage
+/// reader, and the tokens charged.
+pub(crate) struct Finish<C, M, U> {
+    pub(crate) shared: Local<Shared>,
+    pub(crate) classifier: C,
+    pub(crate) memo: M,
+    pub(crate) usage: U,
+    pub(crate) tokens: u64,
+}
+
+impl<S, Req, C, M, U> ResponseFuture<S, Req, C, M, U>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn called(future: S::Future, finish: Finish<C, M, U>) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            finish,
+        }
+    }
+
+    pub(crate) fn refused(error: BoxError, finish: Finish<C, M, U>) -> Self {
+        ResponseFuture {
+            state: State::Refused { error: Some(error) },
+            finish,
+        }
+    }
+
+    pub(crate) fn waiting(
+        service: S,
+        request: Req,
+        until: Nanos,
+        reserved: bool,
+        give_up_at: Nanos,
+        finish: Finish<C, M, U>,
+    ) -> Self {
+        let sleep = tokio::time::sleep_until(finish.shared.origin.instant_at(until));
+        ResponseFuture {
+            state: State::Waiting {
+                waiting: Box::pin(Waiting {
+                    sleep,
+                    service,
+                    request: Some(request),
+                    reserved,
+                    admitted: false,
+                    give_up_at,
+                }),
+            },
+            finish,
+        }
+    }
+}
+
+impl<C, M, U> Finish<C, M, U> {
+    fn refusal(&self, limit: Limit, wait: Option<Nanos>) -> BoxError {
+        self.shared.refused(limit, wait)
+    }
+
+    /// Waits until the call is admitted (through any pause that starts meanwhile), or refuses
+    /// it when that would take past its `max_wait`.
+    fn poll_admitted<S, Req>(
+        &self,
+        mut waiting: Pin<&mut Waiting<S, Req>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BoxError>> {
+        let shared = &*self.shared;
+        loop {
+            let mut waiting = waiting.as_mut().project();
+            if *waiting.admitted {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(waiting.sleep.as_mut().poll(cx));
+            // The instant slept until is "now": no clock read.
+            let at = shared.origin.nanos_at(waiting.sleep.deadline());
+            if let Some(until) = shared.limits.paused_at(at) {
+                if until > *waiting.give_up_at {
+                    if *waiting.reserved {
+                        shared.limits.refund(at, self.tokens);
+                    }
+                    return Poll::Ready(Err(self.refusal(Limit::Paused, Some(until - at))));
+                }
+                waiting.sleep.reset(shared.origin.instant_at(until));
+                continue;
+            }
+            if *waiting.reserved {
+                *waiting.admitted = true;
+                continue;
+            }
+            match shared
+                .limits
+                .admit(at, self.tokens, waiting.give_up_at.saturating_sub(at))
+            {
+                Ok(wait) => {
+                    *waiting.reserved = true;
+                    if wait == 0 {
+                        *waiting.admitted = true;
+                    } else {
+                        waiting.sleep.reset(shared.origin.instant_at(at + wait));
+                    }
+                }
+                Err((limit, Refusal::Wait(wait))) => {
+                    return Poll::Ready(Err(self.refusal(limit, Some(wait))));
+                }
+                Err((limit, Refusal::TooLarge)) => {
+                    return Poll::Ready(Err(self.refusal(limit, None)));
+                }
+            }
+        }
+    }
+
+    /// The answer: a pause if the agent asked for one, the usage correction, then the result.
+    fn complete<Req, Res, E>(&self, result: Result<Res, E>) -> Result<Res, BoxError>
+    where
+        E: Into<BoxError>,
+        C: Classify<Req, Res, Memo = M>,
+        U: TokenUsage<Res>,
+    {
+        let result = result.map_err(Into::into);
+        let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
+        let shared = &*self.shared;
+        match &result {
+            Ok(response) if outcome.is_success() => {
+                if let Some(actual) = self.usage.actual(response)
+                    && actual != self.tokens
+                {
+                    let now = shared.origin.nanos_at(Instant::now());
+                    shared.limits.correct(now, self.tokens, actual);
+                }
+                return result;
+            }
+            // An inner limiter's refusal is no word from the agent.
+            Err(error) if crate::error::find::<RateLimited>(error.as_ref()).is_some() => {
+                return result;
+            }
+            _ => {}
+        }
+        if outcome.kind() == OutcomeKind::RateLimited
+            && let Some(wait) = outcome.retry_after()
+        {
+            let now = shared.origin.nanos_at(Instant::now());
+            shared.pause(now, crate::clock::duration_to_nanos(wait));
+        }
+        result
+    }
+}
+
+impl<S, Req, C, M, U> Future for ResponseFuture<S, Req, C, M, U>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<Req, S::Response, Memo = M>,
+    U: TokenUsage<S::Response>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    return Poll::Ready(this.finish.complete(result));
+                }
+                StateProj::Refused { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| "rate-limit future polled after completion".into())));
+                }
+                StateProj::Waiting { waiting } => {
+                    if let Err(error) = ready!(this.finish.poll_admitted(waiting.as_mut(), cx)) {
+                        this.state.set(State::Refused { error: None });
+                        return Poll::Ready(Err(error));
+                    }
+                    let waiting = waiting.as_mut().project();
+                    if let Err(error) = ready!(waiting.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(error.into()));
+                    }
+                    let Some(request) = waiting.request.take() else {
+                        return Poll::Ready(
+                            Err("rate-limit future polled after completion".into()),
+                        );
+                    };
+                    let future = waiting.service.call(request);
+                    this.state.set(State::Called { future });
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req, C, M, U> fmt::Debug for ResponseFuture<S, Req, C, M, U>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Waiting { .. } => "waiting for quota",
+            State::Refused { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("agent", &self.finish.shared.name)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
