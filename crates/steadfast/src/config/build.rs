@@ -20,6 +20,7 @@ use crate::dead_letter::{DeadLetterLayer, DeadLetterSink, EncodeRequest, MemoryS
 use crate::error::BoxError;
 use crate::fallback::{Alternative, FallbackLayer};
 use crate::provenance::{MarkServed, Marked, Unmarked};
+use crate::rate_limit::{RateLimitHandle, RateLimitLayer};
 use crate::registry::Registry;
 use crate::retry::BackoffRetryLayer;
 
@@ -38,6 +39,8 @@ type StoreOpener = dyn Fn(&AgentConfig, &DeadLetterStore) -> Result<Option<Arc<d
     + Sync;
 type CacheFactory<Req, Res> = dyn Fn(CacheConfig) -> Arc<dyn CacheTier<Req, Res>> + Send + Sync;
 type HealthCheckFactory = dyn Fn(&AgentConfig) -> Option<Arc<dyn HealthCheck>> + Send + Sync;
+type TokenCostFn<Req> = dyn Fn(&Req) -> u64 + Send + Sync;
+type TokenUsageFn<Res> = dyn Fn(&Res) -> Option<u64> + Send + Sync;
 
 /// Builds the stacks a [`StackConfig`] describes. Get one from [`StackConfig::builder`], give
 /// it the agents' services ([`agents`](Self::agents)) and whatever else the file asks for,
@@ -47,19 +50,23 @@ type HealthCheckFactory = dyn Fn(&AgentConfig) -> Option<Arc<dyn HealthCheck>> +
 ///
 /// ```text
 /// DeadLetter     [agents.NAME.dead_letter]
-/// Fallback       fallback = [...] (each alternative through its own bulkhead, breaker and timeout), then [agents.NAME.cache]
+/// Fallback       fallback = [...] (each alternative through its own rate limit, bulkhead, breaker and timeout), then [agents.NAME.cache]
 /// BackoffRetry   [agents.NAME.retry]
+/// RateLimit      [agents.NAME.rate_limit] (tokens counted by `token_cost`)
 /// Bulkhead       [agents.NAME.bulkhead]
 /// CircuitBreaker [agents.NAME.breaker]
 /// Timeout        timeout = "..."
 /// the agent's service
 /// ```
 ///
-/// A layer whose table is absent is left out. An alternative is called through its own
-/// bulkhead, breaker and timeout only: not through its retries (alternatives are tried once
-/// each, so an outage is not multiplied), and not through its own fallback chain (so chains
-/// never loop). An agent's bulkhead is one set of permits, taken by its own callers and by
-/// the agents that fall back to it alike: it stands for what the agent can take.
+/// A layer whose table is absent is left out. An alternative is called through its own rate
+/// limit, bulkhead, breaker and timeout only: not through its retries (alternatives are tried
+/// once each, so an outage is not multiplied), and not through its own fallback chain (so
+/// chains never loop). An agent's quotas and permits are one set, spent by its own callers and
+/// by the agents that fall back to it alike: they stand for what the agent can take.
+///
+/// The rate limit sits outside the bulkhead, so a call waiting for its turn in the quota does
+/// not hold one of the agent's concurrency permits meanwhile.
 pub struct StackBuilder<Req, Res, C = DefaultClassifier, P = Unmarked> {
     config: StackConfig,
     registry: Registry,
@@ -69,6 +76,8 @@ pub struct StackBuilder<Req, Res, C = DefaultClassifier, P = Unmarked> {
     encoder: Option<SharedEncoder<Req>>,
     cache: Option<Arc<CacheFactory<Req, Res>>>,
     health_checks: Option<Arc<HealthCheckFactory>>,
+    token_cost: Option<Arc<TokenCostFn<Req>>>,
+    token_usage: Option<Arc<TokenUsageFn<Res>>>,
     seed: Option<u64>,
     marker: P,
 }
@@ -88,6 +97,8 @@ impl StackConfig {
             encoder: None,
             cache: None,
             health_checks: None,
+            token_cost: None,
+            token_usage: None,
             seed: None,
             marker: Unmarked,
         }
@@ -110,6 +121,8 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
             encoder: self.encoder,
             cache: self.cache,
             health_checks: self.health_checks,
+            token_cost: self.token_cost,
+            token_usage: self.token_usage,
             seed: self.seed,
             marker: self.marker,
         }
@@ -194,6 +207,31 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
         self
     }
 
+    /// Estimates the tokens of a request (prompt plus the `max_tokens` of the answer), charged
+    /// to the `tokens_per_minute` quota of every `rate_limit` table (see
+    /// `RateLimitLayer::cost`). Required when a file sets `tokens_per_minute`: without it the
+    /// build fails on that line rather than limit nothing.
+    #[must_use]
+    pub fn token_cost<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&Req) -> u64 + Send + Sync + 'static,
+    {
+        self.token_cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Reads the tokens an answer used (its `usage.total_tokens`), correcting the token quota
+    /// of every `rate_limit` table by the difference from the estimate (see
+    /// `RateLimitLayer::usage`).
+    #[must_use]
+    pub fn token_usage<F>(mut self, usage: F) -> Self
+    where
+        F: Fn(&Res) -> Option<u64> + Send + Sync + 'static,
+    {
+        self.token_usage = Some(Arc::new(usage));
+        self
+    }
+
     /// Seeds every retry layer's jitter, so runs repeat (tests, demos).
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
@@ -213,6 +251,8 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
             encoder: self.encoder,
             cache: self.cache,
             health_checks: self.health_checks,
+            token_cost: self.token_cost,
+            token_usage: self.token_usage,
             seed: self.seed,
             marker: Marked,
         }
@@ -226,6 +266,7 @@ struct Guarded<Req, Res, C> {
     guard: BoxAgent<Req, Res>,
     breaker: Option<BreakerHandle>,
     bulkhead: Option<BulkheadHandle>,
+    rate_limit: Option<RateLimitHandle>,
 }
 
 impl<Req, Res, C, P> StackBuilder<Req, Res, C, P>
@@ -259,17 +300,18 @@ where
         Ok(Stacks { agents: built })
     }
 
-    /// An error about `field` of `agent` (the agent's table when `None`).
+    /// An error about `field` of `agent` (a dotted path below the agent's table; the table
+    /// itself when `None`).
     fn fail(&self, agent: &AgentConfig, field: Option<&str>, message: String) -> StackConfigError {
         let at = FieldPath::default().key("agents").key(&agent.name);
-        let at = match field {
-            Some(field) => at.key(field),
-            None => at,
-        };
+        let at = field
+            .into_iter()
+            .flat_map(|field| field.split('.'))
+            .fold(at, |path, key| path.key(key));
         self.config.source.error(ErrorKind::Build, &at, message)
     }
 
-    /// The agent's scope, and its service behind its bulkhead, breaker and timeout.
+    /// The agent's scope, and its service behind its rate limit, bulkhead, breaker and timeout.
     fn guard(
         &self,
         config: &AgentConfig,
@@ -320,11 +362,30 @@ where
             bulkhead = Some(layer.handle());
             guard = BoxCloneSyncService::new(layer.layer(guard));
         }
+        let mut rate_limit = None;
+        if let Some(quotas) = &config.rate_limit {
+            if quotas.tokens_per_minute().is_some() && self.token_cost.is_none() {
+                return Err(self.fail(
+                    config,
+                    Some("rate_limit.tokens_per_minute"),
+                    "a token quota needs a cost function (what a request's tokens are is code): call `StackBuilder::token_cost`, or limit requests_per_minute only".into(),
+                ));
+            }
+            let layer = RateLimitLayer::new(&agent, quotas.clone());
+            rate_limit = Some(layer.handle());
+            let cost = self.token_cost.clone();
+            let usage = self.token_usage.clone();
+            let layer = layer
+                .cost(move |request: &Req| cost.as_ref().map_or(0, |cost| cost(request)))
+                .usage(move |response: &Res| usage.as_ref().and_then(|usage| usage(response)));
+            guard = BoxCloneSyncService::new(layer.layer(guard));
+        }
         Ok(Guarded {
             agent,
             guard,
             breaker,
             bulkhead,
+            rate_limit,
         })
     }
 
@@ -368,6 +429,7 @@ where
             service: stack,
             breaker: own.breaker.clone(),
             bulkhead: own.bulkhead.clone(),
+            rate_limit: own.rate_limit.clone(),
             dead_letters: sink,
         })
     }
@@ -467,6 +529,7 @@ pub struct BuiltAgent<Req, Res, C = DefaultClassifier> {
     service: BoxAgent<Req, Res>,
     breaker: Option<BreakerHandle>,
     bulkhead: Option<BulkheadHandle>,
+    rate_limit: Option<RateLimitHandle>,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
@@ -490,6 +553,10 @@ impl<Req, Res, C> BuiltAgent<Req, Res, C> {
     /// The agent's bulkhead (its limit, calls in flight, refusals), if it has one.
     pub fn bulkhead(&self) -> Option<&BulkheadHandle> {
         self.bulkhead.as_ref()
+    }
+    /// The agent's rate limit (quotas left, a pause from outside), if it has one.
+    pub fn rate_limit(&self) -> Option<&RateLimitHandle> {
+        self.rate_limit.as_ref()
     }
     /// The agent's dead-letter store, if it has one.
     pub fn dead_letters(&self) -> Option<&Arc<dyn DeadLetterSink>> {

@@ -10,6 +10,7 @@ use crate::circuit_breaker::BreakerConfigBuilder;
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
 use crate::error::ConfigError;
+use crate::rate_limit::RateLimitConfigBuilder;
 use crate::retry::RetryConfigBuilder;
 
 use super::error::{ErrorKind, StackConfigError};
@@ -293,6 +294,12 @@ fn validate_agent(
         .map(RetryConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("retry"), &error))?;
+    let rate_limit = raw
+        .rate_limit
+        .clone()
+        .map(RateLimitConfigBuilder::build)
+        .transpose()
+        .map_err(|error| layer_error(source, &at.key("rate_limit"), &error))?;
     let bulkhead = raw
         .bulkhead
         .as_ref()
@@ -305,33 +312,7 @@ fn validate_agent(
         .map(CacheConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("cache"), &error))?;
-    let chain = at.key("fallback");
-    for (index, alternative) in raw.fallback.iter().enumerate() {
-        let problem = if !names.contains(&alternative.as_str()) {
-            Some((
-                ErrorKind::UnknownAgent,
-                format!(
-                    "no agent `{alternative}` is defined (agents: {})",
-                    names.join(", ")
-                ),
-            ))
-        } else if alternative == name {
-            Some((
-                ErrorKind::Invalid,
-                format!("agent `{name}` cannot be its own fallback"),
-            ))
-        } else if raw.fallback[..index].contains(alternative) {
-            Some((
-                ErrorKind::Invalid,
-                format!("`{alternative}` is already earlier in the chain"),
-            ))
-        } else {
-            None
-        };
-        if let Some((kind, message)) = problem {
-            return Err(source.error(kind, &chain.index(index), message));
-        }
-    }
+    check_fallback(source, at, name, &raw.fallback, names)?;
     let dead_letter = raw
         .dead_letter
         .as_ref()
@@ -348,11 +329,50 @@ fn validate_agent(
         timeout: raw.timeout,
         breaker,
         retry,
+        rate_limit,
         bulkhead,
         fallback: raw.fallback.clone(),
         cache,
         dead_letter,
     })
+}
+
+/// Every agent of a `fallback` list is defined, is not the agent itself, and appears once.
+fn check_fallback(
+    source: &Source,
+    at: &FieldPath,
+    name: &str,
+    fallback: &[String],
+    names: &[&str],
+) -> Result<(), StackConfigError> {
+    let chain = at.key("fallback");
+    for (index, alternative) in fallback.iter().enumerate() {
+        let problem = if !names.contains(&alternative.as_str()) {
+            Some((
+                ErrorKind::UnknownAgent,
+                format!(
+                    "no agent `{alternative}` is defined (agents: {})",
+                    names.join(", ")
+                ),
+            ))
+        } else if alternative == name {
+            Some((
+                ErrorKind::Invalid,
+                format!("agent `{name}` cannot be its own fallback"),
+            ))
+        } else if fallback[..index].contains(alternative) {
+            Some((
+                ErrorKind::Invalid,
+                format!("`{alternative}` is already earlier in the chain"),
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, message)) = problem {
+            return Err(source.error(kind, &chain.index(index), message));
+        }
+    }
+    Ok(())
 }
 
 fn validate_dead_letter(

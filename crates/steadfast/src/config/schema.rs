@@ -14,6 +14,7 @@ use crate::cache::{CacheConfig, CacheConfigBuilder};
 use crate::circuit_breaker::{BreakerConfig, BreakerConfigBuilder};
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
+use crate::rate_limit::{RateLimitConfig, RateLimitConfigBuilder};
 use crate::retry::{RetryConfig, RetryConfigBuilder};
 
 use super::locate::Format;
@@ -79,6 +80,7 @@ pub(crate) struct RawAgent {
     pub(crate) timeout: Option<Duration>,
     pub(crate) breaker: Option<BreakerConfigBuilder>,
     pub(crate) retry: Option<RetryConfigBuilder>,
+    pub(crate) rate_limit: Option<RateLimitConfigBuilder>,
     pub(crate) bulkhead: Option<RawBulkhead>,
     #[serde(default)]
     pub(crate) fallback: Vec<String>,
@@ -189,6 +191,7 @@ pub struct AgentConfig {
     pub(crate) timeout: Option<Duration>,
     pub(crate) breaker: Option<BreakerConfig>,
     pub(crate) retry: Option<RetryConfig>,
+    pub(crate) rate_limit: Option<RateLimitConfig>,
     pub(crate) bulkhead: Option<BulkheadConfig>,
     pub(crate) fallback: Vec<String>,
     pub(crate) cache: Option<CacheConfig>,
@@ -226,6 +229,10 @@ impl AgentConfig {
     /// The retry layer's config, if the agent retries.
     pub fn retry(&self) -> Option<&RetryConfig> {
         self.retry.as_ref()
+    }
+    /// The rate limiter's quotas, if the agent has them.
+    pub fn rate_limit(&self) -> Option<&RateLimitConfig> {
+        self.rate_limit.as_ref()
     }
     /// The bulkhead's config, if the agent has one.
     pub fn bulkhead(&self) -> Option<&BulkheadConfig> {

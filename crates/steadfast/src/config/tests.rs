@@ -9,6 +9,7 @@ use crate::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadFull, Readiness};
 use crate::circuit_breaker::SlidingWindow;
 use crate::classify::OutcomeKind;
 use crate::error::BoxError;
+use crate::rate_limit::RateLimited;
 use crate::registry::Registry;
 use crate::retry::Jitter;
 
@@ -33,6 +34,13 @@ consecutive_failures = 50
 window = { count = 20 }
 min_calls = 10
 initial_open_duration = "250ms"
+
+[agents.primary.rate_limit]
+requests_per_minute = 600
+tokens_per_minute = 100_000
+burst = 0.5
+max_wait = "2s"
+max_pause = "30s"
 
 [agents.primary.bulkhead]
 max_concurrent = 8
@@ -91,6 +99,19 @@ fn a_full_file_reads_into_each_layers_config() {
         3,
         "unset keys keep the defaults"
     );
+    let rate_limit = primary.rate_limit().unwrap();
+    assert_eq!(
+        (
+            rate_limit.requests_per_minute(),
+            rate_limit.tokens_per_minute()
+        ),
+        (Some(600), Some(100_000))
+    );
+    assert_eq!(rate_limit.burst().to_bits(), 0.5_f64.to_bits());
+    assert_eq!(
+        (rate_limit.max_wait(), rate_limit.max_pause()),
+        (Duration::from_secs(2), Duration::from_secs(30))
+    );
     let bulkhead = primary.bulkhead().unwrap();
     assert_eq!(
         (bulkhead.max_concurrent_calls(), bulkhead.max_queue()),
@@ -122,7 +143,7 @@ fn a_full_file_reads_into_each_layers_config() {
     let spare = config.agent("spare").unwrap();
     assert_eq!(spare.classifier(), DEFAULT_CLASSIFIER);
     assert!(spare.breaker().is_none() && spare.retry().is_none() && spare.timeout().is_none());
-    assert!(spare.bulkhead().is_none());
+    assert!(spare.bulkhead().is_none() && spare.rate_limit().is_none());
     // A table with no keys: a bulkhead with the defaults.
     let config = StackConfig::from_toml("[agents.a.bulkhead]\n").unwrap();
     let bulkhead = config.agent("a").unwrap().bulkhead().unwrap();
@@ -164,12 +185,9 @@ fn unknown_fields_are_refused_with_their_name_and_line() {
     assert_eq!(error.line(), Some(3));
     let error = err("version = 2\n[agents.a]\n");
     assert_eq!((error.field(), error.line()), ("version", Some(1)));
-    // Rate limits are not in the schema yet: refused, not ignored.
-    let error = err("[agents.a]\n[agents.a.rate_limit]\nrequests_per_minute = 3\n");
-    assert_eq!(
-        (error.field(), error.line()),
-        ("agents.a.rate_limit", Some(2))
-    );
+    // Keys of a later version: refused, not ignored.
+    let error = err("[agents.a]\n[agents.a.hedge]\ndelay = \"1s\"\n");
+    assert_eq!((error.field(), error.line()), ("agents.a.hedge", Some(2)));
 }
 
 #[test]
@@ -339,6 +357,7 @@ async fn a_full_file_builds_a_stack_that_retries_then_falls_back_in_order() {
     let stacks = config
         .builder(&registry)
         .agents(counted(&calls, &["primary", "backup"]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
         .cache_key(|prompt: &String| Some(prompt.clone()))
         .dead_letter_encoder(|prompt: &String| {
             Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
@@ -377,6 +396,7 @@ async fn an_alternatives_open_breaker_is_skipped_and_dead_letters_are_kept() {
     let stacks = config
         .builder(&registry)
         .agents(counted(&calls, &["primary", "backup", "spare"]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
         .cache_key(|_: &String| None::<String>)
         .dead_letter_encoder(|prompt: &String| {
             Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
@@ -976,4 +996,213 @@ async fn calls_falling_back_to_an_agent_take_its_bulkheads_permits_too() {
             .unwrap()
             .same_bulkhead(backup.bulkhead().unwrap())
     );
+}
+
+#[test]
+fn rate_limit_mistakes_name_line_and_field() {
+    assert_refused(&[
+        (
+            "[agents.a]\n\n[agents.a.rate_limit]\nrequests_per_minute = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.requests_per_minute",
+            4,
+            "at least 1",
+        ),
+        // No quota at all: nothing to point at but the table.
+        (
+            "[agents.a]\n[agents.a.rate_limit]\nmax_wait = \"1s\"\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.requests_per_minute",
+            2,
+            "limits nothing",
+        ),
+        (
+            "[agents.a.rate_limit]\ntokens_per_minute = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.tokens_per_minute",
+            2,
+            "at least 1",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = -5\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.requests_per_minute",
+            2,
+            "-5",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nrpm = 60\n",
+            ErrorKind::UnknownField,
+            "agents.a.rate_limit.rpm",
+            3,
+            "unknown field `rpm`",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nmax_wait = \"soon\"\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.max_wait",
+            3,
+            "soon",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nmax_pause = \"2h\"\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.max_pause",
+            3,
+            "at most one hour",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nburst = 0.0\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.burst",
+            3,
+            "greater than 0.0",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nburst = nan\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.burst",
+            3,
+            "NaN",
+        ),
+    ]);
+}
+
+#[test]
+fn a_token_quota_without_a_cost_function_fails_the_build_on_its_line() {
+    let text =
+        "[agents.a]\n\n[agents.a.rate_limit]\nrequests_per_minute = 60\ntokens_per_minute = 1000\n";
+    let config = StackConfig::parse(text, Format::Toml, "stack.toml").unwrap();
+    let build = || {
+        config
+            .builder::<String, String>(&Registry::new())
+            .agents(|_| {
+                Ok(service_fn(|prompt: String| async move {
+                    Ok::<_, BoxError>(prompt)
+                }))
+            })
+    };
+    let error = build().build().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Build);
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.rate_limit.tokens_per_minute", Some(5))
+    );
+    assert!(error.to_string().contains("token_cost"), "{error}");
+    assert!(
+        build()
+            .token_cost(|prompt: &String| prompt.len() as u64)
+            .build()
+            .is_ok()
+    );
+    // A request quota alone needs no cost function.
+    let config =
+        StackConfig::from_toml("[agents.a.rate_limit]\nrequests_per_minute = 60\n").unwrap();
+    assert!(
+        config
+            .builder::<String, String>(&Registry::new())
+            .agents(|_| {
+                Ok(service_fn(|prompt: String| async move {
+                    Ok::<_, BoxError>(prompt)
+                }))
+            })
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_quota_from_the_file_refuses_the_third_call_and_the_fallback_answers_it() {
+    let config = StackConfig::from_toml(
+        "[agents.primary]\nfallback = [\"backup\"]\nbreaker = { consecutive_failures = 1 }\n\n[agents.primary.rate_limit]\nrequests_per_minute = 2\nmax_wait = \"0s\"\n\n[agents.backup]\n",
+    )
+    .unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(counted(&calls, &[]))
+        .build()
+        .unwrap();
+    let primary = stacks.service("primary").unwrap();
+    for prompt in ["a", "b", "c"] {
+        primary.clone().oneshot(prompt.into()).await.unwrap();
+    }
+    // Two a minute, all at once: the third went to the backup without reaching the primary.
+    assert_eq!(*calls.lock().unwrap(), ["primary", "primary", "backup"]);
+    assert_eq!(
+        registry.breaker("primary").unwrap().state(),
+        crate::circuit_breaker::BreakerState::Closed,
+        "a refusal the agent never saw is no failure of it"
+    );
+    let quota = stacks.get("primary").unwrap().rate_limit().unwrap();
+    assert_eq!(quota.available_requests(), Some(0));
+    // Half a minute later one request has come back.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(primary.oneshot("d".into()).await.unwrap(), "primary: d");
+
+    // Without an alternative, the caller gets `RateLimited`.
+    let config = StackConfig::from_toml(
+        "[agents.a.rate_limit]\nrequests_per_minute = 1\nmax_wait = \"0s\"\n",
+    )
+    .unwrap();
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(counted(&calls, &[]))
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    service.clone().oneshot("x".into()).await.unwrap();
+    let error = service.oneshot("y".into()).await.unwrap_err();
+    let refused = crate::error::find::<RateLimited>(error.as_ref()).expect("RateLimited");
+    assert_eq!(refused.wait(), Some(Duration::from_secs(60)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_quota_charges_the_applications_cost_function_and_waits_up_to_max_wait() {
+    let config = StackConfig::from_toml(
+        "[agents.a.rate_limit]\ntokens_per_minute = 100\nmax_wait = \"30s\"\n",
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(counted(&calls, &[]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    let started = tokio::time::Instant::now();
+    service.clone().oneshot("x".repeat(60)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // 40 tokens left; 60 more need 20 to refill at 100 a minute: 12 s.
+    service.clone().oneshot("x".repeat(60)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(12));
+    // 100 tokens need a whole minute, past max_wait: refused without a call.
+    let error = service.oneshot("x".repeat(100)).await.unwrap_err();
+    assert!(crate::error::find::<RateLimited>(error.as_ref()).is_some());
+    assert_eq!(calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_usage_reader_gives_back_what_an_answer_did_not_use() {
+    let config = StackConfig::from_toml(
+        "[agents.a.rate_limit]\ntokens_per_minute = 100\nmax_wait = \"0s\"\n",
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(counted(&calls, &[]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
+        // Every answer used 10 tokens.
+        .token_usage(|_: &String| Some(10))
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    // Estimated at 60 each, charged 10 each: all five go at once.
+    for _ in 0..5 {
+        service.clone().oneshot("x".repeat(60)).await.unwrap();
+    }
+    assert_eq!(calls.lock().unwrap().len(), 5);
 }
