@@ -1,12 +1,15 @@
 //! The client stack the demo drives, read from a stack file (`examples/stack.toml`, built in;
 //! `--config FILE` for another) with `steadfast::config`, in the order of DESIGN §1:
-//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > Bulkhead > CircuitBreaker >
-//! Timeout > HTTP. The shipped file holds the primary to 8 calls at once. A caller has one call
+//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > RateLimit > Bulkhead >
+//! CircuitBreaker > Timeout > HTTP. The shipped file gives the primary a request quota far
+//! above what the demo sends (a provider's RPM; no pause on the scripted 429s, so the outage
+//! still reaches the breaker; no token quota, which would need a cost function, i.e. code),
+//! and holds it to 8 calls at once. A caller has one call
 //! in flight at a time, so with the default 8 callers the bulkhead never refuses; with
 //! `--callers 64` the calls past it are refused at once and answered by the alternatives (its
 //! breaker never counts them). The summary says how many.
 //!
-//! The file names the agents, their classifiers, timeouts, breakers, bulkheads, retries,
+//! The file names the agents, their classifiers, timeouts, breakers, rate limits, bulkheads, retries,
 //! fallback chain, cache and dead-letter store; this module supplies what only code can: the HTTP client of
 //! each endpoint (`mock:NAME` is one of the demo's mock agents), the `/health` check, the
 //! cache key, the dead-letter encoder and the degraded answer.
