@@ -310,6 +310,12 @@ async fn json_summary_is_one_object_whose_counts_add_up() {
         summary["breakers"].as_array().unwrap().len() >= 2,
         "{summary}"
     );
+    // Eight callers, one call in flight each: the primary's bulkhead of 8 never refuses.
+    assert_eq!(
+        summary["bulkheads"],
+        serde_json::json!([{"name": "primary", "limit": 8, "refused": 0}]),
+        "{summary}"
+    );
 
     let listed = std::process::Command::new(env!("CARGO_BIN_EXE_steadfast"))
         .args(["dlq", "--json", "--dir"])
@@ -333,4 +339,46 @@ async fn json_summary_is_one_object_whose_counts_add_up() {
             assert!(attempts >= answers, "{attempts} < {answers}: {record}");
         }
     }
+}
+
+/// `--callers 64`: more calls at the primary at once than its bulkhead of 8 admits; the calls
+/// past it are refused at once and answered further down the chain, and every request is
+/// still accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_callers_overflow_the_primarys_bulkhead_and_are_answered_by_the_chain() {
+    let journal = tempfile::tempdir().unwrap();
+    let stdout = demo(&[
+        "--duration".as_ref(),
+        "6".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+        "--callers".as_ref(),
+        "64".as_ref(),
+        "--json".as_ref(),
+        "--journal".as_ref(),
+        journal.path().as_os_str(),
+    ])
+    .await;
+    let summary: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|error| panic!("not one JSON object ({error}):\n{stdout}"));
+    assert_eq!(summary["accounting_ok"], true, "{summary}");
+    assert_eq!(summary["other"], 0, "{summary}");
+    let bulkhead = &summary["bulkheads"][0];
+    assert_eq!(
+        (&bulkhead["name"], &bulkhead["limit"]),
+        (&serde_json::json!("primary"), &serde_json::json!(8)),
+        "{summary}"
+    );
+    let refused = bulkhead["refused"].as_u64().unwrap();
+    assert!(
+        refused > 0,
+        "64 callers never overflowed 8 permits: {summary}"
+    );
+    // Each refused call went on to the alternatives, the cache or the degrade/dead-letter end.
+    let past_primary = summary["fallback"]["backup"].as_u64().unwrap()
+        + summary["fallback"]["slow"].as_u64().unwrap()
+        + summary["cached"].as_u64().unwrap()
+        + summary["degraded"].as_u64().unwrap()
+        + summary["dead_lettered"].as_u64().unwrap();
+    assert!(past_primary >= refused, "{summary}");
 }

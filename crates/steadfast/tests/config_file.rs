@@ -19,6 +19,9 @@ fn the_shipped_stack_parses() {
     assert_eq!(primary.classifier(), "llm");
     assert_eq!(primary.retry().unwrap().max_retries(), 2);
     assert!(primary.cache().is_some() && primary.dead_letter().is_some());
+    assert_eq!(primary.bulkhead().unwrap().max_concurrent_calls(), 8);
+    let quota = primary.rate_limit().unwrap();
+    assert!(quota.requests_per_minute().is_some() && quota.tokens_per_minute().is_none());
     for name in ["backup", "slow"] {
         let agent = config.agent(name).unwrap();
         assert!(

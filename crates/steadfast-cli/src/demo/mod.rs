@@ -396,6 +396,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
         tally: tally.clone(),
         breakers: built.breakers.clone(),
         opened: built.breakers.iter().map(|_| AtomicU64::new(0)).collect(),
+        bulkheads: built.bulkheads.clone(),
+        registry: registry.clone(),
         monitor: Monitor::new(dead_letters.sink.clone(), "primary").register(&registry),
         dlq_alert_depth: DLQ_ALERT_DEPTH,
         dlq_depth: AtomicU64::new(0),
@@ -482,6 +484,48 @@ mod tests {
         assert!(parse_seconds("0").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("NaN").is_err());
+    }
+
+    /// The default value of `steadfast demo`'s flag `id`.
+    fn default_of(id: &str) -> String {
+        let command = <DemoArgs as clap::Args>::augment_args(clap::Command::new("demo"));
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .unwrap();
+        arg.get_default_values()[0].to_string_lossy().into_owned()
+    }
+
+    /// The shipped file's primary is behind a bulkhead no default run can fill (8 callers, one
+    /// call in flight each) and a request quota far above what the demo sends, that does not
+    /// pause on the scripted 429s (so the outage still reaches the breaker).
+    #[test]
+    fn the_shipped_primary_has_a_bulkhead_and_a_rate_limit_the_default_run_never_reaches() {
+        let config = steadfast::config::StackConfig::parse(
+            stack::SHIPPED_STACK,
+            steadfast::config::Format::Toml,
+            stack::SHIPPED_STACK_ORIGIN,
+        )
+        .unwrap();
+        let primary = config.agent(stack::ENTRY_AGENT).unwrap();
+        let bulkhead = primary.bulkhead().unwrap();
+        let callers: u32 = default_of("callers").parse().unwrap();
+        assert_eq!(bulkhead.max_concurrent_calls(), callers);
+        assert_eq!(bulkhead.max_queue(), 0);
+        let quota = primary.rate_limit().unwrap();
+        assert!(
+            quota.tokens_per_minute().is_none(),
+            "no cost function in the demo"
+        );
+        let rate: f64 = default_of("rate").parse().unwrap();
+        // Every request tried three times (max_retries = 2), at the default pace, fits in a
+        // quarter of the quota.
+        let sent_per_minute = f64::from(callers) * rate * 60.0 * 3.0;
+        assert!(
+            f64::from(quota.requests_per_minute().unwrap()) > 4.0 * sent_per_minute,
+            "{sent_per_minute}"
+        );
+        assert_eq!(quota.max_pause(), Duration::ZERO);
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! The client stack the demo drives, read from a stack file (`examples/stack.toml`, built in;
 //! `--config FILE` for another) with `steadfast::config`, in the order of DESIGN §1:
-//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > CircuitBreaker > Timeout > HTTP.
+//! Degrade > DeadLetter > Fallback(backup, slow, cache) > Retry > RateLimit > Bulkhead >
+//! CircuitBreaker > Timeout > HTTP. The shipped file gives the primary a request quota far
+//! above what the demo sends (a provider's RPM; no pause on the scripted 429s, so the outage
+//! still reaches the breaker; no token quota, which would need a cost function, i.e. code),
+//! and holds it to 8 calls at once. A caller has one call
+//! in flight at a time, so with the default 8 callers the bulkhead never refuses; with
+//! `--callers 64` the calls past it are refused at once and answered by the alternatives (its
+//! breaker never counts them). The summary says how many.
 //!
-//! The file names the agents, their classifiers, timeouts, breakers, retries, fallback chain,
-//! cache and dead-letter store; this module supplies what only code can: the HTTP client of
+//! The file names the agents, their classifiers, timeouts, breakers, rate limits, bulkheads, retries,
+//! fallback chain, cache and dead-letter store; this module supplies what only code can: the HTTP client of
 //! each endpoint (`mock:NAME` is one of the demo's mock agents), the `/health` check, the
 //! cache key, the dead-letter encoder and the degraded answer.
 
@@ -17,6 +24,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use steadfast::bulkhead::BulkheadHandle;
 use steadfast::circuit_breaker::{BreakerHandle, HealthCheck};
 use steadfast::config::{AgentConfig, BoxAgent, StackConfig};
 use steadfast::dead_letter::DeadLetterSink;
@@ -75,6 +83,8 @@ pub(crate) const ENTRY_AGENT: &str = "primary";
 pub(crate) struct Built {
     pub(crate) stack: DemoStack,
     pub(crate) breakers: Vec<BreakerHandle>,
+    /// The bulkheads, the entry agent's first.
+    pub(crate) bulkheads: Vec<BulkheadHandle>,
 }
 
 type HttpClient = Client<HttpConnector, BufferedBody>;
@@ -200,21 +210,28 @@ pub(crate) fn build(
             .mark_responses(),
         )
         .service(entry.service());
-    // The entry agent's breaker first, then the others in the file's order.
+    // The entry agent's breaker (and bulkhead) first, then the others in the file's order.
+    let others = || {
+        stacks
+            .iter()
+            .filter(|agent| agent.config().name() != ENTRY_AGENT)
+    };
     let breakers = entry
         .breaker()
         .into_iter()
-        .chain(
-            stacks
-                .iter()
-                .filter(|agent| agent.config().name() != ENTRY_AGENT)
-                .filter_map(|agent| agent.breaker()),
-        )
+        .chain(others().filter_map(|agent| agent.breaker()))
+        .cloned()
+        .collect();
+    let bulkheads = entry
+        .bulkhead()
+        .into_iter()
+        .chain(others().filter_map(|agent| agent.bulkhead()))
         .cloned()
         .collect();
     Ok(Built {
         stack: BoxCloneSyncService::new(stack),
         breakers,
+        bulkheads,
     })
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use steadfast::bulkhead::BulkheadHandle;
 use steadfast::circuit_breaker::BreakerHandle;
 use steadfast::dead_letter::Monitor;
 use steadfast::events::{Event, EventReceiver};
@@ -28,6 +29,10 @@ pub(crate) struct Sources {
     pub(crate) breakers: Vec<BreakerHandle>,
     /// Circuit-opened events seen per breaker (same order as `breakers`).
     pub(crate) opened: Vec<AtomicU64>,
+    /// The bulkheads the file gave agents (the entry agent's first).
+    pub(crate) bulkheads: Vec<BulkheadHandle>,
+    /// Where each agent's refusals are counted.
+    pub(crate) registry: steadfast::Registry,
     /// Registered with the registry, without a threshold of its own (see `refresh_depth`).
     pub(crate) monitor: Monitor,
     /// Dead letters above which the first crossing goes on the event bus.
@@ -40,6 +45,13 @@ pub(crate) struct Sources {
 impl Sources {
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// Calls the bulkhead of `bulkhead`'s agent refused so far.
+    fn refused(&self, bulkhead: &BulkheadHandle) -> u64 {
+        self.registry
+            .counters(bulkhead.agent())
+            .map_or(0, |counters| counters.bulkhead_rejected)
     }
 
     /// Refreshes the DLQ depth from the sink (the monitor sets the registry's per-agent depths
@@ -286,6 +298,17 @@ pub(crate) fn summary_json(
             })
         })
         .collect();
+    let bulkheads: Vec<serde_json::Value> = sources
+        .bulkheads
+        .iter()
+        .map(|bulkhead| {
+            serde_json::json!({
+                "name": bulkhead.agent(),
+                "limit": bulkhead.limit(),
+                "refused": sources.refused(bulkhead),
+            })
+        })
+        .collect();
     let depth = sources.dlq_depth.load(Ordering::Relaxed);
     let (_, holds) = identity(&counts);
     let summary = serde_json::json!({
@@ -301,6 +324,7 @@ pub(crate) fn summary_json(
         "unfinished": counts.sent.saturating_sub(counts.finished()),
         "errors": sources.tally.errors(),
         "breakers": breakers,
+        "bulkheads": bulkheads,
         "dlq": {
             "depth": depth,
             "added": depth.saturating_sub(initial_depth),
@@ -395,6 +419,14 @@ pub(crate) fn summary(
             c.calls,
             c.failures,
             c.rejected
+        );
+    }
+    for bulkhead in &sources.bulkheads {
+        println!(
+            "  bulkhead {:<7} limit {}  refused {} (answered by the fallback chain)",
+            bulkhead.agent(),
+            bulkhead.limit(),
+            sources.refused(bulkhead)
         );
     }
     let depth = sources.dlq_depth.load(Ordering::Relaxed);

@@ -28,7 +28,12 @@ fn invalid(setting: &'static str, problem: impl Into<Cow<'static, str>>) -> Conf
 }
 
 /// How a [`Bulkhead`](super::Bulkhead) uses `poll_ready`.
+///
+/// In a stack file (`steadfast::config`): `readiness = "shed_in_call"` or
+/// `"wait_in_poll_ready"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Readiness {
     /// `poll_ready` forwards the inner service's readiness and never waits for a permit; a

@@ -12,6 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::agent::Agent;
+use crate::bulkhead::{BulkheadHandle, BulkheadLayer};
 use crate::cache::{CacheConfig, CacheTier, ResponseCache};
 use crate::circuit_breaker::{BreakerHandle, CircuitBreakerLayer, HealthCheck};
 use crate::classify::{Classify, DefaultClassifier};
@@ -19,6 +20,7 @@ use crate::dead_letter::{DeadLetterLayer, DeadLetterSink, EncodeRequest, MemoryS
 use crate::error::BoxError;
 use crate::fallback::{Alternative, FallbackLayer};
 use crate::provenance::{MarkServed, Marked, Unmarked};
+use crate::rate_limit::{RateLimitHandle, RateLimitLayer};
 use crate::registry::Registry;
 use crate::retry::BackoffRetryLayer;
 
@@ -37,6 +39,8 @@ type StoreOpener = dyn Fn(&AgentConfig, &DeadLetterStore) -> Result<Option<Arc<d
     + Sync;
 type CacheFactory<Req, Res> = dyn Fn(CacheConfig) -> Arc<dyn CacheTier<Req, Res>> + Send + Sync;
 type HealthCheckFactory = dyn Fn(&AgentConfig) -> Option<Arc<dyn HealthCheck>> + Send + Sync;
+type TokenCostFn<Req> = dyn Fn(&Req) -> u64 + Send + Sync;
+type TokenUsageFn<Res> = dyn Fn(&Res) -> Option<u64> + Send + Sync;
 
 /// Builds the stacks a [`StackConfig`] describes. Get one from [`StackConfig::builder`], give
 /// it the agents' services ([`agents`](Self::agents)) and whatever else the file asks for,
@@ -46,16 +50,23 @@ type HealthCheckFactory = dyn Fn(&AgentConfig) -> Option<Arc<dyn HealthCheck>> +
 ///
 /// ```text
 /// DeadLetter     [agents.NAME.dead_letter]
-/// Fallback       fallback = [...] (each alternative through its own breaker and timeout), then [agents.NAME.cache]
+/// Fallback       fallback = [...] (each alternative through its own rate limit, bulkhead, breaker and timeout), then [agents.NAME.cache]
 /// BackoffRetry   [agents.NAME.retry]
+/// RateLimit      [agents.NAME.rate_limit] (tokens counted by `token_cost`)
+/// Bulkhead       [agents.NAME.bulkhead]
 /// CircuitBreaker [agents.NAME.breaker]
 /// Timeout        timeout = "..."
 /// the agent's service
 /// ```
 ///
-/// A layer whose table is absent is left out. An alternative is called through its own breaker
-/// and timeout only: not through its retries (alternatives are tried once each, so an outage
-/// is not multiplied), and not through its own fallback chain (so chains never loop).
+/// A layer whose table is absent is left out. An alternative is called through its own rate
+/// limit, bulkhead, breaker and timeout only: not through its retries (alternatives are tried
+/// once each, so an outage is not multiplied), and not through its own fallback chain (so
+/// chains never loop). An agent's quotas and permits are one set, spent by its own callers and
+/// by the agents that fall back to it alike: they stand for what the agent can take.
+///
+/// The rate limit sits outside the bulkhead, so a call waiting for its turn in the quota does
+/// not hold one of the agent's concurrency permits meanwhile.
 pub struct StackBuilder<Req, Res, C = DefaultClassifier, P = Unmarked> {
     config: StackConfig,
     registry: Registry,
@@ -65,6 +76,8 @@ pub struct StackBuilder<Req, Res, C = DefaultClassifier, P = Unmarked> {
     encoder: Option<SharedEncoder<Req>>,
     cache: Option<Arc<CacheFactory<Req, Res>>>,
     health_checks: Option<Arc<HealthCheckFactory>>,
+    token_cost: Option<Arc<TokenCostFn<Req>>>,
+    token_usage: Option<Arc<TokenUsageFn<Res>>>,
     seed: Option<u64>,
     marker: P,
 }
@@ -84,6 +97,8 @@ impl StackConfig {
             encoder: None,
             cache: None,
             health_checks: None,
+            token_cost: None,
+            token_usage: None,
             seed: None,
             marker: Unmarked,
         }
@@ -106,6 +121,8 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
             encoder: self.encoder,
             cache: self.cache,
             health_checks: self.health_checks,
+            token_cost: self.token_cost,
+            token_usage: self.token_usage,
             seed: self.seed,
             marker: self.marker,
         }
@@ -190,6 +207,31 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
         self
     }
 
+    /// Estimates the tokens of a request (prompt plus the `max_tokens` of the answer), charged
+    /// to the `tokens_per_minute` quota of every `rate_limit` table (see
+    /// `RateLimitLayer::cost`). Required when a file sets `tokens_per_minute`: without it the
+    /// build fails on that line rather than limit nothing.
+    #[must_use]
+    pub fn token_cost<F>(mut self, cost: F) -> Self
+    where
+        F: Fn(&Req) -> u64 + Send + Sync + 'static,
+    {
+        self.token_cost = Some(Arc::new(cost));
+        self
+    }
+
+    /// Reads the tokens an answer used (its `usage.total_tokens`), correcting the token quota
+    /// of every `rate_limit` table by the difference from the estimate (see
+    /// `RateLimitLayer::usage`).
+    #[must_use]
+    pub fn token_usage<F>(mut self, usage: F) -> Self
+    where
+        F: Fn(&Res) -> Option<u64> + Send + Sync + 'static,
+    {
+        self.token_usage = Some(Arc::new(usage));
+        self
+    }
+
     /// Seeds every retry layer's jitter, so runs repeat (tests, demos).
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
@@ -209,18 +251,22 @@ impl<Req, Res, C, P> StackBuilder<Req, Res, C, P> {
             encoder: self.encoder,
             cache: self.cache,
             health_checks: self.health_checks,
+            token_cost: self.token_cost,
+            token_usage: self.token_usage,
             seed: self.seed,
             marker: Marked,
         }
     }
 }
 
-/// One agent, built: its scope, the breaker-and-timeout "guard" alternatives call, and the
-/// whole stack callers use.
+/// One agent, built: its scope and the bulkhead-breaker-and-timeout "guard" alternatives
+/// call (the whole stack callers use is built over it).
 struct Guarded<Req, Res, C> {
     agent: Agent<C>,
     guard: BoxAgent<Req, Res>,
     breaker: Option<BreakerHandle>,
+    bulkhead: Option<BulkheadHandle>,
+    rate_limit: Option<RateLimitHandle>,
 }
 
 impl<Req, Res, C, P> StackBuilder<Req, Res, C, P>
@@ -254,17 +300,18 @@ where
         Ok(Stacks { agents: built })
     }
 
-    /// An error about `field` of `agent` (the agent's table when `None`).
+    /// An error about `field` of `agent` (a dotted path below the agent's table; the table
+    /// itself when `None`).
     fn fail(&self, agent: &AgentConfig, field: Option<&str>, message: String) -> StackConfigError {
         let at = FieldPath::default().key("agents").key(&agent.name);
-        let at = match field {
-            Some(field) => at.key(field),
-            None => at,
-        };
+        let at = field
+            .into_iter()
+            .flat_map(|field| field.split('.'))
+            .fold(at, |path, key| path.key(key));
         self.config.source.error(ErrorKind::Build, &at, message)
     }
 
-    /// The agent's scope, and its service behind its breaker and timeout.
+    /// The agent's scope, and its service behind its rate limit, bulkhead, breaker and timeout.
     fn guard(
         &self,
         config: &AgentConfig,
@@ -290,25 +337,55 @@ where
             )
             .with_source(error)
         })?;
-        let Some(breaker_config) = &config.breaker else {
-            return Ok(Guarded {
-                guard: with_timeout(config, service),
-                agent,
-                breaker: None,
-            });
+        let (mut guard, breaker) = match &config.breaker {
+            None => (with_timeout(config, service), None),
+            Some(breaker_config) => {
+                let layer = CircuitBreakerLayer::new(&agent, breaker_config.clone());
+                if let Some(check) = self
+                    .health_checks
+                    .as_ref()
+                    .and_then(|checks| checks(config))
+                {
+                    layer.set_health_check(check);
+                }
+                (
+                    with_timeout(config, layer.layer(service)),
+                    Some(layer.handle()),
+                )
+            }
         };
-        let layer = CircuitBreakerLayer::new(&agent, breaker_config.clone());
-        if let Some(check) = self
-            .health_checks
-            .as_ref()
-            .and_then(|checks| checks(config))
-        {
-            layer.set_health_check(check);
+        let mut bulkhead = None;
+        if let Some(bulkhead_config) = &config.bulkhead {
+            // Outside the breaker (DESIGN §1): a call refused for want of a permit never reaches
+            // it, and the breaker ignores such local refusals anyway.
+            let layer = BulkheadLayer::new(&agent, bulkhead_config.clone());
+            bulkhead = Some(layer.handle());
+            guard = BoxCloneSyncService::new(layer.layer(guard));
+        }
+        let mut rate_limit = None;
+        if let Some(quotas) = &config.rate_limit {
+            if quotas.tokens_per_minute().is_some() && self.token_cost.is_none() {
+                return Err(self.fail(
+                    config,
+                    Some("rate_limit.tokens_per_minute"),
+                    "a token quota needs a cost function (what a request's tokens are is code): call `StackBuilder::token_cost`, or limit requests_per_minute only".into(),
+                ));
+            }
+            let layer = RateLimitLayer::new(&agent, quotas.clone());
+            rate_limit = Some(layer.handle());
+            let cost = self.token_cost.clone();
+            let usage = self.token_usage.clone();
+            let layer = layer
+                .cost(move |request: &Req| cost.as_ref().map_or(0, |cost| cost(request)))
+                .usage(move |response: &Res| usage.as_ref().and_then(|usage| usage(response)));
+            guard = BoxCloneSyncService::new(layer.layer(guard));
         }
         Ok(Guarded {
-            guard: with_timeout(config, layer.layer(service)),
-            breaker: Some(layer.handle()),
             agent,
+            guard,
+            breaker,
+            bulkhead,
+            rate_limit,
         })
     }
 
@@ -351,6 +428,8 @@ where
             agent: own.agent.clone(),
             service: stack,
             breaker: own.breaker.clone(),
+            bulkhead: own.bulkhead.clone(),
+            rate_limit: own.rate_limit.clone(),
             dead_letters: sink,
         })
     }
@@ -449,6 +528,8 @@ pub struct BuiltAgent<Req, Res, C = DefaultClassifier> {
     agent: Agent<C>,
     service: BoxAgent<Req, Res>,
     breaker: Option<BreakerHandle>,
+    bulkhead: Option<BulkheadHandle>,
+    rate_limit: Option<RateLimitHandle>,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
@@ -468,6 +549,14 @@ impl<Req, Res, C> BuiltAgent<Req, Res, C> {
     /// The agent's breaker, if it has one.
     pub fn breaker(&self) -> Option<&BreakerHandle> {
         self.breaker.as_ref()
+    }
+    /// The agent's bulkhead (its limit, calls in flight, refusals), if it has one.
+    pub fn bulkhead(&self) -> Option<&BulkheadHandle> {
+        self.bulkhead.as_ref()
+    }
+    /// The agent's rate limit (quotas left, a pause from outside), if it has one.
+    pub fn rate_limit(&self) -> Option<&RateLimitHandle> {
+        self.rate_limit.as_ref()
     }
     /// The agent's dead-letter store, if it has one.
     pub fn dead_letters(&self) -> Option<&Arc<dyn DeadLetterSink>> {

@@ -4,18 +4,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadConfigBuilder};
 use crate::cache::CacheConfigBuilder;
 use crate::circuit_breaker::BreakerConfigBuilder;
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
 use crate::error::ConfigError;
+use crate::rate_limit::RateLimitConfigBuilder;
 use crate::retry::RetryConfigBuilder;
 
 use super::error::{ErrorKind, StackConfigError};
 use super::locate::{FieldPath, Format, Segment, line_column, locate};
 use super::schema::{
     AgentConfig, DEFAULT_CLASSIFIER, DEFAULT_MEMORY_CAPACITY, DeadLetterConfig, DeadLetterStore,
-    MAX_TIMEOUT, RawAgent, RawDeadLetter, RawStack, Source, StackConfig, StoreKind,
+    MAX_TIMEOUT, RawAgent, RawBulkhead, RawDeadLetter, RawStack, Source, StackConfig, StoreKind,
 };
 
 /// The longest agent name accepted (it becomes a metrics label and a dead letter's field).
@@ -181,15 +183,55 @@ fn parse_json(source: &Source) -> Result<RawStack, StackConfigError> {
     Ok(raw)
 }
 
-/// A layer's [`ConfigError`] as an error on the setting's own line.
+/// A layer's [`ConfigError`] as an error on the setting's own line. A setting of a nested
+/// table (`adaptive.min_limit`) is a path below the layer's table.
 fn layer_error(source: &Source, table: &FieldPath, error: &ConfigError) -> StackConfigError {
     let mut message = error.problem().to_owned();
     if let Some(value) = error.value() {
         message = format!("{value}: {message}");
     }
+    let field = error
+        .setting()
+        .split('.')
+        .fold(table.clone(), |path, key| path.key(key));
     source
-        .error(ErrorKind::Invalid, &table.key(error.setting()), message)
+        .error(ErrorKind::Invalid, &field, message)
         .with_source(Box::new(error.clone()))
+}
+
+/// `[agents.NAME.bulkhead]` through `BulkheadConfigBuilder`, so the file obeys the same rules
+/// (and gets the same messages) as code.
+fn bulkhead_config(raw: &RawBulkhead) -> Result<BulkheadConfig, ConfigError> {
+    let mut builder = BulkheadConfigBuilder::default();
+    if let Some(max_concurrent) = raw.max_concurrent {
+        builder = builder.max_concurrent(max_concurrent);
+    }
+    if let Some(max_queue) = raw.max_queue {
+        builder = builder.max_queue(max_queue);
+    }
+    if let Some(max_wait) = raw.max_wait {
+        builder = builder.max_wait(max_wait);
+    }
+    if let Some(readiness) = raw.readiness {
+        builder = builder.readiness(readiness);
+    }
+    if let Some(raw) = &raw.adaptive {
+        let mut adaptive = AdaptiveConfig::new();
+        if let Some(limit) = raw.initial_limit {
+            adaptive = adaptive.initial_limit(limit);
+        }
+        if let Some(limit) = raw.min_limit {
+            adaptive = adaptive.min_limit(limit);
+        }
+        if let Some(backoff) = raw.backoff {
+            adaptive = adaptive.backoff(backoff);
+        }
+        if let Some(threshold) = raw.latency_threshold {
+            adaptive = adaptive.latency_threshold(threshold);
+        }
+        builder = builder.adaptive(adaptive);
+    }
+    builder.build()
 }
 
 fn validate(raw: &RawStack, source: Arc<Source>) -> Result<StackConfig, StackConfigError> {
@@ -252,39 +294,25 @@ fn validate_agent(
         .map(RetryConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("retry"), &error))?;
+    let rate_limit = raw
+        .rate_limit
+        .clone()
+        .map(RateLimitConfigBuilder::build)
+        .transpose()
+        .map_err(|error| layer_error(source, &at.key("rate_limit"), &error))?;
+    let bulkhead = raw
+        .bulkhead
+        .as_ref()
+        .map(bulkhead_config)
+        .transpose()
+        .map_err(|error| layer_error(source, &at.key("bulkhead"), &error))?;
     let cache = raw
         .cache
         .clone()
         .map(CacheConfigBuilder::build)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("cache"), &error))?;
-    let chain = at.key("fallback");
-    for (index, alternative) in raw.fallback.iter().enumerate() {
-        let problem = if !names.contains(&alternative.as_str()) {
-            Some((
-                ErrorKind::UnknownAgent,
-                format!(
-                    "no agent `{alternative}` is defined (agents: {})",
-                    names.join(", ")
-                ),
-            ))
-        } else if alternative == name {
-            Some((
-                ErrorKind::Invalid,
-                format!("agent `{name}` cannot be its own fallback"),
-            ))
-        } else if raw.fallback[..index].contains(alternative) {
-            Some((
-                ErrorKind::Invalid,
-                format!("`{alternative}` is already earlier in the chain"),
-            ))
-        } else {
-            None
-        };
-        if let Some((kind, message)) = problem {
-            return Err(source.error(kind, &chain.index(index), message));
-        }
-    }
+    check_fallback(source, at, name, &raw.fallback, names)?;
     let dead_letter = raw
         .dead_letter
         .as_ref()
@@ -301,10 +329,50 @@ fn validate_agent(
         timeout: raw.timeout,
         breaker,
         retry,
+        rate_limit,
+        bulkhead,
         fallback: raw.fallback.clone(),
         cache,
         dead_letter,
     })
+}
+
+/// Every agent of a `fallback` list is defined, is not the agent itself, and appears once.
+fn check_fallback(
+    source: &Source,
+    at: &FieldPath,
+    name: &str,
+    fallback: &[String],
+    names: &[&str],
+) -> Result<(), StackConfigError> {
+    let chain = at.key("fallback");
+    for (index, alternative) in fallback.iter().enumerate() {
+        let problem = if !names.contains(&alternative.as_str()) {
+            Some((
+                ErrorKind::UnknownAgent,
+                format!(
+                    "no agent `{alternative}` is defined (agents: {})",
+                    names.join(", ")
+                ),
+            ))
+        } else if alternative == name {
+            Some((
+                ErrorKind::Invalid,
+                format!("agent `{name}` cannot be its own fallback"),
+            ))
+        } else if fallback[..index].contains(alternative) {
+            Some((
+                ErrorKind::Invalid,
+                format!("`{alternative}` is already earlier in the chain"),
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, message)) = problem {
+            return Err(source.error(kind, &chain.index(index), message));
+        }
+    }
+    Ok(())
 }
 
 fn validate_dead_letter(

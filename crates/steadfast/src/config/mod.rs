@@ -1,5 +1,5 @@
-//! A stack from a file: agents, their breakers, retries, timeouts, fallback chains, caches and
-//! dead-letter stores, described in TOML (or JSON) and built into one service per agent.
+//! A stack from a file: agents, their breakers, retries, rate limits, bulkheads, timeouts,
+//! fallback chains, caches and dead-letter stores, described in TOML (or JSON) and built into one service per agent.
 //!
 //! ```toml
 //! [agents.primary]
@@ -15,6 +15,13 @@
 //! [agents.primary.breaker]                  # BreakerConfig: every key optional
 //! consecutive_failures = 5
 //!
+//! [agents.primary.rate_limit]               # RateLimitConfig: at least one quota
+//! requests_per_minute = 500
+//! tokens_per_minute = 30000                 # needs StackBuilder::token_cost (code)
+//!
+//! [agents.primary.bulkhead]                 # BulkheadConfig: every key optional
+//! max_concurrent = 32                       # more calls at once are refused, and fall back
+//!
 //! [agents.primary.cache]                    # CacheConfig: served after every alternative failed
 //! ttl = "10s"
 //!
@@ -28,14 +35,16 @@
 //! breaker = { consecutive_failures = 4 }
 //! ```
 //!
-//! Each layer's table is that layer's own serde config (`BreakerConfig`, `RetryConfig`,
-//! `CacheConfig`), validated by the same rules as its builder; durations are written as text
+//! Each layer's table is that layer's own config (`BreakerConfig`, `RetryConfig`,
+//! `RateLimitConfig`, `BulkheadConfig`, `CacheConfig`), validated by its builder's own rules; durations are written as text
 //! with units (`"1m30s"`, `"250ms"`); unknown keys are refused. Every error names the file, the
 //! line and the field (`stack.toml:9:1: field `agents.primary.retry.bsae`: unknown field ...`).
 //! The full reference of keys is `docs/config.md`.
 //!
 //! The services themselves come from the application: [`StackBuilder::agents`] makes each
-//! agent's service from its [`AgentConfig`] (its name and `endpoint`).
+//! agent's service from its [`AgentConfig`] (its name and `endpoint`). So does what a request's
+//! tokens are: a `tokens_per_minute` quota needs [`StackBuilder::token_cost`] (and may be
+//! corrected by [`StackBuilder::token_usage`]); the build fails on that line without one.
 //!
 //! ```
 //! use steadfast::config::StackConfig;
@@ -75,10 +84,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Bulkhead and rate-limit layers do not exist yet. When they do, they will be
-//! `[agents.NAME.bulkhead]` and `[agents.NAME.rate_limit]` tables (their layers' serde configs,
-//! placed between retry and the breaker); until then those keys are refused as unknown, so a
-//! file written for a later version fails loudly instead of running unprotected.
+//! Keys this version does not know (a hedge, say) are refused as unknown, so a file written for
+//! a later version fails loudly instead of running unprotected.
 
 mod build;
 mod error;

@@ -9,10 +9,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
+use crate::bulkhead::{BulkheadConfig, Readiness};
 use crate::cache::{CacheConfig, CacheConfigBuilder};
 use crate::circuit_breaker::{BreakerConfig, BreakerConfigBuilder};
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
+use crate::rate_limit::{RateLimitConfig, RateLimitConfigBuilder};
 use crate::retry::{RetryConfig, RetryConfigBuilder};
 
 use super::locate::Format;
@@ -78,10 +80,39 @@ pub(crate) struct RawAgent {
     pub(crate) timeout: Option<Duration>,
     pub(crate) breaker: Option<BreakerConfigBuilder>,
     pub(crate) retry: Option<RetryConfigBuilder>,
+    pub(crate) rate_limit: Option<RateLimitConfigBuilder>,
+    pub(crate) bulkhead: Option<RawBulkhead>,
     #[serde(default)]
     pub(crate) fallback: Vec<String>,
     pub(crate) cache: Option<CacheConfigBuilder>,
     pub(crate) dead_letter: Option<RawDeadLetter>,
+}
+
+/// `[agents.NAME.bulkhead]` as written: every key optional, left at `BulkheadConfig`'s
+/// default when absent. Read here rather than from the layer's builder because an
+/// `AdaptiveConfig` may hold an overload rule (code), which a file cannot describe; the
+/// settings go through `BulkheadConfigBuilder::build` all the same ([`super::load`]).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBulkhead {
+    pub(crate) max_concurrent: Option<u32>,
+    pub(crate) max_queue: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) max_wait: Option<Duration>,
+    pub(crate) readiness: Option<Readiness>,
+    pub(crate) adaptive: Option<RawAdaptive>,
+}
+
+/// `[agents.NAME.bulkhead.adaptive]` as written (the default overload rule; a custom one is
+/// code).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdaptive {
+    pub(crate) initial_limit: Option<u32>,
+    pub(crate) min_limit: Option<u32>,
+    pub(crate) backoff: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) latency_threshold: Option<Duration>,
 }
 
 /// The kinds of dead-letter store a file can name.
@@ -160,6 +191,8 @@ pub struct AgentConfig {
     pub(crate) timeout: Option<Duration>,
     pub(crate) breaker: Option<BreakerConfig>,
     pub(crate) retry: Option<RetryConfig>,
+    pub(crate) rate_limit: Option<RateLimitConfig>,
+    pub(crate) bulkhead: Option<BulkheadConfig>,
     pub(crate) fallback: Vec<String>,
     pub(crate) cache: Option<CacheConfig>,
     pub(crate) dead_letter: Option<DeadLetterConfig>,
@@ -196,6 +229,14 @@ impl AgentConfig {
     /// The retry layer's config, if the agent retries.
     pub fn retry(&self) -> Option<&RetryConfig> {
         self.retry.as_ref()
+    }
+    /// The rate limiter's quotas, if the agent has them.
+    pub fn rate_limit(&self) -> Option<&RateLimitConfig> {
+        self.rate_limit.as_ref()
+    }
+    /// The bulkhead's config, if the agent has one.
+    pub fn bulkhead(&self) -> Option<&BulkheadConfig> {
+        self.bulkhead.as_ref()
     }
     /// The agents tried, in this order, when this one fails.
     pub fn fallback(&self) -> &[String] {

@@ -5,9 +5,11 @@ use std::time::Duration;
 use tower::{ServiceExt, service_fn};
 
 use super::*;
+use crate::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadFull, Readiness};
 use crate::circuit_breaker::SlidingWindow;
 use crate::classify::OutcomeKind;
 use crate::error::BoxError;
+use crate::rate_limit::RateLimited;
 use crate::registry::Registry;
 use crate::retry::Jitter;
 
@@ -32,6 +34,25 @@ consecutive_failures = 50
 window = { count = 20 }
 min_calls = 10
 initial_open_duration = "250ms"
+
+[agents.primary.rate_limit]
+requests_per_minute = 600
+tokens_per_minute = 100_000
+burst = 0.5
+max_wait = "2s"
+max_pause = "30s"
+
+[agents.primary.bulkhead]
+max_concurrent = 8
+max_queue = 4
+max_wait = "250ms"
+readiness = "shed_in_call"
+
+[agents.primary.bulkhead.adaptive]
+initial_limit = 4
+min_limit = 2
+backoff = 0.5
+latency_threshold = "2s"
 
 [agents.primary.cache]
 max_entries = 10
@@ -78,6 +99,36 @@ fn a_full_file_reads_into_each_layers_config() {
         3,
         "unset keys keep the defaults"
     );
+    let rate_limit = primary.rate_limit().unwrap();
+    assert_eq!(
+        (
+            rate_limit.requests_per_minute(),
+            rate_limit.tokens_per_minute()
+        ),
+        (Some(600), Some(100_000))
+    );
+    assert_eq!(rate_limit.burst().to_bits(), 0.5_f64.to_bits());
+    assert_eq!(
+        (rate_limit.max_wait(), rate_limit.max_pause()),
+        (Duration::from_secs(2), Duration::from_secs(30))
+    );
+    let bulkhead = primary.bulkhead().unwrap();
+    assert_eq!(
+        (bulkhead.max_concurrent_calls(), bulkhead.max_queue()),
+        (8, 4)
+    );
+    assert_eq!(bulkhead.max_wait(), Some(Duration::from_millis(250)));
+    assert_eq!(bulkhead.readiness(), Readiness::ShedInCall);
+    assert_eq!(
+        bulkhead.adaptive(),
+        Some(
+            &AdaptiveConfig::new()
+                .initial_limit(4)
+                .min_limit(2)
+                .backoff(0.5)
+                .latency_threshold(Duration::from_secs(2))
+        )
+    );
     assert_eq!(
         primary.cache().unwrap().max_stale(),
         Duration::from_secs(600)
@@ -92,6 +143,18 @@ fn a_full_file_reads_into_each_layers_config() {
     let spare = config.agent("spare").unwrap();
     assert_eq!(spare.classifier(), DEFAULT_CLASSIFIER);
     assert!(spare.breaker().is_none() && spare.retry().is_none() && spare.timeout().is_none());
+    assert!(spare.bulkhead().is_none() && spare.rate_limit().is_none());
+    // A table with no keys: a bulkhead with the defaults.
+    let config = StackConfig::from_toml("[agents.a.bulkhead]\n").unwrap();
+    let bulkhead = config.agent("a").unwrap().bulkhead().unwrap();
+    assert_eq!(bulkhead, &BulkheadConfig::default());
+    let config = StackConfig::from_toml(
+        "[agents.a.bulkhead]\nmax_concurrent = 3\nreadiness = \"wait_in_poll_ready\"\n",
+    )
+    .unwrap();
+    let bulkhead = config.agent("a").unwrap().bulkhead().unwrap();
+    assert_eq!(bulkhead.readiness(), Readiness::WaitInPollReady);
+    assert!(bulkhead.adaptive().is_none());
 }
 
 #[test]
@@ -122,12 +185,9 @@ fn unknown_fields_are_refused_with_their_name_and_line() {
     assert_eq!(error.line(), Some(3));
     let error = err("version = 2\n[agents.a]\n");
     assert_eq!((error.field(), error.line()), ("version", Some(1)));
-    // Bulkheads and rate limits do not exist yet: refused, not ignored.
-    let error = err("[agents.a]\n[agents.a.bulkhead]\nmax_concurrent = 3\n");
-    assert_eq!(
-        (error.field(), error.line()),
-        ("agents.a.bulkhead", Some(2))
-    );
+    // Keys of a later version: refused, not ignored.
+    let error = err("[agents.a]\n[agents.a.hedge]\ndelay = \"1s\"\n");
+    assert_eq!((error.field(), error.line()), ("agents.a.hedge", Some(2)));
 }
 
 #[test]
@@ -297,6 +357,7 @@ async fn a_full_file_builds_a_stack_that_retries_then_falls_back_in_order() {
     let stacks = config
         .builder(&registry)
         .agents(counted(&calls, &["primary", "backup"]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
         .cache_key(|prompt: &String| Some(prompt.clone()))
         .dead_letter_encoder(|prompt: &String| {
             Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
@@ -335,6 +396,7 @@ async fn an_alternatives_open_breaker_is_skipped_and_dead_letters_are_kept() {
     let stacks = config
         .builder(&registry)
         .agents(counted(&calls, &["primary", "backup", "spare"]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
         .cache_key(|_: &String| None::<String>)
         .dead_letter_encoder(|prompt: &String| {
             Ok::<_, BoxError>(bytes::Bytes::from(prompt.clone()))
@@ -570,4 +632,577 @@ fn every_kind_of_mistake_is_reported_with_file_line_and_field_in_the_message() {
         );
         assert!(message.contains(&format!("field `{field}`")), "{message}");
     }
+}
+
+/// Each `(file, kind, field, line, words of the message)` is refused with that kind, field and
+/// line, all three in the message too.
+fn assert_refused(cases: &[(&str, ErrorKind, &str, usize, &str)]) {
+    for &(text, kind, field, line, says) in cases {
+        let error = err(text);
+        let message = error.to_string();
+        assert_eq!(error.kind(), kind, "{message}");
+        assert_eq!(error.field(), field, "{message}");
+        assert_eq!(error.line(), Some(line), "{message}");
+        assert!(
+            message.starts_with(&format!("stack.toml:{line}:")),
+            "{message}"
+        );
+        assert!(message.contains(&format!("field `{field}`")), "{message}");
+        assert!(message.contains(says), "{message}");
+    }
+}
+
+#[test]
+fn bulkhead_mistakes_name_line_and_field() {
+    assert_refused(&[
+        (
+            "[agents.a]\n\n[agents.a.bulkhead]\nmax_concurrent = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_concurrent",
+            4,
+            "at least 1",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = 2_000_000\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_concurrent",
+            2,
+            "at most 1048576",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = -1\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_concurrent",
+            2,
+            "-1",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = 2\nmax_concurent = 3\n",
+            ErrorKind::UnknownField,
+            "agents.a.bulkhead.max_concurent",
+            3,
+            "unknown field `max_concurent`",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"soon\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_wait",
+            3,
+            "soon",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"10\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_wait",
+            3,
+            "unit",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"99999999999999999999999s\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_wait",
+            3,
+            "too large",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"0s\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_wait",
+            3,
+            "must be over 0",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"500000000years\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_wait",
+            3,
+            "at most 600s",
+        ),
+        // A queue with no wait: the wait is missing, so the table's line.
+        (
+            "[agents.a]\n[agents.a.bulkhead]\nmax_queue = 4\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.max_wait",
+            2,
+            "a queue needs a maximum wait",
+        ),
+        (
+            "[agents.a.bulkhead]\nreadiness = \"shed\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.readiness",
+            2,
+            "wait_in_poll_ready",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 2\nmax_wait = \"1s\"\nreadiness = \"wait_in_poll_ready\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.readiness",
+            4,
+            "max_queue and max_wait do not apply",
+        ),
+    ]);
+}
+
+#[test]
+fn adaptive_bulkhead_mistakes_name_line_and_field() {
+    // The nested table: its settings on their own lines too.
+    assert_refused(&[
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = 4\n\n[agents.a.bulkhead.adaptive]\nmin_limit = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.adaptive.min_limit",
+            5,
+            "at least 1",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = 4\nadaptive = { min_limit = 2, initial_limit = 9 }\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.adaptive.initial_limit",
+            3,
+            "between min_limit (2) and max_concurrent (4)",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nbackoff = 1.0\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.adaptive.backoff",
+            2,
+            "below 1",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nbackoff = nan\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.adaptive.backoff",
+            2,
+            "NaN",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nlatency_threshold = \"fast\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.adaptive.latency_threshold",
+            2,
+            "fast",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nlatency_threshold = \"0ms\"\n",
+            ErrorKind::Invalid,
+            "agents.a.bulkhead.adaptive.latency_threshold",
+            2,
+            "over 0",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nmin_limit = 1\nmax_limit = 9\n",
+            ErrorKind::UnknownField,
+            "agents.a.bulkhead.adaptive.max_limit",
+            3,
+            "unknown field `max_limit`",
+        ),
+    ]);
+}
+
+#[test]
+fn bulkhead_mistakes_in_json_name_line_and_field() {
+    let bad =
+        |text: &str| StackConfig::parse(text, Format::Json, "stack.json").expect_err("refused");
+    let error = bad(
+        "{\"agents\": {\"a\": {\"bulkhead\": {\n  \"max_concurrent\": 4,\n  \"adaptive\": {\"min_limit\": 5}\n}}}}",
+    );
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.bulkhead.adaptive.min_limit", Some(3))
+    );
+    let error = bad("{\"agents\": {\"a\": {\"bulkhead\": {\n  \"max_concurrent\": 0\n}}}}");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.bulkhead.max_concurrent", Some(2))
+    );
+    let error =
+        bad("{\"agents\": {\"a\": {\"bulkhead\": {\n  \"max_wait\": \"2 fortnights\"\n}}}}");
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.bulkhead.max_wait", Some(2))
+    );
+}
+
+/// Agents that take `hold` to answer (counting their calls) and answer with their name.
+fn slow_agents(
+    calls: &Arc<std::sync::Mutex<Vec<String>>>,
+    hold: Duration,
+) -> impl Fn(&AgentConfig) -> Result<BoxAgent<String, String>, BoxError> + Send + Sync + 'static {
+    let calls = calls.clone();
+    move |agent: &AgentConfig| {
+        let name = agent.name().to_owned();
+        let calls = calls.clone();
+        Ok(BoxAgent::new(service_fn(move |prompt: String| {
+            calls.lock().unwrap().push(name.clone());
+            let name = name.clone();
+            async move {
+                tokio::time::sleep(hold).await;
+                Ok::<_, BoxError>(format!("{name}: {prompt}"))
+            }
+        })))
+    }
+}
+
+/// Lets spawned calls run until `calls` has seen `count` of them.
+async fn until_called(calls: &Arc<std::sync::Mutex<Vec<String>>>, count: usize) {
+    while calls.lock().unwrap().len() < count {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_of_two_refuses_the_third_concurrent_call_and_the_fallback_answers_it() {
+    let config = StackConfig::from_toml(
+        "[agents.primary]\nfallback = [\"backup\"]\nretry = { max_retries = 2, base = \"1ms\" }\nbreaker = { consecutive_failures = 1 }\n\n[agents.primary.bulkhead]\nmax_concurrent = 2\n\n[agents.backup]\n",
+    )
+    .unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(slow_agents(&calls, Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let primary = stacks.service("primary").unwrap();
+    let first = tokio::spawn(primary.clone().oneshot("a".into()));
+    let second = tokio::spawn(primary.clone().oneshot("b".into()));
+    until_called(&calls, 2).await;
+    let handle = stacks.get("primary").unwrap().bulkhead().unwrap().clone();
+    assert_eq!(handle.in_flight(), 2);
+
+    let started = tokio::time::Instant::now();
+    let third = primary.clone().oneshot("c".into()).await.unwrap();
+    assert_eq!(third, "backup: c");
+    // Refused at once (no queue), not retried against the full agent, answered by the backup.
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "the backup's own second"
+    );
+    assert_eq!(*calls.lock().unwrap(), ["primary", "primary", "backup"]);
+    let counters = registry.counters("primary").unwrap();
+    assert_eq!(
+        (
+            counters.bulkhead_rejected,
+            counters.retries,
+            counters.fallbacks
+        ),
+        (1, 0, 1)
+    );
+    // The breaker (one failure opens it) saw no failure: the refusal is local.
+    assert_eq!(
+        registry.breaker("primary").unwrap().state(),
+        crate::circuit_breaker::BreakerState::Closed
+    );
+
+    assert_eq!(first.await.unwrap().unwrap(), "primary: a");
+    assert_eq!(second.await.unwrap().unwrap(), "primary: b");
+    // Permits given back: the next call reaches the primary again.
+    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(primary.oneshot("d".into()).await.unwrap(), "primary: d");
+    assert!(registry.bulkhead("primary").unwrap().same_bulkhead(&handle));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_fallback_the_third_call_fails_with_bulkhead_full() {
+    let config =
+        StackConfig::from_toml("[agents.a]\ntimeout = \"5s\"\nbulkhead = { max_concurrent = 2 }\n")
+            .unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(slow_agents(&calls, Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    let held: Vec<_> = ["x", "y"]
+        .into_iter()
+        .map(|prompt| tokio::spawn(service.clone().oneshot(prompt.into())))
+        .collect();
+    until_called(&calls, 2).await;
+    let error = service.clone().oneshot("z".into()).await.unwrap_err();
+    assert!(
+        crate::error::find::<BulkheadFull>(error.as_ref()).is_some(),
+        "{error}"
+    );
+    assert_eq!(calls.lock().unwrap().len(), 2);
+    for call in held {
+        call.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_call_waits_up_to_max_wait_from_the_file() {
+    let config = StackConfig::from_toml(
+        "[agents.a.bulkhead]\nmax_concurrent = 1\nmax_queue = 1\nmax_wait = \"300ms\"\n",
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(slow_agents(&calls, Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    let held = tokio::spawn(service.clone().oneshot("x".into()));
+    until_called(&calls, 1).await;
+    let started = tokio::time::Instant::now();
+    let error = service.clone().oneshot("y".into()).await.unwrap_err();
+    assert!(crate::error::find::<BulkheadFull>(error.as_ref()).is_some());
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    held.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_falling_back_to_an_agent_take_its_bulkheads_permits_too() {
+    let config = StackConfig::from_toml(
+        "[agents.primary]\nfallback = [\"backup\", \"spare\"]\n\n[agents.backup]\nbulkhead = { max_concurrent = 1 }\n\n[agents.spare]\n",
+    )
+    .unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow = slow_agents(&calls, Duration::from_secs(1));
+    let log = calls.clone();
+    let stacks = config
+        .builder(&registry)
+        .agents(move |agent| {
+            if agent.name() == "primary" {
+                let log = log.clone();
+                return Ok(BoxAgent::new(service_fn(move |_: String| {
+                    log.lock().unwrap().push("primary".into());
+                    async { Err::<String, BoxError>("primary is down".into()) }
+                })));
+            }
+            slow(agent)
+        })
+        .build()
+        .unwrap();
+    let primary = stacks.service("primary").unwrap();
+    let first = tokio::spawn(primary.clone().oneshot("a".into()));
+    until_called(&calls, 2).await;
+    // The backup's one permit is held by the first call's fallback: the second goes on.
+    assert_eq!(
+        primary.clone().oneshot("b".into()).await.unwrap(),
+        "spare: b"
+    );
+    assert_eq!(first.await.unwrap().unwrap(), "backup: a");
+    assert_eq!(registry.counters("backup").unwrap().bulkhead_rejected, 1);
+    // Its own callers share the same permits.
+    let backup = stacks.get("backup").unwrap();
+    assert!(
+        registry
+            .bulkhead("backup")
+            .unwrap()
+            .same_bulkhead(backup.bulkhead().unwrap())
+    );
+}
+
+#[test]
+fn rate_limit_mistakes_name_line_and_field() {
+    assert_refused(&[
+        (
+            "[agents.a]\n\n[agents.a.rate_limit]\nrequests_per_minute = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.requests_per_minute",
+            4,
+            "at least 1",
+        ),
+        // No quota at all: nothing to point at but the table.
+        (
+            "[agents.a]\n[agents.a.rate_limit]\nmax_wait = \"1s\"\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.requests_per_minute",
+            2,
+            "limits nothing",
+        ),
+        (
+            "[agents.a.rate_limit]\ntokens_per_minute = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.tokens_per_minute",
+            2,
+            "at least 1",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = -5\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.requests_per_minute",
+            2,
+            "-5",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nrpm = 60\n",
+            ErrorKind::UnknownField,
+            "agents.a.rate_limit.rpm",
+            3,
+            "unknown field `rpm`",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nmax_wait = \"soon\"\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.max_wait",
+            3,
+            "soon",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nmax_pause = \"2h\"\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.max_pause",
+            3,
+            "at most one hour",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nburst = 0.0\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.burst",
+            3,
+            "greater than 0.0",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nburst = nan\n",
+            ErrorKind::Invalid,
+            "agents.a.rate_limit.burst",
+            3,
+            "NaN",
+        ),
+    ]);
+}
+
+#[test]
+fn a_token_quota_without_a_cost_function_fails_the_build_on_its_line() {
+    let text =
+        "[agents.a]\n\n[agents.a.rate_limit]\nrequests_per_minute = 60\ntokens_per_minute = 1000\n";
+    let config = StackConfig::parse(text, Format::Toml, "stack.toml").unwrap();
+    let build = || {
+        config
+            .builder::<String, String>(&Registry::new())
+            .agents(|_| {
+                Ok(service_fn(|prompt: String| async move {
+                    Ok::<_, BoxError>(prompt)
+                }))
+            })
+    };
+    let error = build().build().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Build);
+    assert_eq!(
+        (error.field(), error.line()),
+        ("agents.a.rate_limit.tokens_per_minute", Some(5))
+    );
+    assert!(error.to_string().contains("token_cost"), "{error}");
+    assert!(
+        build()
+            .token_cost(|prompt: &String| prompt.len() as u64)
+            .build()
+            .is_ok()
+    );
+    // A request quota alone needs no cost function.
+    let config =
+        StackConfig::from_toml("[agents.a.rate_limit]\nrequests_per_minute = 60\n").unwrap();
+    assert!(
+        config
+            .builder::<String, String>(&Registry::new())
+            .agents(|_| {
+                Ok(service_fn(|prompt: String| async move {
+                    Ok::<_, BoxError>(prompt)
+                }))
+            })
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_quota_from_the_file_refuses_the_third_call_and_the_fallback_answers_it() {
+    let config = StackConfig::from_toml(
+        "[agents.primary]\nfallback = [\"backup\"]\nbreaker = { consecutive_failures = 1 }\n\n[agents.primary.rate_limit]\nrequests_per_minute = 2\nmax_wait = \"0s\"\n\n[agents.backup]\n",
+    )
+    .unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(counted(&calls, &[]))
+        .build()
+        .unwrap();
+    let primary = stacks.service("primary").unwrap();
+    for prompt in ["a", "b", "c"] {
+        primary.clone().oneshot(prompt.into()).await.unwrap();
+    }
+    // Two a minute, all at once: the third went to the backup without reaching the primary.
+    assert_eq!(*calls.lock().unwrap(), ["primary", "primary", "backup"]);
+    assert_eq!(
+        registry.breaker("primary").unwrap().state(),
+        crate::circuit_breaker::BreakerState::Closed,
+        "a refusal the agent never saw is no failure of it"
+    );
+    let quota = stacks.get("primary").unwrap().rate_limit().unwrap();
+    assert_eq!(quota.available_requests(), Some(0));
+    // Half a minute later one request has come back.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(primary.oneshot("d".into()).await.unwrap(), "primary: d");
+
+    // Without an alternative, the caller gets `RateLimited`.
+    let config = StackConfig::from_toml(
+        "[agents.a.rate_limit]\nrequests_per_minute = 1\nmax_wait = \"0s\"\n",
+    )
+    .unwrap();
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(counted(&calls, &[]))
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    service.clone().oneshot("x".into()).await.unwrap();
+    let error = service.oneshot("y".into()).await.unwrap_err();
+    let refused = crate::error::find::<RateLimited>(error.as_ref()).expect("RateLimited");
+    assert_eq!(refused.wait(), Some(Duration::from_secs(60)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_quota_charges_the_applications_cost_function_and_waits_up_to_max_wait() {
+    let config = StackConfig::from_toml(
+        "[agents.a.rate_limit]\ntokens_per_minute = 100\nmax_wait = \"30s\"\n",
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(counted(&calls, &[]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    let started = tokio::time::Instant::now();
+    service.clone().oneshot("x".repeat(60)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // 40 tokens left; 60 more need 20 to refill at 100 a minute: 12 s.
+    service.clone().oneshot("x".repeat(60)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(12));
+    // 100 tokens need a whole minute, past max_wait: refused without a call.
+    let error = service.oneshot("x".repeat(100)).await.unwrap_err();
+    assert!(crate::error::find::<RateLimited>(error.as_ref()).is_some());
+    assert_eq!(calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_usage_reader_gives_back_what_an_answer_did_not_use() {
+    let config = StackConfig::from_toml(
+        "[agents.a.rate_limit]\ntokens_per_minute = 100\nmax_wait = \"0s\"\n",
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(counted(&calls, &[]))
+        .token_cost(|prompt: &String| prompt.len() as u64)
+        // Every answer used 10 tokens.
+        .token_usage(|_: &String| Some(10))
+        .build()
+        .unwrap();
+    let service = stacks.service("a").unwrap();
+    // Estimated at 60 each, charged 10 each: all five go at once.
+    for _ in 0..5 {
+        service.clone().oneshot("x".repeat(60)).await.unwrap();
+    }
+    assert_eq!(calls.lock().unwrap().len(), 5);
 }
