@@ -96,9 +96,37 @@ fn is_store_file(name: &std::ffi::OsStr) -> bool {
             .any(|suffix| name.strip_suffix(suffix) == Some(DB_FILE_NAME))
 }
 
+/// Whether a non-empty file starts with a whole SQLite header (100 bytes, the first 16 of them
+/// the magic string). Read from the start, without SQLite, so nothing is written to it.
+fn has_sqlite_header(path: &Path) -> Result<bool, SqliteError> {
+    use std::io::Read as _;
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+    const HEADER_LEN: usize = 100;
+    let mut header = [0_u8; HEADER_LEN];
+    let mut file = fs::File::open(path).map_err(|e| SqliteError::io(path, "reading", e))?;
+    let mut read = 0;
+    while read < HEADER_LEN {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(SqliteError::io(path, "reading", error)),
+        }
+    }
+    Ok(read == HEADER_LEN && header.starts_with(MAGIC))
+}
+
 fn prepare_file(dir: &Path, path: &Path, create: bool) -> Result<(), SqliteError> {
     match fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {}
+        Ok(meta) if meta.is_file() => {
+            if meta.len() > 0 && !has_sqlite_header(path)? {
+                // SQLite itself would take a file shorter than a page for an empty database and
+                // write over it: refuse it instead, as any other file that is not a database.
+                return Err(SqliteError::NotADatabase {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
         Ok(_) => {
             return Err(SqliteError::NotADatabase {
                 path: path.to_path_buf(),

@@ -125,6 +125,26 @@ fn a_file_that_is_not_a_database_is_named_and_left_alone() {
     ));
 }
 
+/// SQLite reads a file shorter than a page as an empty database and would write over it; the
+/// store refuses it like any other file that is not a database (found by the property test
+/// below with the single byte `0`).
+#[test]
+fn a_short_file_is_not_taken_for_an_empty_database() {
+    let magic = b"SQLite format 3\0";
+    for garbage in [vec![0_u8], magic[..10].to_vec(), magic.repeat(3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE_NAME);
+        fs::write(&path, &garbage).unwrap();
+        let error = SqliteSink::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&error, SqliteError::NotADatabase { path: p } if *p == path),
+            "{} bytes: {error:?}",
+            garbage.len()
+        );
+        assert_eq!(fs::read(&path).unwrap(), garbage, "the file is unchanged");
+    }
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_the_file_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
