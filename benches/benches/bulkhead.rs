@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p steadfast-benches --bench bulkhead`
 
-use std::future::{Future, Ready, ready};
+use std::future::{Future, ready};
 use std::hint::black_box;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadLayer};
 use steadfast::{Agent, BoxError};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
+use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, agent, allocations_per_call, call_once};
 use tower::limit::ConcurrencyLimit;
 use tower::load_shed::LoadShed;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -26,16 +26,6 @@ static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// Permits in every row's limit: far above the one call in flight, so every row admits.
 const PERMITS: u32 = 64;
-
-/// The agent every row wraps: answers at once.
-fn agent()
--> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
-}
 
 /// An agent whose call `0` never answers (it holds a permit for the full rows); any other call
 /// answers at once.

@@ -17,7 +17,7 @@ use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call};
+use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, agent, allocations_per_call, dead_agent};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::{Policy, Retry};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
@@ -27,25 +27,6 @@ use tower_resilience::circuitbreaker::CircuitBreakerError;
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 type CbError = CircuitBreakerError<BoxError>;
-
-/// The agent every row wraps: answers at once.
-fn agent()
--> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
-}
-
-fn dead_agent()
--> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|_: u64| ready(Err::<u64, BoxError>("down".into())))
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

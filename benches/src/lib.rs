@@ -52,3 +52,30 @@ pub fn call_now<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Resp
 pub fn call_once<S: Service<R>, R>(service: &mut S, request: R) -> bool {
     call_now(service, request).is_ok()
 }
+
+/// The agent the runtime-driven rows (and `hotpath`) wrap: an in-process service that answers
+/// at once.
+pub fn agent() -> impl Service<
+    u64,
+    Response = u64,
+    Error = steadfast::BoxError,
+    Future = std::future::Ready<Result<u64, steadfast::BoxError>>,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|n: u64| std::future::ready(Ok(n.wrapping_add(1))))
+}
+
+/// An agent that fails every call at once ("down").
+pub fn dead_agent() -> impl Service<
+    u64,
+    Response = u64,
+    Error = steadfast::BoxError,
+    Future = std::future::Ready<Result<u64, steadfast::BoxError>>,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|_: u64| std::future::ready(Err::<u64, steadfast::BoxError>("down".into())))
+}

@@ -4,7 +4,6 @@
 //! retry_rejection (retry over an open breaker), hop (the primary fails, the fallback answers),
 //! degraded (everything fails, degrade answers).
 
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -12,25 +11,8 @@ use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
-
-fn agent()
--> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|n: u64| ready(Ok(n.wrapping_add(1))))
-}
-
-fn dead_agent()
--> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|_: u64| ready(Err::<u64, BoxError>("down".into())))
-}
+use steadfast_benches::{agent, dead_agent};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 fn run<S: Service<u64, Response = u64>>(calls: u64, mut service: S) {
     let runtime = tokio::runtime::Builder::new_current_thread()
