@@ -128,6 +128,7 @@ pub struct Outcome {
     reason: Option<&'static str>,
     unprocessed: bool,
     local: bool,
+    deferred: bool,
 }
 
 impl Outcome {
@@ -139,6 +140,7 @@ impl Outcome {
             reason: None,
             unprocessed: false,
             local: false,
+            deferred: false,
         }
     }
 
@@ -202,6 +204,32 @@ impl Outcome {
         self.local = true;
         self.unprocessed = true;
         self
+    }
+
+    /// Marks a verdict that is not final yet: the answer has begun (a streamed response whose
+    /// first bytes arrived) but may still fail. Every layer reads it as its kind says; a
+    /// circuit breaker records nothing for it, because whoever holds the rest of the answer
+    /// reports the final outcome later with
+    /// [`BreakerHandle::record`](crate::circuit_breaker::BreakerHandle::record) (steadfast-http's
+    /// stream guard does). Counting the head as a success would reset the breaker's
+    /// consecutive-failure count on every stream that then dies half-way.
+    ///
+    /// ```
+    /// use steadfast::Outcome;
+    ///
+    /// let head = Outcome::success().deferred();
+    /// assert!(head.is_success() && head.is_deferred());
+    /// assert!(!Outcome::success().is_deferred());
+    /// ```
+    #[must_use]
+    pub const fn deferred(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// Whether the verdict is not final yet (see [`deferred`](Self::deferred)).
+    pub const fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     /// Whether steadfast refused the call on this side (see [`local`](Self::local)).

@@ -773,3 +773,39 @@ async fn a_circuit_open_rejection_classifies_itself_as_an_unprocessed_agent_faul
     // The breaker's own rejection does not count against the agent a second time.
     assert_eq!(handle.counts().failures, 5);
 }
+
+/// A streamed answer whose head was classified `deferred` is not judged by the breaker's own
+/// future; its holder reports the end with `BreakerHandle::record`. Streams that die after
+/// their head therefore count as consecutive failures, which a head counted as a success
+/// would have reset each time.
+#[tokio::test(start_paused = true)]
+async fn deferred_heads_are_judged_when_their_holder_records_the_end() {
+    let agent =
+        Agent::new("streamer").classifier(|result: Result<&&str, &BoxError>| match result {
+            Ok(_) => Outcome::success().deferred(),
+            Err(_) => Outcome::transient("boom"),
+        });
+    let config = BreakerConfig::builder()
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    let layer = CircuitBreakerLayer::new(&agent, config);
+    let breaker = layer.handle();
+    let mut service = layer.layer(service_fn(|()| async { Ok::<_, BoxError>("head") }));
+    for round in 0..3 {
+        assert_eq!(breaker.state(), BreakerState::Closed, "round {round}");
+        service.ready().await.unwrap().call(()).await.unwrap();
+        assert_eq!(breaker.counts().calls, round, "the head is not counted");
+        breaker.record(Outcome::transient("connection reset"));
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    assert_eq!(breaker.counts().failures, 3);
+    let err = service.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.downcast_ref::<CircuitOpen>().is_some());
+
+    // A stream that ends cleanly is a success when recorded.
+    breaker.reset();
+    service.ready().await.unwrap().call(()).await.unwrap();
+    breaker.record(Outcome::success());
+    assert_eq!(breaker.counts().successes, 1);
+}

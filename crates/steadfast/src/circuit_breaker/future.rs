@@ -98,6 +98,14 @@ where
                 if let Some(mut call) = this.call.take() {
                     let outcome = classify::classify(&call.classifier, &call.memo, result.as_ref());
                     let shared = &call.shared;
+                    if outcome.is_deferred()
+                        && matches!(Admission::from_word(call.admission), Admission::Normal)
+                    {
+                        // A stream that has begun: its holder reports the final outcome
+                        // (`BreakerHandle::record`). A probe is judged at its head, so a
+                        // half-open breaker never waits on a long stream.
+                        return Poll::Ready(result);
+                    }
                     let slow = match shared.core.config().slow_call_threshold() {
                         Some(threshold) if call.started != NOT_TIMED => {
                             shared.now().saturating_sub(call.started)

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::classify::OutcomeKind;
+use crate::classify::{Outcome, OutcomeKind};
 
 use super::config::BreakerConfig;
 use super::shared::Shared;
-use super::state::{BreakerState, TransitionReason};
+use super::state::{Admission, BreakerState, TransitionReason};
 
 /// A cheap, cloneable view of one breaker: state, counters, recent failures, next probe, and the
 /// manual controls. Get one from [`CircuitBreakerLayer::handle`](super::CircuitBreakerLayer::handle),
@@ -181,6 +181,40 @@ impl BreakerHandle {
     /// skipped by a slow reader).
     pub fn watch(&self) -> watch::Receiver<BreakerState> {
         self.shared.subscribe()
+    }
+
+    /// Records the outcome of a call this breaker admitted but did not judge: a streamed answer
+    /// whose head was classified [deferred](crate::Outcome::deferred) and that has now ended,
+    /// cleanly or not. It counts exactly as if the breaker's own future had seen it (the
+    /// consecutive-failure count, the window, the transitions and their events), at the moment
+    /// it is called, so a stream that dies half-way opens the circuit when it dies, not when its
+    /// head arrived.
+    ///
+    /// ```
+    /// use steadfast::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let agent = Agent::new("streamer");
+    /// let config = BreakerConfig::builder().consecutive_failures(2).build().unwrap();
+    /// let layer = CircuitBreakerLayer::new(&agent, config);
+    /// let breaker = layer.handle();
+    /// // Two streams that died after their first bytes, reported by their holder.
+    /// breaker.record(Outcome::transient("connection reset"));
+    /// assert_eq!(breaker.state(), BreakerState::Closed);
+    /// breaker.record(Outcome::transient("connection reset"));
+    /// assert_eq!(breaker.state(), BreakerState::Open);
+    /// # }
+    /// ```
+    pub fn record(&self, outcome: Outcome) {
+        let shared = &self.shared;
+        shared.calls.completed(outcome.kind());
+        if let Some(transition) = shared
+            .core
+            .on_result(Admission::Normal, &outcome, false, || shared.now())
+        {
+            shared.announce(&transition);
+        }
     }
 
     /// Opens the circuit until [`force_closed`](Self::force_closed) or [`reset`](Self::reset):
