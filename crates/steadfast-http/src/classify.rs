@@ -14,6 +14,7 @@ use crate::body::{BodyTooLarge, BufferedBody};
 use crate::llm;
 use crate::reason;
 use crate::retry_after::parse_retry_after;
+use crate::stream::StreamInfo;
 
 /// `x-should-retry: true|false`: the agent's own verdict (OpenAI, Anthropic), which overrides
 /// the status code's.
@@ -28,6 +29,7 @@ pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-ret
 /// | answer | outcome |
 /// |---|---|
 /// | 1xx, 2xx, 3xx | success |
+/// | 2xx with a [`StreamInfo`] (a stream a [`StreamGuard`](crate::stream::StreamGuard) is still judging) | success, [deferred](Outcome::deferred): the breaker waits for the stream's end |
 /// | an LLM provider's error body (OpenAI, Azure, Anthropic, Gemini, Vertex, Mistral, vLLM, TGI, Ollama) | what [`llm::classify_llm_error`] says, with a reason from [`reason`] |
 /// | 408, 409, 500, 502, 503, 504, 529, other 5xx | transient (with `Retry-After` if sent) |
 /// | 429 | rate-limited, with the wait from [`llm::header_retry_after`] or the body; never processed |
@@ -200,7 +202,14 @@ pub(crate) fn classify_response_result<B: 'static>(
     result: Result<&Response<B>, &BoxError>,
 ) -> Outcome {
     match result {
-        Ok(response) if is_success(response.status()) => Outcome::success(),
+        Ok(response) if is_success(response.status()) => {
+            // A guarded stream still running: its end is reported to the breaker later.
+            if response.extensions().get::<StreamInfo>().is_some() {
+                Outcome::success().deferred()
+            } else {
+                Outcome::success()
+            }
+        }
         Ok(response) => classify_http_response(
             response.status(),
             response.headers(),

@@ -13,6 +13,7 @@
 //! | [`parse_retry_after`] | `retry-after-ms`, `Retry-After` (seconds or HTTP-date), `x-ratelimit-reset-*` |
 //! | [`BufferedBody`] | a cloneable request body, buffered under a size limit |
 //! | [`BufferRequestLayer`] | makes requests retryable: `http::Request<B>` (axum, hyper) and `reqwest::Request` in, `http::Request<BufferedBody>` below |
+//! | [`stream`] | streamed answers (SSE, chunked): first-byte deadline, stall timeout, in-band error events, failover before the first byte |
 //! | [`Rebase`] | sends a request to an alternative's base URL with its own credentials (fallback across hosts) |
 //! | `reqwest` (feature `reqwest`) | `ReqwestAgent`: a `reqwest::Client` under the layers; `Resilience` (feature `reqwest-middleware`): the stack as one `ClientWithMiddleware` `.with(..)` |
 //! | `error_response` (feature `axum`) | `ErrorResponseLayer`: the layers' errors as HTTP answers (503 + `Retry-After`, 502, 504, 429, 400/422), for `Router::route_layer` |
@@ -64,6 +65,7 @@ pub mod llm;
 pub mod reason;
 pub mod rebase;
 mod retry_after;
+pub mod stream;
 
 #[cfg(feature = "reqwest")]
 pub mod reqwest;

@@ -59,6 +59,16 @@
 //! | [`X_SHOULD_RETRY_FALSE`] | agent fault: the agent said `x-should-retry: false` on a transient failure |
 //! | [`CONNECT`], [`CONNECTION_RESET`], [`CONNECTION_CLOSED`], [`TIMEOUT`], [`ERROR`] | transient (client errors) |
 //! | [`BODY_TOO_LARGE`], [`STREAMING_BODY`], [`INVALID_CLIENT_REQUEST`] | caller fault (client errors) |
+//!
+//! # Streamed answers
+//!
+//! A streamed answer ([`stream`](crate::stream)) that fails after its head: an in-band error
+//! event is classified by the table above (Anthropic's `event: error` with `overloaded_error` is
+//! [`OVERLOADED`]); the stream's own deadlines are:
+//!
+//! | reason | kind |
+//! |---|---|
+//! | [`FIRST_BYTE_TIMEOUT`], [`STREAM_STALLED`], [`STREAM_DEADLINE`] | transient |
 
 // LLM providers' vocabulary (snake_case, provider-neutral).
 
@@ -144,3 +154,12 @@ pub const STREAMING_BODY: &str = "streaming request body";
 pub const INVALID_CLIENT_REQUEST: &str = "invalid request";
 /// Any other client error.
 pub const ERROR: &str = "error";
+
+// Streamed answers.
+
+/// No data byte arrived within the first-byte (first-token) deadline.
+pub const FIRST_BYTE_TIMEOUT: &str = "first byte timeout";
+/// A started stream went silent for longer than its idle timeout.
+pub const STREAM_STALLED: &str = "stream stalled";
+/// A stream was still running at its total deadline.
+pub const STREAM_DEADLINE: &str = "stream deadline";

@@ -46,7 +46,7 @@ pub struct MetricDescription {
 }
 
 /// Bucket bounds, in seconds, for the latency histograms (`steadfast_call_duration_seconds`,
-/// `steadfast_attempt_duration_seconds`): 5 ms to 2 min, since an LLM answer can take a minute.
+/// `steadfast_attempt_duration_seconds`, `steadfast_stream_first_byte_seconds`): 5 ms to 2 min, since an LLM answer can take a minute.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
@@ -145,6 +145,34 @@ pub const METRICS: &[MetricDescription] = &[
         help: "Answers by who served them: primary, fallback, cache or degraded.",
     },
     MetricDescription {
+        name: "steadfast_stream_first_byte_seconds",
+        kind: MetricKind::Histogram,
+        unit: Some(Unit::Seconds),
+        labels: AGENT,
+        help: "Time from the call to the first data byte of a guarded streamed answer (time to first token), measured by steadfast-http's StreamGuard.",
+    },
+    MetricDescription {
+        name: "steadfast_streams_total",
+        kind: MetricKind::Counter,
+        unit: None,
+        labels: &["agent", "result"],
+        help: "Guarded streamed answers by how they ended: complete, failed (before or after the first byte) or abandoned (the caller stopped reading).",
+    },
+    MetricDescription {
+        name: "steadfast_stream_failures_total",
+        kind: MetricKind::Counter,
+        unit: None,
+        labels: &["agent", "phase", "kind"],
+        help: "Guarded streams that failed, by phase (before_first_byte, mid_stream) and kind (first_byte_timeout, stalled, deadline, in_band, body); stalled counts the stalls.",
+    },
+    MetricDescription {
+        name: "steadfast_stream_bytes_total",
+        kind: MetricKind::Counter,
+        unit: Some(Unit::Bytes),
+        labels: AGENT,
+        help: "Data bytes of guarded streams handed to callers, added when each stream ends.",
+    },
+    MetricDescription {
         name: "steadfast_dead_letters_total",
         kind: MetricKind::Counter,
         unit: None,
@@ -225,9 +253,9 @@ pub fn metric(name: &str) -> Option<&'static MetricDescription> {
 /// [`ATTEMPT_BUCKETS`]); `None` for anything else.
 pub fn buckets_for(name: &str) -> Option<&'static [f64]> {
     match name {
-        "steadfast_call_duration_seconds" | "steadfast_attempt_duration_seconds" => {
-            Some(LATENCY_BUCKETS)
-        }
+        "steadfast_call_duration_seconds"
+        | "steadfast_attempt_duration_seconds"
+        | "steadfast_stream_first_byte_seconds" => Some(LATENCY_BUCKETS),
         "steadfast_call_attempts" => Some(ATTEMPT_BUCKETS),
         _ => None,
     }
