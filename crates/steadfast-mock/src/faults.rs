@@ -58,6 +58,13 @@ pub mod openai {
         Fault::json(400, fixture!("azure_400_content_filter_innererror.json"))
     }
 
+    /// The error object OpenAI sends inside a stream when the server fails mid-answer (a `data:`
+    /// line with an `error` object, then the stream ends), for
+    /// [`StreamReply::error_after`](crate::StreamReply::error_after).
+    pub fn stream_server_error() -> &'static str {
+        "data: {\"error\":{\"message\":\"The server had an error while processing your request. Sorry about that!\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n"
+    }
+
     /// Azure OpenAI's 429 "Rate limit is exceeded. Try again in 2 seconds." with its
     /// `x-ratelimit-*` headers and no `retry-after`.
     pub fn azure_rate_limit() -> Fault {
@@ -92,6 +99,12 @@ pub mod anthropic {
             .header("date", "Tue, 26 Mar 2024 19:59:59 GMT")
             .header("request-id", "req_01T5fCVnYdf9X5ZW6KayReBK")
             .header("x-should-retry", "true")
+    }
+
+    /// Anthropic's mid-stream `event: error` with `overloaded_error`, as its streaming
+    /// documentation shows it, for [`StreamReply::error_after`](crate::StreamReply::error_after).
+    pub fn stream_overloaded() -> &'static str {
+        "event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n"
     }
 
     /// 400 "prompt is too long: 208310 tokens > 200000 maximum".

@@ -8,7 +8,8 @@
 //! |---|---|
 //! | [`MockServer`] | start, script a [`Route`], read counters and the last request, shut down |
 //! | [`Script`] | replies in order, then one for ever: `always`, `fail_next(n, ..)`, `steps`, `then` |
-//! | [`Reply`] | success in the provider's shape, an exact [`Fault`], a delay, a connection reset |
+//! | [`Reply`] | success in the provider's shape, an exact [`Fault`], a delay, a connection reset, a stream |
+//! | [`StreamReply`] | a streamed (SSE) answer with scripted stalls, resets, error events, trickle |
 //! | [`faults`] | real providers' error answers, byte for byte (OpenAI, Azure, Anthropic) |
 //!
 //! ```
@@ -46,16 +47,18 @@
 //! # }
 //! ```
 //!
-//! Streaming (SSE) is not spoken yet. The design leaves room for it: [`Reply`] is
-//! non-exhaustive (a `Reply::Stream` of events and pauses can be added), responses already carry
-//! a boxed body type that a streamed body fits, and each request's reply is decided before its
-//! body is produced, so a stream can be cut or fail mid-way by script.
+//! Streaming: [`Reply::Stream`] with a [`StreamReply`] answers `text/event-stream` in OpenAI's
+//! (`chat.completion.chunk` events, `data: [DONE]`) or Anthropic's (`message_start` ...
+//! `message_stop`) shape, with scripted faults: a stall before the first event or mid-stream, a
+//! connection reset after N events, an in-band error event ([`faults`]), a slow trickle.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 mod script;
 mod server;
+mod stream;
 mod success;
 
 pub use script::{Fault, Reply, Script};
 pub use server::{MAX_REQUEST_BODY, MockError, MockServer, RecordedRequest, Route};
+pub use stream::StreamReply;

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
+use crate::stream::StreamReply;
+
 /// One answer to one request.
 ///
 /// Non-exhaustive so streaming replies (SSE: a list of events with pauses, an in-band error
@@ -25,6 +27,15 @@ pub enum Reply {
     /// Reads the request, then closes the connection with a TCP reset (`SO_LINGER` 0) instead
     /// of answering: what a crashing upstream or a load balancer dropping the connection does.
     Reset,
+    /// A `200 OK` streamed as server-sent events in the route's format, with the faults the
+    /// [`StreamReply`] scripts.
+    Stream(StreamReply),
+}
+
+impl From<StreamReply> for Reply {
+    fn from(stream: StreamReply) -> Self {
+        Reply::Stream(stream)
+    }
 }
 
 impl Reply {

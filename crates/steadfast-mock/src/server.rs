@@ -1,7 +1,6 @@
 //! [`MockServer`]: hyper 1 on `127.0.0.1`, one task per connection, scripts behind one mutex.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -24,14 +23,16 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::script::{Fault, Reply, Script};
+use crate::stream::{StreamReset, never};
 use crate::success;
 
 /// The largest request body the mock reads; a bigger one is answered 413 (real APIs limit
 /// request sizes too, and a test must not make the mock buffer without bound).
 pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
-/// The response body type: boxed so that streamed (SSE) replies can share it with whole ones.
-type Body = BoxBody<Bytes, Infallible>;
+/// The response body type: boxed so that streamed (SSE) replies share it with whole ones; its
+/// error is a scripted reset mid-stream.
+type Body = BoxBody<Bytes, StreamReset>;
 
 /// The endpoints the mock speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -296,6 +297,25 @@ async fn handle(
                 reset.store(true, Ordering::Release);
                 return Err(ScriptedReset);
             }
+            Reply::Stream(stream) => {
+                let number = shared.answered.fetch_add(1, Ordering::Relaxed) + 1;
+                let model = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|request| request.get("model")?.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "mock-model".to_owned());
+                let body = stream.body(route, &model, number, Arc::clone(&reset));
+                let mut response = Response::new(body.boxed());
+                let headers = response.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/event-stream"),
+                );
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                );
+                return Ok(response);
+            }
         }
     }
 }
@@ -324,7 +344,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 }
 
 fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).boxed()
+    Full::new(bytes).map_err(never).boxed()
 }
 
 /// A TCP stream that, when dropped after a scripted reset, aborts with `RST` instead of `FIN`.

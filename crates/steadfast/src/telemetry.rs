@@ -168,7 +168,7 @@ pub const METRICS: &[MetricDescription] = &[
     MetricDescription {
         name: "steadfast_stream_bytes_total",
         kind: MetricKind::Counter,
-        unit: Some(Unit::Bytes),
+        unit: None,
         labels: AGENT,
         help: "Data bytes of guarded streams handed to callers, added when each stream ends.",
     },

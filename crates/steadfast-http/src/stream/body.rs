@@ -273,9 +273,10 @@ impl State {
         Box::new(error)
     }
 
-    /// A data chunk arrived: count it, note the first byte, scan it.
+    /// A data chunk arrived: count it, note the first byte, scan it; `Some` is an in-band
+    /// error it carried.
     #[inline]
-    fn on_data(&mut self, data: &Bytes) -> Result<(), StreamError> {
+    fn on_data(&mut self, data: &Bytes) -> Option<StreamError> {
         self.bytes += data.len() as u64;
         self.active = true;
         if self.first_byte_at.is_none() {
@@ -284,13 +285,13 @@ impl State {
         if let Some(scanner) = &mut self.scanner
             && let Err(found) = scanner.scan(data)
         {
-            return Err(StreamError::in_band(
+            return Some(StreamError::in_band(
                 found.outcome,
                 &found.payload,
                 self.delivered(),
             ));
         }
-        Ok(())
+        None
     }
 
     #[cold]
@@ -384,7 +385,7 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref()
                     && !data.is_empty()
-                    && let Err(error) = state.on_data(data)
+                    && let Some(error) = state.on_data(data)
                 {
                     if state.priming {
                         return Poll::Ready(Some(Err(state.fail(error))));

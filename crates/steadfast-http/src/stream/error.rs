@@ -9,6 +9,10 @@ use steadfast::{BoxError, Outcome};
 
 use crate::reason;
 
+/// How much of an in-band error's payload is kept: the provider's own words, enough for a log
+/// line, never a whole body.
+const SHOWN: usize = 512;
+
 /// What a stream had delivered when it ended or failed: bytes, and for server-sent events the
 /// events completed (ended by their blank line).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,8 +94,6 @@ impl StreamError {
 
     pub(crate) fn in_band(outcome: Outcome, payload: &[u8], delivered: Delivered) -> Self {
         let mut error = StreamError::new(StreamErrorKind::InBand, outcome, delivered);
-        // The provider's own words, cut short: enough for a log line, never a whole body.
-        const SHOWN: usize = 512;
         let shown = &payload[..payload.len().min(SHOWN)];
         error.detail = Some(String::from_utf8_lossy(shown).into_owned());
         error
@@ -149,10 +151,7 @@ impl fmt::Display for StreamError {
                 self.delivered.bytes, self.delivered.events
             )?;
         }
-        let waited = self
-            .waited
-            .map(|waited| waited.as_secs_f64())
-            .unwrap_or(0.0);
+        let waited = self.waited.map_or(0.0, |waited| waited.as_secs_f64());
         match self.kind {
             StreamErrorKind::FirstByteTimeout => write!(
                 f,

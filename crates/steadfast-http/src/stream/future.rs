@@ -29,6 +29,9 @@ pin_project! {
     }
 }
 
+// The priming variant is large (the head's parts and the body), but it is the state the
+// future spends its time in once called, and a future is moved only before its first poll.
+#[allow(clippy::large_enum_variant)]
 enum State<B> {
     /// Waiting for the head; the timer bounds it by the first-byte (or total) deadline.
     Calling {

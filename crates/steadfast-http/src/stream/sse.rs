@@ -13,6 +13,15 @@ use steadfast::Outcome;
 
 use crate::{llm, reason};
 
+/// The starts of a data line's payload that mark an error object: OpenAI's (and vLLM's,
+/// llama.cpp's) `{"error": ...}`, Anthropic's `{"type":"error", ...}`, vLLM's older
+/// `{"object":"error", ...}`.
+const ERRORS: [&[u8]; 3] = [
+    br#"{"error""#,
+    br#"{"type":"error""#,
+    br#"{"object":"error""#,
+];
+
 /// The longest line start the scanner needs to decide a line: `data: {"object":"error"` is 23.
 const PREFIX_LEN: usize = 32;
 
@@ -244,11 +253,6 @@ fn decide(window: &[u8], error_event: bool) -> Decision {
         if error_event {
             return Decision::Data { from };
         }
-        const ERRORS: [&[u8]; 3] = [
-            br#"{"error""#,
-            br#"{"type":"error""#,
-            br#"{"object":"error""#,
-        ];
         let mut undecided = false;
         for pattern in ERRORS {
             if value.starts_with(pattern) {
