@@ -32,6 +32,31 @@ impl Classify<::reqwest::Request, ::reqwest::Response> for HttpClassifier {
     }
 }
 
+/// A `reqwest::Request` in, an `http::Response` out: what a stack over a `reqwest::Client`
+/// answers once its responses are turned into `http::Response<reqwest::Body>`, as a
+/// [`StreamGuard`](crate::stream::StreamGuard) over reqwest needs (see docs/streaming.md).
+impl<B: 'static> Classify<::reqwest::Request, http::Response<B>> for HttpClassifier {
+    type Memo = Idempotency;
+
+    #[inline]
+    fn note(&self, request: &::reqwest::Request) -> Idempotency {
+        self.idempotency(request.method(), request.headers())
+    }
+
+    #[inline]
+    fn classify(
+        &self,
+        _memo: &Idempotency,
+        result: Result<&http::Response<B>, &BoxError>,
+    ) -> Outcome {
+        crate::classify::classify_response_result(result)
+    }
+
+    fn is_idempotent(&self, memo: &Idempotency) -> bool {
+        memo.is_idempotent()
+    }
+}
+
 /// A [`ReplayableRequest`](super::ReplayableRequest) (or any `http::Request`) in, a
 /// `reqwest::Response` out: what [`ReqwestAgent`](super::ReqwestAgent) serves under retry and
 /// fallback.
