@@ -90,6 +90,11 @@ pub mod notify;
 #[doc = include_str!("../../../docs/http.md")]
 pub struct HttpGuideDoctests;
 
+/// docs/streaming.md's examples, compiled as doc tests.
+#[cfg(all(doctest, feature = "reqwest"))]
+#[doc = include_str!("../../../docs/streaming.md")]
+pub struct StreamingGuideDoctests;
+
 pub use body::{BodyTooLarge, BufferError, BufferedBody, buffer_request};
 pub use buffer::{BufferRequest, BufferRequestLayer};
 #[cfg(feature = "grpc")]
