@@ -16,6 +16,7 @@
 mod agents;
 mod notify;
 mod stack;
+mod streaming;
 mod traffic;
 mod view;
 
@@ -272,6 +273,7 @@ async fn start_agents_and_stack(
         registry,
         dead_letters.sink.clone(),
     )?;
+    streaming::start(args.seed, started, started + args.duration).await?;
     Ok((mock_agents, built))
 }
 
@@ -302,7 +304,7 @@ fn print_header(
 }
 
 /// The final summary, as text or (`--json`) one JSON object; `true` when every request is
-/// accounted for.
+/// accounted for. The streaming lane is summed up after the text.
 fn print_summary(
     args: &DemoArgs,
     sources: &view::Sources,
@@ -316,16 +318,14 @@ fn print_summary(
         println!("{}", serde_json::to_string_pretty(&summary)?);
         Ok(holds)
     } else {
-        Ok(view::summary(
-            sources,
-            args.seed,
-            dlq_location,
-            initial_depth,
-        ))
+        let holds = view::summary(sources, args.seed, dlq_location, initial_depth);
+        streaming::print_summary();
+        Ok(holds)
     }
 }
 
-/// The live panel on a terminal, plain lines otherwise (none with `--json`).
+/// The live panel on a terminal, plain lines otherwise (none with `--json`); then the end of
+/// the streaming lane.
 fn spawn_viewer(
     interactive: bool,
     print_lines: bool,
@@ -335,24 +335,25 @@ fn spawn_viewer(
     notifications: tokio::sync::mpsc::Receiver<steadfast::notify::Notification>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    if interactive {
-        tokio::spawn(view::live(
-            sources.clone(),
-            registry.clone(),
-            events,
-            notifications,
-            stopped,
-        ))
-    } else {
-        tokio::spawn(view::plain(
-            sources.clone(),
-            registry.clone(),
-            events,
-            notifications,
-            stopped,
-            print_lines,
-        ))
-    }
+    let (sources, registry) = (sources.clone(), registry.clone());
+    // Once the view stops (the main traffic has drained), the streaming lane's last streams
+    // are waited for, so the summary counts them all.
+    tokio::spawn(async move {
+        if interactive {
+            view::live(sources, registry, events, notifications, stopped).await;
+        } else {
+            view::plain(
+                sources,
+                registry,
+                events,
+                notifications,
+                stopped,
+                print_lines,
+            )
+            .await;
+        }
+        streaming::finish(DRAIN).await;
+    })
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {

@@ -119,6 +119,9 @@ pub(crate) fn status_line(sources: &Sources) -> String {
     for breaker in &sources.breakers {
         let _ = write!(line, " {} {}", breaker.name(), breaker.state());
     }
+    if let Some(streams) = super::streaming::status() {
+        let _ = write!(line, " {streams}");
+    }
     line
 }
 
@@ -261,6 +264,9 @@ fn panel(sources: &Sources, timeline: &VecDeque<String>) -> String {
         counts.dead_lettered,
         counts.other,
     );
+    if let Some(streams) = super::streaming::status() {
+        let _ = writeln!(out, "  {streams}");
+    }
     let _ = writeln!(
         out,
         "  in flight {}   DLQ depth {}\n\n  events",
