@@ -254,6 +254,16 @@ impl State {
         }
     }
 
+    /// The frame held while priming, else the in-band error found in the last chunk.
+    #[cold]
+    fn take_stashed(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        if let Some(frame) = self.held.take() {
+            return Some(Ok(frame));
+        }
+        let error = self.pending_error.take()?;
+        Some(Err(self.fail(error)))
+    }
+
     /// The end of the stream: report once.
     fn finish(&mut self, how: Finish, outcome: Outcome, error: Option<&StreamError>) {
         self.done = true;
@@ -372,6 +382,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// The next frame from the agent, judged; holds nothing.
+    #[inline]
     fn poll_next(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -452,11 +463,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let state = self.as_mut().project().state;
-        if let Some(frame) = state.held.take() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if let Some(error) = state.pending_error.take() {
-            return Poll::Ready(Some(Err(state.fail(error))));
+        // `is_some` first: `take` would copy the whole (large) slot on every chunk.
+        if state.held.is_some() || state.pending_error.is_some() {
+            return Poll::Ready(state.take_stashed());
         }
         self.poll_next(cx)
     }

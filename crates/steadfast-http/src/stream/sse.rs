@@ -140,6 +140,13 @@ impl SseScanner {
                 Line::Start => {
                     let before = self.prefix_len;
                     let rest = &chunk[pos..];
+                    if before == 0 && !self.error_event && plain_data_line(rest) {
+                        // The common line: `data: {"id":...` (OpenAI) or
+                        // `data: {"type":"content_block_delta"...` (Anthropic).
+                        self.in_event = true;
+                        self.line = Line::Skip;
+                        continue;
+                    }
                     let decision = if before == 0 && rest.len() >= PREFIX_LEN {
                         // The common case: the whole line start is in this chunk; no copy.
                         decide(&rest[..PREFIX_LEN], self.error_event)
@@ -197,6 +204,28 @@ impl SseScanner {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `line` is surely an ordinary data line: `data: {"` followed by a key no error
+/// pattern starts with. Eight-byte compare, no search; anything else goes to [`decide`].
+#[inline]
+fn plain_data_line(line: &[u8]) -> bool {
+    match line.get(..9) {
+        Some([b'd', b'a', b't', b'a', b':', b' ', b'{', b'"', key]) => match key {
+            b'e' | b'o' => false,
+            // `{"type":"error"` must still be told from `{"type":"content_block_delta"`.
+            b't' => {
+                let tail = &line[9..];
+                if tail.starts_with(b"ype\":\"") {
+                    tail.get(6).is_some_and(|first| *first != b'e')
+                } else {
+                    tail.len() >= 4 && !tail.starts_with(b"ype\"")
+                }
+            }
+            _ => true,
+        },
+        _ => false,
     }
 }
 
@@ -383,6 +412,35 @@ mod tests {
             );
             assert!(error.payload.ends_with(b"}}"), "no \\r kept");
         }
+    }
+
+    #[test]
+    fn error_objects_in_data_lines_are_found_whatever_their_envelope() {
+        for (text, reason) in [
+            (
+                "data: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+                reason::OVERLOADED,
+            ),
+            (
+                "data: {\"object\":\"error\",\"message\":\"boom\",\"type\":\"InternalServerError\",\"code\":500}\n\n",
+                reason::SERVER_ERROR,
+            ),
+            (
+                "data: {\"error\":{\"message\":\"x\",\"type\":\"server_error\"}}\n\n",
+                reason::SERVER_ERROR,
+            ),
+        ] {
+            for piece in [1, 9, 16, 1000] {
+                let error = scan_in_pieces(text, piece).0.unwrap_err();
+                assert_eq!(
+                    error.outcome.reason(),
+                    Some(reason),
+                    "{text} in pieces of {piece}"
+                );
+            }
+        }
+        let ordinary = "data: {\"type\":\"content_block_delta\",\"delta\":{}}\n\ndata: {\"text\":1}\n\ndata: {\"typo\":1}\n\n";
+        assert_eq!(scan_in_pieces(ordinary, 1000), (Ok(()), 3));
     }
 
     #[test]
