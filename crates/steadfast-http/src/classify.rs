@@ -213,7 +213,7 @@ pub(crate) fn classify_response_result<B: 'static>(
         Ok(response) => classify_http_response(
             response.status(),
             response.headers(),
-            peek_body(response.body()),
+            peek_body(response.body()).or_else(|| peeked_extension(response.extensions())),
         ),
         Err(error) => classify_error(error.as_ref()),
     }
@@ -222,6 +222,23 @@ pub(crate) fn classify_response_result<B: 'static>(
 #[inline]
 fn is_success(status: StatusCode) -> bool {
     status.is_success() || status.is_informational() || status.is_redirection()
+}
+
+/// The error body `ReqwestAgent` read, when its answer was turned into an `http::Response`
+/// (a guarded stream over reqwest: `http::Response::<reqwest::Body>::from`).
+#[cfg_attr(not(feature = "reqwest"), allow(clippy::unnecessary_wraps))]
+fn peeked_extension(extensions: &http::Extensions) -> Option<&[u8]> {
+    #[cfg(feature = "reqwest")]
+    {
+        extensions
+            .get::<crate::reqwest::PeekedBody>()
+            .map(|peeked| peeked.0.as_ref())
+    }
+    #[cfg(not(feature = "reqwest"))]
+    {
+        let _ = extensions;
+        None
+    }
 }
 
 fn peek_body<B: 'static>(body: &B) -> Option<&[u8]> {

@@ -61,3 +61,37 @@ async fn a_reqwest_stream_stuck_before_its_first_token_is_retried_transparently(
     assert_eq!(breaker.counts().failures, 1, "the stuck attempt");
     assert_eq!(breaker.counts().successes, 1, "the stream, once it ended");
 }
+
+#[tokio::test]
+async fn behind_the_guard_a_reqwest_error_answer_is_still_classified_from_its_body() {
+    let server = MockServer::start().await.unwrap();
+    server.script(
+        Route::OpenAiChat,
+        Script::always(steadfast_mock::faults::openai::context_length_exceeded()),
+    );
+    let gpt = Registry::new()
+        .agent("gpt-4o")
+        .classifier(HttpClassifier::llm());
+    let client = reqwest::Client::new();
+    let guarded = ServiceBuilder::new()
+        .layer(StreamGuardLayer::new(&gpt, StreamConfig::default()))
+        .map_response(http::Response::<reqwest::Body>::from)
+        .service(ReqwestAgent::new(client.clone()));
+    let request = client
+        .post(server.url(Route::OpenAiChat))
+        .body(r#"{"model":"gpt-4o","stream":true}"#)
+        .build()
+        .unwrap();
+    let answer = guarded.oneshot(request).await.unwrap();
+    let outcome = HttpClassifier::llm().classify_response(&answer);
+    assert_eq!(outcome.kind(), OutcomeKind::CallerFault);
+    assert_eq!(
+        outcome.reason(),
+        Some(steadfast_http::reason::CONTEXT_LENGTH_EXCEEDED)
+    );
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        body.starts_with(b"{"),
+        "the caller still reads the whole body"
+    );
+}

@@ -78,6 +78,7 @@ mod classify;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod peek;
+pub(crate) use peek::PeekedBody;
 mod request;
 
 pub use agent::{ReqwestAgent, ResponseFuture};
