@@ -454,3 +454,72 @@ async fn error_answers_are_judged_at_their_head_and_pass_through() {
     let body = answer.into_body().collect().await.unwrap().to_bytes();
     assert!(body.starts_with(b"{"));
 }
+
+/// A stream that fails after its first byte is dead-lettered by the guard itself (a
+/// dead-letter layer above it saw a successful head), with the partial delivery in the error
+/// chain and the request's secrets redacted.
+#[cfg(feature = "dead-letter")]
+#[tokio::test(start_paused = true)]
+async fn a_mid_stream_failure_is_dead_lettered_with_the_partial_delivery_noted() {
+    use std::sync::Arc;
+    use steadfast::dead_letter::MemorySink;
+    use steadfast_http::dead_letter::{HttpRequestEncoder, decode_request};
+
+    let server = MockServer::start().await.unwrap();
+    server.script(
+        Route::OpenAiChat,
+        Script::steps([Reply::from(
+            StreamReply::tokens(["t1", "t2", "t3", "t4"])
+                .pause_after(2, Duration::from_millis(50))
+                .reset_after(2),
+        )])
+        .then(StreamReply::tokens(["fine"])),
+    );
+    let registry = Registry::new();
+    let agent = registry.agent("gpt").classifier(HttpClassifier::llm());
+    let sink = Arc::new(MemorySink::new(16));
+    let guard = StreamGuardLayer::new(&agent, StreamConfig::default())
+        .dead_letter::<Request<BufferedBody>, _>(sink.clone(), HttpRequestEncoder::new());
+    let stack = guard.layer(towards(client(), &server, Route::OpenAiChat));
+
+    let mut request = request(&server, Route::OpenAiChat);
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer sk-secret-key".parse().unwrap());
+    let answer: Answer = stack.clone().oneshot(request).await.unwrap();
+    let (_, error) = read_all(answer.into_body()).await;
+    assert!(stream_error(&error.unwrap()).is_mid_stream());
+    // The record is appended off the caller's path.
+    for _ in 0..100 {
+        if !sink.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let records = sink.records();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record.agent, "gpt");
+    assert_eq!(record.outcome, OutcomeKind::Transient);
+    assert!(
+        record.error_chain[0].contains("after")
+            && record.error_chain[0].contains("2 complete events"),
+        "{:?}",
+        record.error_chain
+    );
+    let stored = decode_request(&record.request).unwrap();
+    assert_eq!(stored.uri().path(), "/v1/chat/completions");
+    assert_ne!(stored.headers()["authorization"], "Bearer sk-secret-key");
+
+    // A stream that completes leaves nothing behind.
+    let answer: Answer = stack.oneshot(request_again(&server)).await.unwrap();
+    let (_, error) = read_all(answer.into_body()).await;
+    assert!(error.is_none());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(sink.len(), 1);
+}
+
+#[cfg(feature = "dead-letter")]
+fn request_again(server: &MockServer) -> Request<BufferedBody> {
+    request(server, Route::OpenAiChat)
+}

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use steadfast::BoxError;
 use tokio::time::{Instant, Sleep};
 
+use super::Kept;
 use super::body::{StreamBody, StreamInfo, is_event_stream};
 use super::error::{Delivered, StreamError, StreamErrorKind};
 use super::layer::Shared;
@@ -26,6 +27,7 @@ pin_project! {
         state: State<B>,
         shared: Arc<Shared>,
         started: Instant,
+        kept: Option<Kept>,
     }
 }
 
@@ -51,12 +53,14 @@ impl<F, B> ResponseFuture<F, B> {
         shared: Arc<Shared>,
         started: Instant,
         timer: Option<Pin<Box<Sleep>>>,
+        kept: Option<Kept>,
     ) -> Self {
         ResponseFuture {
             future,
             state: State::Calling { timer },
             shared,
             started,
+            kept,
         }
     }
 }
@@ -111,6 +115,7 @@ where
                     let sse = shared.config.scan_sse && is_event_stream(response.headers());
                     let report = Report {
                         agent: Arc::clone(shared.agent.name_arc()),
+                        kept: this.kept.take().map(|kept| (kept, shared.agent.clone())),
                         breaker: shared.agent.breaker(),
                         settle: false,
                         metrics: shared.metrics.clone(),

@@ -28,10 +28,13 @@ pub struct StreamGuardLayer {
 }
 
 /// What every clone of a guard shares.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) config: StreamConfig,
     pub(crate) agent: Agent<()>,
     pub(crate) metrics: StreamMetrics,
+    #[cfg(feature = "dead-letter")]
+    pub(crate) dead_letters: Option<super::StreamDeadLetters>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -53,7 +56,34 @@ impl StreamGuardLayer {
                 config,
                 metrics: StreamMetrics::new(agent.name_arc()),
                 agent,
+                #[cfg(feature = "dead-letter")]
+                dead_letters: None,
             }),
+        }
+    }
+
+    /// Dead-letters the requests whose streams fail after their first byte (feature
+    /// `dead-letter`): a dead-letter layer above the guard only sees their heads, which
+    /// succeeded. `encoder` encodes each request when it is called (use
+    /// [`HttpRequestEncoder`](crate::dead_letter::HttpRequestEncoder) for HTTP requests: it
+    /// redacts secrets); the record's error chain starts with the [`StreamError`], which says
+    /// how many bytes and events had been delivered. Records are appended off the caller's
+    /// path; a `DeadLettered` event (reason `mid_stream`) follows once the sink confirmed one.
+    /// Requests of another type than `Req` are not kept.
+    #[cfg(feature = "dead-letter")]
+    #[must_use]
+    pub fn dead_letter<Req: 'static, En>(
+        self,
+        sink: Arc<dyn steadfast::dead_letter::DeadLetterSink>,
+        encoder: En,
+    ) -> Self
+    where
+        En: steadfast::dead_letter::EncodeRequest<Req> + Send + Sync + 'static,
+    {
+        let mut shared = Arc::unwrap_or_clone(self.shared);
+        shared.dead_letters = Some(super::StreamDeadLetters::new(sink, encoder));
+        StreamGuardLayer {
+            shared: Arc::new(shared),
         }
     }
 

@@ -44,6 +44,8 @@ impl StreamMetrics {
 /// Where one stream reports: carried in its body.
 pub(crate) struct Report {
     pub(crate) agent: Arc<str>,
+    /// The agent (events) and the encoded request, when mid-stream failures are dead-lettered.
+    pub(crate) kept: Option<(super::Kept, steadfast::Agent<()>)>,
     pub(crate) breaker: Option<BreakerHandle>,
     /// The head was deferred: the breaker waits for this stream's end.
     pub(crate) settle: bool,
@@ -99,6 +101,11 @@ impl Report {
                         "kind" => kind
                     )
                     .increment(1);
+                    if error.is_mid_stream()
+                        && let Some((kept, agent)) = self.kept
+                    {
+                        kept.dead_letter(&agent, error);
+                    }
                     tracing::warn!(
                         target: "steadfast::stream",
                         agent = %self.agent,

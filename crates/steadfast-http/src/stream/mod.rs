@@ -65,12 +65,28 @@
 
 mod body;
 mod config;
+#[cfg(feature = "dead-letter")]
+mod dead_letter;
 mod error;
 mod future;
 mod layer;
 mod metrics;
 mod service;
 mod sse;
+
+#[cfg(feature = "dead-letter")]
+pub(crate) use dead_letter::{Kept, StreamDeadLetters};
+
+/// Without the `dead-letter` feature no request is ever kept.
+#[cfg(not(feature = "dead-letter"))]
+pub(crate) enum Kept {}
+
+#[cfg(not(feature = "dead-letter"))]
+impl Kept {
+    pub(crate) fn dead_letter(self, _agent: &steadfast::Agent<()>, _error: &StreamError) {
+        match self {}
+    }
+}
 
 pub use body::{StreamBody, StreamInfo};
 pub use config::{StreamConfig, StreamConfigBuilder};

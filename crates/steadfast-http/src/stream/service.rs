@@ -22,6 +22,7 @@ pub struct StreamGuard<S> {
 
 impl<S, Req, B> Service<Req> for StreamGuard<S>
 where
+    Req: 'static,
     S: Service<Req, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Unpin,
@@ -39,11 +40,18 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let started = Instant::now();
         let timer = first_timer(&self.shared.config, started);
+        #[cfg(feature = "dead-letter")]
+        let kept = self.shared.dead_letters.as_ref().and_then(|dead_letters| {
+            dead_letters.keep(&request as &dyn std::any::Any, self.shared.agent.name())
+        });
+        #[cfg(not(feature = "dead-letter"))]
+        let kept = None;
         ResponseFuture::new(
             self.inner.call(request),
             Arc::clone(&self.shared),
             started,
             timer,
+            kept,
         )
     }
 }
