@@ -117,6 +117,18 @@ impl SseScanner {
                     Some(at) => {
                         pos += at + 1;
                         self.line = Line::Start;
+                        // The usual end of an event, right behind its last line: decided here
+                        // without another look.
+                        let blank = match chunk.get(pos..pos + 2) {
+                            Some([b'\n', _]) => 1,
+                            Some(b"\r\n") => 2,
+                            None if chunk.get(pos) == Some(&b'\n') => 1,
+                            _ => 0,
+                        };
+                        if blank > 0 {
+                            pos += blank;
+                            self.end_event()?;
+                        }
                     }
                     None => return Ok(()),
                 },
@@ -169,15 +181,7 @@ impl SseScanner {
                         }
                         Decision::Blank { len } => {
                             pos += len - before;
-                            if self.in_event {
-                                self.events += 1;
-                            }
-                            let was_error = std::mem::take(&mut self.error_event);
-                            self.in_event = false;
-                            if was_error {
-                                // `event: error` without a data line.
-                                return Err(InBandError::of(Vec::new()));
-                            }
+                            self.end_event()?;
                         }
                         Decision::ErrorEvent { len } => {
                             pos += len - before;
@@ -226,6 +230,22 @@ fn plain_data_line(line: &[u8]) -> bool {
             _ => true,
         },
         _ => false,
+    }
+}
+
+impl SseScanner {
+    /// A blank line: the event ends.
+    #[inline]
+    fn end_event(&mut self) -> Result<(), InBandError> {
+        if self.in_event {
+            self.events += 1;
+        }
+        self.in_event = false;
+        if std::mem::take(&mut self.error_event) {
+            // `event: error` without a data line.
+            return Err(InBandError::of(Vec::new()));
+        }
+        Ok(())
     }
 }
 
