@@ -523,3 +523,57 @@ async fn a_mid_stream_failure_is_dead_lettered_with_the_partial_delivery_noted()
 fn request_again(server: &MockServer) -> Request<BufferedBody> {
     request(server, Route::OpenAiChat)
 }
+
+/// The opt-in resume hook: after a reset mid-stream, the caller's hook sends a continuation
+/// request and its events follow the delivered ones in the same body; the failure is still
+/// recorded by the breaker when it happens.
+#[tokio::test(start_paused = true)]
+async fn a_resume_hook_continues_a_stream_that_failed_mid_way() {
+    let server = MockServer::start().await.unwrap();
+    server.script(
+        Route::OpenAiChat,
+        Script::steps([Reply::from(
+            StreamReply::tokens(["Hel", "lo", "NEVER"])
+                .pause_after(2, Duration::from_millis(50))
+                .reset_after(2),
+        )])
+        .then(StreamReply::tokens([", world"])),
+    );
+    let registry = Registry::new();
+    let agent = registry.agent("gpt").classifier(HttpClassifier::llm());
+    let breaker = CircuitBreakerLayer::new(&agent, BreakerConfig::default());
+    let handle = breaker.handle();
+    let stack = ServiceBuilder::new()
+        .layer(breaker)
+        .layer(StreamGuardLayer::new(&agent, StreamConfig::default()))
+        .service(towards(client(), &server, Route::OpenAiChat));
+    let answer: Answer = stack
+        .oneshot(request(&server, Route::OpenAiChat))
+        .await
+        .unwrap();
+    let continuation_client = client();
+    let continuation = request(&server, Route::OpenAiChat);
+    let mut continuation = Some(continuation);
+    let body = answer.into_body().resume_with(move |failure| {
+        assert!(failure.is_mid_stream());
+        assert_eq!(failure.delivered().events, 2);
+        // Once: a real hook would put the delivered text in the request as a prefix.
+        let request = continuation.take()?;
+        let client = continuation_client.clone();
+        Some(Box::pin(async move {
+            Ok(client.request(request).await?.into_body())
+        }))
+    });
+    let (bytes, error) = read_all(body).await;
+    assert!(error.is_none(), "{error:?}");
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("\"Hel\"") && text.contains("\"lo\"") && text.contains("\", world\""));
+    assert!(!text.contains("NEVER"));
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(
+        handle.counts().failures,
+        1,
+        "the failure counted when it happened"
+    );
+    assert_eq!(server.requests(Route::OpenAiChat), 2);
+}

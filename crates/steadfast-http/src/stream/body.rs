@@ -2,8 +2,9 @@
 //! deadline and in-band SSE error recognition.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -77,6 +78,7 @@ pin_project! {
         #[pin]
         inner: B,
         state: State,
+        resume: Resume<B>,
     }
 
     impl<B> PinnedDrop for StreamBody<B> {
@@ -87,6 +89,13 @@ pin_project! {
             state.finish(Finish::Abandoned, outcome, None);
         }
     }
+}
+
+/// What [`State::take_stashed`] found.
+enum Stashed {
+    Frame(Frame<Bytes>),
+    Error(StreamError),
+    Nothing,
 }
 
 struct State {
@@ -109,6 +118,54 @@ struct State {
     priming: bool,
     done: bool,
     report: Option<Report>,
+}
+
+/// What a [resume hook](StreamBody::resume_with) returns: the body that continues the answer
+/// (typically the body of a new request that sends the partial answer back as a prefix).
+pub type Resumption<B> = Pin<Box<dyn Future<Output = Result<B, BoxError>> + Send>>;
+
+type Hook<B> = Box<dyn FnMut(&StreamError) -> Option<Resumption<B>> + Send>;
+
+/// The opt-in resume state. The hook and the pending continuation sit in a `Mutex` only so the
+/// body stays `Sync` (only `get_mut` is ever used: no lock is taken).
+struct Resume<B> {
+    hook: Option<Mutex<Hook<B>>>,
+    pending: Option<Mutex<Resumption<B>>>,
+    body: Option<Pin<Box<B>>>,
+    resumes: u32,
+}
+
+impl<B> Resume<B> {
+    const fn none() -> Self {
+        Resume {
+            hook: None,
+            pending: None,
+            body: None,
+            resumes: 0,
+        }
+    }
+}
+
+/// Fails the stream with `error`, unless a resume hook continues it (then `None`).
+fn fail_or_resume<B>(
+    state: &mut State,
+    resume: &mut Resume<B>,
+    error: StreamError,
+) -> Option<BoxError> {
+    if !state.priming
+        && error.is_mid_stream()
+        && let Some(hook) = &mut resume.hook
+    {
+        let hook = hook.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(continuation) = hook(&error) {
+            state.on_resume(&error);
+            resume.pending = Some(Mutex::new(continuation));
+            resume.body = None;
+            resume.resumes += 1;
+            return None;
+        }
+    }
+    Some(state.fail(error))
 }
 
 impl<B> StreamBody<B> {
@@ -164,6 +221,7 @@ impl<B> StreamBody<B> {
     ) -> Self {
         StreamBody {
             inner: body,
+            resume: Resume::none(),
             state: State {
                 config,
                 started,
@@ -197,6 +255,72 @@ impl<B> StreamBody<B> {
     /// Whether the body is scanned for in-band SSE errors.
     pub fn scans_sse(&self) -> bool {
         self.state.scanner.is_some()
+    }
+
+    /// Opt-in resumption: when the stream fails after its first byte (a stall, a reset, an
+    /// in-band error), `hook` is asked for a continuation first. It sees the [`StreamError`]
+    /// (what failed, what was delivered) and returns the body that continues the answer (for
+    /// example the stream of a new request that sends the partial answer back as an assistant
+    /// prefix), or `None` to end with the error. The continuation's bytes follow the delivered
+    /// ones in this same body; its start and its pauses are bounded by the idle timeout, and a
+    /// failure of the continuation asks the hook again (return `None` to stop).
+    ///
+    /// Nothing is resumed silently: the hook is yours, and it decides what the continuation
+    /// asks for. The failure is still reported when it happens (breaker, metrics, log); the
+    /// continuation is a call of its own (send it through a guarded stack to have it judged).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full, StreamBody as Frames};
+    /// use steadfast_http::stream::{StreamBody, StreamConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // The first stream dies after "Hel"; the continuation sends "lo".
+    /// let frames: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
+    ///     Ok(http_body::Frame::data(Bytes::from_static(b"Hel"))),
+    ///     Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+    /// ];
+    /// let first = Frames::new(futures_util_iter(frames)).boxed_unsync();
+    /// let mut resumed = 0;
+    /// let body = StreamBody::new(first, StreamConfig::default()).resume_with(move |failure| {
+    ///     assert_eq!(failure.delivered().bytes, 3);
+    ///     resumed += 1;
+    ///     (resumed == 1).then(|| {
+    ///         Box::pin(async {
+    ///             let rest = Full::new(Bytes::from_static(b"lo"))
+    ///                 .map_err(|never| -> std::io::Error { match never {} });
+    ///             Ok(rest.boxed_unsync())
+    ///         }) as steadfast_http::stream::Resumption<_>
+    ///     })
+    /// });
+    /// let whole = body.collect().await.unwrap().to_bytes();
+    /// assert_eq!(whole, "Hello");
+    /// # }
+    /// # fn futures_util_iter<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+    /// #     struct Iter<T>(std::vec::IntoIter<T>);
+    /// #     impl<T: Unpin> futures_core::Stream for Iter<T> {
+    /// #         type Item = T;
+    /// #         fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+    /// #             std::task::Poll::Ready(self.0.next())
+    /// #         }
+    /// #     }
+    /// #     Iter(items.into_iter())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn resume_with<F>(mut self, hook: F) -> Self
+    where
+        F: FnMut(&StreamError) -> Option<Resumption<B>> + Send + 'static,
+    {
+        self.resume.hook = Some(Mutex::new(Box::new(hook)));
+        self
+    }
+
+    /// How many times the stream was resumed.
+    pub fn resumes(&self) -> u32 {
+        self.resume.resumes
     }
 
     /// Whether the stream already ended (or failed).
@@ -254,14 +378,33 @@ impl State {
         }
     }
 
+    /// A resume hook continues the stream after `error`: report the failure now, and start
+    /// judging the continuation (a new SSE stream; counts go on).
+    #[cold]
+    fn on_resume(&mut self, error: &StreamError) {
+        if let Some(report) = &mut self.report {
+            report.resumed(error);
+        }
+        if let Some(scanner) = &mut self.scanner {
+            scanner.restart();
+        }
+        self.pending_error = None;
+        let now = Instant::now();
+        self.active = false;
+        self.last_active = now;
+        self.rearm(now);
+    }
+
     /// The frame held while priming, else the in-band error found in the last chunk.
     #[cold]
-    fn take_stashed(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+    fn take_stashed(&mut self) -> Stashed {
         if let Some(frame) = self.held.take() {
-            return Some(Ok(frame));
+            return Stashed::Frame(frame);
         }
-        let error = self.pending_error.take()?;
-        Some(Err(self.fail(error)))
+        match self.pending_error.take() {
+            Some(error) => Stashed::Error(error),
+            None => Stashed::Nothing,
+        }
     }
 
     /// The end of the stream: report once.
@@ -381,43 +524,82 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    /// The next frame from the agent, judged; holds nothing.
+    /// The next frame from the agent (or a continuation), judged; holds nothing.
     #[inline]
     fn poll_next(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let state = this.state;
-        if state.done {
-            return Poll::Ready(None);
-        }
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref()
-                    && !data.is_empty()
-                    && let Some(error) = state.on_data(data)
-                {
-                    if state.priming {
-                        return Poll::Ready(Some(Err(state.fail(error))));
+        let mut this = self.project();
+        loop {
+            let state = &mut *this.state;
+            let resume = &mut *this.resume;
+            if state.done {
+                return Poll::Ready(None);
+            }
+            if let Some(pending) = &mut resume.pending {
+                let continuation = pending.get_mut().unwrap_or_else(PoisonError::into_inner);
+                match continuation.as_mut().poll(cx) {
+                    Poll::Ready(Ok(body)) => {
+                        resume.pending = None;
+                        resume.body = Some(Box::pin(body));
+                        state.active = true;
                     }
-                    // The provider's error event is delivered, then the error.
-                    state.pending_error = Some(error);
+                    Poll::Ready(Err(error)) => {
+                        resume.pending = None;
+                        let error = StreamError::body(error, state.delivered());
+                        if let Some(error) = fail_or_resume(state, resume, error) {
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                    Poll::Pending => match state.poll_deadlines(cx) {
+                        Poll::Ready(error) => {
+                            if let Some(error) = fail_or_resume(state, resume, error) {
+                                return Poll::Ready(Some(Err(error)));
+                            }
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    },
                 }
-                Poll::Ready(Some(Ok(frame)))
+                continue;
             }
-            Poll::Ready(Some(Err(error))) => {
-                let error = StreamError::body(error.into(), state.delivered());
-                Poll::Ready(Some(Err(state.fail(error))))
+            let polled = match &mut resume.body {
+                Some(body) => body.as_mut().poll_frame(cx),
+                None => this.inner.as_mut().poll_frame(cx),
+            };
+            match polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref()
+                        && !data.is_empty()
+                        && let Some(error) = state.on_data(data)
+                    {
+                        if state.priming {
+                            return Poll::Ready(Some(Err(state.fail(error))));
+                        }
+                        // The provider's error event is delivered, then the error.
+                        state.pending_error = Some(error);
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    let error = StreamError::body(error.into(), state.delivered());
+                    if let Some(error) = fail_or_resume(state, resume, error) {
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
+                Poll::Ready(None) => {
+                    state.finish(Finish::Complete, Outcome::success(), None);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => match state.poll_deadlines(cx) {
+                    Poll::Ready(error) => {
+                        if let Some(error) = fail_or_resume(state, resume, error) {
+                            return Poll::Ready(Some(Err(error)));
+                        }
+                    }
+                    Poll::Pending => return Poll::Pending,
+                },
             }
-            Poll::Ready(None) => {
-                state.finish(Finish::Complete, Outcome::success(), None);
-                Poll::Ready(None)
-            }
-            Poll::Pending => match state.poll_deadlines(cx) {
-                Poll::Ready(error) => Poll::Ready(Some(Err(state.fail(error)))),
-                Poll::Pending => Poll::Pending,
-            },
         }
     }
 
@@ -462,18 +644,36 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let state = self.as_mut().project().state;
+        let this = self.as_mut().project();
         // `is_some` first: `take` would copy the whole (large) slot on every chunk.
-        if state.held.is_some() || state.pending_error.is_some() {
-            return Poll::Ready(state.take_stashed());
+        if this.state.held.is_some() || this.state.pending_error.is_some() {
+            match this.state.take_stashed() {
+                Stashed::Frame(frame) => return Poll::Ready(Some(Ok(frame))),
+                Stashed::Error(error) => {
+                    if let Some(error) = fail_or_resume(this.state, this.resume, error) {
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                }
+                Stashed::Nothing => {}
+            }
         }
         self.poll_next(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.state.held.is_none()
-            && self.state.pending_error.is_none()
-            && (self.state.done || self.inner.is_end_stream())
+        if self.state.held.is_some() || self.state.pending_error.is_some() {
+            return false;
+        }
+        if self.state.done {
+            return true;
+        }
+        if self.resume.pending.is_some() {
+            return false;
+        }
+        match &self.resume.body {
+            Some(body) => body.is_end_stream(),
+            None => self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -57,6 +57,32 @@ impl Report {
         self.metrics.first_byte.record(after.as_secs_f64());
     }
 
+    /// A resume hook continues the stream after `error`: the failure counts now; the
+    /// continuation is a call of its own, so this stream's end is not reported to the breaker.
+    pub(crate) fn resumed(&mut self, error: &StreamError) {
+        metrics::counter!(
+            "steadfast_stream_failures_total",
+            "agent" => self.agent.to_string(),
+            "phase" => "mid_stream",
+            "kind" => kind_label(error)
+        )
+        .increment(1);
+        tracing::info!(
+            target: "steadfast::stream",
+            agent = %self.agent,
+            outcome = %error.outcome(),
+            bytes = error.delivered().bytes,
+            events = error.delivered().events,
+            "stream failed; resumed by the caller's hook"
+        );
+        if self.settle
+            && let Some(breaker) = &self.breaker
+        {
+            breaker.record(error.outcome());
+        }
+        self.settle = false;
+    }
+
     /// `handed`: whether the caller was given any byte of the stream.
     pub(crate) fn finish(
         self,
@@ -87,13 +113,7 @@ impl Report {
                     } else {
                         "before_first_byte"
                     };
-                    let kind = match error.kind() {
-                        StreamErrorKind::FirstByteTimeout => "first_byte_timeout",
-                        StreamErrorKind::Stalled => "stalled",
-                        StreamErrorKind::DeadlineExceeded => "deadline",
-                        StreamErrorKind::InBand => "in_band",
-                        _ => "body",
-                    };
+                    let kind = kind_label(error);
                     metrics::counter!(
                         "steadfast_stream_failures_total",
                         "agent" => self.agent.to_string(),
@@ -124,5 +144,16 @@ impl Report {
         {
             breaker.record(outcome);
         }
+    }
+}
+
+/// The `kind` label of a failure.
+fn kind_label(error: &StreamError) -> &'static str {
+    match error.kind() {
+        StreamErrorKind::FirstByteTimeout => "first_byte_timeout",
+        StreamErrorKind::Stalled => "stalled",
+        StreamErrorKind::DeadlineExceeded => "deadline",
+        StreamErrorKind::InBand => "in_band",
+        _ => "body",
     }
 }

@@ -88,7 +88,7 @@ impl Kept {
     }
 }
 
-pub use body::{StreamBody, StreamInfo};
+pub use body::{Resumption, StreamBody, StreamInfo};
 pub use config::{StreamConfig, StreamConfigBuilder};
 pub use error::{Delivered, StreamError, StreamErrorKind};
 pub use future::ResponseFuture;

@@ -108,6 +108,14 @@ impl SseScanner {
         self.events
     }
 
+    /// A new stream follows (a resumption): forget the line in progress, keep the count.
+    pub(crate) fn restart(&mut self) {
+        *self = SseScanner {
+            events: self.events,
+            ..SseScanner::default()
+        };
+    }
+
     /// Scans the next chunk; an error event ends the scan with its classification.
     pub(crate) fn scan(&mut self, chunk: &[u8]) -> Result<(), InBandError> {
         let mut pos = 0;
