@@ -1,0 +1,373 @@
+//! Fleet sync against the real Redis at `STEADFAST_REDIS_URL` (default redis://127.0.0.1:6379):
+//! several independent stacks, each with its own Redis connections, in one test process. These
+//! tests FAIL when Redis is unreachable: CI must start it. Each test uses its own key prefix.
+//!
+//! Redis I/O needs real time, so these tests run on the real clock; each is bounded to a few
+//! seconds, and timing assertions leave room for a loaded machine.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use steadfast::circuit_breaker::{BreakerConfig, BreakerState, TransitionReason};
+use steadfast_redis::{Fleet, FleetBudget};
+use support::{Replica, SharedAgent, eventually, fleet_config, redis_url, unique_prefix};
+use tokio::time::Instant;
+
+const REPLICAS: usize = 8;
+const THRESHOLD: u32 = 5;
+
+fn breaker_config(open: Duration, probes: u32) -> BreakerConfig {
+    BreakerConfig::builder()
+        .consecutive_failures(THRESHOLD)
+        .initial_open_duration(open)
+        .open_duration_multiplier(1.0)
+        .max_open_duration(open)
+        .half_open_probes(probes)
+        .build()
+        .unwrap()
+}
+
+async fn connected_fleet(
+    prefix: &str,
+    replicas: usize,
+    config: &BreakerConfig,
+    agent: &SharedAgent,
+) -> Vec<Replica> {
+    let url = redis_url();
+    let fleet: Vec<Replica> = (0..replicas)
+        .map(|index| {
+            let fleet = fleet_config(&url, prefix, &format!("r{index}"))
+                .build()
+                .unwrap();
+            Replica::new("gpt", config.clone(), agent.service(), Some(fleet))
+        })
+        .collect();
+    for replica in &fleet {
+        let connected = replica
+            .fleet
+            .as_ref()
+            .unwrap()
+            .wait_connected(Duration::from_secs(5))
+            .await;
+        assert!(
+            connected,
+            "Redis at {url} is unreachable: start it (CI does)"
+        );
+    }
+    fleet
+}
+
+/// Each replica calls the agent every `every`, its first call `offset x index` after the start;
+/// returns, per replica, when its breaker was first seen open.
+fn drive(
+    fleet: Vec<Replica>,
+    every: Duration,
+    offset: Duration,
+    run_for: Duration,
+) -> Vec<tokio::task::JoinHandle<Vec<Result<(), String>>>> {
+    let start = Instant::now();
+    fleet
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut replica)| {
+            tokio::spawn(async move {
+                tokio::time::sleep(offset * index as u32).await;
+                let mut results = Vec::new();
+                while start.elapsed() < run_for {
+                    let result = replica.call().await;
+                    results.push(result.map(|_| ()).map_err(|error| error.to_string()));
+                    tokio::time::sleep(every).await;
+                }
+                drop(replica);
+                results
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_replicas_stop_calling_a_dead_agent_after_about_one_threshold() {
+    let prefix = unique_prefix("eight");
+    let agent = SharedAgent::default();
+    agent.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let probes = 2;
+    let open = Duration::from_millis(700);
+    let config = breaker_config(open, probes);
+    let fleet = connected_fleet(&prefix, REPLICAS, &config, &agent).await;
+
+    // When each replica's breaker is first seen open, and every call the agent receives.
+    let opened: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; REPLICAS]));
+    for (index, replica) in fleet.iter().enumerate() {
+        let mut watch = replica.breaker.watch();
+        let opened = opened.clone();
+        tokio::spawn(async move {
+            if watch
+                .wait_for(|state| *state == BreakerState::Open)
+                .await
+                .is_ok()
+            {
+                opened.lock().unwrap()[index] = Some(Instant::now());
+            }
+        });
+    }
+    let handles: Vec<_> = fleet
+        .iter()
+        .map(|replica| replica.breaker.clone())
+        .collect();
+    let fleets: Vec<Fleet> = fleet.iter().map(|r| r.fleet.clone().unwrap()).collect();
+    let run_for = Duration::from_millis(3000);
+    let callers = drive(
+        fleet,
+        Duration::from_millis(20),
+        Duration::from_millis(2),
+        run_for,
+    );
+
+    let all_open = eventually(Duration::from_secs(2), || {
+        opened.lock().unwrap().iter().all(Option::is_some)
+    })
+    .await;
+    let calls_before_all_open = agent.calls();
+    assert!(
+        all_open,
+        "every replica opens: {:?}",
+        handles.iter().map(|h| h.state()).collect::<Vec<_>>()
+    );
+    assert!(
+        calls_before_all_open <= u64::from(2 * THRESHOLD),
+        "the dead agent got {calls_before_all_open} calls before the whole fleet was open \
+         (at most 2 x {THRESHOLD}; independent breakers: {})",
+        REPLICAS as u32 * THRESHOLD
+    );
+    let times: Vec<Instant> = opened
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| at.unwrap())
+        .collect();
+    let first = *times.iter().min().unwrap();
+    let last = *times.iter().max().unwrap();
+    assert!(
+        last - first <= Duration::from_millis(100),
+        "every replica open within 100 ms of the first: spread {:?}",
+        last - first
+    );
+
+    // Half-open, fleet-wide: record each call the agent receives from now on, by time.
+    let probe_times = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let counted_from = agent.calls();
+    {
+        let (probe_times, agent) = (probe_times.clone(), agent.clone());
+        tokio::spawn(async move {
+            let mut seen = counted_from;
+            loop {
+                let now = agent.calls();
+                for _ in seen..now {
+                    probe_times.lock().unwrap().push(Instant::now());
+                }
+                seen = now;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+    for caller in callers {
+        let results = caller.await.unwrap();
+        assert!(!results.is_empty());
+    }
+    println!(
+        "fleet of {REPLICAS}: {calls_before_all_open} calls before all open, spread {:?}",
+        last - first
+    );
+    let probe_times = probe_times.lock().unwrap().clone();
+    // Probes of one half-open period come together; periods are an open time (700 ms) apart.
+    let mut periods: Vec<Vec<Instant>> = Vec::new();
+    for at in probe_times {
+        match periods.last_mut() {
+            Some(period) if at - *period.last().unwrap() < Duration::from_millis(300) => {
+                period.push(at);
+            }
+            _ => periods.push(vec![at]),
+        }
+    }
+    println!(
+        "probes per half-open period: {:?}",
+        periods.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(
+        !periods.is_empty(),
+        "the fleet keeps probing the agent after it opened"
+    );
+    for period in &periods {
+        assert!(
+            period.len() <= probes as usize,
+            "a half-open period sent {} probes across the fleet (at most {probes}): {periods:?}",
+            period.len()
+        );
+    }
+    assert!(fleets.iter().all(|fleet| fleet.outages() == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_breakers_let_a_dead_agent_take_one_threshold_per_replica() {
+    // The comparison: the same fleet without sync.
+    let agent = SharedAgent::default();
+    agent.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = breaker_config(Duration::from_secs(5), 1);
+    let fleet: Vec<Replica> = (0..REPLICAS)
+        .map(|_| Replica::new("gpt", config.clone(), agent.service(), None))
+        .collect();
+    let handles: Vec<_> = fleet
+        .iter()
+        .map(|replica| replica.breaker.clone())
+        .collect();
+    let callers = drive(
+        fleet,
+        Duration::from_millis(5),
+        Duration::ZERO,
+        Duration::from_millis(300),
+    );
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    assert!(handles.iter().all(|h| h.state() == BreakerState::Open));
+    assert_eq!(agent.calls(), u64::from(REPLICAS as u32 * THRESHOLD));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_starts_later_learns_the_open_state() {
+    let prefix = unique_prefix("late");
+    let agent = SharedAgent::default();
+    agent.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = breaker_config(Duration::from_secs(5), 1);
+    let mut first = connected_fleet(&prefix, 1, &config, &agent)
+        .await
+        .pop()
+        .unwrap();
+    for _ in 0..THRESHOLD {
+        let _ = first.call().await;
+    }
+    assert_eq!(first.state(), BreakerState::Open);
+    let probe_at = first.breaker.next_probe_at().unwrap();
+
+    let late_agent = SharedAgent::default();
+    let mut late = connected_fleet(&prefix, 1, &config, &late_agent)
+        .await
+        .pop()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(1), || late.state()
+            == BreakerState::Open)
+        .await,
+        "a replica started later reads the open-until key"
+    );
+    assert_eq!(
+        late.breaker.last_transition_reason(),
+        Some(TransitionReason::Remote)
+    );
+    let late_probe_at = late.breaker.next_probe_at().unwrap();
+    let skew = if late_probe_at > probe_at {
+        late_probe_at - probe_at
+    } else {
+        probe_at - late_probe_at
+    };
+    assert!(
+        skew < Duration::from_millis(100),
+        "same open-until, within {skew:?}"
+    );
+    assert!(
+        late.call().await.is_err(),
+        "refused without calling the agent"
+    );
+    assert_eq!(late_agent.calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_probes_and_its_recovery_closes_the_fleet() {
+    let prefix = unique_prefix("close");
+    let agent = SharedAgent::default();
+    agent.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = breaker_config(Duration::from_millis(400), 1);
+    let mut fleet = connected_fleet(&prefix, 3, &config, &agent).await;
+    for _ in 0..THRESHOLD {
+        let _ = fleet[0].call().await;
+    }
+    assert!(
+        eventually(Duration::from_secs(1), || fleet
+            .iter()
+            .all(|r| r.state() == BreakerState::Open))
+        .await,
+        "one replica's trip opens the fleet"
+    );
+    agent.dead.store(false, std::sync::atomic::Ordering::SeqCst);
+    let before = agent.calls();
+    // Every replica keeps calling; after the open time exactly one of them probes.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && !fleet.iter().all(|r| r.state() == BreakerState::Closed) {
+        for replica in &mut fleet {
+            let _ = replica.call().await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let states: Vec<_> = fleet.iter().map(Replica::state).collect();
+    assert!(
+        states.iter().all(|s| *s == BreakerState::Closed),
+        "{states:?}"
+    );
+    let closed_by_fleet = fleet
+        .iter()
+        .filter(|r| r.breaker.last_transition_reason() == Some(TransitionReason::Remote))
+        .count();
+    assert_eq!(
+        closed_by_fleet, 2,
+        "one replica closed on its probe, two followed it"
+    );
+    assert!(agent.calls() > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_budget_grants_its_tokens_once_across_replicas() {
+    let prefix = unique_prefix("budget");
+    let agent = SharedAgent::default();
+    let config = breaker_config(Duration::from_secs(1), 1);
+    let fleet = connected_fleet(&prefix, 3, &config, &agent).await;
+    let period = Duration::from_secs(2);
+    // Start just after a period boundary of the server's clock, so the test stays in one.
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let now_ms = secs * 1000 + micros / 1000;
+    let into_period = now_ms % 2000;
+    tokio::time::sleep(Duration::from_millis(2000 - into_period + 20)).await;
+
+    let budgets: Vec<FleetBudget> = fleet
+        .iter()
+        .map(|r| FleetBudget::new(r.fleet.as_ref().unwrap(), "retries", 20, period, 4).unwrap())
+        .collect();
+    let mut granted = 0u32;
+    let deadline = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < deadline {
+        for budget in &budgets {
+            if budget.try_acquire() {
+                granted += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        granted, 20,
+        "the fleet's 20 tokens, once, whatever the replicas"
+    );
+    assert!(budgets.iter().all(|b| b.leased() <= 20));
+    assert!(
+        budgets.iter().filter(|b| b.leased() > 0).count() >= 2,
+        "leased to several replicas"
+    );
+}
