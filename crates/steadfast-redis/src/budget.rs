@@ -123,17 +123,14 @@ impl FleetBudget {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |stock| {
                 stock.checked_sub(1)
             });
-        match taken {
-            Ok(before) => {
-                if before <= u64::from(self.inner.chunk).div_ceil(2) {
-                    self.inner.low.notify_one();
-                }
-                true
-            }
-            Err(_) => {
+        if let Ok(before) = taken {
+            if before <= u64::from(self.inner.chunk).div_ceil(2) {
                 self.inner.low.notify_one();
-                false
             }
+            true
+        } else {
+            self.inner.low.notify_one();
+            false
         }
     }
 

@@ -138,7 +138,7 @@ impl fmt::Debug for FleetConfig {
             .field("reconnect_max", &self.reconnect_max)
             .field("ping_interval", &self.ping_interval)
             .field("streak_window", &self.streak_window)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

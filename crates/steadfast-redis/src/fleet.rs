@@ -237,7 +237,7 @@ fn random_replica_name() -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lost {
     Connect,
-    ConnectionLost,
+    Dropped,
     Timeout,
 }
 
@@ -245,7 +245,7 @@ impl Lost {
     const fn as_str(self) -> &'static str {
         match self {
             Lost::Connect => "connect",
-            Lost::ConnectionLost => "connection_lost",
+            Lost::Dropped => "connection_lost",
             Lost::Timeout => "timeout",
         }
     }
@@ -338,11 +338,12 @@ async fn serve(
     loop {
         tokio::select! {
             message = messages.next() => {
-                let Some(message) = message else { return Lost::ConnectionLost };
+                let Some(message) = message else { return Lost::Dropped };
                 let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else { continue };
-                match Message::decode(text) {
-                    Some(message) => inner.dispatch(message),
-                    None => tracing::debug!(fleet = %inner.config.prefix, text, "fleet sync: ignored a message"),
+                if let Some(message) = Message::decode(text) {
+                    inner.dispatch(message);
+                } else {
+                    tracing::debug!(fleet = %inner.config.prefix, text, "fleet sync: ignored a message");
                 }
             }
             _ = ping.tick() => {
@@ -350,7 +351,7 @@ async fn serve(
                 let pong = tokio::time::timeout(io_timeout, ping.query_async::<String>(&mut commands));
                 match pong.await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return Lost::ConnectionLost,
+                    Ok(Err(_)) => return Lost::Dropped,
                     Err(_) => return Lost::Timeout,
                 }
             }

@@ -22,7 +22,7 @@ fn config() -> BreakerConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_run_fails_no_call_and_state_converges_once_it_returns() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = PrivateRedis::start().await;
     let prefix = unique_prefix("faults");
     let agents: Vec<SharedAgent> = (0..3).map(|_| SharedAgent::default()).collect();
     let mut fleet: Vec<Replica> = agents
@@ -90,7 +90,7 @@ async fn redis_killed_mid_run_fails_no_call_and_state_converges_once_it_returns(
     assert_eq!(fleet[2].state(), BreakerState::Closed);
 
     // Redis returns (empty: no persistence). Within a second every replica agrees.
-    redis.restart();
+    redis.restart().await;
     let back = Instant::now();
     let converged = eventually(Duration::from_secs(2), || {
         fleet
@@ -130,7 +130,7 @@ async fn redis_killed_mid_run_fails_no_call_and_state_converges_once_it_returns(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_starts_while_redis_is_down_works_and_joins_when_it_comes() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = PrivateRedis::start().await;
     redis.kill();
     let prefix = unique_prefix("late-redis");
     let agent = SharedAgent::default();
@@ -146,6 +146,6 @@ async fn a_replica_that_starts_while_redis_is_down_works_and_joins_when_it_comes
         "no wait for Redis"
     );
     assert!(!fleet.connected());
-    redis.restart();
+    redis.restart().await;
     assert!(fleet.wait_connected(Duration::from_secs(1)).await);
 }

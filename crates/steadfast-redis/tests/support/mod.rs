@@ -40,7 +40,7 @@ pub fn unique_prefix(test: &str) -> String {
 pub fn fleet_config(url: &str, prefix: &str, replica: &str) -> FleetConfigBuilder {
     FleetConfig::builder(url, prefix)
         .replica(replica)
-        .probe_lease(Duration::from_millis(1000))
+        .probe_lease(Duration::from_secs(1))
         .lease_lead(Duration::from_millis(100))
         .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
         .ping_interval(Duration::from_millis(200))
@@ -139,13 +139,13 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    pub fn start() -> PrivateRedis {
+    pub async fn start() -> PrivateRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
         let mut redis = PrivateRedis { port, child: None };
-        redis.restart();
+        redis.restart().await;
         redis
     }
 
@@ -154,7 +154,7 @@ impl PrivateRedis {
     }
 
     /// Starts the server (again) on the same port and waits until it accepts connections.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -171,14 +171,17 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server is installed on this machine");
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "private redis-server did not start on port {}",
                 self.port
             );
-            std::thread::sleep(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
