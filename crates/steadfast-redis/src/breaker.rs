@@ -256,6 +256,13 @@ impl Task {
             return;
         };
         let lease = self.inner.config.probe_lease;
+        if matches!(self.granted, Some((granted_for, _)) if granted_for == until) {
+            // The lease ran out and this breaker is still open at the same time: it never got
+            // a call to probe with. Give way to a replica that has calls: wait a lease.
+            self.granted = None;
+            self.handle.open_until(Instant::now() + lease);
+            return;
+        }
         let keys = [self.keys.lease.as_str()];
         let args = [self.inner.replica.to_string(), millis(lease).to_string()];
         match self.eval(&LEASE, &keys, &args).await {
