@@ -27,11 +27,9 @@ fn agent()
 }
 
 fn fleet_sync(c: &mut Criterion) {
-    let mut unsynced = CircuitBreakerLayer::new(
-        &Registry::new().agent("bench"),
-        BreakerConfig::default(),
-    )
-    .layer(agent());
+    let mut unsynced =
+        CircuitBreakerLayer::new(&Registry::new().agent("bench"), BreakerConfig::default())
+            .layer(agent());
 
     // The fleet's tasks run on their own runtime, as a server's would beside its callers.
     let background = tokio::runtime::Builder::new_multi_thread()
