@@ -26,18 +26,24 @@ static BUDGET: LazyLock<Script> = LazyLock::new(|| Script::new(protocol::BUDGET)
 /// grants itself `offline_per_period` tokens per period, so a lost Redis neither stops retries
 /// nor unbounds them.
 ///
+/// As a [`RetryAllowance`](steadfast::retry::RetryAllowance), it bounds the retries of
+/// `BackoffRetryLayer`s on every replica together:
+///
 /// ```no_run
+/// use std::sync::Arc;
 /// use std::time::Duration;
-/// use steadfast::events::EventBus;
+/// use steadfast::prelude::*;
 /// use steadfast_redis::{Fleet, FleetBudget, FleetConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), steadfast::ConfigError> {
-/// let fleet = Fleet::start(FleetConfig::from_env("billing-api")?, &EventBus::new(64));
+/// let registry = Registry::new();
+/// let gpt = registry.agent("gpt-4o");
+/// let fleet = Fleet::start(FleetConfig::from_env("billing-api")?, registry.events());
+/// // 50 retries a second to gpt-4o for the whole fleet, leased 5 at a time.
 /// let retries = FleetBudget::new(&fleet, "gpt-4o-retries", 50, Duration::from_secs(1), 5)?;
-/// if retries.try_acquire() {
-///     // retry
-/// }
+/// let retry = BackoffRetryLayer::new(&gpt, RetryConfig::default());
+/// retry.retry_budget().also_limit_by(Arc::new(retries));
 /// # Ok(())
 /// # }
 /// ```
@@ -142,6 +148,14 @@ impl FleetBudget {
     /// Tokens leased from the fleet (or granted offline) so far.
     pub fn leased(&self) -> u64 {
         self.inner.leased.load(Ordering::Relaxed)
+    }
+}
+
+/// A fleet budget bounds a retry layer's retries across the fleet:
+/// `retry_layer.retry_budget().also_limit_by(Arc::new(fleet_budget))`.
+impl steadfast::retry::RetryAllowance for FleetBudget {
+    fn try_acquire(&self) -> bool {
+        FleetBudget::try_acquire(self)
     }
 }
 

@@ -338,18 +338,7 @@ async fn a_fleet_budget_grants_its_tokens_once_across_replicas() {
     let fleet = connected_fleet(&prefix, 3, &config, &agent).await;
     let period = Duration::from_secs(2);
     // Start just after a period boundary of the server's clock, so the test stays in one.
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let (secs, micros): (u64, u64) = redis::cmd("TIME")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    let now_ms = secs * 1000 + micros / 1000;
-    let into_period = now_ms % 2000;
-    tokio::time::sleep(Duration::from_millis(2000 - into_period + 20)).await;
+    align_to_period(period).await;
 
     let budgets: Vec<FleetBudget> = fleet
         .iter()
@@ -374,4 +363,74 @@ async fn a_fleet_budget_grants_its_tokens_once_across_replicas() {
         budgets.iter().filter(|b| b.leased() > 0).count() >= 2,
         "leased to several replicas"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_budget_bounds_the_retry_layers_of_every_replica_together() {
+    use steadfast::retry::{BackoffRetryLayer, RetryConfig};
+    use tower::{Layer, Service, ServiceExt};
+
+    let prefix = unique_prefix("retry-budget");
+    let agent = SharedAgent::default();
+    agent.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = breaker_config(Duration::from_secs(1), 1);
+    let fleet = connected_fleet(&prefix, 3, &config, &agent).await;
+    align_to_period(Duration::from_secs(2)).await;
+
+    // Locally generous (every request may retry three times): only the fleet's 6 bound them.
+    let retry_config = RetryConfig::builder()
+        .max_retries(3)
+        .base(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(2))
+        .budget_ratio(10.0)
+        .budget_min_per_sec(1000)
+        .build()
+        .unwrap();
+    let mut stacks = Vec::new();
+    for replica in &fleet {
+        let budget = FleetBudget::new(
+            replica.fleet.as_ref().unwrap(),
+            "retries",
+            6,
+            Duration::from_secs(2),
+            2,
+        )
+        .unwrap();
+        let layer = BackoffRetryLayer::new(&replica.registry.agent("gpt"), retry_config.clone());
+        assert!(layer.retry_budget().also_limit_by(Arc::new(budget)));
+        stacks.push(layer.layer(agent.service()));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // the first leases
+    let mut requests = 0;
+    for _ in 0..10 {
+        for stack in &mut stacks {
+            let result = stack.ready().await.unwrap().call(()).await;
+            assert!(result.is_err());
+            requests += 1;
+        }
+    }
+    let retries = agent.calls() - requests;
+    println!("{requests} requests, {retries} retries across the fleet (fleet budget 6)");
+    assert!(
+        retries <= 6,
+        "{retries} retries: the fleet's budget is 6 a period"
+    );
+    assert!(retries > 0, "the fleet's budget grants some");
+}
+
+/// Sleeps until just after a period boundary of the Redis server's clock, so a test that lasts
+/// less than a period stays in one.
+async fn align_to_period(period: Duration) {
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let period_ms = period.as_millis() as u64;
+    let into_period = (secs * 1000 + micros / 1000) % period_ms;
+    tokio::time::sleep(Duration::from_millis(period_ms - into_period + 20)).await;
 }
