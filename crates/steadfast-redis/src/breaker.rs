@@ -97,17 +97,18 @@ impl Task {
     }
 
     /// When to ask for the half-open lease: `lease_lead` before the open time ends (so the
-    /// answer is in before the first probe could go), or, holding it, when it runs out.
+    /// answer is in before the first probe could go), and, holding it, `lease_lead` before it
+    /// runs out (to renew it while this replica's health check keeps failing, or to give way
+    /// if this replica never probed). A failed health check moves the open time without
+    /// waking this task; the renewal sees it.
     fn lease_at(&self) -> Option<Instant> {
         let until = self.open_until()?;
-        match self.granted {
-            Some((granted_for, expires)) if granted_for == until => Some(expires),
-            _ => Some(
-                until
-                    .checked_sub(self.inner.config.lease_lead)
-                    .unwrap_or(until),
-            ),
-        }
+        let at = match self.granted {
+            Some((granted_for, expires)) if granted_for == until => expires,
+            Some((_, expires)) => expires.min(until),
+            None => until,
+        };
+        Some(at.checked_sub(self.inner.config.lease_lead).unwrap_or(at))
     }
 
     async fn eval(&self, script: &Script, keys: &[&str], args: &[String]) -> Option<i64> {

@@ -434,3 +434,74 @@ async fn align_to_period(period: Duration) {
     let into_period = (secs * 1000 + micros / 1000) % period_ms;
     tokio::time::sleep(Duration::from_millis(period_ms - into_period + 20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_runs_the_health_check_per_interval() {
+    use steadfast::circuit_breaker::CircuitBreakerLayer;
+    use steadfast::{BoxError, Registry};
+    use tower::{Layer, Service, ServiceExt};
+
+    let prefix = unique_prefix("health");
+    let url = redis_url();
+    let interval = Duration::from_millis(300);
+    let config = BreakerConfig::builder()
+        .consecutive_failures(1)
+        .initial_open_duration(Duration::from_millis(300))
+        .max_open_duration(Duration::from_millis(300))
+        .health_check_interval(interval)
+        .build()
+        .unwrap();
+    let checks = Arc::new(Mutex::new(Vec::<(usize, Instant)>::new()));
+    let mut replicas = Vec::new();
+    for index in 0..3 {
+        let registry = Registry::new();
+        let checks = checks.clone();
+        let layer = CircuitBreakerLayer::new(&registry.agent("gpt"), config.clone()).health_check(
+            move || {
+                checks.lock().unwrap().push((index, Instant::now()));
+                async { Err::<(), BoxError>("still down".into()) }
+            },
+        );
+        let fleet = Fleet::start(
+            fleet_config(&url, &prefix, &format!("r{index}"))
+                .build()
+                .unwrap(),
+            registry.events(),
+        );
+        fleet.sync(&layer.handle());
+        assert!(fleet.wait_connected(Duration::from_secs(5)).await);
+        let service = layer.layer(tower::service_fn(|()| async {
+            Err::<(), BoxError>("down".into())
+        }));
+        replicas.push((layer.handle(), service, fleet));
+    }
+    // Replica 0's one failure trips it; the fleet follows.
+    let service = &mut replicas[0].1;
+    let _ = service.ready().await.unwrap().call(()).await;
+    assert!(
+        eventually(Duration::from_secs(1), || replicas
+            .iter()
+            .all(|(handle, _, _)| handle.state() == BreakerState::Open))
+        .await
+    );
+    let observe = Duration::from_millis(1800);
+    tokio::time::sleep(observe).await;
+    let checks = checks.lock().unwrap().clone();
+    println!("health checks: {checks:?}");
+    // One replica alone would check about every interval: 6 times in 1.8 s. Three independent
+    // replicas: about 18.
+    let most = (observe.as_millis() / interval.as_millis()) as usize + 2;
+    assert!(
+        !checks.is_empty() && checks.len() <= most,
+        "{} checks in {observe:?} (one replica alone: at most {most})",
+        checks.len()
+    );
+    for pair in checks.windows(2) {
+        let ((first, at), (second, next)) = (pair[0], pair[1]);
+        assert!(
+            first == second || next - at >= interval / 2,
+            "replicas {first} and {second} both checked within {:?}",
+            next - at
+        );
+    }
+}
