@@ -351,6 +351,7 @@ async fn serve(
                 let pong = tokio::time::timeout(io_timeout, ping.query_async::<String>(&mut commands));
                 match pong.await {
                     Ok(Ok(_)) => {}
+                    Ok(Err(error)) if error.is_timeout() => return Lost::Timeout,
                     Ok(Err(_)) => return Lost::Dropped,
                     Err(_) => return Lost::Timeout,
                 }

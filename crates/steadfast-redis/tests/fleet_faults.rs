@@ -149,3 +149,88 @@ async fn a_replica_that_starts_while_redis_is_down_works_and_joins_when_it_comes
     redis.restart().await;
     assert!(fleet.wait_connected(Duration::from_secs(1)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_counts_as_down_and_slows_no_call() {
+    let redis = PrivateRedis::start().await;
+    let proxy = support::StallProxy::start(redis.port).await;
+    let prefix = unique_prefix("stall");
+    let agents: Vec<SharedAgent> = (0..2).map(|_| SharedAgent::default()).collect();
+    let mut fleet: Vec<Replica> = agents
+        .iter()
+        .enumerate()
+        .map(|(index, agent)| {
+            let fleet = fleet_config(&proxy.url(), &prefix, &format!("r{index}"))
+                .io_timeout(Duration::from_millis(200))
+                .build()
+                .unwrap();
+            Replica::new("gpt", config(), agent.service(), Some(fleet))
+        })
+        .collect();
+    let mut events: Vec<_> = fleet
+        .iter()
+        .map(|replica| replica.registry.events().subscribe())
+        .collect();
+    for replica in &fleet {
+        assert!(
+            replica
+                .fleet
+                .as_ref()
+                .unwrap()
+                .wait_connected(Duration::from_secs(5))
+                .await
+        );
+    }
+
+    // Redis stops answering (no disconnect): the ping finds out.
+    proxy.stall(true);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(1) {
+        for replica in &mut fleet {
+            let call = Instant::now();
+            assert!(replica.call().await.is_ok());
+            slowest = slowest.max(call.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(50),
+        "calls never wait on Redis: slowest {slowest:?}"
+    );
+    assert!(
+        fleet
+            .iter()
+            .all(|replica| !replica.fleet.as_ref().unwrap().connected()),
+        "a Redis that does not answer within io_timeout counts as down"
+    );
+    for receiver in &mut events {
+        let lost: Vec<_> = std::iter::from_fn(|| receiver.try_recv())
+            .filter_map(|event| match event {
+                Event::FleetSyncLost { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost, ["timeout"]);
+    }
+
+    // Replica 0 trips alone; when Redis answers again replica 1 learns it.
+    agents[0].dead.store(true, Ordering::SeqCst);
+    for _ in 0..5 {
+        let _ = fleet[0].call().await;
+    }
+    assert_eq!(fleet[0].state(), BreakerState::Open);
+    proxy.stall(false);
+    let back = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(2), || fleet[1].state()
+            == BreakerState::Open)
+        .await,
+        "the fleet converges once Redis answers"
+    );
+    assert!(
+        back.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        back.elapsed()
+    );
+}
