@@ -167,7 +167,8 @@ impl fmt::Debug for FleetConfigBuilder {
 }
 
 impl FleetConfigBuilder {
-    /// This replica's name in the fleet (logs, leases); a random one by default. No spaces.
+    /// This replica's name in the fleet (logs, leases, messages); a random one by default. No
+    /// spaces, and unique in the fleet: a replica ignores messages signed with its own name.
     #[must_use]
     pub fn replica(mut self, name: impl Into<String>) -> Self {
         self.replica = Some(name.into());
