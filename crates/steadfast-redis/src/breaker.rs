@@ -264,8 +264,13 @@ impl Task {
             self.handle.open_until(Instant::now() + lease);
             return;
         }
-        let keys = [self.keys.lease.as_str()];
-        let args = [self.inner.replica.to_string(), millis(lease).to_string()];
+        let keys = [self.keys.lease.as_str(), self.keys.state.as_str()];
+        let left = until.saturating_duration_since(Instant::now());
+        let args = [
+            self.inner.replica.to_string(),
+            millis(lease).to_string(),
+            millis(left).to_string(),
+        ];
         match self.eval(&LEASE, &keys, &args).await {
             Some(-1) => self.granted = Some((until, Instant::now() + lease)),
             Some(left) => {

@@ -124,11 +124,18 @@ return left
 ";
 
 /// Asks for the fleet's half-open lease: -1 when granted (or renewed: this replica held it),
-/// otherwise the ms left of the holder's lease. KEYS: lease. ARGV: replica, lease ms.
+/// otherwise the ms left of the holder's lease. KEYS: lease, state. ARGV: replica, lease ms, ms
+/// left of the asker's open time. A grant also refreshes the open-until key (to the asker's
+/// open time, living a lease longer), so a replica that starts while the holder probes or
+/// keeps checking learns that the fleet is open, however long the outage.
 pub(crate) const LEASE: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if (not holder) or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local left = tonumber(ARGV[3])
+  redis.call('SET', KEYS[2], now + left, 'PX', left + tonumber(ARGV[2]))
   return -1
 end
 local left = redis.call('PTTL', KEYS[1])

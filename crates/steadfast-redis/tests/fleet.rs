@@ -505,4 +505,21 @@ async fn one_replica_runs_the_health_check_per_interval() {
             next - at
         );
     }
+
+    // Long after the first open period (300 ms) and lease (1 s) ended, a replica that starts
+    // now still learns that the fleet is open: the checking replica keeps the key alive.
+    let registry = Registry::new();
+    let late = CircuitBreakerLayer::new(&registry.agent("gpt"), config.clone());
+    let fleet = Fleet::start(
+        fleet_config(&url, &prefix, "late").build().unwrap(),
+        registry.events(),
+    );
+    fleet.sync(&late.handle());
+    assert!(fleet.wait_connected(Duration::from_secs(5)).await);
+    assert!(
+        eventually(Duration::from_secs(1), || late.handle().state()
+            == BreakerState::Open)
+        .await,
+        "a replica started during a long outage learns it"
+    );
 }
