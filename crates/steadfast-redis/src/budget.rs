@@ -78,6 +78,10 @@ impl FleetBudget {
     }
 
     /// [`new`](Self::new) with `offline_per_period` tokens per period while Redis is down.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the refill task is spawned on the current one).
     pub fn with_offline_allowance(
         fleet: &Fleet,
         name: &str,

@@ -110,7 +110,11 @@ pub struct Fleet {
 
 impl Fleet {
     /// Joins the fleet described by `config`, reporting outages of Redis on `events` (usually
-    /// `registry.events()`). Needs a tokio runtime; returns at once.
+    /// `registry.events()`). Returns at once.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (its connection task is spawned on the current one).
     pub fn start(config: FleetConfig, events: &EventBus) -> Fleet {
         let replica: Arc<str> = match &config.replica {
             Some(name) => Arc::from(name.as_str()),
@@ -141,6 +145,10 @@ impl Fleet {
     /// published (and applied elsewhere as an open period), its failures count towards the
     /// fleet's streak, its half-open period takes the fleet's probe lease, and its recovery
     /// closes the fleet. A second call for the same agent replaces the first.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the breaker's sync task is spawned on the current one).
     pub fn sync(&self, breaker: &BreakerHandle) {
         let (sender, receiver) = mpsc::unbounded_channel();
         // Registered before looking at the connection: a connection made in between resyncs
