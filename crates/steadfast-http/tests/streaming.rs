@@ -353,7 +353,7 @@ async fn a_slow_steady_trickle_is_never_cut_by_the_stall_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stall_mid_stream_is_a_typed_stalled_error_within_the_idle_timeout_and_an_eighth() {
+async fn a_stall_mid_stream_is_a_typed_stalled_error_within_the_idle_timeout_and_a_quarter() {
     let server = MockServer::start().await.unwrap();
     server.script(
         Route::OpenAiChat,
