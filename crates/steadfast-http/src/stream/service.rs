@@ -15,6 +15,11 @@ use super::future::ResponseFuture;
 use super::layer::Shared;
 
 /// Guards one agent's streamed answers; built by [`StreamGuardLayer`](super::StreamGuardLayer).
+///
+/// The inner service answers `http::Response<B>` with a body of [`Bytes`] frames that is
+/// `Unpin` (hyper's `Incoming`, `reqwest::Body`, axum's `Body` are; box any other); requests
+/// are `'static` (so one can be kept for a dead letter). Answers come back as
+/// `http::Response<StreamBody<B>>`.
 pub struct StreamGuard<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
