@@ -226,6 +226,18 @@ pub enum Event {
         /// Why the call failed.
         reason: &'static str,
     },
+    /// The process is going down in an emergency (SIGTERM, SIGINT, a panic, a time or resource
+    /// limit): `steadfast::shutdown::Emergency` drained the calls and saved the state; its
+    /// recovery notification names the workflows to resume.
+    EmergencyShutdown {
+        /// Why (`"SIGTERM"`, `"panic: ..."`, `"deadline of 3600s reached"`, ...).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        reason: Arc<str>,
+        /// Workflows left open (to resume).
+        open_workflows: usize,
+        /// Calls cancelled at the drain deadline (dead-lettered by a layer outside the drain).
+        cancelled: usize,
+    },
     /// A dead-letter queue holds more entries than its alert threshold.
     DlqOverThreshold {
         /// The queue.
@@ -290,7 +302,7 @@ impl Event {
             | Event::ConcurrencyLimitLowered { agent, .. }
             | Event::AgentUnhealthy { agent, .. }
             | Event::AgentRecovered { agent, .. } => Some(agent),
-            Event::DlqOverThreshold { .. } => None,
+            Event::DlqOverThreshold { .. } | Event::EmergencyShutdown { .. } => None,
         }
     }
 
@@ -315,6 +327,7 @@ impl Event {
             Event::Degraded { .. } => "degraded",
             Event::DeadLettered { .. } => "dead_lettered",
             Event::DlqOverThreshold { .. } => "dlq_over_threshold",
+            Event::EmergencyShutdown { .. } => "emergency_shutdown",
             Event::ConcurrencyLimitLowered { .. } => "concurrency_limit_lowered",
             Event::AgentUnhealthy { .. } => "agent_unhealthy",
             Event::AgentRecovered { .. } => "agent_recovered",
@@ -443,6 +456,14 @@ impl fmt::Display for Event {
             Event::AgentRecovered { agent, reason } => {
                 write!(f, "agent `{agent}` recovered ({reason})")
             }
+            Event::EmergencyShutdown {
+                reason,
+                open_workflows,
+                cancelled,
+            } => write!(
+                f,
+                "emergency shutdown ({reason}): {cancelled} calls cancelled, {open_workflows} workflows to resume"
+            ),
         }
     }
 }
@@ -461,7 +482,9 @@ impl Event {
             | Event::DeadlineExceeded { .. }
             | Event::DeadLettered { .. }
             | Event::DlqOverThreshold { .. } => tracing::Level::WARN,
-            Event::DeadLetterFailed { .. } => tracing::Level::ERROR,
+            Event::DeadLetterFailed { .. } | Event::EmergencyShutdown { .. } => {
+                tracing::Level::ERROR
+            }
             Event::RetryScheduled { .. } | Event::HedgeSent { .. } | Event::RateLimited { .. } => {
                 tracing::Level::DEBUG
             }
