@@ -18,6 +18,7 @@ mod notify;
 mod stack;
 mod traffic;
 mod view;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,9 @@ pub(crate) struct DemoArgs {
     /// Print only a JSON summary at the end (no header, timeline or panel).
     #[arg(long, conflicts_with = "plain")]
     json: bool,
+    /// The durable workflow demo (`--workflow ID`): see `demo/workflow.rs`.
+    #[command(flatten)]
+    workflow: workflow::WorkflowArgs,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -356,6 +360,13 @@ fn spawn_viewer(
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
+    if args.workflow.requested() {
+        return workflow::run(&args.workflow, args.journal.clone(), args.json).await;
+    }
+    run_traffic(args).await
+}
+
+async fn run_traffic(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let config = load_stack(&args)?;
     let registry = Registry::new();
     let dead_letters = open_sink(&args, &config).await?;

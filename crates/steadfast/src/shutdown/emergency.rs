@@ -118,7 +118,8 @@ pub struct Emergency {
     signals: bool,
     rss_limit: Option<u64>,
     resource_interval: Duration,
-    savers: Vec<(String, Saver)>,
+    /// In a mutex only so that `Emergency` is `Sync` (its `wait` future can be spawned).
+    savers: Mutex<Vec<(String, Saver)>>,
     notifiers: Vec<Arc<dyn Notifier>>,
     notify_timeout: Duration,
     resume_command: Option<String>,
@@ -133,7 +134,14 @@ impl fmt::Debug for Emergency {
             .field("deadline", &self.deadline)
             .field("signals", &self.signals)
             .field("rss_limit", &self.rss_limit)
-            .field("savers", &self.savers.len())
+            .field(
+                "savers",
+                &self
+                    .savers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len(),
+            )
             .field("notifiers", &self.notifiers.len())
             .finish_non_exhaustive()
     }
@@ -154,7 +162,7 @@ impl Emergency {
             signals: false,
             rss_limit: None,
             resource_interval: Duration::from_secs(1),
-            savers: Vec::new(),
+            savers: Mutex::new(Vec::new()),
             notifiers: Vec::new(),
             notify_timeout: Duration::from_secs(5),
             resume_command: None,
@@ -204,7 +212,10 @@ impl Emergency {
         what: impl Into<String>,
         save: impl FnOnce() -> Result<(), BoxError> + Send + 'static,
     ) -> Self {
-        self.savers.push((what.into(), Box::new(save)));
+        self.savers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((what.into(), Box::new(save)));
         self
     }
 
@@ -356,7 +367,11 @@ impl Emergency {
                 Err(error) => errors.push(format!("listing open workflows: {error}")),
             }
         }
-        for (what, save) in self.savers {
+        let savers = self
+            .savers
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (what, save) in savers {
             match save() {
                 Ok(()) => saved.push(what),
                 Err(error) => errors.push(format!("saving {what}: {error}")),
