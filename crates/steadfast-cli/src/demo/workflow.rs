@@ -329,7 +329,13 @@ pub(crate) async fn run(
     );
     let mut tasks = tokio::task::JoinSet::new();
     for workflow in ids {
-        tasks.spawn(run_one(stack.clone(), workflow, tally.clone(), json_mode));
+        tasks.spawn(run_one(
+            stack.clone(),
+            checkpoints.clone(),
+            workflow,
+            tally.clone(),
+            json_mode,
+        ));
     }
     let mut finals = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
@@ -419,6 +425,7 @@ fn summarise(
 /// Runs one workflow's steps in order; its final answer, or `None` if a step failed.
 async fn run_one(
     stack: Stack,
+    checkpoints: Checkpoints,
     workflow: String,
     tally: Arc<Tally>,
     json_mode: bool,
@@ -453,6 +460,12 @@ async fn run_one(
                     ),
                 );
                 previous = answer.value;
+                // The application's own state beside the step answers: what `steadfast
+                // checkpoints show` prints as the phase and state.
+                let state = json!({"last_step": step, "last_answer": previous}).to_string();
+                if let Err(error) = checkpoints.save(&workflow, step, state).await {
+                    tally.error(format!("{workflow}: saving the phase: {error}"));
+                }
             }
             Err(error) => {
                 if let Some(dead) = steadfast::error::find::<DeadLettered>(error.as_ref()) {
