@@ -263,6 +263,22 @@ fn summaries(
     rows.collect()
 }
 
+fn done_answer(connection: &Connection, key: &StepKey) -> rusqlite::Result<Option<StoredAnswer>> {
+    connection
+        .query_row(
+            "SELECT response, completed_at_ms FROM steps
+             WHERE workflow = ?1 AND step = ?2 AND status = 'done'",
+            params![key.workflow(), key.step()],
+            |row| {
+                Ok(StoredAnswer {
+                    response: row.get::<_, Option<Vec<u8>>>(0)?.unwrap_or_default(),
+                    completed_at: time(row.get::<_, Option<i64>>(1)?.unwrap_or(0)),
+                })
+            },
+        )
+        .optional()
+}
+
 fn delete_workflows(connection: &Connection, ids: &[String]) -> rusqlite::Result<u64> {
     let mut removed = 0;
     for id in ids {
@@ -282,6 +298,10 @@ impl CheckpointStore for SqliteCheckpointStore {
     ) -> StoreFuture<'a, Claim> {
         let (key, owner) = (key.clone(), owner.to_owned());
         self.run("claiming a step in", move |connection, now| {
+            // A completed step is answered by a read alone: no write lock, no commit, no fsync.
+            if let Some(answer) = done_answer(connection, &key)? {
+                return Ok(Claim::Done(answer));
+            }
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             touch(&tx, key.workflow(), now)?;
             let found: Option<StepRow> = tx
@@ -455,19 +475,7 @@ impl CheckpointStore for SqliteCheckpointStore {
     fn answer<'a>(&'a self, key: &'a StepKey) -> StoreFuture<'a, Option<StoredAnswer>> {
         let key = key.clone();
         self.run("reading a step's answer from", move |connection, _| {
-            Ok(connection
-                .query_row(
-                    "SELECT response, completed_at_ms FROM steps
-                     WHERE workflow = ?1 AND step = ?2 AND status = 'done'",
-                    params![key.workflow(), key.step()],
-                    |row| {
-                        Ok(StoredAnswer {
-                            response: row.get::<_, Option<Vec<u8>>>(0)?.unwrap_or_default(),
-                            completed_at: time(row.get::<_, Option<i64>>(1)?.unwrap_or(0)),
-                        })
-                    },
-                )
-                .optional()?)
+            Ok(done_answer(connection, &key)?)
         })
     }
 

@@ -180,7 +180,8 @@ impl Retention {
 ///   [`Claim::Busy`]. A lease that expired (its owner died) can be claimed again.
 /// * [`complete`](Self::complete) returns `Ok` only once the answer is durable, and only for
 ///   the current owner ([`StoreError::LeaseLost`] otherwise: the step was taken over).
-/// * Every call on a workflow refreshes its `updated_at` and creates it if needed (open).
+/// * Every write on a workflow (a claim, a completed step, a save) refreshes its `updated_at`
+///   and creates it if needed (open); answering a completed step is a read and writes nothing.
 pub trait CheckpointStore: fmt::Debug + Send + Sync + 'static {
     /// Answers with the stored step, or claims it for `owner` for `lease`, or says who is busy.
     fn claim<'a>(
