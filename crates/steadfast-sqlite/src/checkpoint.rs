@@ -1,30 +1,4 @@
 //! [`SqliteCheckpointStore`]: workflow checkpoints in `<dir>/checkpoints.sqlite3`.
-//!
-//! Its own file beside the dead letters (`dlq.sqlite3`), with its own application id
-//! (`0x53464350`, "SFCP", [`CHECKPOINT_APPLICATION_ID`]) and schema version
-//! ([`CHECKPOINT_SCHEMA_VERSION`]), so either can be deleted or copied alone. WAL mode, the
-//! same private files and typed errors as the dead-letter store; every write commits (with
-//! [`Synchronous::Full`], fsyncs) before its future resolves.
-//!
-//! ## Schema (version 1)
-//!
-//! | table | column | holds |
-//! |---|---|---|
-//! | `workflows` | `workflow` TEXT, primary key | the workflow id |
-//! | | `status` TEXT | `open` or `finished` |
-//! | | `phase`, `state` | the phase (TEXT) and state (BLOB) last saved, or NULL |
-//! | | `interrupted` TEXT | why an emergency shutdown interrupted it, or NULL |
-//! | | `created_at_ms`, `updated_at_ms` | Unix milliseconds |
-//! | `steps` | `workflow`, `step` TEXT, primary key together | the step key |
-//! | | `status` TEXT | `running` (claimed) or `done` |
-//! | | `owner`, `lease_until_ms` | who holds a running step, until when (NULL once done) |
-//! | | `response` BLOB | the answer as the layer's codec wrote it (NULL while running) |
-//! | | `started_at_ms`, `completed_at_ms` | Unix milliseconds |
-//!
-//! A claim runs in one `BEGIN IMMEDIATE` transaction, so two processes sharing the file never
-//! both claim a step; leases are read from the wall clock of the processes, which share the
-//! machine.
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,7 +45,32 @@ CREATE TABLE steps (
 );
 ";
 
-/// Durable workflow checkpoints on SQLite; see the [module docs](self). Cheap to clone.
+/// Durable workflow checkpoints on SQLite: the file `checkpoints.sqlite3`. Cheap to clone.
+///
+/// Its own file beside the dead letters (`dlq.sqlite3`), with its own application id
+/// (`0x53464350`, "SFCP", [`CHECKPOINT_APPLICATION_ID`]) and schema version
+/// ([`CHECKPOINT_SCHEMA_VERSION`]), so either can be deleted or copied alone. WAL mode, the
+/// same private files and typed errors as the dead-letter store; every write commits (with
+/// [`Synchronous::Full`], fsyncs) before its future resolves.
+///
+/// ## Schema (version 1)
+///
+/// | table | column | holds |
+/// |---|---|---|
+/// | `workflows` | `workflow` TEXT, primary key | the workflow id |
+/// | | `status` TEXT | `open` or `finished` |
+/// | | `phase`, `state` | the phase (TEXT) and state (BLOB) last saved, or NULL |
+/// | | `interrupted` TEXT | why an emergency shutdown interrupted it, or NULL |
+/// | | `created_at_ms`, `updated_at_ms` | Unix milliseconds |
+/// | `steps` | `workflow`, `step` TEXT, primary key together | the step key |
+/// | | `status` TEXT | `running` (claimed) or `done` |
+/// | | `owner`, `lease_until_ms` | who holds a running step, until when (NULL once done) |
+/// | | `response` BLOB | the answer as the layer's codec wrote it (NULL while running) |
+/// | | `started_at_ms`, `completed_at_ms` | Unix milliseconds |
+///
+/// A claim runs in one `BEGIN IMMEDIATE` transaction, so two processes sharing the file never
+/// both claim a step; leases are read from the wall clock of the processes, which share the
+/// machine.
 ///
 /// ```
 /// use steadfast::checkpoint::Checkpoints;
