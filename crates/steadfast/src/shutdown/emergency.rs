@@ -97,7 +97,8 @@ type Saver = Box<dyn FnOnce() -> Result<(), BoxError> + Send>;
 ///
 /// 1. waits for a trigger: SIGTERM or SIGINT ([`on_signals`](Self::on_signals), feature
 ///    `signals`), a panic ([`install_panic_hook`](Self::install_panic_hook)), the
-///    [`deadline`](Self::deadline), the [`rss_limit`](Self::rss_limit), or
+///    [`deadline`](Self::deadline), the [`rss_limit`](Self::rss_limit), the
+///    [`min_free_disk`](Self::min_free_disk), or
 ///    [`EmergencyTrigger::fire`];
 /// 2. logs the reason and stops admitting calls, drains those in flight for
 ///    [`drain_timeout`](Self::drain_timeout), then cancels the rest: each fails with
@@ -117,6 +118,7 @@ pub struct Emergency {
     deadline: Option<Duration>,
     signals: bool,
     rss_limit: Option<u64>,
+    min_free_disk: Option<(std::path::PathBuf, u64)>,
     resource_interval: Duration,
     /// In a mutex only so that `Emergency` is `Sync` (its `wait` future can be spawned).
     savers: Mutex<Vec<(String, Saver)>>,
@@ -134,6 +136,7 @@ impl fmt::Debug for Emergency {
             .field("deadline", &self.deadline)
             .field("signals", &self.signals)
             .field("rss_limit", &self.rss_limit)
+            .field("min_free_disk", &self.min_free_disk)
             .field(
                 "savers",
                 &self
@@ -161,6 +164,7 @@ impl Emergency {
             deadline: None,
             signals: false,
             rss_limit: None,
+            min_free_disk: None,
             resource_interval: Duration::from_secs(1),
             savers: Mutex::new(Vec::new()),
             notifiers: Vec::new(),
@@ -201,6 +205,23 @@ impl Emergency {
     #[must_use]
     pub fn rss_limit(mut self, bytes: u64) -> Self {
         self.rss_limit = Some(bytes);
+        self
+    }
+
+    /// Triggers when the free space on the file system holding `path` (the checkpoint or
+    /// dead-letter store's directory) goes under `bytes`, so the stores can still write what
+    /// the shutdown saves. Checked every second with POSIX `df -Pk` (no `statvfs` binding: the
+    /// crate has no unsafe code); a check that fails is logged and retried.
+    #[must_use]
+    pub fn min_free_disk(mut self, path: impl Into<std::path::PathBuf>, bytes: u64) -> Self {
+        self.min_free_disk = Some((path.into(), bytes));
+        self
+    }
+
+    /// How often the resource limits are checked (default 1 s).
+    #[must_use]
+    pub fn resource_interval(mut self, every: Duration) -> Self {
+        self.resource_interval = every.max(Duration::from_millis(10));
         self
     }
 
@@ -306,7 +327,11 @@ impl Emergency {
                 None => std::future::pending().await,
             }
         });
-        let mut resources = pin!(watch_rss(self.rss_limit, self.resource_interval));
+        let mut resources = pin!(watch_resources(
+            self.rss_limit,
+            self.min_free_disk.clone(),
+            self.resource_interval
+        ));
         let external = poll_fn(|cx| {
             if woken.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
@@ -499,19 +524,61 @@ impl EmergencyReport {
     }
 }
 
-/// Fires when RSS goes over `limit` (never without one, or off Linux).
-async fn watch_rss(limit: Option<u64>, every: Duration) -> String {
-    let Some(limit) = limit else {
+/// Fires when RSS goes over `rss_limit` or free disk under its minimum (never without limits).
+async fn watch_resources(
+    rss_limit: Option<u64>,
+    min_free_disk: Option<(std::path::PathBuf, u64)>,
+    every: Duration,
+) -> String {
+    if rss_limit.is_none() && min_free_disk.is_none() {
         return std::future::pending().await;
-    };
+    }
     loop {
-        if let Some(rss) = rss_bytes()
+        if let Some(limit) = rss_limit
+            && let Some(rss) = rss_bytes()
             && rss > limit
         {
             return format!("resident memory {rss} bytes over the limit of {limit}");
         }
+        if let Some((path, minimum)) = &min_free_disk {
+            let probe = path.clone();
+            match tokio::task::spawn_blocking(move || free_disk_bytes(&probe)).await {
+                Ok(Ok(free)) if free < *minimum => {
+                    return format!(
+                        "free disk on `{}` is {free} bytes, under the minimum of {minimum}",
+                        path.display()
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot check free disk space");
+                }
+                Err(error) => tracing::warn!(%error, "free disk check did not run"),
+            }
+        }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Free bytes for unprivileged users on the file system of `path`, from `df -Pk` (POSIX).
+fn free_disk_bytes(path: &std::path::Path) -> Result<u64, String> {
+    let output = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(path)
+        .output()
+        .map_err(|error| format!("running df: {error}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "Filesystem 1024-blocks Used Available Capacity Mounted on", then one line.
+    let available_kb: u64 = text
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| format!("unexpected df output: {text}"))?;
+    Ok(available_kb.saturating_mul(1024))
 }
 
 /// This process's resident set size, from `/proc/self/status` (`VmRSS: N kB`).
@@ -662,6 +729,21 @@ mod tests {
             state.summary.interrupted.as_deref(),
             Some("SIGTERM received")
         );
+    }
+
+    #[tokio::test]
+    async fn memory_and_disk_limits_fire_resource_triggers() {
+        let memory = Emergency::new(&Shutdown::new()).rss_limit(1);
+        match memory.wait().await {
+            Trigger::Resource(what) => assert!(what.contains("resident memory"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        let disk = Emergency::new(&Shutdown::new()).min_free_disk(std::env::temp_dir(), u64::MAX);
+        match disk.wait().await {
+            Trigger::Resource(what) => assert!(what.contains("free disk"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(free_disk_bytes(&std::env::temp_dir()).unwrap() > 0);
     }
 
     #[tokio::test]
