@@ -128,6 +128,57 @@ async fn killed_after_step_two_the_rerun_calls_the_llm_only_for_step_three() {
     assert_eq!(final_answer(&summary), final_answer(&reference));
 }
 
+fn postgres_url() -> String {
+    std::env::var("STEADFAST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn unique_schema(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_step_two_with_postgres_the_rerun_calls_the_llm_only_for_step_three() {
+    let url = postgres_url();
+    let schema = unique_schema("sf_cli_kill");
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("dlq");
+    let args = [
+        "--workflow",
+        "essay",
+        "--checkpoints-postgres",
+        &url,
+        "--checkpoints-schema",
+        &schema,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--step-delay",
+        "300ms",
+        "--lease",
+        "1s",
+    ];
+    let (mut child, mut lines) = spawn(&args);
+    read_until(&mut lines, |v| v["event"] == "step" && v["step"] == "write").await;
+    child.kill().await.unwrap();
+
+    let (summary, _, code) = run_to_end(&args).await;
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        calls(&summary),
+        BTreeMap::from([("review".into(), 1)]),
+        "{summary}"
+    );
+    assert_eq!(summary["llm_calls_saved"], 2);
+    let store = steadfast_postgres::PostgresCheckpointStore::connect(&url, &schema)
+        .await
+        .unwrap();
+    store.drop_schema().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_sharing_postgres_run_each_step_of_one_workflow_once() {
     let url = std::env::var("STEADFAST_POSTGRES_URL")
