@@ -114,9 +114,17 @@ impl CheckpointStore for MemoryCheckpointStore {
     ) -> StoreFuture<'a, Claim> {
         let now = Instant::now();
         let claim = self.with(|map| {
-            let workflow = map
-                .entry(key.workflow().to_owned())
-                .or_insert_with(Workflow::new);
+            // Look up before inserting: `entry` would allocate the id on every claim.
+            if !map.contains_key(key.workflow()) {
+                map.insert(key.workflow().to_owned(), Workflow::new());
+            }
+            let Some(workflow) = map.get_mut(key.workflow()) else {
+                // Cannot happen (inserted above under the same lock); claiming nothing is the
+                // safe answer if it ever did.
+                return Claim::Busy {
+                    lease_remaining: Duration::ZERO,
+                };
+            };
             workflow.updated_at = SystemTime::now();
             let lease_until = now
                 .checked_add(lease)

@@ -277,7 +277,7 @@ where
                 source,
             })?;
     let age = answer.age();
-    metrics::counter!("steadfast_served_total", "agent" => shared.agent.to_string(), "source" => "checkpoint").increment(1);
+    metrics::counter!("steadfast_served_total", "agent" => shared.agent.clone(), "source" => "checkpoint").increment(1);
     tracing::debug!(agent = %shared.agent, %key, age_secs = age.as_secs_f64(), "step answered from its checkpoint");
     M::default().mark(&mut response, &Served::Checkpoint { age });
     Ok(response)
