@@ -117,6 +117,9 @@ pub struct Emergency {
     drain_timeout: Duration,
     deadline: Option<Duration>,
     signals: bool,
+    /// The handlers `on_signals` installed at once (inside a runtime), taken by `wait`.
+    #[cfg(feature = "signals")]
+    installed: Mutex<Option<Signals>>,
     rss_limit: Option<u64>,
     min_free_disk: Option<(std::path::PathBuf, u64)>,
     resource_interval: Duration,
@@ -163,6 +166,8 @@ impl Emergency {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             deadline: None,
             signals: false,
+            #[cfg(feature = "signals")]
+            installed: Mutex::new(None),
             rss_limit: None,
             min_free_disk: None,
             resource_interval: Duration::from_secs(1),
@@ -175,13 +180,20 @@ impl Emergency {
         }
     }
 
-    /// Also triggers on SIGTERM and SIGINT (Ctrl-C). The handlers are installed when
-    /// [`wait`](Self::wait) or [`run`](Self::run) starts; from then on those signals no longer
-    /// kill the process on their own.
+    /// Also triggers on SIGTERM and SIGINT (Ctrl-C). Called inside a tokio runtime, the
+    /// handlers are installed at once, so a signal that arrives before [`wait`](Self::wait)
+    /// first runs is not lost; otherwise when `wait` starts. From then on those signals no
+    /// longer kill the process on their own.
     #[cfg(feature = "signals")]
     #[must_use]
     pub fn on_signals(mut self) -> Self {
         self.signals = true;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            *self
+                .installed
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Signals::install());
+        }
         self
     }
 
@@ -316,7 +328,12 @@ impl Emergency {
             .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
         #[cfg(feature = "signals")]
         let mut signals = if self.signals {
-            Some(Signals::install())
+            let installed = self
+                .installed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            Some(installed.unwrap_or_else(Signals::install))
         } else {
             None
         };
@@ -744,6 +761,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(free_disk_bytes(&std::env::temp_dir()).unwrap() > 0);
+    }
+
+    #[cfg(all(unix, feature = "signals"))]
+    #[tokio::test]
+    async fn sigterm_sent_before_waiting_is_caught_and_drains() {
+        let emergency = Emergency::new(&Shutdown::new()).on_signals();
+        // Sent before `wait` runs: the handler installed by `on_signals` keeps it.
+        let pid = std::process::id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let report = tokio::time::timeout(Duration::from_secs(10), emergency.run())
+            .await
+            .expect("SIGTERM triggers the emergency");
+        assert_eq!(report.trigger, Trigger::Signal("SIGTERM"));
+        assert_eq!(report.exit_code(), 0);
     }
 
     #[tokio::test]
