@@ -763,6 +763,24 @@ mod tests {
         assert!(free_disk_bytes(&std::env::temp_dir()).unwrap() > 0);
     }
 
+    #[cfg(all(feature = "serde", feature = "circuit-breaker"))]
+    #[tokio::test]
+    async fn breaker_state_is_saved_for_the_restart() {
+        use crate::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
+        let registry = crate::Registry::new();
+        let _layer = CircuitBreakerLayer::new(&registry.agent("gpt"), BreakerConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("breakers.json");
+        let report = Emergency::new(&Shutdown::new())
+            .save_breakers(&registry, &path)
+            .execute(Trigger::Signal("SIGTERM"))
+            .await;
+        assert_eq!(report.saved, ["breaker state"]);
+        assert_eq!(report.exit_code(), 0);
+        assert_eq!(crate::Registry::new().restore_state(&path).unwrap(), 0);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("\"gpt\""));
+    }
+
     #[cfg(all(unix, feature = "signals"))]
     #[tokio::test]
     async fn sigterm_sent_before_waiting_is_caught_and_drains() {
