@@ -104,6 +104,7 @@ GOALS.update({
     ("rt_rate_limit", "tower_rate_limit"): "steadfast no slower (>= 1.0x)",
     ("rt_hedge", "steadfast_hedge"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
     ("rt_hedge", "steadfast_hedge_percentile"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
+    ("rt_hedge", "steadfast_hedge_to_alternative"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
     ("rt_hedge", "tower_resilience_hedge"): "steadfast >= 3x faster",
 })
 PEERS = ("tower_resilience_", "failsafe_", "tower_")

@@ -488,6 +488,14 @@ fn hedge(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut steadfast_percentile = HedgeLayer::new(&Agent::new("bench"), percentile).layer(agent());
+    // Hedges to another agent: what a call that needs no hedge pays for having one.
+    let to_alternative = HedgeConfig::builder()
+        .delay(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut steadfast_alternative = HedgeLayer::new(&Agent::new("bench"), to_alternative)
+        .to(&Agent::new("bench-backup"), agent())
+        .layer(agent());
     // tower's hedge with its histogram already past `min_data_points`, so hedging is on.
     let mut tower_hedge = tower::hedge::Hedge::new_with_mock_latencies(
         agent(),
@@ -504,13 +512,15 @@ fn hedge(c: &mut Criterion) {
         .layer(infallible_agent());
     runtime.block_on(async {
         assert!(drive(&mut steadfast, 1).await && drive(&mut steadfast_percentile, 1).await);
+        assert!(drive(&mut steadfast_alternative, 1).await);
         assert!(drive(&mut tower_hedge, 1).await && drive(&mut resilience, 1).await);
     });
     println!(
-        "allocations per call [rt_hedge]: bare {:.2}, steadfast_hedge {:.2}, steadfast_hedge_percentile {:.2}, tower_hedge {:.2}, tower_resilience_hedge {:.2}",
+        "allocations per call [rt_hedge]: bare {:.2}, steadfast_hedge {:.2}, steadfast_hedge_percentile {:.2}, steadfast_hedge_to_alternative {:.2}, tower_hedge {:.2}, tower_resilience_hedge {:.2}",
         allocs(&runtime, &mut bare),
         allocs(&runtime, &mut steadfast),
         allocs(&runtime, &mut steadfast_percentile),
+        allocs(&runtime, &mut steadfast_alternative),
         allocs(&runtime, &mut tower_hedge),
         allocs(&runtime, &mut resilience),
     );
@@ -521,6 +531,9 @@ fn hedge(c: &mut Criterion) {
     });
     group.bench_function("steadfast_hedge_percentile", |b| {
         b.iter_custom(|n| timed(&runtime, &mut steadfast_percentile, n));
+    });
+    group.bench_function("steadfast_hedge_to_alternative", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut steadfast_alternative, n));
     });
     group.bench_function("tower_hedge", |b| {
         b.iter_custom(|n| timed(&runtime, &mut tower_hedge, n));

@@ -2,15 +2,21 @@
 //! `perf record`): `cargo run --release -p steadfast-benches --bin hotpath -- <row> <calls>`.
 //! Rows: bare, breaker, retry, fallback, degrade, dead_letter, stack3, stack5, rejection,
 //! retry_rejection (retry over an open breaker), hop (the primary fails, the fallback answers),
-//! degraded (everything fails, degrade answers).
+//! degraded (everything fails, degrade answers), rate_limit (a request quota),
+//! rate_limit_tpm (requests and tokens, with a cost function), tower_rate_limit (tower's
+//! `RateLimit`), bulkhead, bulkhead_full (a refusal), adaptive (the AIMD limit),
+//! tower_concurrency (tower's `ConcurrencyLimit`).
 
+use std::future::Future;
 use std::hint::black_box;
 use std::time::Duration;
 
+use steadfast::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadLayer};
 use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
+use steadfast::rate_limit::{RateLimitConfig, RateLimitLayer};
 use steadfast_benches::{agent, dead_agent};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -113,8 +119,94 @@ fn row(name: &str, calls: u64) {
                     .service(agent()),
             );
         }
+        other if llm_row(other, calls, &primary) => {}
         other => panic!("unknown row `{other}`"),
     }
+}
+
+/// The issue-20 rows (rate limiter, bulkhead, adaptive limit, and tower's equivalents); false
+/// for a name that is none of them.
+fn llm_row(name: &str, calls: u64, primary: &Agent) -> bool {
+    match name {
+        "rate_limit" => run(
+            calls,
+            RateLimitLayer::new(
+                primary,
+                RateLimitConfig::builder()
+                    .requests_per_minute(u32::MAX)
+                    .build()
+                    .unwrap(),
+            )
+            .layer(agent()),
+        ),
+        "rate_limit_tpm" => run(
+            calls,
+            RateLimitLayer::new(
+                primary,
+                RateLimitConfig::builder()
+                    .requests_per_minute(u32::MAX)
+                    .tokens_per_minute(u64::MAX)
+                    .build()
+                    .unwrap(),
+            )
+            .cost(|n: &u64| *n + 100)
+            .layer(agent()),
+        ),
+        "tower_rate_limit" => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _entered = runtime.enter();
+            run(
+                calls,
+                tower::limit::RateLimitLayer::new(u64::MAX / 2, Duration::from_mins(1))
+                    .layer(agent()),
+            );
+        }
+        "bulkhead" => run(
+            calls,
+            BulkheadLayer::new(primary, BulkheadConfig::max_concurrent(64).unwrap()).layer(agent()),
+        ),
+        "bulkhead_full" => {
+            let layer = BulkheadLayer::new(primary, BulkheadConfig::max_concurrent(1).unwrap());
+            let mut holder = layer.layer(tower::service_fn(|n: u64| async move {
+                if n == 0 {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<u64, BoxError>(n)
+            }));
+            let held = holder.call(0);
+            let mut held = Box::pin(held);
+            let waker = std::task::Waker::noop();
+            assert!(
+                held.as_mut()
+                    .poll(&mut std::task::Context::from_waker(waker))
+                    .is_pending()
+            );
+            run(calls, holder);
+        }
+        "adaptive" => run(
+            calls,
+            BulkheadLayer::new(
+                primary,
+                BulkheadConfig::builder()
+                    .max_concurrent(100)
+                    .adaptive(
+                        AdaptiveConfig::new()
+                            .initial_limit(10)
+                            .min_limit(1)
+                            .latency_threshold(Duration::from_millis(100)),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .layer(agent()),
+        ),
+        "tower_concurrency" => run(calls, tower::limit::ConcurrencyLimit::new(agent(), 64)),
+        _ => return false,
+    }
+    true
 }
 
 fn main() {

@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run three mock LLM agents with scripted outages and watch the stack keep answering.
-    Demo(demo::DemoArgs),
+    Demo(Box<demo::DemoArgs>),
     /// Inspect, replay and purge dead letters (an SQLite store directory or a RabbitMQ queue).
     Dlq(dlq::DlqArgs),
     /// Inspect and forget durable workflow checkpoints (an SQLite store directory or PostgreSQL).
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(*args)),
         Command::Dlq(args) => runtime.block_on(dlq::run(args)),
         Command::Checkpoints(args) => runtime.block_on(checkpoints::run(args)),
     };

@@ -113,8 +113,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Put it inside retry, outside the rate limit (so hedges count against the quota) and the
     /// breaker.
     #[cfg(feature = "hedge")]
-    fn hedge<C>(self, layer: HedgeLayer<C>)
-    -> ServiceBuilder<tower_layer::Stack<HedgeLayer<C>, L>>;
+    fn hedge<C, T>(
+        self,
+        layer: HedgeLayer<C, T>,
+    ) -> ServiceBuilder<tower_layer::Stack<HedgeLayer<C, T>, L>>;
 
     /// Adds fault injection ([`ChaosLayer`]). Put it innermost, next to the agent, so the other
     /// layers see its faults as the agent's.
@@ -181,10 +183,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "hedge")]
-    fn hedge<C>(
+    fn hedge<C, T>(
         self,
-        layer: HedgeLayer<C>,
-    ) -> ServiceBuilder<tower_layer::Stack<HedgeLayer<C>, L>> {
+        layer: HedgeLayer<C, T>,
+    ) -> ServiceBuilder<tower_layer::Stack<HedgeLayer<C, T>, L>> {
         self.layer(layer)
     }
 

@@ -27,6 +27,7 @@ impl Origin {
     }
 
     /// Nanoseconds from the origin to `at` (0 if `at` is earlier).
+    #[inline]
     pub(crate) fn nanos_at(self, at: Instant) -> Nanos {
         duration_to_nanos(at.saturating_duration_since(self.0))
     }
@@ -37,7 +38,13 @@ impl Origin {
     }
 }
 
-/// Saturating conversion, so a silly configured duration cannot wrap.
+/// Saturating conversion, so a silly configured duration cannot wrap. In 64-bit arithmetic
+/// (not `as_nanos`'s 128-bit product): it runs on every rate-limited call.
+#[inline]
 pub(crate) fn duration_to_nanos(duration: Duration) -> Nanos {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+    duration
+        .as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|nanos| nanos.checked_add(u64::from(duration.subsec_nanos())))
+        .unwrap_or(u64::MAX)
 }

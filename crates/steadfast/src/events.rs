@@ -27,6 +27,7 @@
 //! | | [`Event::DeadLetterFailed`] when the sink could not keep it | `dead_letter_failures` | `steadfast_dead_letter_failures_total` |
 //! | `BulkheadLayer` (adaptive) | [`Event::ConcurrencyLimitLowered`] when overload lowered the limit | `concurrency_limit_lowered` | `steadfast_concurrency_limit_lowered_total` |
 //! | | (no event: counted per call) a call refused because the bulkhead was full | `bulkhead_rejected` | `steadfast_bulkhead_rejected_total` |
+//! | fleet sync (`steadfast-redis`) | [`Event::FleetSyncLost`] once per outage of the shared store, [`Event::FleetSyncRestored`] when it is back | - | - |
 //! | `dead_letter::Monitor` | [`Event::DlqOverThreshold`] at a check over `max_depth` | `dlq_depth` (set per agent) | `steadfast_dlq_depth` |
 //!
 //! ```
@@ -262,6 +263,21 @@ pub enum Event {
         /// What the agent answered (the outcome's reason, or `"slow"`).
         reason: &'static str,
     },
+    /// Fleet sync (e.g. `steadfast-redis`) lost its shared store: this replica goes on with its
+    /// own breakers alone until the store answers again. Emitted once per outage.
+    FleetSyncLost {
+        /// The fleet (the application's key prefix).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        fleet: Arc<str>,
+        /// What failed (`connect`, `connection_lost`, `timeout`, `command`).
+        reason: &'static str,
+    },
+    /// Fleet sync reached its shared store again and resynchronised this replica's breakers.
+    FleetSyncRestored {
+        /// The fleet (the application's key prefix).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        fleet: Arc<str>,
+    },
     /// An agent became unhealthy (its breaker opened after being closed).
     AgentUnhealthy {
         /// The agent.
@@ -302,7 +318,10 @@ impl Event {
             | Event::ConcurrencyLimitLowered { agent, .. }
             | Event::AgentUnhealthy { agent, .. }
             | Event::AgentRecovered { agent, .. } => Some(agent),
-            Event::DlqOverThreshold { .. } | Event::EmergencyShutdown { .. } => None,
+            Event::DlqOverThreshold { .. }
+            | Event::FleetSyncLost { .. }
+            | Event::FleetSyncRestored { .. }
+            | Event::EmergencyShutdown { .. } => None,
         }
     }
 
@@ -329,6 +348,8 @@ impl Event {
             Event::DlqOverThreshold { .. } => "dlq_over_threshold",
             Event::EmergencyShutdown { .. } => "emergency_shutdown",
             Event::ConcurrencyLimitLowered { .. } => "concurrency_limit_lowered",
+            Event::FleetSyncLost { .. } => "fleet_sync_lost",
+            Event::FleetSyncRestored { .. } => "fleet_sync_restored",
             Event::AgentUnhealthy { .. } => "agent_unhealthy",
             Event::AgentRecovered { .. } => "agent_recovered",
         }
@@ -450,6 +471,13 @@ impl fmt::Display for Event {
                 to,
                 reason,
             } => write!(f, "limit of `{agent}` lowered: {from} -> {to} ({reason})"),
+            Event::FleetSyncLost { fleet, reason } => write!(
+                f,
+                "fleet sync of `{fleet}` lost its store ({reason}): going on with local state"
+            ),
+            Event::FleetSyncRestored { fleet } => {
+                write!(f, "fleet sync of `{fleet}` reconnected and resynchronised")
+            }
             Event::AgentUnhealthy { agent, reason } => {
                 write!(f, "agent `{agent}` is unhealthy ({reason})")
             }
@@ -481,7 +509,8 @@ impl Event {
             | Event::RetryBudgetExhausted { .. }
             | Event::DeadlineExceeded { .. }
             | Event::DeadLettered { .. }
-            | Event::DlqOverThreshold { .. } => tracing::Level::WARN,
+            | Event::DlqOverThreshold { .. }
+            | Event::FleetSyncLost { .. } => tracing::Level::WARN,
             Event::DeadLetterFailed { .. } | Event::EmergencyShutdown { .. } => {
                 tracing::Level::ERROR
             }

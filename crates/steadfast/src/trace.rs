@@ -33,16 +33,53 @@ fn status_code(success: bool) -> &'static str {
 }
 
 /// Whether the current span is a call span (opened by a layer outside this one).
+///
+/// Asks the dispatcher only while some subscriber takes INFO spans at all (one atomic load
+/// otherwise): without one no call span can exist, and `Span::current` costs a thread-local
+/// lookup per layer per call.
+#[inline]
 fn in_call() -> bool {
+    tracing::level_enabled!(tracing::Level::INFO) && current_is_call()
+}
+
+/// Whether the current span is a call span; see [`in_call`].
+fn current_is_call() -> bool {
     Span::current()
         .metadata()
         .is_some_and(|metadata| metadata.name() == CALL)
 }
 
+/// Runs `f` inside `span`, if there is one. Entering and leaving sit out of line: without a
+/// subscriber a call through a stack of layers pays one branch per layer, and the code the
+/// compiler inlines across the layers stays small enough to build each future in place.
+#[inline]
+pub(crate) fn within<R>(span: Option<&Span>, f: impl FnOnce() -> R) -> R {
+    match span {
+        None => f(),
+        Some(span) => within_span(span, f),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn within_span<R>(span: &Span, f: impl FnOnce() -> R) -> R {
+    let _entered = span.enter();
+    f()
+}
+
 /// Opens the span of a logical call to `agent`, unless a layer outside already did (the
 /// current span is a call span) or nobody listens.
+#[inline]
 pub(crate) fn open_call(agent: &str) -> Option<Span> {
-    if !tracing::span_enabled!(target: "steadfast", tracing::Level::INFO) || in_call() {
+    if !tracing::level_enabled!(tracing::Level::INFO) {
+        return None;
+    }
+    open_call_listened(agent)
+}
+
+/// [`open_call`] once some subscriber takes INFO spans.
+fn open_call_listened(agent: &str) -> Option<Span> {
+    if !tracing::span_enabled!(target: "steadfast", tracing::Level::INFO) || current_is_call() {
         return None;
     }
     // Made only while someone listens: the span itself allocates then anyway.
@@ -66,6 +103,7 @@ pub(crate) fn open_call(agent: &str) -> Option<Span> {
 
 /// The call span this layer records on: its own, else the one it runs in (if that is a call
 /// span).
+#[inline]
 pub(crate) fn call_span(own: Option<&Span>) -> Option<Span> {
     match own {
         Some(span) => Some(span.clone()),
@@ -96,8 +134,10 @@ pub(crate) fn record_provenance(span: &Span, source: &'static str, name: Option<
 
 /// Whether a subscriber listens to steadfast's spans at all.
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
+#[inline]
 pub(crate) fn enabled() -> bool {
-    tracing::span_enabled!(target: "steadfast", tracing::Level::INFO)
+    tracing::level_enabled!(tracing::Level::INFO)
+        && tracing::span_enabled!(target: "steadfast", tracing::Level::INFO)
 }
 
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]

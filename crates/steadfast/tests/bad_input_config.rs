@@ -1,4 +1,5 @@
-//! Bad input: configuration. `BreakerConfig`, `RetryConfig` and `CacheConfig`, built from
+//! Bad input: configuration. `BreakerConfig`, `RetryConfig` and `CacheConfig` (and, in
+//! `llm_layers`, `RateLimitConfig`, `HedgeConfig` and the bulkhead and adaptive stack tables), built from
 //! arbitrary values and deserialised from arbitrary text, arbitrary JSON over their field names
 //! and hand-written mistakes: never a panic; every refusal is one `ConfigError` naming its
 //! component and setting (or, for text that is not a config at all, a `serde_json::Error` that
@@ -836,6 +837,541 @@ async fn a_deadline_of_duration_max_builds_and_calls_through_it_do_not_panic() {
         assert!(
             error.is::<steadfast::retry::RetriesExhausted>(),
             "{deadline:?}: {error}"
+        );
+    }
+}
+
+/// The LLM layers' configs: `RateLimitConfig` and `HedgeConfig` (serde, like the three above),
+/// and the bulkhead and adaptive-concurrency tables, which only stack files read (an
+/// `AdaptiveConfig` may hold an overload rule, which is code), so they are driven through
+/// `StackConfig`.
+#[cfg(feature = "config")]
+mod llm_layers {
+    use super::*;
+    use steadfast::config::{ErrorKind, StackConfig};
+    use steadfast::hedge::{HedgeConfig, HedgeConfigBuilder};
+    use steadfast::rate_limit::{RateLimitConfig, RateLimitConfigBuilder};
+
+    const RATE_LIMIT_SETTINGS: &[&str] = &[
+        "requests_per_minute",
+        "tokens_per_minute",
+        "burst",
+        "max_wait",
+        "max_pause",
+    ];
+
+    const HEDGE_SETTINGS: &[&str] = &[
+        "delay",
+        "percentile",
+        "min_delay",
+        "max_delay",
+        "min_samples",
+        "window",
+        "max_hedges",
+        "budget_ratio",
+        "budget_min_per_sec",
+    ];
+
+    /// Every key of the four tables (as files write them), plus names none of them has.
+    const FIELDS: &[&str] = &[
+        "requests_per_minute",
+        "tokens_per_minute",
+        "burst",
+        "max_wait",
+        "max_pause",
+        "delay",
+        "percentile",
+        "fixed",
+        "min_delay",
+        "max_delay",
+        "min_samples",
+        "window",
+        "max_hedges",
+        "budget_ratio",
+        "budget_min_per_sec",
+        "to",
+        "max_concurrent",
+        "max_queue",
+        "readiness",
+        "adaptive",
+        "initial_limit",
+        "min_limit",
+        "backoff",
+        "latency_threshold",
+        "rpm",
+        "",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(FIELDS), inner), 0..3).prop_map(
+                    |entries| Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect()
+                    )
+                ),
+            ]
+        })
+    }
+
+    /// An object over the tables' keys with arbitrary values (mostly plausible ones).
+    fn table() -> impl Strategy<Value = Map<String, Value>> {
+        let plausible = prop_oneof![
+            (1u64..100_000).prop_map(Value::from),
+            (0.01f64..=1.0).prop_map(Value::from),
+            (1.0f64..99.0).prop_map(Value::from),
+            prop::sample::select(&["1s", "250ms", "2m", "0s", "1000000000y"][..])
+                .prop_map(|text| Value::String(text.into())),
+            prop::sample::select(&["shed_in_call", "wait_in_poll_ready"][..])
+                .prop_map(|text| Value::String(text.into())),
+        ];
+        prop::collection::vec(
+            (
+                prop::sample::select(FIELDS),
+                prop_oneof![2 => plausible, 1 => value()],
+            ),
+            0..5,
+        )
+        .prop_map(|entries| {
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn arbitrary_values_for_the_llm_layers_are_accepted_valid_or_refused_naming_the_setting() {
+        let accepted = [0, 1].map(|_| AtomicUsize::new(0));
+        check_property(
+            "arbitrary_values_for_the_llm_layers",
+            512,
+            (table(), any::<bool>()),
+            |(mut object, with_a_quota)| {
+                // A rate limiter needs a quota: give half of the tables one, so that enough
+                // are accepted for the round trip to be exercised.
+                if with_a_quota {
+                    object
+                        .entry("requests_per_minute")
+                        .or_insert_with(|| Value::from(60));
+                }
+                let text = Value::Object(object).to_string();
+                let rate_limit = parses_or_names_the_setting::<
+                    RateLimitConfig,
+                    RateLimitConfigBuilder,
+                >(&text, "rate_limit", RATE_LIMIT_SETTINGS)?;
+                let hedge = parses_or_names_the_setting::<HedgeConfig, HedgeConfigBuilder>(
+                    &text,
+                    "hedge",
+                    HEDGE_SETTINGS,
+                )?;
+                accepted[0].fetch_add(usize::from(rate_limit), Ordering::Relaxed);
+                accepted[1].fetch_add(usize::from(hedge), Ordering::Relaxed);
+                Ok(())
+            },
+        );
+        for (config, accepted) in ["rate_limit", "hedge"].iter().zip(&accepted) {
+            let accepted = accepted.load(Ordering::Relaxed);
+            eprintln!("{accepted} {config} configs accepted of 1024");
+            assert!(accepted > 20, "only {accepted} {config} configs accepted");
+        }
+    }
+
+    /// A table of the stack file, read from JSON: accepted, or refused naming a field of that
+    /// table (or the table itself) with its line; never a panic.
+    fn table_is_read_or_refused_in_place(
+        table: &str,
+        object: &Value,
+    ) -> Result<bool, TestCaseError> {
+        let text = serde_json::json!({ "agents": { "b": {}, "a": { table: object } } }).to_string();
+        match StackConfig::from_json(&text) {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let at = format!("agents.a.{table}");
+                prop_assert!(error.field().starts_with(&at), "{}: {}", text, error);
+                prop_assert!(error.line().is_some(), "{}", error);
+                prop_assert!(error.to_string().starts_with("<json>:1:"), "{}", error);
+                Ok(false)
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_stack_tables_of_the_llm_layers_are_read_or_refused_naming_their_field() {
+        let accepted = AtomicUsize::new(0);
+        check_property(
+            "arbitrary_stack_tables_of_the_llm_layers",
+            256,
+            (table(), table()),
+            |(object, adaptive)| {
+                let mut with_adaptive = object.clone();
+                with_adaptive.insert("adaptive".into(), Value::Object(adaptive));
+                for (table, object) in [
+                    ("rate_limit", Value::Object(object.clone())),
+                    ("hedge", Value::Object(object.clone())),
+                    ("bulkhead", Value::Object(object)),
+                    ("bulkhead", Value::Object(with_adaptive)),
+                ] {
+                    let read = table_is_read_or_refused_in_place(table, &object)?;
+                    accepted.fetch_add(usize::from(read), Ordering::Relaxed);
+                }
+                Ok(())
+            },
+        );
+        let accepted = accepted.load(Ordering::Relaxed);
+        assert!(accepted > 20, "only {accepted} tables accepted");
+    }
+
+    fn rate_limit_builder() -> impl Strategy<Value = RateLimitConfigBuilder> {
+        (
+            prop::option::of(count(100_000)),
+            prop::option::of(prop_oneof![4 => 1u64..10_000_000, 1 => any::<u64>(), 1 => Just(0)]),
+            real(0.0..=1.0),
+            duration(),
+            duration(),
+        )
+            .prop_map(|(requests, tokens, burst, max_wait, max_pause)| {
+                let mut builder = RateLimitConfig::builder()
+                    .burst(burst)
+                    .max_wait(max_wait)
+                    .max_pause(max_pause);
+                if let Some(requests) = requests {
+                    builder = builder.requests_per_minute(requests);
+                }
+                if let Some(tokens) = tokens {
+                    builder = builder.tokens_per_minute(tokens);
+                }
+                builder
+            })
+    }
+
+    fn hedge_builder() -> impl Strategy<Value = HedgeConfigBuilder> {
+        (
+            prop_oneof![duration().prop_map(Ok), real(1.0..=99.9).prop_map(Err),],
+            (duration(), duration(), count(100)),
+            (duration(), count(6), real(0.0..=1_000.0), any::<u32>()),
+        )
+            .prop_map(
+                |(delay, (min_delay, max_delay, samples), (window, hedges, ratio, floor))| {
+                    let builder = HedgeConfig::builder()
+                        .min_delay(min_delay)
+                        .max_delay(max_delay)
+                        .min_samples(samples)
+                        .window(window)
+                        .max_hedges(hedges)
+                        .budget_ratio(ratio)
+                        .budget_min_per_sec(floor);
+                    match delay {
+                        Ok(delay) => builder.delay(delay),
+                        Err(percentile) => builder.percentile(percentile),
+                    }
+                },
+            )
+    }
+
+    #[test]
+    fn every_built_llm_layer_config_round_trips_exactly_and_every_refusal_names_its_setting() {
+        let accepted = [0, 1].map(|_| AtomicUsize::new(0));
+        check_property(
+            "every_built_llm_layer_config",
+            512,
+            (rate_limit_builder(), hedge_builder()),
+            |(rate_limit, hedge)| {
+                match rate_limit.build() {
+                    Ok(config) => {
+                        accepted[0].fetch_add(1, Ordering::Relaxed);
+                        round_trips(&config)?;
+                    }
+                    Err(error) => names_its_setting(&error, "rate_limit", RATE_LIMIT_SETTINGS)?,
+                }
+                match hedge.build() {
+                    Ok(config) => {
+                        accepted[1].fetch_add(1, Ordering::Relaxed);
+                        round_trips(&config)?;
+                    }
+                    Err(error) => names_its_setting(&error, "hedge", HEDGE_SETTINGS)?,
+                }
+                Ok(())
+            },
+        );
+        for (config, accepted) in ["rate_limit", "hedge"].iter().zip(&accepted) {
+            let accepted = accepted.load(Ordering::Relaxed);
+            eprintln!("{accepted} {config} configs accepted of 1024");
+            assert!(accepted > 20, "only {accepted} {config} configs accepted");
+        }
+    }
+
+    /// Hostile values in each table: (the file, the field named, a word of the message).
+    const HOSTILE: &[(&str, &str, &str)] = &[
+        // bulkhead
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = 0\n",
+            "agents.a.bulkhead.max_concurrent",
+            "at least 1",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = -3\n",
+            "agents.a.bulkhead.max_concurrent",
+            "-3",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_concurrent = 18446744073709551616\n",
+            "",
+            "",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"1000000000y\"\n",
+            "agents.a.bulkhead.max_wait",
+            "at most",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4\nmax_wait = \"-1s\"\n",
+            "agents.a.bulkhead.max_wait",
+            "-1s",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_queue = 4000000000\nmax_wait = \"1s\"\n",
+            "agents.a.bulkhead.max_queue",
+            "at most",
+        ),
+        (
+            "[agents.a.bulkhead]\nmax_inflight = 4\n",
+            "agents.a.bulkhead.max_inflight",
+            "unknown field",
+        ),
+        // adaptive
+        (
+            "[agents.a.bulkhead.adaptive]\nbackoff = nan\n",
+            "agents.a.bulkhead.adaptive.backoff",
+            "NaN",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nbackoff = -0.5\n",
+            "agents.a.bulkhead.adaptive.backoff",
+            "-0.5",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nbackoff = inf\n",
+            "agents.a.bulkhead.adaptive.backoff",
+            "inf",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nmin_limit = 0\n",
+            "agents.a.bulkhead.adaptive.min_limit",
+            "at least 1",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\ninitial_limit = -1\n",
+            "agents.a.bulkhead.adaptive.initial_limit",
+            "-1",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nlatency_threshold = \"1000000000y\"\n",
+            "agents.a.bulkhead.adaptive.latency_threshold",
+            "at most",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nlatency_threshold = \"0s\"\n",
+            "agents.a.bulkhead.adaptive.latency_threshold",
+            "over 0",
+        ),
+        (
+            "[agents.a.bulkhead.adaptive]\nmax_limit = 9\n",
+            "agents.a.bulkhead.adaptive.max_limit",
+            "unknown field",
+        ),
+        // rate limit
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 0\n",
+            "agents.a.rate_limit.requests_per_minute",
+            "at least 1",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = -60\n",
+            "agents.a.rate_limit.requests_per_minute",
+            "-60",
+        ),
+        (
+            "[agents.a.rate_limit]\ntokens_per_minute = 0\n",
+            "agents.a.rate_limit.tokens_per_minute",
+            "at least 1",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nburst = nan\n",
+            "agents.a.rate_limit.burst",
+            "NaN",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nburst = -1.0\n",
+            "agents.a.rate_limit.burst",
+            "greater than 0.0",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nmax_wait = \"1000000000y\"\n",
+            "agents.a.rate_limit.max_wait",
+            "at most one hour",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\nmax_pause = \"-5s\"\n",
+            "agents.a.rate_limit.max_pause",
+            "-5s",
+        ),
+        (
+            "[agents.a.rate_limit]\nrequests_per_minute = 60\ntpm = 5\n",
+            "agents.a.rate_limit.tpm",
+            "unknown field",
+        ),
+        // hedge
+        (
+            "[agents.a.hedge]\ndelay = \"0s\"\n",
+            "agents.a.hedge.delay",
+            "greater than zero",
+        ),
+        (
+            "[agents.a.hedge]\ndelay = \"1000000000y\"\n",
+            "agents.a.hedge.delay",
+            "at most a minute",
+        ),
+        (
+            "[agents.a.hedge]\npercentile = nan\n",
+            "agents.a.hedge.percentile",
+            "NaN",
+        ),
+        (
+            "[agents.a.hedge]\npercentile = -5.0\n",
+            "agents.a.hedge.percentile",
+            "-5",
+        ),
+        (
+            "[agents.a.hedge]\nmax_hedges = 0\n",
+            "agents.a.hedge.max_hedges",
+            "1 to 4",
+        ),
+        (
+            "[agents.a.hedge]\nmax_hedges = -1\n",
+            "agents.a.hedge.max_hedges",
+            "-1",
+        ),
+        (
+            "[agents.a.hedge]\nbudget_ratio = nan\n",
+            "agents.a.hedge.budget_ratio",
+            "NaN",
+        ),
+        (
+            "[agents.a.hedge]\nmax_delay = \"1000000000y\"\n",
+            "agents.a.hedge.max_delay",
+            "at most a minute",
+        ),
+        (
+            "[agents.a.hedge]\nwindow = \"0s\"\n",
+            "agents.a.hedge.window",
+            "between 1 s and 10 minutes",
+        ),
+        (
+            "[agents.a.hedge]\ndelay = \"1s\"\nhedge_to = [\"b\"]\n",
+            "agents.a.hedge.hedge_to",
+            "unknown field",
+        ),
+    ];
+
+    #[test]
+    fn hostile_values_in_the_llm_layers_tables_are_refused_naming_file_line_and_field() {
+        let cases = HOSTILE;
+        for &(text, field, says) in cases {
+            let error = StackConfig::parse(text, steadfast::config::Format::Toml, "stack.toml")
+                .expect_err(text);
+            let message = error.to_string();
+            if field.is_empty() {
+                // Past what TOML integers hold: a syntax error, on its line.
+                assert_eq!(error.line(), Some(2), "{message}");
+                continue;
+            }
+            assert_eq!(error.field(), field, "{text}: {message}");
+            assert!(
+                matches!(error.kind(), ErrorKind::Invalid | ErrorKind::UnknownField),
+                "{message}"
+            );
+            let line = error.line().expect("a line");
+            assert!(
+                message.starts_with(&format!("stack.toml:{line}:")),
+                "{message}"
+            );
+            assert!(message.contains(&format!("field `{field}`")), "{message}");
+            assert!(message.contains(says), "{text}: `{says}` not in {message}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_in_rate_limit_and_hedge_json_name_the_setting() {
+        for (json, setting) in [
+            (r#"{"requests_per_minute": 0}"#, "requests_per_minute"),
+            (r#"{"tokens_per_minute": 0}"#, "tokens_per_minute"),
+            (r#"{"requests_per_minute": 1, "burst": 1e300}"#, "burst"),
+            (r#"{"requests_per_minute": 1, "burst": 0.5}"#, "burst"),
+            (
+                r#"{"requests_per_minute": 1, "max_wait": "1000000000y"}"#,
+                "max_wait",
+            ),
+        ] {
+            let error = serde_json::from_str::<RateLimitConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(&format!("invalid rate_limit setting `{setting}`")),
+                "{json}: {error}"
+            );
+        }
+        for (json, setting) in [
+            (r#"{"delay": {"fixed": "0s"}}"#, "delay"),
+            (r#"{"delay": {"fixed": "1000000000y"}}"#, "delay"),
+            (r#"{"delay": {"percentile": 1e300}}"#, "percentile"),
+            (r#"{"delay": {"percentile": -1}}"#, "percentile"),
+            (r#"{"max_hedges": 0}"#, "max_hedges"),
+            (r#"{"max_hedges": 4294967295}"#, "max_hedges"),
+            (r#"{"min_samples": 0}"#, "min_samples"),
+            (r#"{"budget_ratio": -0.0001}"#, "budget_ratio"),
+        ] {
+            let error = serde_json::from_str::<HedgeConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(&format!("invalid hedge setting `{setting}`")),
+                "{json}: {error}"
+            );
+        }
+        // Not settings at all, or not numbers: serde names them and where.
+        for json in [
+            r#"{"max_hedges": -1}"#,
+            r#"{"requests_per_minute": -1}"#,
+            r#"{"max_hedge": 1}"#,
+            r#"{"delay": "2s"}"#,
+        ] {
+            let rate_limit = serde_json::from_str::<RateLimitConfig>(json);
+            let hedge = serde_json::from_str::<HedgeConfig>(json);
+            assert!(rate_limit.is_err() && hedge.is_err(), "{json}");
+            assert!(hedge.unwrap_err().to_string().contains("column"), "{json}");
+        }
+        // Non-finite values arrive only from code (JSON has no NaN): refused naming the setting.
+        let error = RateLimitConfig::builder()
+            .requests_per_minute(60)
+            .burst(f64::NAN)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            (error.component(), error.setting()),
+            ("rate_limit", "burst")
+        );
+        let error = HedgeConfig::builder()
+            .budget_ratio(f64::INFINITY)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            (error.component(), error.setting()),
+            ("hedge", "budget_ratio")
         );
     }
 }

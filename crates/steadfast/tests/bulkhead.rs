@@ -456,6 +456,29 @@ async fn a_success_slower_than_the_threshold_lowers_the_limit() {
     assert_eq!(layer.handle().limit(), 9, "an idle bulkhead does not grow");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_is_timed_from_its_first_pending_poll_and_an_answer_at_once_is_never_slow() {
+    let config = BulkheadConfig::builder()
+        .max_concurrent(10)
+        .adaptive(AdaptiveConfig::new().latency_threshold(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let layer = BulkheadLayer::new(&Agent::new("llama"), config);
+    // Answered at the first poll, though the caller polled it 5 s after the call: no clock read,
+    // no "slow" signal (the wait was the caller's, not the agent's).
+    let mut at_once = layer.layer(tower::service_fn(|n: u64| async move {
+        Ok::<_, steadfast::BoxError>(n)
+    }));
+    let call = at_once.call(0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    call.await.unwrap();
+    assert_eq!(layer.handle().limit(), 10);
+    // Pending at the first poll: timed from then; 2 s against a 1 s threshold is slow.
+    let mut slow = layer.layer(Slow::new(Duration::from_secs(2)));
+    slow.call(0).await.unwrap();
+    assert_eq!(layer.handle().limit(), 9);
+}
+
 #[test]
 fn bad_configs_are_typed_errors() {
     let setting = |result: Result<BulkheadConfig, ConfigError>| {

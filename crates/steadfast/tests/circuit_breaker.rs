@@ -773,3 +773,102 @@ async fn a_circuit_open_rejection_classifies_itself_as_an_unprocessed_agent_faul
     // The breaker's own rejection does not count against the agent a second time.
     assert_eq!(handle.counts().failures, 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn open_until_opens_a_closed_breaker_and_announces_a_remote_trip() {
+    let registry = Registry::new();
+    let mut events = registry.events().subscribe();
+    let gpt = registry.agent("gpt").classifier(caller_fault_aware);
+    let layer = CircuitBreakerLayer::new(&gpt, BreakerConfig::default());
+    let handle = layer.handle();
+    let mut agent = layer.layer(scripted());
+
+    let until = Instant::now() + Duration::from_secs(4);
+    assert!(handle.open_until(until));
+    assert_eq!(handle.state(), BreakerState::Open);
+    assert_eq!(
+        handle.last_transition_reason(),
+        Some(TransitionReason::Remote)
+    );
+    assert_eq!(handle.next_probe_at(), Some(until));
+    let Some(Event::CircuitOpened {
+        reason, open_for, ..
+    }) = events.try_recv()
+    else {
+        panic!("a remote open is announced");
+    };
+    assert_eq!(reason, TransitionReason::Remote);
+    assert_eq!(open_for, Some(Duration::from_secs(4)));
+    assert!(
+        send(&mut agent, Reply::Ok)
+            .await
+            .unwrap_err()
+            .is::<CircuitOpen>()
+    );
+    advance(Duration::from_secs(4)).await;
+    assert!(
+        send(&mut agent, Reply::Ok).await.is_ok(),
+        "a probe at `until`"
+    );
+    assert_eq!(handle.state(), BreakerState::HalfOpen);
+    assert!(handle.close_remote());
+    assert_eq!(handle.state(), BreakerState::Closed);
+    assert!(!handle.close_remote(), "already closed");
+    assert!(
+        !handle.open_until(Instant::now()),
+        "an open-until in the past opens nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_check_waits_for_a_probe_time_moved_later() {
+    let checks = Arc::new(AtomicU32::new(0));
+    let config = BreakerConfig::builder()
+        .consecutive_failures(1)
+        .health_check_interval(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let layer = {
+        let checks = checks.clone();
+        CircuitBreakerLayer::new(&Agent::new("gpt"), config).health_check(move || {
+            checks.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), BoxError>(()) }
+        })
+    };
+    let handle = layer.handle();
+    let mut agent = layer.layer(scripted());
+    let _ = send(&mut agent, Reply::Fail).await;
+    let opened_at = Instant::now();
+    // Another replica holds the fleet's check: this one waits 5 s more.
+    assert!(handle.open_until(opened_at + Duration::from_secs(6)));
+    advance(Duration::from_millis(1500)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(checks.load(Ordering::SeqCst), 0, "no check at the old time");
+    advance(Duration::from_millis(4600)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(checks.load(Ordering::SeqCst), 1, "one at the new time");
+    assert_eq!(handle.state(), BreakerState::HalfOpen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_recorded_wakes_on_failures_only() {
+    let (mut agent, handle) = breaker(BreakerConfig::default());
+    let waiter = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.failure_recorded().await })
+    };
+    tokio::task::yield_now().await;
+    for _ in 0..10 {
+        assert!(send(&mut agent, Reply::Ok).await.is_ok());
+    }
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished(), "successes never signal");
+    let _ = send(&mut agent, Reply::Fail).await;
+    waiter.await.unwrap();
+    assert_eq!(handle.consecutive_failures(), 1);
+    // A failure with nobody waiting is kept for the next wait.
+    let _ = send(&mut agent, Reply::Fail).await;
+    tokio::time::timeout(Duration::from_secs(1), handle.failure_recorded())
+        .await
+        .expect("the stored wake-up");
+}

@@ -97,3 +97,24 @@ fn a_hedged_call_answered_before_the_delay_allocates_nothing() {
         assert_no_allocations(agent).await;
     });
 }
+
+#[test]
+fn a_call_hedged_to_an_alternative_answered_before_the_delay_allocates_nothing() {
+    runtime().block_on(async {
+        let registry = Registry::new();
+        let config = HedgeConfig::builder()
+            .delay(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let agent = HedgeLayer::new(&registry.agent("gpt"), config)
+            .to(
+                &registry.agent("claude"),
+                service_fn(|x: u64| ready(Ok::<_, BoxError>(x))),
+            )
+            .layer(service_fn(|x: u64| async move {
+                tokio::task::yield_now().await;
+                Ok::<_, BoxError>(x)
+            }));
+        assert_no_allocations(agent).await;
+    });
+}

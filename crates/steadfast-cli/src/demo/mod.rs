@@ -14,6 +14,7 @@
 //! dead-lettered.
 
 mod agents;
+mod fleet;
 mod notify;
 mod stack;
 mod traffic;
@@ -84,6 +85,14 @@ pub(crate) struct DemoArgs {
     /// Print only a JSON summary at the end (no header, timeline or panel).
     #[arg(long, conflicts_with = "plain")]
     json: bool,
+    /// Run this many replicas of one application sharing breaker state through Redis (2 or
+    /// more: the fleet demo, see docs/fleet.md; 1: the single-process demo).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    replicas: u16,
+    /// The Redis the replicas share (with --replicas; default: STEADFAST_REDIS_URL, or
+    /// redis://127.0.0.1:6379).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
     /// The durable workflow demo (`--workflow ID`): see `demo/workflow.rs`.
     #[command(flatten)]
     workflow: workflow::WorkflowArgs,
@@ -363,10 +372,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
     if args.workflow.requested() {
         return workflow::run(&args.workflow, args.journal.clone(), args.json).await;
     }
-    run_traffic(args).await
+    if args.replicas > 1 {
+        return fleet::run(&args).await;
+    }
+    run_one(args).await
 }
 
-async fn run_traffic(args: DemoArgs) -> Result<ExitCode, BoxError> {
+/// The single-process demo.
+async fn run_one(args: DemoArgs) -> Result<ExitCode, BoxError> {
     let config = load_stack(&args)?;
     let registry = Registry::new();
     let dead_letters = open_sink(&args, &config).await?;

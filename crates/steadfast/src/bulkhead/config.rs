@@ -302,7 +302,8 @@ impl AdaptiveConfig {
     }
 
     /// A success slower than this counts as overload, over 0 and at most
-    /// [`MAX_LATENCY_THRESHOLD`].
+    /// [`MAX_LATENCY_THRESHOLD`]. A call is timed from the moment it is first found pending
+    /// (its first poll): one that answers at once reads no clock and is never slow.
     #[must_use]
     pub fn latency_threshold(mut self, threshold: Duration) -> Self {
         self.latency_threshold = Some(threshold);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -54,20 +54,24 @@ pin_project! {
 pub(crate) struct Call<C, M> {
     slot: Option<Slot>,
     generation: u32,
-    started: Nanos,
+    /// When the call was first found pending, if calls are timed.
+    started: Option<Nanos>,
+    /// Whether the call was polled once already (the clock is read only after that).
+    polled: bool,
     classifier: C,
     memo: M,
 }
 
 impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
     pub(crate) fn called(future: F, slot: Slot, classifier: C, memo: M) -> Self {
-        let (generation, started) = slot.0.start();
+        let generation = slot.0.generation();
         ResponseFuture {
             kind: Kind::Called { future },
             call: Call {
                 slot: Some(slot),
                 generation,
-                started,
+                started: None,
+                polled: false,
                 classifier,
                 memo,
             },
@@ -94,7 +98,8 @@ impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
             call: Call {
                 slot: None,
                 generation: 0,
-                started: 0,
+                started: None,
+                polled: false,
                 classifier,
                 memo,
             },
@@ -107,7 +112,8 @@ impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
             call: Call {
                 slot: None,
                 generation: 0,
-                started: 0,
+                started: None,
+                polled: false,
                 classifier,
                 memo,
             },
@@ -130,7 +136,15 @@ where
             let this = self.as_mut().project();
             match this.kind.project() {
                 KindProj::Called { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    let Poll::Ready(result) = future.poll(cx) else {
+                        if !this.call.polled {
+                            this.call.polled = true;
+                            this.call.started =
+                                this.call.slot.as_ref().and_then(|slot| slot.0.timed_now());
+                        }
+                        return Poll::Pending;
+                    };
+                    let result = result.map_err(Into::into);
                     if let Some(slot) = this.call.slot.take() {
                         if slot.0.is_adaptive() {
                             let outcome = classify::classify(
@@ -154,10 +168,8 @@ where
                             ));
                         };
                         let future = queued.service.call(request);
-                        let (generation, started) = slot.0.start();
+                        this.call.generation = slot.0.generation();
                         this.call.slot = Some(slot);
-                        this.call.generation = generation;
-                        this.call.started = started;
                         self.as_mut().project().kind.set(Kind::Called { future });
                         continue;
                     }

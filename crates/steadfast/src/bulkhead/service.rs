@@ -107,12 +107,18 @@ where
                 memo,
             );
         }
+        if self.shared.config.max_queue == 0 {
+            // Refused here, inline: the queueing path's frame (a timer, a waiter, the
+            // request) is not set up for a refusal.
+            self.shared.refused();
+            return ResponseFuture::full(self.classifier.clone(), memo);
+        }
         self.full(request, memo)
     }
 }
 
 impl<S: Clone, C: Clone> Bulkhead<S, C> {
-    /// No permit free: queue the call if a place is, else refuse it.
+    /// No permit free and a queue configured: queue the call if a place is, else refuse it.
     #[cold]
     #[inline(never)]
     fn full<Req, M, F>(&mut self, request: Req, memo: M) -> ResponseFuture<F, S, Req, C, M> {

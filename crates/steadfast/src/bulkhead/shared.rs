@@ -87,21 +87,28 @@ impl Shared {
         }
     }
 
-    /// What an admitted call notes at its start for the adaptive limit: its generation and,
-    /// with a latency threshold, the time.
+    /// The adaptive limit's generation an admitted call starts in (0 without one).
     #[inline]
-    pub(crate) fn start(&self) -> (u32, Nanos) {
-        match &self.adaptive {
-            None => (0, 0),
-            Some(adaptive) => (
-                adaptive.aimd.generation(),
-                adaptive.timing.map_or(0, |(origin, _)| origin.elapsed()),
-            ),
-        }
+    pub(crate) fn generation(&self) -> u32 {
+        self.adaptive
+            .as_ref()
+            .map_or(0, |adaptive| adaptive.aimd.generation())
+    }
+
+    /// The time now, if calls are timed (an adaptive limit with a latency threshold). A call
+    /// reads it only once its answer did not come at the first poll: an answer that came at
+    /// once took no time worth a clock read, and most of the calls that end at once (a cache,
+    /// a refusal further in) never read the clock at all.
+    #[inline]
+    pub(crate) fn timed_now(&self) -> Option<Nanos> {
+        let (origin, _) = self.adaptive.as_ref()?.timing?;
+        Some(origin.elapsed())
     }
 
     /// Feeds a completed call's outcome to the adaptive limit (a no-op without one).
-    pub(crate) fn completed(&self, outcome: &Outcome, generation: u32, started: Nanos) {
+    /// `started`: when the call was first found pending (`None`: it answered at its first
+    /// poll, or calls are not timed).
+    pub(crate) fn completed(&self, outcome: &Outcome, generation: u32, started: Option<Nanos>) {
         let Some(adaptive) = &self.adaptive else {
             return;
         };
@@ -110,8 +117,8 @@ impl Shared {
         } else if adaptive.config.is_overload(outcome) {
             Signal::Overload(outcome.reason_or_kind())
         } else if outcome.is_success() {
-            match adaptive.timing {
-                Some((origin, threshold))
+            match (adaptive.timing, started) {
+                (Some((origin, threshold)), Some(started))
                     if origin.elapsed().saturating_sub(started) > threshold =>
                 {
                     Signal::Overload("slow")

@@ -90,6 +90,17 @@ impl BreakerHandle {
         self.shared.core.consecutive_failures()
     }
 
+    /// Completes once this breaker records a failure: at the next one, or at once if one was
+    /// recorded since the last wait completed (one stored wake-up, as
+    /// [`Notify::notify_one`](tokio::sync::Notify::notify_one)). For one background task that
+    /// shares failures beyond this process (fleet sync): several tasks waiting at once share
+    /// the wake-ups. A success never signals, so the closed success path pays nothing for it;
+    /// read [`consecutive_failures`](Self::consecutive_failures) and
+    /// [`counts`](Self::counts) after waking.
+    pub async fn failure_recorded(&self) {
+        self.shared.core.failure_signal().notified().await;
+    }
+
     /// Calls in the sliding window.
     pub fn window_calls(&self) -> u32 {
         self.shared.core.window_stats(self.shared.now()).calls
@@ -257,6 +268,46 @@ impl BreakerHandle {
                     .force(saved.state, TransitionReason::Restored, self.shared.now())
             }
         };
+        if let Some(transition) = &transition {
+            self.shared.announce(transition);
+        }
+        transition.is_some()
+    }
+
+    /// Opens the circuit until `until` on the word of another replica (fleet sync, e.g.
+    /// `steadfast-redis`), without waiting for this replica's own calls to fail:
+    ///
+    /// - `closed` / `half_open`: opens (reason [`TransitionReason::Remote`]; the transition is
+    ///   announced and counted as a trip, so a probe that fails here later opens for longer);
+    /// - `open`: only the probe time moves to `until`, earlier or later (nothing announced):
+    ///   a replica that lost the fleet's probe lease waits this way for the one that won;
+    /// - `forced_open` / `disabled`: an operator decided, nothing changes.
+    ///
+    /// At `until` the breaker goes on by itself, as after any open period: the next call is a
+    /// probe (or, with a health check, the check runs), so a replica that hears nothing more
+    /// never stays open for longer than it was told. Calls are never slowed: this takes the
+    /// breaker's transition lock, which the closed success path never takes. Returns whether
+    /// anything changed.
+    pub fn open_until(&self, until: Instant) -> bool {
+        let until = self.shared.origin.nanos_at(until);
+        let now = self.shared.now();
+        if until <= now && self.state() != BreakerState::Open {
+            return false;
+        }
+        let before = self.next_probe_at();
+        let transition = self.shared.core.open_until(until, now);
+        if let Some(transition) = &transition {
+            self.shared.announce(transition);
+        }
+        transition.is_some() || before != self.next_probe_at()
+    }
+
+    /// Closes an open or half-open circuit because another replica's probes succeeded (fleet
+    /// sync): reason [`TransitionReason::Remote`], window and open-time growth cleared as on
+    /// any close. A closed, forced-open or disabled breaker is left alone. Returns whether the
+    /// state changed.
+    pub fn close_remote(&self) -> bool {
+        let transition = self.shared.core.close_remote(self.shared.now());
         if let Some(transition) = &transition {
             self.shared.announce(transition);
         }

@@ -62,6 +62,12 @@ pub(crate) async fn run(shared: Weak<Shared>, generation: u64) {
         if breaker.core.generation() != generation {
             return;
         }
+        // The probe time moved later while this task slept (fleet sync: another replica holds
+        // the fleet's check for this interval): wait for it instead of checking now.
+        if let Some(later) = breaker.next_probe_instant().filter(|at| *at > wake_at) {
+            wake_at = later;
+            continue;
+        }
         let Some(check) = breaker.health_check() else {
             return;
         };

@@ -122,6 +122,9 @@ pub enum TransitionReason {
     Disabled,
     /// State saved before a restart was restored (`BreakerHandle::restore`).
     Restored,
+    /// Another replica's breaker decided, and fleet sync applied its decision here
+    /// (`BreakerHandle::open_until`, `BreakerHandle::close_remote`).
+    Remote,
 }
 
 impl TransitionReason {
@@ -140,6 +143,7 @@ impl TransitionReason {
             TransitionReason::Reset => "reset",
             TransitionReason::Disabled => "disabled",
             TransitionReason::Restored => "restored",
+            TransitionReason::Remote => "remote",
         }
     }
 }
@@ -256,6 +260,9 @@ pub(crate) struct Core {
     /// Time + 1 of the last success / failure (0: never).
     last_success: AtomicU64,
     last_failure: AtomicU64,
+    /// Signalled on every recorded failure (never on a success): what a background task that
+    /// shares failures (fleet sync) waits on instead of polling the counters.
+    failure_signal: tokio::sync::Notify,
     cold: Mutex<Cold>,
 }
 
@@ -299,6 +306,7 @@ impl Core {
             rejected: ShardedCounter::default(),
             last_success: AtomicU64::new(0),
             last_failure: AtomicU64::new(0),
+            failure_signal: tokio::sync::Notify::new(),
             cold: Mutex::new(Cold::default()),
         }
     }
@@ -579,6 +587,7 @@ impl Core {
     fn note_failure(&self, outcome: &Outcome, slow: bool, now: Nanos) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.last_failure.store(now + 1, Ordering::Relaxed);
+        self.failure_signal.notify_one();
         let keep = self.config.recent_failures;
         if keep == 0 {
             return;
@@ -642,6 +651,52 @@ impl Core {
             }
             BreakerState::Open => Some(self.enter_open(&mut cold, now, reason)),
             BreakerState::HalfOpen => Some(self.enter_half_open(&mut cold, now, reason)),
+        }
+    }
+
+    /// Another replica says the agent is down until `until`: open until then. A closed or
+    /// half-open breaker opens (a trip, reason `Remote`); an open one only moves its probe time
+    /// (earlier or later: no transition, no event). An operator's `ForcedOpen` or `Disabled`
+    /// wins: nothing changes.
+    pub(crate) fn open_until(&self, until: Nanos, now: Nanos) -> Option<Transition> {
+        let mut cold = self.lock();
+        match self.state() {
+            BreakerState::ForcedOpen | BreakerState::Disabled => None,
+            BreakerState::Open => {
+                self.open_until.store(until, Ordering::Release);
+                None
+            }
+            BreakerState::Closed | BreakerState::HalfOpen => {
+                cold.trips = cold.trips.saturating_add(1);
+                let open_for = Duration::from_nanos(until.saturating_sub(now));
+                self.open_until.store(until, Ordering::Release);
+                self.awaiting_health_check.store(
+                    self.uses_health_check.load(Ordering::Acquire),
+                    Ordering::Release,
+                );
+                Some(self.set_state(
+                    &mut cold,
+                    now,
+                    BreakerState::Open,
+                    TransitionReason::Remote,
+                    Some(open_for),
+                ))
+            }
+        }
+    }
+
+    /// Another replica's probes succeeded: an open or half-open breaker closes (reason
+    /// `Remote`). Closed, forced open and disabled breakers are left alone.
+    pub(crate) fn close_remote(&self, now: Nanos) -> Option<Transition> {
+        let mut cold = self.lock();
+        match self.state() {
+            BreakerState::Open | BreakerState::HalfOpen => Some(self.enter_closed(
+                &mut cold,
+                now,
+                BreakerState::Closed,
+                TransitionReason::Remote,
+            )),
+            _ => None,
         }
     }
 
@@ -746,6 +801,10 @@ impl Core {
             slow: self.slow.load(Ordering::Relaxed),
             rejected: self.rejected.sum(),
         }
+    }
+
+    pub(crate) fn failure_signal(&self) -> &tokio::sync::Notify {
+        &self.failure_signal
     }
 
     pub(crate) fn consecutive_failures(&self) -> u32 {

@@ -390,6 +390,74 @@ fn manual_controls() {
 }
 
 #[test]
+fn a_remote_open_opens_until_the_given_time_then_probes_as_usual() {
+    let core = Core::new(BreakerConfig::default());
+    let transition = core.open_until(3 * SEC, SEC).expect("closed -> open");
+    assert_eq!(transition.to, BreakerState::Open);
+    assert_eq!(transition.reason, TransitionReason::Remote);
+    assert_eq!(transition.open_for, Some(Duration::from_secs(2)));
+    assert_eq!(core.trips(), 1, "a remote open counts as a trip");
+    assert!(
+        admit(&core, 3 * SEC - 1).is_none(),
+        "refused until the time given"
+    );
+    assert!(matches!(
+        admit(&core, 3 * SEC),
+        Some(Admission::Probe { .. })
+    ));
+    assert_eq!(core.state(), BreakerState::HalfOpen);
+}
+
+#[test]
+fn a_remote_open_of_an_open_breaker_only_moves_its_probe_time() {
+    let core = Core::new(BreakerConfig::default());
+    for _ in 0..5 {
+        call(&core, fail(), 0);
+    }
+    let generation = core.generation();
+    assert_eq!(core.next_probe(), Some(SEC));
+    assert!(core.open_until(5 * SEC, 0).is_none(), "no transition");
+    assert_eq!(core.generation(), generation);
+    assert_eq!(core.next_probe(), Some(5 * SEC));
+    assert!(
+        admit(&core, 2 * SEC).is_none(),
+        "held past its own open time"
+    );
+    assert!(core.open_until(3 * SEC, 2 * SEC).is_none());
+    assert!(admit(&core, 3 * SEC).is_some(), "and earlier again");
+}
+
+#[test]
+fn remote_decisions_never_override_an_operator() {
+    let core = Core::new(BreakerConfig::default());
+    core.force(BreakerState::ForcedOpen, TransitionReason::ForcedOpen, 0);
+    assert!(core.open_until(SEC, 0).is_none());
+    assert!(core.close_remote(0).is_none());
+    assert_eq!(core.state(), BreakerState::ForcedOpen);
+    core.force(BreakerState::Disabled, TransitionReason::Disabled, 0);
+    assert!(core.open_until(SEC, 0).is_none());
+    assert_eq!(core.state(), BreakerState::Disabled);
+}
+
+#[test]
+fn a_remote_close_closes_open_and_half_open_breakers_only() {
+    let core = Core::new(BreakerConfig::default());
+    assert!(
+        core.close_remote(0).is_none(),
+        "closed stays closed, no event"
+    );
+    core.open_until(SEC, 0);
+    let transition = core.close_remote(0).expect("open -> closed");
+    assert_eq!(transition.reason, TransitionReason::Remote);
+    assert_eq!(core.trips(), 0, "a clean close resets the open-time growth");
+    core.open_until(SEC, 0);
+    admit(&core, SEC);
+    assert_eq!(core.state(), BreakerState::HalfOpen);
+    assert!(core.close_remote(SEC).is_some());
+    assert_eq!(core.state(), BreakerState::Closed);
+}
+
+#[test]
 fn trip_rules_in_order() {
     let config = BreakerConfig::builder()
         .slow_call_threshold(Duration::from_secs(1))

@@ -19,6 +19,7 @@ use crate::classify::{Classify, DefaultClassifier};
 use crate::dead_letter::{DeadLetterLayer, DeadLetterSink, EncodeRequest, MemorySink, Scrub};
 use crate::error::BoxError;
 use crate::fallback::{Alternative, FallbackLayer};
+use crate::hedge::HedgeLayer;
 use crate::provenance::{MarkServed, Marked, Unmarked};
 use crate::rate_limit::{RateLimitHandle, RateLimitLayer};
 use crate::registry::Registry;
@@ -52,6 +53,7 @@ type TokenUsageFn<Res> = dyn Fn(&Res) -> Option<u64> + Send + Sync;
 /// DeadLetter     [agents.NAME.dead_letter]
 /// Fallback       fallback = [...] (each alternative through its own rate limit, bulkhead, breaker and timeout), then [agents.NAME.cache]
 /// BackoffRetry   [agents.NAME.retry]
+/// Hedge          [agents.NAME.hedge] (hedges to `to = [...]`, each through its own rate limit, bulkhead, breaker and timeout; from the retry layer's budget)
 /// RateLimit      [agents.NAME.rate_limit] (tokens counted by `token_cost`)
 /// Bulkhead       [agents.NAME.bulkhead]
 /// CircuitBreaker [agents.NAME.breaker]
@@ -397,11 +399,31 @@ where
         guarded: &[Guarded<Req, Res, C>],
     ) -> Result<BuiltAgent<Req, Res, C>, StackConfigError> {
         let mut stack = own.guard.clone();
-        if let Some(retry) = &config.retry {
-            let mut layer = BackoffRetryLayer::new(&own.agent, retry.clone());
-            if let Some(seed) = self.seed {
-                layer = layer.seed(seed);
+        let retry = config.retry.as_ref().map(|retry| {
+            let layer = BackoffRetryLayer::new(&own.agent, retry.clone());
+            match self.seed {
+                Some(seed) => layer.seed(seed),
+                None => layer,
             }
+        });
+        if let Some(hedge) = &config.hedge {
+            let mut layer = HedgeLayer::new(&own.agent, hedge.clone());
+            if let Some(retry) = &retry {
+                // Hedges and retries together stay within one share of the load.
+                layer = layer.budget(retry.retry_budget());
+            }
+            stack = match self.hedge_targets(config, guarded)?.split_first() {
+                None => BoxCloneSyncService::new(layer.layer(stack)),
+                Some((first, rest)) => {
+                    let mut layer = layer.to(&first.agent, first.guard.clone());
+                    for target in rest {
+                        layer = layer.to(&target.agent, target.guard.clone());
+                    }
+                    BoxCloneSyncService::new(layer.layer(stack))
+                }
+            };
+        }
+        if let Some(layer) = retry {
             stack = BoxCloneSyncService::new(layer.layer(stack));
         }
         if !config.fallback.is_empty() || config.cache.is_some() {
@@ -432,6 +454,30 @@ where
             rate_limit: own.rate_limit.clone(),
             dead_letters: sink,
         })
+    }
+
+    /// The guards of the agents `hedge.to` names, in order (none: hedges go to the agent
+    /// itself).
+    fn hedge_targets<'a>(
+        &self,
+        config: &AgentConfig,
+        guarded: &'a [Guarded<Req, Res, C>],
+    ) -> Result<Vec<&'a Guarded<Req, Res, C>>, StackConfigError> {
+        let mut targets = Vec::with_capacity(config.hedge_to.len());
+        for name in &config.hedge_to {
+            let Some((_, target)) = self
+                .config
+                .agents
+                .iter()
+                .zip(guarded)
+                .find(|(candidate, _)| candidate.name == *name)
+            else {
+                // `to` was checked against the agents when the file was read.
+                return Err(self.fail(config, Some("hedge.to"), format!("no agent `{name}`")));
+            };
+            targets.push(target);
+        }
+        Ok(targets)
     }
 
     /// The agent's fallback chain: the named agents' guards in the file's order, then its cache.

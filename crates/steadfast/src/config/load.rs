@@ -10,6 +10,7 @@ use crate::circuit_breaker::BreakerConfigBuilder;
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
 use crate::error::ConfigError;
+use crate::hedge::HedgeConfig;
 use crate::rate_limit::RateLimitConfigBuilder;
 use crate::retry::RetryConfigBuilder;
 
@@ -17,7 +18,8 @@ use super::error::{ErrorKind, StackConfigError};
 use super::locate::{FieldPath, Format, Segment, line_column, locate};
 use super::schema::{
     AgentConfig, DEFAULT_CLASSIFIER, DEFAULT_MEMORY_CAPACITY, DeadLetterConfig, DeadLetterStore,
-    MAX_TIMEOUT, RawAgent, RawBulkhead, RawDeadLetter, RawStack, Source, StackConfig, StoreKind,
+    MAX_TIMEOUT, RawAgent, RawBulkhead, RawDeadLetter, RawHedge, RawStack, Source, StackConfig,
+    StoreKind,
 };
 
 /// The longest agent name accepted (it becomes a metrics label and a dead letter's field).
@@ -199,6 +201,45 @@ fn layer_error(source: &Source, table: &FieldPath, error: &ConfigError) -> Stack
         .with_source(Box::new(error.clone()))
 }
 
+/// `[agents.NAME.hedge]` through `HedgeConfigBuilder` (the same rules and messages as code).
+fn hedge_config(raw: &RawHedge) -> Result<HedgeConfig, ConfigError> {
+    let mut builder = HedgeConfig::builder();
+    match (raw.delay, raw.percentile) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "hedge",
+                "percentile",
+                "give `delay` (a fixed delay) or `percentile` (of recent latencies), not both",
+            ));
+        }
+        (Some(delay), None) => builder = builder.delay(delay),
+        (None, Some(percentile)) => builder = builder.percentile(percentile),
+        (None, None) => {}
+    }
+    if let Some(delay) = raw.min_delay {
+        builder = builder.min_delay(delay);
+    }
+    if let Some(delay) = raw.max_delay {
+        builder = builder.max_delay(delay);
+    }
+    if let Some(samples) = raw.min_samples {
+        builder = builder.min_samples(samples);
+    }
+    if let Some(window) = raw.window {
+        builder = builder.window(window);
+    }
+    if let Some(hedges) = raw.max_hedges {
+        builder = builder.max_hedges(hedges);
+    }
+    if let Some(ratio) = raw.budget_ratio {
+        builder = builder.budget_ratio(ratio);
+    }
+    if let Some(floor) = raw.budget_min_per_sec {
+        builder = builder.budget_min_per_sec(floor);
+    }
+    builder.build()
+}
+
 /// `[agents.NAME.bulkhead]` through `BulkheadConfigBuilder`, so the file obeys the same rules
 /// (and gets the same messages) as code.
 fn bulkhead_config(raw: &RawBulkhead) -> Result<BulkheadConfig, ConfigError> {
@@ -306,6 +347,21 @@ fn validate_agent(
         .map(bulkhead_config)
         .transpose()
         .map_err(|error| layer_error(source, &at.key("bulkhead"), &error))?;
+    let hedge = raw
+        .hedge
+        .as_ref()
+        .map(hedge_config)
+        .transpose()
+        .map_err(|error| layer_error(source, &at.key("hedge"), &error))?;
+    let hedge_to = raw.hedge.as_ref().map_or(&[][..], |hedge| &hedge.to[..]);
+    check_chain(
+        source,
+        &at.key("hedge").key("to"),
+        name,
+        hedge_to,
+        names,
+        "hedge to itself (leave `to` out to hedge to the same agent)",
+    )?;
     let cache = raw
         .cache
         .clone()
@@ -331,6 +387,8 @@ fn validate_agent(
         retry,
         rate_limit,
         bulkhead,
+        hedge,
+        hedge_to: hedge_to.to_vec(),
         fallback: raw.fallback.clone(),
         cache,
         dead_letter,
@@ -345,7 +403,26 @@ fn check_fallback(
     fallback: &[String],
     names: &[&str],
 ) -> Result<(), StackConfigError> {
-    let chain = at.key("fallback");
+    check_chain(
+        source,
+        &at.key("fallback"),
+        name,
+        fallback,
+        names,
+        "be its own fallback",
+    )
+}
+
+/// Every agent of the list at `chain` (a fallback chain, a hedge's `to`) is defined, is not
+/// agent `name` itself (it cannot `itself`), and appears once.
+fn check_chain(
+    source: &Source,
+    chain: &FieldPath,
+    name: &str,
+    fallback: &[String],
+    names: &[&str],
+    itself: &str,
+) -> Result<(), StackConfigError> {
     for (index, alternative) in fallback.iter().enumerate() {
         let problem = if !names.contains(&alternative.as_str()) {
             Some((
@@ -358,7 +435,7 @@ fn check_fallback(
         } else if alternative == name {
             Some((
                 ErrorKind::Invalid,
-                format!("agent `{name}` cannot be its own fallback"),
+                format!("agent `{name}` cannot {itself}"),
             ))
         } else if fallback[..index].contains(alternative) {
             Some((

@@ -14,6 +14,7 @@ use crate::cache::{CacheConfig, CacheConfigBuilder};
 use crate::circuit_breaker::{BreakerConfig, BreakerConfigBuilder};
 use crate::classify::OutcomeKind;
 use crate::dead_letter::DeadLetterPolicy;
+use crate::hedge::HedgeConfig;
 use crate::rate_limit::{RateLimitConfig, RateLimitConfigBuilder};
 use crate::retry::{RetryConfig, RetryConfigBuilder};
 
@@ -82,6 +83,7 @@ pub(crate) struct RawAgent {
     pub(crate) retry: Option<RetryConfigBuilder>,
     pub(crate) rate_limit: Option<RateLimitConfigBuilder>,
     pub(crate) bulkhead: Option<RawBulkhead>,
+    pub(crate) hedge: Option<RawHedge>,
     #[serde(default)]
     pub(crate) fallback: Vec<String>,
     pub(crate) cache: Option<CacheConfigBuilder>,
@@ -101,6 +103,30 @@ pub(crate) struct RawBulkhead {
     pub(crate) max_wait: Option<Duration>,
     pub(crate) readiness: Option<Readiness>,
     pub(crate) adaptive: Option<RawAdaptive>,
+}
+
+/// `[agents.NAME.hedge]` as written: `delay = "2s"` or `percentile = 95.0` (one of them; the
+/// builder's default, p95, when neither), the other settings of `HedgeConfigBuilder`, and
+/// `to`: the agents hedges go to instead of this one. Validated by `HedgeConfigBuilder::build`
+/// ([`super::load`]).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHedge {
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) delay: Option<Duration>,
+    pub(crate) percentile: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) min_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) max_delay: Option<Duration>,
+    pub(crate) min_samples: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) window: Option<Duration>,
+    pub(crate) max_hedges: Option<u32>,
+    pub(crate) budget_ratio: Option<f64>,
+    pub(crate) budget_min_per_sec: Option<u32>,
+    #[serde(default)]
+    pub(crate) to: Vec<String>,
 }
 
 /// `[agents.NAME.bulkhead.adaptive]` as written (the default overload rule; a custom one is
@@ -193,6 +219,8 @@ pub struct AgentConfig {
     pub(crate) retry: Option<RetryConfig>,
     pub(crate) rate_limit: Option<RateLimitConfig>,
     pub(crate) bulkhead: Option<BulkheadConfig>,
+    pub(crate) hedge: Option<HedgeConfig>,
+    pub(crate) hedge_to: Vec<String>,
     pub(crate) fallback: Vec<String>,
     pub(crate) cache: Option<CacheConfig>,
     pub(crate) dead_letter: Option<DeadLetterConfig>,
@@ -237,6 +265,14 @@ impl AgentConfig {
     /// The bulkhead's config, if the agent has one.
     pub fn bulkhead(&self) -> Option<&BulkheadConfig> {
         self.bulkhead.as_ref()
+    }
+    /// The hedge layer's config, if the agent hedges.
+    pub fn hedge(&self) -> Option<&HedgeConfig> {
+        self.hedge.as_ref()
+    }
+    /// The agents hedges go to, in order (`hedge.to`); empty: hedges go to this agent.
+    pub fn hedge_to(&self) -> &[String] {
+        &self.hedge_to
     }
     /// The agents tried, in this order, when this one fails.
     pub fn fallback(&self) -> &[String] {

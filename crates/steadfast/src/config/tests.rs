@@ -69,6 +69,17 @@ endpoint = "mock:backup"
 timeout = "600ms"
 breaker = { consecutive_failures = 3 }
 
+[agents.backup.hedge]
+delay = "300ms"
+min_delay = "5ms"
+max_delay = "20s"
+min_samples = 10
+window = "5s"
+max_hedges = 2
+budget_ratio = 0.2
+budget_min_per_sec = 2
+to = ["spare"]
+
 [agents.spare]
 endpoint = "mock:spare"
 "#;
@@ -158,6 +169,38 @@ fn a_full_file_reads_into_each_layers_config() {
 }
 
 #[test]
+fn a_hedge_table_reads_into_a_hedge_config_and_its_alternatives() {
+    let config = StackConfig::from_toml(FULL).unwrap();
+    let hedge = config.agent("backup").unwrap().hedge().unwrap();
+    assert_eq!(
+        hedge,
+        &crate::hedge::HedgeConfig::builder()
+            .delay(Duration::from_millis(300))
+            .min_delay(Duration::from_millis(5))
+            .max_delay(Duration::from_secs(20))
+            .min_samples(10)
+            .window(Duration::from_secs(5))
+            .max_hedges(2)
+            .budget_ratio(0.2)
+            .budget_min_per_sec(2)
+            .build()
+            .unwrap()
+    );
+    assert_eq!(config.agent("backup").unwrap().hedge_to(), ["spare"]);
+    assert!(config.agent("primary").unwrap().hedge().is_none());
+    // A table with no keys: hedging to the same agent at the default p95.
+    let config_p95 = StackConfig::from_toml(
+        "[agents.a.hedge]
+",
+    )
+    .unwrap();
+    assert_eq!(
+        config_p95.agent("a").unwrap().hedge(),
+        Some(&crate::hedge::HedgeConfig::default())
+    );
+}
+
+#[test]
 fn wrong_types_name_line_and_field() {
     let error = err("[agents.a]\n\n[agents.a.retry]\nmax_retries = \"three\"\n");
     assert_eq!(error.kind(), ErrorKind::Invalid);
@@ -186,8 +229,8 @@ fn unknown_fields_are_refused_with_their_name_and_line() {
     let error = err("version = 2\n[agents.a]\n");
     assert_eq!((error.field(), error.line()), ("version", Some(1)));
     // Keys of a later version: refused, not ignored.
-    let error = err("[agents.a]\n[agents.a.hedge]\ndelay = \"1s\"\n");
-    assert_eq!((error.field(), error.line()), ("agents.a.hedge", Some(2)));
+    let error = err("[agents.a]\n[agents.a.chaos]\nerror_rate = 0.1\n");
+    assert_eq!((error.field(), error.line()), ("agents.a.chaos", Some(2)));
 }
 
 #[test]
@@ -741,6 +784,181 @@ fn bulkhead_mistakes_name_line_and_field() {
             "max_queue and max_wait do not apply",
         ),
     ]);
+}
+
+#[test]
+fn hedge_mistakes_name_line_and_field() {
+    assert_refused(&[
+        (
+            "[agents.a]\n\n[agents.a.hedge]\ndelay = \"0s\"\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.delay",
+            4,
+            "greater than zero",
+        ),
+        (
+            "[agents.a.hedge]\ndelay = \"1000000000y\"\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.delay",
+            2,
+            "at most a minute",
+        ),
+        (
+            "[agents.a.hedge]\ndelay = \"-1s\"\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.delay",
+            2,
+            "-1s",
+        ),
+        (
+            "[agents.a.hedge]\npercentile = nan\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.percentile",
+            2,
+            "less than 100",
+        ),
+        (
+            "[agents.a.hedge]\npercentile = 100.0\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.percentile",
+            2,
+            "less than 100",
+        ),
+        (
+            "[agents.a.hedge]\ndelay = \"1s\"\npercentile = 95.0\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.percentile",
+            3,
+            "not both",
+        ),
+        (
+            "[agents.a.hedge]\nmax_hedges = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.max_hedges",
+            2,
+            "must be 1 to 4",
+        ),
+        (
+            "[agents.a.hedge]\nmax_hedges = -1\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.max_hedges",
+            2,
+            "-1",
+        ),
+        (
+            "[agents.a.hedge]\nmin_samples = 0\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.min_samples",
+            2,
+            "at least 1",
+        ),
+        (
+            "[agents.a.hedge]\nbudget_ratio = -0.5\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.budget_ratio",
+            2,
+            "0.0 to 1000.0",
+        ),
+        (
+            "[agents.a.hedge]\nwindow = \"1000000000y\"\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.window",
+            2,
+            "between 1 s and 10 minutes",
+        ),
+        (
+            "[agents.a.hedge]\ndelay = \"1s\"\nhedges = 2\n",
+            ErrorKind::UnknownField,
+            "agents.a.hedge.hedges",
+            3,
+            "unknown field `hedges`",
+        ),
+    ]);
+}
+
+#[test]
+fn hedge_alternatives_must_be_other_agents_of_the_file() {
+    assert_refused(&[
+        (
+            "[agents.a.hedge]\ndelay = \"1s\"\nto = [\"b\"]\n",
+            ErrorKind::UnknownAgent,
+            "agents.a.hedge.to[0]",
+            3,
+            "no agent `b`",
+        ),
+        (
+            "[agents.b]\n[agents.a.hedge]\nto = [\"b\", \"a\"]\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.to[1]",
+            3,
+            "cannot hedge to itself",
+        ),
+        (
+            "[agents.b]\n[agents.a.hedge]\nto = [\"b\", \"b\"]\n",
+            ErrorKind::Invalid,
+            "agents.a.hedge.to[1]",
+            3,
+            "already earlier",
+        ),
+    ]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_from_the_file_goes_to_the_alternative_at_the_delay_within_the_retry_budget() {
+    let config = StackConfig::from_toml(
+        "[agents.primary]\nretry = { max_retries = 1, budget_ratio = 1.0, budget_min_per_sec = 0 }\n\n[agents.primary.hedge]\ndelay = \"2s\"\nto = [\"backup\"]\n\n[agents.backup]\nbreaker = { consecutive_failures = 1 }\n",
+    )
+    .unwrap();
+    let registry = Registry::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&registry)
+        .agents(slow_agents(&calls, Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let primary = stacks.service("primary").unwrap();
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn(crate::hedge::answered_by(
+        primary.clone().oneshot("a".into()),
+    ));
+    until_called(&calls, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    until_called(&calls, 2).await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "the hedge went at the delay"
+    );
+    assert_eq!(*calls.lock().unwrap(), ["primary", "backup"]);
+    let (reply, answered) = call.await.unwrap();
+    assert_eq!(
+        reply.unwrap(),
+        "primary: a",
+        "the primary answered at 5 s, before the hedge's 7 s"
+    );
+    assert_eq!(answered.unwrap().agent(), "primary");
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    // The backup's circuit open: no hedge goes to it.
+    registry.breaker("backup").unwrap().force_open();
+    let reply = primary.oneshot("b".into()).await.unwrap();
+    assert_eq!(reply, "primary: b");
+    assert_eq!(*calls.lock().unwrap(), ["primary", "backup", "primary"]);
+
+    // A retry budget with nothing to spare: hedges draw from it, so none is sent.
+    let config = StackConfig::from_toml(
+        "[agents.primary]\nretry = { budget_ratio = 0.0, budget_min_per_sec = 0 }\n\n[agents.primary.hedge]\ndelay = \"2s\"\nto = [\"backup\"]\n\n[agents.backup]\n",
+    )
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stacks = config
+        .builder(&Registry::new())
+        .agents(slow_agents(&calls, Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let reply = stacks.service("primary").unwrap().oneshot("c".into()).await;
+    assert_eq!(reply.unwrap(), "primary: c");
+    assert_eq!(*calls.lock().unwrap(), ["primary"]);
 }
 
 #[test]

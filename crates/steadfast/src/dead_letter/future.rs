@@ -53,6 +53,7 @@ pin_project! {
 }
 
 impl<F, Req, En, C, M> ResponseFuture<F, Req, En, C, M> {
+    #[inline]
     pub(crate) fn new(call: F, capture: Capture<Req, En, C, M>, trace: Option<Box<Span>>) -> Self {
         ResponseFuture {
             call,
@@ -76,64 +77,65 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let own = this.trace.as_deref();
-        let _entered = own.map(Span::enter);
-        if let Some(sinking) = this.sinking {
-            return poll_sinking(sinking, own, cx);
-        }
-        let result = ready!(this.call.poll(cx)).map_err(Into::into);
-        let Some(capture) = this.capture.take() else {
-            return Poll::Ready(Err("dead-letter future polled after completion".into()));
-        };
-        let outcome = classify::classify(&capture.classifier, &capture.memo, result.as_ref());
-        if let Some(call) = own {
-            trace::record_outcome(call, &outcome);
-        }
-        if outcome.is_success() || !capture.shared.policy.covers(outcome.kind()) {
-            return Poll::Ready(result);
-        }
-        let original: BoxError = match result {
-            Ok(_) => Box::new(FailedResponse::new(outcome)),
-            Err(error) => error,
-        };
-        let shared = &capture.shared;
-        let reason = outcome.reason_or_kind();
-        let (request, secrets) = match capture.encoder.encode_redacted(&capture.request) {
-            Ok(encoded) => encoded,
-            Err(error) => {
-                return Poll::Ready(Err(fail(
-                    &shared.reporter,
-                    reason,
-                    original,
-                    SinkError::Encode(error),
-                )));
+        trace::within(own, move || {
+            if let Some(sinking) = this.sinking {
+                return poll_sinking(sinking, own, cx);
             }
-        };
-        let agent = &shared.reporter.name;
-        let mut record = DeadLetterRecord::new(agent.to_string(), request, outcome.kind());
-        record.reason = outcome.reason().unwrap_or_default().to_string();
-        // The error chain often quotes the request (a client error names the URL): whatever the
-        // encoder redacted must not come back through it.
-        record.error_chain = crate::error::chain(original.as_ref())
-            .iter()
-            .map(|line| secrets.scrub(line))
-            .collect();
-        record.attempts = attempts(&original);
-        record.trace_id = match &shared.trace_id {
-            Some(trace_id) => trace_id(),
-            None => tracing::Span::current()
-                .id()
-                .map(|id| id.into_u64().to_string()),
-        };
-        let id = record.id;
-        let sink = Arc::clone(&shared.sink);
-        let sinking = this.sinking.insert(Box::new(Sinking {
-            append: Box::pin(async move { sink.append(record).await }),
-            id,
-            reason,
-            reporter: Arc::clone(&shared.reporter),
-            original: Some(original),
-        }));
-        poll_sinking(sinking, own, cx)
+            let result = ready!(this.call.poll(cx)).map_err(Into::into);
+            let Some(capture) = this.capture.take() else {
+                return Poll::Ready(Err("dead-letter future polled after completion".into()));
+            };
+            let outcome = classify::classify(&capture.classifier, &capture.memo, result.as_ref());
+            if let Some(call) = own {
+                trace::record_outcome(call, &outcome);
+            }
+            if outcome.is_success() || !capture.shared.policy.covers(outcome.kind()) {
+                return Poll::Ready(result);
+            }
+            let original: BoxError = match result {
+                Ok(_) => Box::new(FailedResponse::new(outcome)),
+                Err(error) => error,
+            };
+            let shared = &capture.shared;
+            let reason = outcome.reason_or_kind();
+            let (request, secrets) = match capture.encoder.encode_redacted(&capture.request) {
+                Ok(encoded) => encoded,
+                Err(error) => {
+                    return Poll::Ready(Err(fail(
+                        &shared.reporter,
+                        reason,
+                        original,
+                        SinkError::Encode(error),
+                    )));
+                }
+            };
+            let agent = &shared.reporter.name;
+            let mut record = DeadLetterRecord::new(agent.to_string(), request, outcome.kind());
+            record.reason = outcome.reason().unwrap_or_default().to_string();
+            // The error chain often quotes the request (a client error names the URL): whatever the
+            // encoder redacted must not come back through it.
+            record.error_chain = crate::error::chain(original.as_ref())
+                .iter()
+                .map(|line| secrets.scrub(line))
+                .collect();
+            record.attempts = attempts(&original);
+            record.trace_id = match &shared.trace_id {
+                Some(trace_id) => trace_id(),
+                None => tracing::Span::current()
+                    .id()
+                    .map(|id| id.into_u64().to_string()),
+            };
+            let id = record.id;
+            let sink = Arc::clone(&shared.sink);
+            let sinking = this.sinking.insert(Box::new(Sinking {
+                append: Box::pin(async move { sink.append(record).await }),
+                id,
+                reason,
+                reporter: Arc::clone(&shared.reporter),
+                original: Some(original),
+            }));
+            poll_sinking(sinking, own, cx)
+        })
     }
 }
 

@@ -49,10 +49,7 @@ where
             classifier: self.classifier.clone(),
         };
         let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
-        let future = {
-            let _entered = trace.as_deref().map(tracing::Span::enter);
-            self.inner.call(request)
-        };
+        let future = crate::trace::within(trace.as_deref(), || self.inner.call(request));
         ResponseFuture::new(future, capture, trace)
     }
 }

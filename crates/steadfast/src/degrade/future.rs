@@ -98,62 +98,63 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let own = this.trace.as_deref();
-        let _entered = own.map(Span::enter);
-        let (result, outcome) = match this.kind.project() {
-            KindProj::Called { future } => {
-                let result = ready!(future.poll(cx)).map_err(Into::into);
-                let outcome = classify::classify(&*this.classifier, this.memo, result.as_ref());
-                if outcome.is_success() {
-                    if let Some(call) = own {
-                        trace::record_outcome(call, &outcome);
+        trace::within(own, move || {
+            let (result, outcome) = match this.kind.project() {
+                KindProj::Called { future } => {
+                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    let outcome = classify::classify(&*this.classifier, this.memo, result.as_ref());
+                    if outcome.is_success() {
+                        if let Some(call) = own {
+                            trace::record_outcome(call, &outcome);
+                        }
+                        return Poll::Ready(result);
                     }
-                    return Poll::Ready(result);
+                    (result, outcome)
                 }
-                (result, outcome)
+                KindProj::Shed { error } => match error.take() {
+                    Some(shed) => (
+                        Err(shed.into()),
+                        crate::classify::ClassifyError::outcome(&shed),
+                    ),
+                    None => return Poll::Pending, // polled after completion
+                },
+            };
+            let shared = &**this.shared;
+            let (error, response) = match result {
+                Err(error) => (error, None),
+                // The degrader judges errors; it sees an `Ok` failure as the outcome it stood for.
+                Ok(response) => (BoxError::from(FailedResponse::new(outcome)), Some(response)),
+            };
+            let call = trace::call_span(own);
+            if let Some(call) = &call {
+                trace::record_outcome(call, &outcome);
             }
-            KindProj::Shed { error } => match error.take() {
-                Some(shed) => (
-                    Err(shed.into()),
-                    crate::classify::ClassifyError::outcome(&shed),
-                ),
-                None => return Poll::Pending, // polled after completion
-            },
-        };
-        let shared = &**this.shared;
-        let (error, response) = match result {
-            Err(error) => (error, None),
-            // The degrader judges errors; it sees an `Ok` failure as the outcome it stood for.
-            Ok(response) => (BoxError::from(FailedResponse::new(outcome)), Some(response)),
-        };
-        let call = trace::call_span(own);
-        if let Some(call) = &call {
-            trace::record_outcome(call, &outcome);
-        }
-        match shared.degrader.degrade(this.view, &error) {
-            Some(mut degraded) => {
-                if let Some(call) = &call {
-                    trace::record_provenance(call, "degraded", None);
+            match shared.degrader.degrade(this.view, &error) {
+                Some(mut degraded) => {
+                    if let Some(call) = &call {
+                        trace::record_provenance(call, "degraded", None);
+                    }
+                    let reason = outcome.reason_or_kind();
+                    shared.reporter.emit(Event::Degraded {
+                        agent: shared.reporter.name.clone(),
+                        from: "primary",
+                        to: "degraded",
+                        reason: Some(reason),
+                    });
+                    shared.marker.mark(
+                        &mut degraded,
+                        &Served::Degraded {
+                            reason: Cow::Borrowed(reason),
+                        },
+                    );
+                    Poll::Ready(Ok(degraded))
                 }
-                let reason = outcome.reason_or_kind();
-                shared.reporter.emit(Event::Degraded {
-                    agent: shared.reporter.name.clone(),
-                    from: "primary",
-                    to: "degraded",
-                    reason: Some(reason),
-                });
-                shared.marker.mark(
-                    &mut degraded,
-                    &Served::Degraded {
-                        reason: Cow::Borrowed(reason),
-                    },
-                );
-                Poll::Ready(Ok(degraded))
+                None => Poll::Ready(match response {
+                    Some(response) => Ok(response),
+                    None => Err(error),
+                }),
             }
-            None => Poll::Ready(match response {
-                Some(response) => Ok(response),
-                None => Err(error),
-            }),
-        }
+        })
     }
 }
 

@@ -84,10 +84,7 @@ where
                 );
             }
         }
-        let future = {
-            let _entered = trace.as_deref().map(tracing::Span::enter);
-            self.inner.call(request)
-        };
+        let future = crate::trace::within(trace.as_deref(), || self.inner.call(request));
         ResponseFuture::called(
             future,
             view,

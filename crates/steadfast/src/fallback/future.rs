@@ -51,6 +51,7 @@ pin_project! {
 }
 
 impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
+    #[inline]
     pub(crate) fn new(
         future: F,
         request: Option<Req>,
@@ -86,10 +87,12 @@ where
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.as_mut().project();
-        let entered = this.trace.as_deref().map(Span::enter);
+        let own = this.trace.as_deref();
         let primary = match this.state.project() {
-            StateProj::Primary { future } => ready!(future.poll(cx)).map_err(Into::into),
-            StateProj::Chain { future } => return future.as_mut().poll(cx),
+            StateProj::Primary { future } => {
+                ready!(trace::within(own, || future.poll(cx))).map_err(Into::into)
+            }
+            StateProj::Chain { future } => return trace::within(own, || future.as_mut().poll(cx)),
         };
         let outcome = classify::classify(&*this.classifier, this.memo, primary.as_ref());
         // The call ends here unless the alternatives are tried.
@@ -120,7 +123,6 @@ where
             outcome,
             this.marker.clone(),
         );
-        drop(entered);
         self.as_mut().project().state.set(State::Chain {
             future: Box::pin(chain),
         });

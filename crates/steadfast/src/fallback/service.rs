@@ -73,7 +73,11 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[allow(
+        clippy::inline_always,
+        reason = "out of line, the inner layers' future is moved twice through memcpy (callgrind: 3-layer stack 883 -> 830 instructions per call)"
+    )]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         // The primary consumes the request; keep a copy for the alternatives (and the cache
         // key) only when there is one to use it.
@@ -84,10 +88,7 @@ where
         };
         let memo = self.classifier.note(&request);
         let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
-        let future = {
-            let _entered = trace.as_deref().map(tracing::Span::enter);
-            self.inner.call(request)
-        };
+        let future = crate::trace::within(trace.as_deref(), || self.inner.call(request));
         ResponseFuture::new(
             future,
             saved,

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
+use tower_service::Service;
 
 use crate::agent::Agent;
+use crate::classify::Classify;
 use crate::clock::Origin;
+use crate::error::BoxError;
 use crate::retry::RetryBudget;
 use crate::sync::Spread;
 
@@ -15,11 +18,14 @@ use super::config::{HedgeConfig, HedgeDelay};
 use super::service::Hedge;
 use super::shared::Shared;
 use super::state::Latencies;
+use super::target::{Alternatives, SameAgent, Target};
 
-/// Sends a slow request to the agent once more after a delay, and takes the first good answer.
+/// Sends a slow request once more after a delay, to the agent itself or (with
+/// [`to`](Self::to)) to the next alternative agent, and takes the first good answer.
 ///
 /// Every service the layer wraps, and every clone of those, shares the layer's latencies and
-/// budget. Requests must be `Clone` (as for retries), and so must the inner service.
+/// budget. Requests must be `Clone` (as for retries), and so must the inner service. `T` says
+/// where hedges go: [`SameAgent`] or [`Alternatives`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -39,9 +45,10 @@ use super::state::Latencies;
 /// # let _ = agent;
 /// # Ok::<_, steadfast::ConfigError>(())
 /// ```
-pub struct HedgeLayer<C> {
+pub struct HedgeLayer<C, T = SameAgent> {
     classifier: C,
     shared: Arc<Shared>,
+    target: T,
 }
 
 impl<C: Clone> HedgeLayer<C> {
@@ -66,11 +73,67 @@ impl<C: Clone> HedgeLayer<C> {
                 deposits: true,
                 origin: Origin::now(),
             }),
+            target: SameAgent,
+        }
+    }
+
+    /// Sends hedges to `agent`'s `service` instead of the agent this layer wraps: a slow call
+    /// to a congested model is hedged on another (a second provider, a smaller model). Call it
+    /// again to add more alternatives: a request's first hedge goes to the first one whose
+    /// circuit breaker is closed, its next hedge (with `max_hedges` above 1) to the next one.
+    /// An alternative whose circuit is open or half-open is skipped; with none left, no hedge
+    /// is sent (and none is taken from the budget).
+    ///
+    /// The alternative's answer is judged by its own agent's classifier, and
+    /// [`answered_by`](super::answered_by) names the agent that answered. Wrap `service` in
+    /// the alternative's own `CircuitBreakerLayer` (and rate limit, timeout) as for a fallback.
+    pub fn to<C2, S, Req, Res>(
+        self,
+        agent: &Agent<C2>,
+        service: S,
+    ) -> HedgeLayer<C, Alternatives<Req, Res>>
+    where
+        C2: Classify<Req, Res> + Clone + Send + Sync + 'static,
+        C2::Memo: Send,
+        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        Req: Send + 'static,
+        Res: Send + 'static,
+    {
+        HedgeLayer {
+            classifier: self.classifier,
+            shared: self.shared,
+            target: Alternatives::new(vec![Target::new(agent, service)]),
         }
     }
 }
 
-impl<C> HedgeLayer<C> {
+impl<C, Req, Res> HedgeLayer<C, Alternatives<Req, Res>> {
+    /// Adds `agent`'s `service` after the alternatives already set (see
+    /// [`HedgeLayer::to`]).
+    #[must_use]
+    pub fn to<C2, S>(self, agent: &Agent<C2>, service: S) -> Self
+    where
+        C2: Classify<Req, Res> + Clone + Send + Sync + 'static,
+        C2::Memo: Send,
+        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        Req: Send + 'static,
+        Res: Send + 'static,
+    {
+        let mut targets: Vec<_> = self.target.targets.iter().cloned().collect();
+        targets.push(Target::new(agent, service));
+        HedgeLayer {
+            classifier: self.classifier,
+            shared: self.shared,
+            target: Alternatives::new(targets),
+        }
+    }
+}
+
+impl<C, T> HedgeLayer<C, T> {
     /// Draws hedges from `budget`, typically a retry layer's
     /// ([`retry_budget`](crate::retry::BackoffRetryLayer::retry_budget)), so hedges and retries
     /// together stay within one share of the load. The budget's owner counts the requests: this
@@ -80,6 +143,7 @@ impl<C> HedgeLayer<C> {
         let shared = &self.shared;
         HedgeLayer {
             classifier: self.classifier,
+            target: self.target,
             shared: Arc::new(Shared {
                 name: shared.name.clone(),
                 scope: shared.scope.clone(),
@@ -102,33 +166,41 @@ impl<C> HedgeLayer<C> {
     pub fn config(&self) -> &HedgeConfig {
         &self.shared.config
     }
+
+    /// Where hedges go: [`SameAgent`], or the [`Alternatives`] set with [`to`](HedgeLayer::to).
+    pub fn target(&self) -> &T {
+        &self.target
+    }
 }
 
-impl<S, C: Clone> Layer<S> for HedgeLayer<C> {
-    type Service = Hedge<S, C>;
+impl<S, C: Clone, T: Clone> Layer<S> for HedgeLayer<C, T> {
+    type Service = Hedge<S, C, T>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Hedge {
             inner,
             shared: Spread::from_arc(self.shared.clone()),
             classifier: self.classifier.clone(),
+            target: self.target.clone(),
         }
     }
 }
 
-impl<C: Clone> Clone for HedgeLayer<C> {
+impl<C: Clone, T: Clone> Clone for HedgeLayer<C, T> {
     fn clone(&self) -> Self {
         HedgeLayer {
             classifier: self.classifier.clone(),
             shared: self.shared.clone(),
+            target: self.target.clone(),
         }
     }
 }
 
-impl<C> fmt::Debug for HedgeLayer<C> {
+impl<C, T: fmt::Debug> fmt::Debug for HedgeLayer<C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HedgeLayer")
             .field("hedge", &self.shared)
+            .field("to", &self.target)
             .finish_non_exhaustive()
     }
 }

@@ -20,8 +20,12 @@
 //!   probe's place). The breaker is found through the agent scope. Put the hedge inside retry
 //!   and outside the rate limit (so hedges count against the quota) and the breaker: Retry >
 //!   Hedge > RateLimit > CircuitBreaker.
+//! - **To the agent or the next alternative**: hedges go to a clone of the inner service, or,
+//!   with [`HedgeLayer::to`], to other agents (a second provider, another model), in order,
+//!   skipping those whose circuit is not closed; each answer is judged by its own agent's
+//!   classifier.
 //! - **Provenance**: [`answered_by`] says which attempt answered (1: the first, 2: the first
-//!   hedge, ...).
+//!   hedge, ...) and which agent it went to.
 //!
 //! Requests must be `Clone` (as for retries), and so must the inner service: a hedge goes
 //! through a clone of it, made ready first. The layer has no error of its own: it returns an
@@ -53,9 +57,9 @@
 //! let agent = HedgeLayer::new(&Agent::new("gpt"), config).layer(model);
 //!
 //! let started = tokio::time::Instant::now();
-//! let (reply, attempt) = answered_by(agent.oneshot("hello")).await;
+//! let (reply, answered) = answered_by(agent.oneshot("hello")).await;
 //! assert_eq!(reply?, 5);
-//! assert_eq!(attempt, Some(2)); // the hedge answered
+//! assert_eq!(answered.map(|a| a.attempt()), Some(2)); // the hedge answered
 //! assert_eq!(started.elapsed(), Duration::from_secs(3)); // 2 s delay + 1 s
 //! # Ok(()) }
 //! ```
@@ -66,34 +70,67 @@ mod layer;
 mod service;
 mod shared;
 mod state;
+mod target;
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::future::Future;
+use std::sync::Arc;
 
 pub use config::{HedgeConfig, HedgeConfigBuilder, HedgeDelay, MAX_DELAY, MAX_HEDGES_LIMIT};
 pub use future::ResponseFuture;
 pub use layer::HedgeLayer;
 pub use service::Hedge;
+pub use target::{Alternatives, SameAgent};
 
 tokio::task_local! {
-    static ANSWERED_BY: Cell<Option<u32>>;
+    static ANSWERED_BY: RefCell<Option<Answered>>;
 }
 
-/// Runs `future` and reports which attempt of the hedge layer it went through answered: 1 for
-/// the first attempt, 2 for the first hedge, and so on (`None`: no hedge layer answered in this
-/// task). With hedge layers nested, the outermost (the last to answer) has the last word.
-pub async fn answered_by<F: Future>(future: F) -> (F::Output, Option<u32>) {
+/// Which attempt of a hedged call answered, and which agent it went to (see [`answered_by`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answered {
+    attempt: u32,
+    agent: Arc<str>,
+}
+
+impl Answered {
+    /// 1 for the first attempt, 2 for the first hedge, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The agent that answered: the layer's own, or the alternative the hedge went to
+    /// ([`HedgeLayer::to`]).
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// Whether a hedge (not the first attempt) answered.
+    pub fn is_hedge(&self) -> bool {
+        self.attempt > 1
+    }
+}
+
+/// Runs `future` and reports which attempt of the hedge layer it went through answered, and
+/// from which agent (`None`: no hedge layer answered in this task). With hedge layers nested,
+/// the outermost (the last to answer) has the last word.
+pub async fn answered_by<F: Future>(future: F) -> (F::Output, Option<Answered>) {
     ANSWERED_BY
-        .scope(Cell::new(None), async move {
+        .scope(RefCell::new(None), async move {
             let output = future.await;
-            (output, ANSWERED_BY.with(Cell::get))
+            (output, ANSWERED_BY.with(|cell| cell.borrow_mut().take()))
         })
         .await
 }
 
 #[inline]
-fn record_answer(attempt: u32) {
-    let _ = ANSWERED_BY.try_with(|cell| cell.set(Some(attempt)));
+fn record_answer(attempt: u32, agent: &Arc<str>) {
+    let _ = ANSWERED_BY.try_with(|cell| {
+        *cell.borrow_mut() = Some(Answered {
+            attempt,
+            agent: agent.clone(),
+        });
+    });
 }
 
 #[cfg(test)]

@@ -60,29 +60,33 @@ impl Shared {
         }
     }
 
-    /// Whether a hedge may go now: the agent's breaker (if it has one) admits calls, and the
-    /// budget has a hedge left (taken if so).
-    pub(crate) fn may_hedge(&self, now: Instant) -> bool {
-        // Open: the hedge would be refused. Half-open: it would take one of the few probes
-        // the breaker admits, and a probe must be a real request, not a duplicate.
-        #[cfg(feature = "circuit-breaker")]
-        if let Some(breaker) = self.scope.breaker() {
-            use crate::circuit_breaker::BreakerState;
-            let state = breaker.state();
-            if !matches!(state, BreakerState::Closed | BreakerState::Disabled) {
-                tracing::debug!(agent = %self.name, %state, "no hedge: the agent's circuit is not closed");
-                return false;
-            }
-        }
-        if !self
+    /// Takes a hedge to the agent named `to` from the budget, if it has one left.
+    pub(crate) fn withdraw(&self, to: &str, now: Instant) -> bool {
+        if self
             .budget
             .try_withdraw_at(self.budget.origin().nanos_at(now))
         {
-            tracing::debug!(agent = %self.name, "no hedge: the budget is spent");
-            return false;
+            return true;
         }
-        true
+        tracing::debug!(agent = %self.name, to, "no hedge: the budget is spent");
+        false
     }
+}
+
+/// Whether the breaker of the agent of `scope` (if it has one) is closed or disabled. Open, a
+/// hedge would be refused; half-open, it would take one of the few probes the breaker admits,
+/// and a probe must be a real request, not a duplicate.
+#[cfg_attr(not(feature = "circuit-breaker"), allow(unused_variables))]
+pub(crate) fn circuit_closed(scope: &Scope) -> bool {
+    #[cfg(feature = "circuit-breaker")]
+    if let Some(breaker) = scope.breaker() {
+        use crate::circuit_breaker::BreakerState;
+        return matches!(
+            breaker.state(),
+            BreakerState::Closed | BreakerState::Disabled
+        );
+    }
+    true
 }
 
 impl fmt::Debug for Shared {

@@ -1,8 +1,8 @@
 //! [`RetryBudget`]: retries may add at most a fixed share to the load an agent sees.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::clock::{Nanos, Origin, duration_to_nanos};
@@ -58,7 +58,19 @@ pub struct RetryBudget {
     inner: Arc<Inner>,
 }
 
+/// A limit beyond one process that a [`RetryBudget`] also asks before granting a retry: for
+/// example a fleet-wide budget shared by every replica (`steadfast_redis::FleetBudget`).
+///
+/// Asked only on the retry path, after the local budget granted the retry (so a retry the local
+/// budget refuses never spends a shared token); it must answer at once, never wait.
+pub trait RetryAllowance: Send + Sync + 'static {
+    /// Takes one retry from the shared allowance; `false` when it is spent.
+    fn try_acquire(&self) -> bool;
+}
+
 struct Inner {
+    /// Set once by [`RetryBudget::also_limit_by`].
+    allowance: OnceLock<Arc<dyn RetryAllowance>>,
     origin: Origin,
     ratio: f64,
     min_per_sec: u32,
@@ -106,6 +118,7 @@ impl RetryBudget {
     fn build(ratio: f64, min_per_sec: u32, ttl: Duration) -> Self {
         RetryBudget {
             inner: Arc::new(Inner {
+                allowance: OnceLock::new(),
                 origin: Origin::now(),
                 ratio,
                 min_per_sec,
@@ -153,9 +166,19 @@ impl RetryBudget {
         self.deposit_at(inner.origin.elapsed());
     }
 
-    /// Takes one retry from the budget; `false` when it is spent.
+    /// Takes one retry from the budget; `false` when it is spent (or when the
+    /// [`RetryAllowance`] set by [`also_limit_by`](Self::also_limit_by) refuses it).
     pub fn try_withdraw(&self) -> bool {
         self.try_withdraw_at(self.inner.origin.elapsed())
+    }
+
+    /// Makes every retry this budget (and each of its clones) grants also need `allowance`,
+    /// a limit beyond this process such as a fleet-wide budget. Set once: returns `false` (and
+    /// changes nothing) if an allowance was already set. A retry the local budget grants and
+    /// the allowance refuses stays counted locally, so the local budget errs on the side of
+    /// fewer retries.
+    pub fn also_limit_by(&self, allowance: Arc<dyn RetryAllowance>) -> bool {
+        self.inner.allowance.set(allowance).is_ok()
     }
 
     /// First attempts and retries counted in the current window.
@@ -175,6 +198,15 @@ impl RetryBudget {
     }
 
     pub(crate) fn try_withdraw_at(&self, now: Nanos) -> bool {
+        self.try_withdraw_locally(now)
+            && self
+                .inner
+                .allowance
+                .get()
+                .is_none_or(|allowance| allowance.try_acquire())
+    }
+
+    fn try_withdraw_locally(&self, now: Nanos) -> bool {
         let inner = &self.inner;
         inner.see_epoch(now / inner.bucket_nanos);
         let (deposits, withdrawals) = inner.window(now);
@@ -274,6 +306,10 @@ impl fmt::Debug for RetryBudget {
             .field("ttl", &self.inner.ttl)
             .field("requests", &requests)
             .field("retries", &retries)
+            .field(
+                "limited_beyond_process",
+                &self.inner.allowance.get().is_some(),
+            )
             .finish()
     }
 }
@@ -283,6 +319,39 @@ mod tests {
     use super::*;
 
     const SECOND: Nanos = 1_000_000_000;
+
+    #[test]
+    fn an_allowance_beyond_the_process_is_asked_only_after_the_local_budget_granted() {
+        use std::sync::atomic::AtomicU32;
+        struct Tokens(AtomicU32, AtomicU32);
+        impl RetryAllowance for Tokens {
+            fn try_acquire(&self) -> bool {
+                self.1.fetch_add(1, Ordering::Relaxed);
+                self.0
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                        left.checked_sub(1)
+                    })
+                    .is_ok()
+            }
+        }
+        let budget = RetryBudget::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        let tokens = Arc::new(Tokens(AtomicU32::new(2), AtomicU32::new(0)));
+        assert!(budget.also_limit_by(tokens.clone()));
+        assert!(!budget.also_limit_by(tokens.clone()), "set once");
+        for _ in 0..5 {
+            budget.deposit_at(0);
+        }
+        let granted = (0..10).filter(|_| budget.try_withdraw_at(0)).count();
+        assert_eq!(
+            granted, 2,
+            "the allowance's two tokens, though the local budget had five"
+        );
+        assert_eq!(
+            tokens.1.load(Ordering::Relaxed),
+            5,
+            "asked only for the five retries the local budget granted"
+        );
+    }
 
     #[test]
     fn ratio_limits_retries_to_a_share_of_requests() {

@@ -82,7 +82,7 @@ mod scope;
 mod service;
 mod shared;
 
-pub use budget::RetryBudget;
+pub use budget::{RetryAllowance, RetryBudget};
 pub use config::{Jitter, MAX_MULTIPLIER, MAX_RETRIES_LIMIT, RetryConfig, RetryConfigBuilder};
 pub use error::{BudgetExhausted, DeadlineExceeded, RetriesExhausted, attempts_of};
 pub use future::ResponseFuture;

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::classify::Classify;
-use crate::clock::NOT_TIMED;
+use crate::clock::{NOT_TIMED, Nanos};
 use crate::error::BoxError;
 use crate::sync::Spread;
 
@@ -64,37 +64,24 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
-        let config = &shared.config;
         // The clock is read at most once here: for the call's duration
         // (`steadfast_call_duration_seconds`, only while a recorder takes it) and for the
         // deadline. Otherwise the budget samples the clock itself (its buckets are written per
-        // thread). A deadline past what the clock can represent is no deadline.
-        let timed = shared.calls.recorded();
-        let now = (timed || config.deadline.is_some()).then(Instant::now);
-        let started = match now {
-            Some(now) if timed => shared.budget.origin().nanos_at(now),
-            _ => NOT_TIMED,
-        };
-        let deadline = if let (Some(deadline), Some(now)) = (config.deadline, now) {
-            shared
-                .budget
-                .deposit_at(shared.budget.origin().nanos_at(now));
-            now.checked_add(deadline).map(scope::tighter)
+        // thread).
+        let (started, deadline) = if shared.calls.recorded() || shared.config.deadline.is_some() {
+            clocked(shared)
         } else {
             shared.budget.deposit();
-            None
+            (NOT_TIMED, None)
         };
         let memo = self.classifier.note(&request);
-        let spare = (config.max_retries > 0).then(|| request.clone());
+        let spare = (shared.config.max_retries > 0).then(|| request.clone());
         let service = self.inner.clone();
         let trace = Trace::start(&shared.name);
-        let future = {
-            let _entered = trace.as_ref().map(Trace::enter);
-            match deadline {
-                None => self.inner.call(request),
-                Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
-            }
-        };
+        let future = Trace::within(trace.as_ref(), || match deadline {
+            None => self.inner.call(request),
+            Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
+        });
         ResponseFuture::new(
             future,
             deadline,
@@ -128,4 +115,26 @@ impl<S: fmt::Debug, C> fmt::Debug for BackoffRetry<S, C> {
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
+}
+
+/// The start of a call that reads the clock (a recorder takes its duration, or the layer has a
+/// deadline): the start on the budget's clock ([`NOT_TIMED`] when no recorder takes it) and the
+/// deadline (none past what the clock can represent), with the budget's deposit. Out of line:
+/// the common call reads no clock and stays small.
+#[inline(never)]
+fn clocked(shared: &Shared) -> (Nanos, Option<Instant>) {
+    let now = Instant::now();
+    let at = shared.budget.origin().nanos_at(now);
+    shared.budget.deposit_at(at);
+    let started = if shared.calls.recorded() {
+        at
+    } else {
+        NOT_TIMED
+    };
+    let deadline = shared
+        .config
+        .deadline
+        .and_then(|deadline| now.checked_add(deadline))
+        .map(scope::tighter);
+    (started, deadline)
 }
