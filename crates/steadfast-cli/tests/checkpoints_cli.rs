@@ -122,3 +122,12 @@ async fn show_forget_and_their_errors_have_the_documented_exit_codes() {
     let json: serde_json::Value = serde_json::from_slice(&pruned.stdout).unwrap();
     assert_eq!(json["pruned"], 1);
 }
+
+#[test]
+fn the_workflow_demo_refuses_the_traffic_demos_fleet_and_config_options() {
+    for extra in [["--replicas", "2"], ["--config", "stack.toml"]] {
+        let mut args = vec!["demo", "--workflow", "x"];
+        args.extend(extra);
+        assert_eq!(steadfast(&args).status.code(), Some(2), "{args:?}");
+    }
+}

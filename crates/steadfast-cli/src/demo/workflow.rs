@@ -46,7 +46,7 @@ pub(crate) const STEPS: [&str; 3] = ["plan", "write", "review"];
 pub(crate) struct WorkflowArgs {
     /// Run the three-step workflow demo (plan, write, review) with this workflow id instead of
     /// the traffic demo; run it again with the same id to resume.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["replicas", "config", "amqp"])]
     workflow: Option<String>,
     /// Checkpoint store directory (SQLite, `checkpoints.sqlite3`; dead letters go beside it
     /// unless --journal says otherwise). Default: `steadfast-demo-checkpoints` in the temp dir.
