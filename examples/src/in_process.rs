@@ -351,6 +351,10 @@ impl Summary {
                         self.degraded += 1;
                         format!("{at:>5} ms  #{index:<3} degraded    {text} ({reason})")
                     }
+                    other @ Served::Checkpoint { .. } => {
+                        self.failed += 1;
+                        format!("{at:>5} ms  #{index:<3} UNEXPECTED  {text} (served by {other})")
+                    }
                 }
             }
             Err(error) => {

@@ -3,6 +3,8 @@
 //! ```text
 //! steadfast demo --duration 30 --seed 1
 //! steadfast dlq --dir var/dlq stats
+//! steadfast checkpoints --dir var/checkpoints list
+//! steadfast demo --workflow essay-1 --checkpoints var/checkpoints
 //! steadfast dlq --amqp amqp://guest:guest@127.0.0.1:5672/%2f list --limit 20 --json
 //! OPENAI_API_KEY=sk-... steadfast dlq --dir var/dlq replay --credential-env OPENAI_API_KEY --rate 5
 //! ```
@@ -13,6 +15,7 @@
 //! variable, purge without --yes); 3 a replay left records that failed again.
 #![forbid(unsafe_code)]
 
+mod checkpoints;
 mod demo;
 mod dlq;
 mod output;
@@ -39,9 +42,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run three mock LLM agents with scripted outages and watch the stack keep answering.
-    Demo(demo::DemoArgs),
+    Demo(Box<demo::DemoArgs>),
     /// Inspect, replay and purge dead letters (an SQLite store directory or a RabbitMQ queue).
     Dlq(dlq::DlqArgs),
+    /// Inspect and forget durable workflow checkpoints (an SQLite store directory or PostgreSQL).
+    Checkpoints(checkpoints::CheckpointsArgs),
 }
 
 /// The exit codes, as `--help` prints them (and the docs list them).
@@ -88,8 +93,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Demo(args) => runtime.block_on(demo::run(*args)),
         Command::Dlq(args) => runtime.block_on(dlq::run(args)),
+        Command::Checkpoints(args) => runtime.block_on(checkpoints::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -52,7 +52,7 @@ pub(crate) fn stats_json(stats: &DeadLetterStats) -> Value {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
@@ -85,7 +85,7 @@ pub(crate) fn stats_table(stats: &DeadLetterStats) -> String {
 
 /// At most `max` characters on one line: control characters (a line break in an error
 /// message) become spaces, so a cell never breaks the table.
-fn clip(text: &str, max: usize) -> String {
+pub(crate) fn clip(text: &str, max: usize) -> String {
     let text: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -125,8 +125,10 @@ pub(crate) fn list_table(records: &[DeadLetterRecord]) -> String {
 
 /// Columns padded to their widest cell (counted in characters), two spaces apart; numbers
 /// (columns named in `RIGHT_ALIGNED`) flush right; the last column is never padded.
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
-    const RIGHT_ALIGNED: [&str; 5] = ["ATTEMPTS", "REPLAYS", "BYTES", "AGE", "COUNT"];
+pub(crate) fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    const RIGHT_ALIGNED: [&str; 7] = [
+        "ATTEMPTS", "REPLAYS", "BYTES", "AGE", "COUNT", "DONE", "RUNNING",
+    ];
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -73,6 +73,8 @@ pub mod reqwest;
 #[cfg(feature = "axum")]
 pub mod error_response;
 
+#[cfg(feature = "checkpoint")]
+pub mod checkpoint;
 #[cfg(feature = "dead-letter")]
 pub mod dead_letter;
 #[cfg(feature = "redact")]

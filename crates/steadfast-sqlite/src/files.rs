@@ -20,10 +20,22 @@ pub const DB_FILE_NAME: &str = "dlq.sqlite3";
 /// rollback journal it uses while switching modes).
 const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 
+/// The checkpoint database's file name (`SqliteCheckpointStore`), beside the dead letters'.
+pub const CHECKPOINT_FILE_NAME: &str = "checkpoints.sqlite3";
+
 /// Prepares `dir` and its database file; returns the database path.
 pub(crate) fn prepare(dir: &Path, create: bool) -> Result<PathBuf, SqliteError> {
+    prepare_named(dir, DB_FILE_NAME, create)
+}
+
+/// Prepares `dir` and its database file `file_name`; returns the database path.
+pub(crate) fn prepare_named(
+    dir: &Path,
+    file_name: &str,
+    create: bool,
+) -> Result<PathBuf, SqliteError> {
     prepare_dir(dir, create)?;
-    let path = dir.join(DB_FILE_NAME);
+    let path = dir.join(file_name);
     prepare_file(dir, &path, create)?;
     Ok(path)
 }
@@ -90,10 +102,12 @@ fn is_store_file(name: &std::ffi::OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
-    name == DB_FILE_NAME
-        || COMPANION_SUFFIXES
-            .iter()
-            .any(|suffix| name.strip_suffix(suffix) == Some(DB_FILE_NAME))
+    [DB_FILE_NAME, CHECKPOINT_FILE_NAME].iter().any(|db| {
+        name == *db
+            || COMPANION_SUFFIXES
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix) == Some(*db))
+    })
 }
 
 /// Whether a non-empty file starts with a whole SQLite header (100 bytes, the first 16 of them

@@ -27,6 +27,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The same directory can also hold workflow checkpoints: [`SqliteCheckpointStore`] (file
+//! `checkpoints.sqlite3`, for `steadfast::checkpoint::CheckpointLayer` and `Checkpoints`; its
+//! schema is in its own docs).
+//!
 //! ## Guarantees
 //!
 //! * **Durable before `Ok`.** `append` returns once SQLite committed the record; with
@@ -91,6 +95,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod error;
 mod files;
 mod options;
@@ -98,8 +103,9 @@ mod row;
 mod schema;
 mod sink;
 
+pub use checkpoint::{CHECKPOINT_APPLICATION_ID, CHECKPOINT_SCHEMA_VERSION, SqliteCheckpointStore};
 pub use error::SqliteError;
-pub use files::DB_FILE_NAME;
+pub use files::{CHECKPOINT_FILE_NAME, DB_FILE_NAME};
 pub use options::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_CEILING, SqliteOptions,
     Synchronous,

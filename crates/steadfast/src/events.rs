@@ -227,6 +227,18 @@ pub enum Event {
         /// Why the call failed.
         reason: &'static str,
     },
+    /// The process is going down in an emergency (SIGTERM, SIGINT, a panic, a time or resource
+    /// limit): `steadfast::shutdown::Emergency` drained the calls and saved the state; its
+    /// recovery notification names the workflows to resume.
+    EmergencyShutdown {
+        /// Why (`"SIGTERM"`, `"panic: ..."`, `"deadline of 3600s reached"`, ...).
+        #[cfg_attr(feature = "serde", serde(serialize_with = "ser::arc_str"))]
+        reason: Arc<str>,
+        /// Workflows left open (to resume).
+        open_workflows: usize,
+        /// Calls cancelled at the drain deadline (dead-lettered by a layer outside the drain).
+        cancelled: usize,
+    },
     /// A dead-letter queue holds more entries than its alert threshold.
     DlqOverThreshold {
         /// The queue.
@@ -308,7 +320,8 @@ impl Event {
             | Event::AgentRecovered { agent, .. } => Some(agent),
             Event::DlqOverThreshold { .. }
             | Event::FleetSyncLost { .. }
-            | Event::FleetSyncRestored { .. } => None,
+            | Event::FleetSyncRestored { .. }
+            | Event::EmergencyShutdown { .. } => None,
         }
     }
 
@@ -333,6 +346,7 @@ impl Event {
             Event::Degraded { .. } => "degraded",
             Event::DeadLettered { .. } => "dead_lettered",
             Event::DlqOverThreshold { .. } => "dlq_over_threshold",
+            Event::EmergencyShutdown { .. } => "emergency_shutdown",
             Event::ConcurrencyLimitLowered { .. } => "concurrency_limit_lowered",
             Event::FleetSyncLost { .. } => "fleet_sync_lost",
             Event::FleetSyncRestored { .. } => "fleet_sync_restored",
@@ -470,6 +484,14 @@ impl fmt::Display for Event {
             Event::AgentRecovered { agent, reason } => {
                 write!(f, "agent `{agent}` recovered ({reason})")
             }
+            Event::EmergencyShutdown {
+                reason,
+                open_workflows,
+                cancelled,
+            } => write!(
+                f,
+                "emergency shutdown ({reason}): {cancelled} calls cancelled, {open_workflows} workflows to resume"
+            ),
         }
     }
 }
@@ -489,7 +511,9 @@ impl Event {
             | Event::DeadLettered { .. }
             | Event::DlqOverThreshold { .. }
             | Event::FleetSyncLost { .. } => tracing::Level::WARN,
-            Event::DeadLetterFailed { .. } => tracing::Level::ERROR,
+            Event::DeadLetterFailed { .. } | Event::EmergencyShutdown { .. } => {
+                tracing::Level::ERROR
+            }
             Event::RetryScheduled { .. } | Event::HedgeSent { .. } | Event::RateLimited { .. } => {
                 tracing::Level::DEBUG
             }

@@ -26,6 +26,7 @@
 //! | [`provenance`] | always | who answered: primary, fallback, cache or degraded |
 //! | `hedge` | `hedge` | sends a slow call once more after a delay; the first good answer wins |
 //! | `rate_limit` | `rate-limit` | LLM quotas: requests and tokens per minute, a pause on `Retry-After` |
+//! | `checkpoint` | `checkpoint` | durable workflow steps: a completed step is answered from its checkpoint, never paid twice |
 //! | `dead_letter` | `dead-letter` | durably keeps requests no agent could answer; sink trait, memory sink, replay, monitor |
 //!
 //! ```
@@ -80,6 +81,8 @@ pub mod bulkhead;
 pub mod cache;
 #[cfg(feature = "chaos")]
 pub mod chaos;
+#[cfg(feature = "checkpoint")]
+pub mod checkpoint;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(feature = "config")]
@@ -143,6 +146,8 @@ pub mod prelude {
     pub use crate::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadFull, BulkheadLayer};
     #[cfg(feature = "fallback")]
     pub use crate::cache::{CacheConfig, ResponseCache};
+    #[cfg(feature = "checkpoint")]
+    pub use crate::checkpoint::{CheckpointLayer, Checkpoints, InProgress, StepKey};
     #[cfg(feature = "circuit-breaker")]
     pub use crate::circuit_breaker::{
         BreakerConfig, BreakerHandle, BreakerState, CircuitBreakerLayer, CircuitOpen,

@@ -4,7 +4,7 @@
 //! `FallbackLayer` (feature `fallback`) and `DegradeLayer` (feature `degrade`) say where each response came from in two ways:
 //!
 //! - the metric `steadfast_served_total{agent, source}` (`source` is `primary`, `fallback`,
-//!   `cache` or `degraded`), which gives the primary, fallback and degradation rates;
+//!   `cache`, `degraded` or `checkpoint`), which gives the primary, fallback and degradation rates;
 //! - on the response itself, when asked to (`.mark_responses()` on the layer) and when the
 //!   response type implements [`Provenance`]: `http::Response<B>` does (feature `http`, as a
 //!   response extension), [`Attributed<T>`] wraps any other type, and your own types can
@@ -49,6 +49,12 @@ pub enum Served {
         /// Why: the reason the error was classified with (`"timeout"`, `"circuit open"`, ...).
         reason: Cow<'static, str>,
     },
+    /// A workflow step that already completed was answered from the checkpoint store, without
+    /// calling the agent (`CheckpointLayer`, feature `checkpoint`).
+    Checkpoint {
+        /// How long ago the step's answer was stored.
+        age: Duration,
+    },
 }
 
 impl Served {
@@ -59,6 +65,7 @@ impl Served {
             Served::Fallback { .. } => "fallback",
             Served::Cache { .. } => "cache",
             Served::Degraded { .. } => "degraded",
+            Served::Checkpoint { .. } => "checkpoint",
         }
     }
 
@@ -75,6 +82,7 @@ impl fmt::Display for Served {
             Served::Fallback { name } => write!(f, "fallback `{name}`"),
             Served::Cache { age } => write!(f, "cache (age {age:?})"),
             Served::Degraded { reason } => write!(f, "degraded ({reason})"),
+            Served::Checkpoint { age } => write!(f, "checkpoint (age {age:?})"),
         }
     }
 }

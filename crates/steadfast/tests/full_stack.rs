@@ -131,6 +131,9 @@ async fn every_request_ends_in_exactly_one_place_through_an_outage() {
                 Served::Fallback { .. } => tally.fallback += 1,
                 Served::Cache { .. } => tally.cache += 1,
                 Served::Degraded { .. } => tally.degraded += 1,
+                other @ Served::Checkpoint { .. } => {
+                    panic!("no checkpoint layer in this stack, yet served by {other}")
+                }
             },
             Err(error) => {
                 assert!(error.is::<DeadLettered>(), "unaccounted error: {error}");

@@ -564,6 +564,14 @@ async fn run_case(steps: Vec<Step>) -> Result<(), TestCaseError> {
                             prop_assert_eq!(&reply.value, &format!("degraded#{id}"));
                             End::Degraded
                         }
+                        other @ Served::Checkpoint { .. } => {
+                            prop_assert!(
+                                false,
+                                "no checkpoint layer in this stack, yet served by {}",
+                                other
+                            );
+                            unreachable!()
+                        }
                     },
                     Err(error) => {
                         prop_assert!(

@@ -20,6 +20,7 @@ mod stack;
 mod streaming;
 mod traffic;
 mod view;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,9 @@ pub(crate) struct DemoArgs {
     /// redis://127.0.0.1:6379).
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
+    /// The durable workflow demo (`--workflow ID`): see `demo/workflow.rs`.
+    #[command(flatten)]
+    workflow: workflow::WorkflowArgs,
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {
@@ -366,6 +370,9 @@ fn spawn_viewer(
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, BoxError> {
+    if args.workflow.requested() {
+        return workflow::run(&args.workflow, args.journal.clone(), args.json).await;
+    }
     if args.replicas > 1 {
         return fleet::run(&args).await;
     }

@@ -123,6 +123,11 @@ impl Tally {
                 Served::Degraded { .. } => {
                     self.degraded.fetch_add(1, Ordering::Relaxed);
                 }
+                other @ Served::Checkpoint { .. } => {
+                    self.unexpected(format!(
+                        "the traffic demo has no checkpoint layer, yet {other} answered"
+                    ));
+                }
             },
             Err(error) => {
                 if steadfast::error::find::<DeadLettered>(error.as_ref()).is_some() {

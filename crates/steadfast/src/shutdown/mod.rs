@@ -11,6 +11,10 @@
 //! 4. returns a [`DrainReport`]. It flushes nothing itself: flush sinks and save breaker state
 //!    (`Registry::save_state`) after it.
 //!
+//! [`Emergency`] wires SIGTERM and SIGINT (feature `signals`), a panic hook, a time limit and
+//! a memory limit to this drain, then marks open workflows interrupted, saves breaker state,
+//! sends a recovery notification and returns the exit code (0 clean, 1 work left).
+//!
 //! Put the layer outermost, so a refused call never counts as the agent's failure. An admitted
 //! call that completes at once costs two atomic operations and one `Arc` clone; the clock read
 //! and the cancellation signal come only if the call has to wait.
@@ -41,6 +45,7 @@
 //! # }
 //! ```
 
+mod emergency;
 mod error;
 mod future;
 mod handle;
@@ -50,6 +55,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub use emergency::{DEFAULT_DRAIN_TIMEOUT, Emergency, EmergencyReport, EmergencyTrigger, Trigger};
 pub use error::{CancelledByShutdown, CancelledCall, ShuttingDown};
 pub use future::ResponseFuture;
 pub use handle::{DEFAULT_CANCEL_GRACE, DrainReport, Shutdown};
