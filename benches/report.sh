@@ -33,7 +33,7 @@ rows = {group: dict(sorted(benches.items(), key=lambda kv: row_order(kv[0]))) fo
 
 allocs = {}
 for line in open(log):
-    m = re.match(r"allocations per call \[(\S+)\]: (.*)", line.strip())
+    m = re.match(r"allocations per (?:call|chunk) \[(\S+)\]: (.*)", line.strip())
     if m:
         for part in m.group(2).split(","):
             name, value = part.strip().rsplit(" ", 1)
@@ -106,6 +106,12 @@ GOALS.update({
     ("rt_hedge", "steadfast_hedge_percentile"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
     ("rt_hedge", "steadfast_hedge_to_alternative"): ">= 3x faster than tower_resilience_hedge, 0 allocations",
     ("rt_hedge", "tower_resilience_hedge"): "steadfast >= 3x faster",
+})
+# Fleet sync (issue 14), streaming (issue 21).
+GOALS.update({
+    ("fleet_sync", "steadfast_closed_fleet_sync"): "within 5 ns of steadfast_closed, 0 allocations",
+    ("stream_chunk", "stream_body_deadlines_and_sse_scan"): "<= 20 ns overhead per chunk, 0 allocations",
+    ("stream_chunk", "stream_body_deadlines"): "<= 20 ns overhead per chunk, 0 allocations",
 })
 PEERS = ("tower_resilience_", "failsafe_", "tower_")
 # Peers whose steadfast twin does not follow from the name.
