@@ -463,21 +463,30 @@ where
         config: &AgentConfig,
         guarded: &'a [Guarded<Req, Res, C>],
     ) -> Result<Vec<&'a Guarded<Req, Res, C>>, StackConfigError> {
-        let mut targets = Vec::with_capacity(config.hedge_to.len());
-        for name in &config.hedge_to {
-            let Some((_, target)) = self
-                .config
-                .agents
-                .iter()
-                .zip(guarded)
-                .find(|(candidate, _)| candidate.name == *name)
-            else {
-                // `to` was checked against the agents when the file was read.
-                return Err(self.fail(config, Some("hedge.to"), format!("no agent `{name}`")));
-            };
-            targets.push(target);
-        }
-        Ok(targets)
+        config
+            .hedge_to
+            .iter()
+            .map(|name| self.guard_of(config, guarded, name, "hedge.to"))
+            .collect()
+    }
+
+    /// The guard of the agent `name` (one of `config`'s `field`). The names were checked
+    /// against the file's agents when it was read; a miss here is still an error naming the
+    /// field, never a panic.
+    fn guard_of<'a>(
+        &self,
+        config: &AgentConfig,
+        guarded: &'a [Guarded<Req, Res, C>],
+        name: &str,
+        field: &str,
+    ) -> Result<&'a Guarded<Req, Res, C>, StackConfigError> {
+        self.config
+            .agents
+            .iter()
+            .zip(guarded)
+            .find(|(candidate, _)| candidate.name == name)
+            .map(|(_, guard)| guard)
+            .ok_or_else(|| self.fail(config, Some(field), format!("no agent `{name}`")))
     }
 
     /// The agent's fallback chain: the named agents' guards in the file's order, then its cache.
@@ -489,16 +498,7 @@ where
     ) -> Result<FallbackLayer<Req, Res, C, P>, StackConfigError> {
         let mut layer = FallbackLayer::new(&own.agent);
         for name in &config.fallback {
-            let Some((_, alternative)) = self
-                .config
-                .agents
-                .iter()
-                .zip(guarded)
-                .find(|(candidate, _)| candidate.name == *name)
-            else {
-                // Chains were checked against the agents when the file was read.
-                return Err(self.fail(config, Some("fallback"), format!("no agent `{name}`")));
-            };
+            let alternative = self.guard_of(config, guarded, name, "fallback")?;
             layer = layer.then_alternative(Alternative::new(
                 &alternative.agent,
                 alternative.guard.clone(),
