@@ -49,7 +49,7 @@ use crate::circuit_breaker::BreakerHandle;
 use crate::classify::{DefaultClassifier, OutcomeKind};
 use crate::events::{Event, EventBus};
 use crate::registry::{CountersSnapshot, Health, Registry};
-use crate::sync::ShardedCounter;
+use crate::sync::PerThreadCounter;
 
 /// One agent: its name, its classifier, and the path its layers report on. Cheap to clone.
 ///
@@ -275,6 +275,7 @@ impl Reporter {
         CallCounters {
             by_kind: metrics.calls.clone(),
             rejected: metrics.rejected.clone(),
+            recorded: recorder_takes_handles(),
         }
     }
 
@@ -303,9 +304,7 @@ impl Reporter {
                     failed: duration("error"),
                     attempt_durations: Arc::new(OutcomeKind::ALL.map(|kind| attempt(kind.as_str()))),
                     attempts: metrics::histogram!("steadfast_call_attempts", "agent" => agent()),
-                    recorded: metrics::with_recorder(|recorder| {
-                        std::mem::size_of_val(recorder) != 0
-                    }),
+                    recorded: recorder_takes_handles(),
                 }
             })
             .clone()
@@ -316,10 +315,15 @@ impl Reporter {
         self.served_primary_counter();
     }
 
-    fn served_primary_counter(&self) -> &Counter {
-        self.metrics.served_primary.get_or_init(|| {
-            metrics::counter!("steadfast_served_total", "agent" => self.name.to_string(), "source" => "primary")
-        })
+    /// `None` while no recorder takes the handle (it would count nothing).
+    fn served_primary_counter(&self) -> Option<&Counter> {
+        self.metrics
+            .served_primary
+            .get_or_init(|| {
+                let counter = metrics::counter!("steadfast_served_total", "agent" => self.name.to_string(), "source" => "primary");
+                recorder_takes_handles().then_some(counter)
+            })
+            .as_ref()
     }
 
     /// The primary agent answered a call that went through a fallback layer. Per call: one
@@ -327,7 +331,9 @@ impl Reporter {
     #[inline]
     pub(crate) fn count_primary(&self) {
         self.counters.primary.increment();
-        self.served_primary_counter().increment(1);
+        if let Some(counter) = self.served_primary_counter() {
+            counter.increment(1);
+        }
     }
 
     /// Registers the bulkhead's metrics (`steadfast_bulkhead_rejected_total` and the
@@ -374,11 +380,22 @@ impl fmt::Debug for Reporter {
     }
 }
 
+/// Whether the installed `metrics` recorder takes the handles made now. `metrics` cannot say
+/// whether its recorder is the no-op one; that one is zero-sized and every real recorder holds
+/// state, so the size tells (docs/operations.md). A handle made while no recorder listens
+/// counts nothing for its whole life, so the hot paths skip it.
+pub(crate) fn recorder_takes_handles() -> bool {
+    metrics::with_recorder(|recorder| std::mem::size_of_val(recorder) != 0)
+}
+
 /// `steadfast_calls_total{agent, outcome}`, as the breaker keeps them.
 #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
 pub(crate) struct CallCounters {
     by_kind: [Counter; 5],
     rejected: Counter,
+    /// Whether a recorder took these handles ([`recorder_takes_handles`]): without one they
+    /// count nothing, and each increment would still be a call out of line.
+    recorded: bool,
 }
 
 #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
@@ -386,13 +403,17 @@ impl CallCounters {
     /// A call the breaker admitted completed with `kind`.
     #[inline]
     pub(crate) fn completed(&self, kind: OutcomeKind) {
-        self.by_kind[kind as usize].increment(1);
+        if self.recorded {
+            self.by_kind[kind as usize].increment(1);
+        }
     }
 
     /// A call the breaker refused.
     #[inline]
     pub(crate) fn rejected(&self) {
-        self.rejected.increment(1);
+        if self.recorded {
+            self.rejected.increment(1);
+        }
     }
 }
 
@@ -403,14 +424,14 @@ struct AgentCounters {
     retries_exhausted: AtomicU64,
     retry_budget_exhausted: AtomicU64,
     deadlines_exceeded: AtomicU64,
-    primary: ShardedCounter,
+    primary: PerThreadCounter,
     fallbacks: AtomicU64,
     cache_hits: AtomicU64,
     degraded: AtomicU64,
     dead_lettered: AtomicU64,
     dead_letter_failures: AtomicU64,
     dlq_depth: AtomicU64,
-    bulkhead_rejected: ShardedCounter,
+    bulkhead_rejected: PerThreadCounter,
     concurrency_limit_lowered: AtomicU64,
 }
 
@@ -460,7 +481,7 @@ impl AgentCounters {
 struct AgentMetrics {
     breaker: OnceLock<BreakerMetrics>,
     calls: OnceLock<CallMetrics>,
-    served_primary: OnceLock<Counter>,
+    served_primary: OnceLock<Option<Counter>>,
     served_fallback: OnceLock<Counter>,
     served_cache: OnceLock<Counter>,
     served_degraded: OnceLock<Counter>,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::classify::{Outcome, OutcomeKind};
 use crate::clock::{Nanos, duration_to_nanos};
-use crate::sync::ShardedCounter;
+use crate::sync::PerThreadCounter;
 
 use super::config::BreakerConfig;
 use super::window::{Window, WindowStats};
@@ -251,12 +251,12 @@ pub(crate) struct Core {
     probe_slots: AtomicU64,
     probe_successes: AtomicU32,
     /// Completed calls, sharded by thread: written on every call.
-    completed: ShardedCounter,
+    completed: PerThreadCounter,
     failures: AtomicU64,
     caller_faults: AtomicU64,
     slow: AtomicU64,
     /// Refusals, sharded by thread: written on every refusal, by every thread, in an outage.
-    rejected: ShardedCounter,
+    rejected: PerThreadCounter,
     /// Time + 1 of the last success / failure (0: never).
     last_success: AtomicU64,
     last_failure: AtomicU64,
@@ -299,11 +299,11 @@ impl Core {
             uses_health_check: AtomicBool::new(false),
             probe_slots: AtomicU64::new(slots(0, 0)),
             probe_successes: AtomicU32::new(0),
-            completed: ShardedCounter::default(),
+            completed: PerThreadCounter::default(),
             failures: AtomicU64::new(0),
             caller_faults: AtomicU64::new(0),
             slow: AtomicU64::new(0),
-            rejected: ShardedCounter::default(),
+            rejected: PerThreadCounter::default(),
             last_success: AtomicU64::new(0),
             last_failure: AtomicU64::new(0),
             failure_signal: tokio::sync::Notify::new(),

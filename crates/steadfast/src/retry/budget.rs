@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::clock::{Nanos, Origin, duration_to_nanos};
-use crate::sync::ShardedCounter;
+use crate::sync::CachePadded;
+use thread_local::ThreadLocal;
 
 use super::config::{RetryConfig, validate_budget};
 use crate::error::ConfigError;
@@ -18,6 +19,11 @@ const FLOOR_COUNT_MASK: u64 = (1 << FLOOR_COUNT_BITS) - 1;
 /// (and whenever its bucket went stale): a clock read costs more than the rest of the success
 /// path.
 const CLOCK_SAMPLE: u64 = 32;
+/// A thread's deposit slot holds `tag << TAG_SHIFT | count`, the tag being the bucket's epoch
+/// plus one. 36 bits of tag are 218 years of the shortest bucket (100 ms); 28 bits of count
+/// are 268 million first attempts by one thread in one bucket (saturating there).
+const TAG_SHIFT: u32 = 28;
+const COUNT_MASK: u64 = (1 << TAG_SHIFT) - 1;
 
 /// A retry budget in the style of Finagle and Envoy: over the last `ttl`, retries may number at
 /// most `ratio` x first attempts, plus `min_per_sec` retries in any one second so that a caller
@@ -33,8 +39,11 @@ const CLOCK_SAMPLE: u64 = 32;
 /// [`budget`](super::BackoffRetryLayer::budget) to bound their retries together (for example
 /// every route that calls the same agent).
 ///
-/// Counting is lock-free: ten buckets of `ttl / 10` each, atomics only. Under heavy concurrency
-/// the count is approximate by a few calls (two callers may both take the last retry). A first
+/// Counting is lock-free: ten buckets of `ttl / 10` each, atomics only. A first attempt counts
+/// into its own thread's buckets with a plain load and store (no locked instruction, which
+/// would cost more than the rest of the success path); a retry sums every thread's. Under
+/// heavy concurrency the count of retries is approximate by a few calls (two callers may both
+/// take the last retry). A first
 /// attempt reads the clock only once every 32 deposits, or when its bucket is stale; in
 /// between it counts into the bucket last seen. The error this allows only matters for traffic
 /// under about 32 requests per bucket, where `ratio` x requests is below the per-second floor
@@ -77,6 +86,8 @@ struct Inner {
     ttl: Duration,
     bucket_nanos: Nanos,
     buckets: [Bucket; BUCKETS],
+    /// First attempts, per thread and bucket: each thread writes only its own slots.
+    deposits: ThreadLocal<CachePadded<[AtomicU64; BUCKETS]>>,
     /// `second << 24 | retries granted by the floor in that second`.
     floor: AtomicU64,
     /// The newest bucket epoch seen, where [`RetryBudget::deposit`] counts without a clock.
@@ -87,8 +98,6 @@ struct Inner {
 struct Bucket {
     /// The bucket's epoch plus one (0: never used).
     epoch: AtomicU64,
-    /// Sharded by thread: every first attempt of every thread deposits.
-    deposits: ShardedCounter,
     withdrawals: AtomicU64,
 }
 
@@ -125,6 +134,7 @@ impl RetryBudget {
                 ttl,
                 bucket_nanos: (duration_to_nanos(ttl) / BUCKETS as u64).max(1),
                 buckets: Default::default(),
+                deposits: ThreadLocal::new(),
                 floor: AtomicU64::new(0),
                 cached_epoch: AtomicU64::new(0),
             }),
@@ -155,7 +165,7 @@ impl RetryBudget {
         if bucket.epoch.load(Ordering::Acquire) == epoch + 1 {
             // This thread's count: each thread looks at the clock every `CLOCK_SAMPLE` of its own
             // deposits.
-            let before = bucket.deposits.increment();
+            let before = inner.count_deposit(epoch);
             if before % CLOCK_SAMPLE != CLOCK_SAMPLE - 1 {
                 return;
             }
@@ -193,8 +203,8 @@ impl RetryBudget {
     #[inline]
     pub(crate) fn deposit_at(&self, now: Nanos) {
         self.inner.see_epoch(now / self.inner.bucket_nanos);
-        let bucket = self.inner.current(now);
-        bucket.deposits.increment();
+        self.inner.current(now);
+        self.inner.count_deposit(now / self.inner.bucket_nanos);
     }
 
     pub(crate) fn try_withdraw_at(&self, now: Nanos) -> bool {
@@ -223,6 +233,25 @@ impl RetryBudget {
 }
 
 impl Inner {
+    /// Counts a first attempt into this thread's slot for `epoch`; returns the slot's count
+    /// before it. The slot is this thread's alone, so a load and a store are exact; a slot
+    /// still holding an older epoch starts over.
+    #[inline]
+    fn count_deposit(&self, epoch: u64) -> u64 {
+        let slot = &crate::sync::this_thread(&self.deposits)[(epoch % BUCKETS as u64) as usize];
+        let tag = epoch + 1;
+        let word = slot.load(Ordering::Relaxed);
+        let before = if word >> TAG_SHIFT == tag {
+            word & COUNT_MASK
+        } else {
+            0
+        };
+        if before < COUNT_MASK {
+            slot.store(tag << TAG_SHIFT | (before + 1), Ordering::Relaxed);
+        }
+        before
+    }
+
     /// Moves the bucket plain deposits count into forward to `epoch`.
     #[inline]
     fn see_epoch(&self, epoch: u64) {
@@ -245,9 +274,9 @@ impl Inner {
                 .compare_exchange(seen, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            // A caller counting into this bucket between the exchange and these stores is lost;
-            // the budget is an estimate, and a lock here would cost every call.
-            bucket.deposits.reset();
+            // A retry counted into this bucket between the exchange and this store is lost; the
+            // budget is an estimate, and a lock here would cost every retry. (Deposits are
+            // tagged with their epoch per thread, so nothing needs emptying for them.)
             bucket.withdrawals.store(0, Ordering::Relaxed);
         }
         bucket
@@ -257,12 +286,19 @@ impl Inner {
     fn window(&self, now: Nanos) -> (u64, u64) {
         let epoch = now / self.bucket_nanos;
         let oldest = (epoch + 1).saturating_sub(BUCKETS as u64 - 1);
+        let inside = |tag: u64| tag >= oldest.max(1) && tag <= epoch + 1;
         let mut totals = (0, 0);
         for bucket in &self.buckets {
-            let tag = bucket.epoch.load(Ordering::Acquire);
-            if tag >= oldest.max(1) && tag <= epoch + 1 {
-                totals.0 += bucket.deposits.sum();
+            if inside(bucket.epoch.load(Ordering::Acquire)) {
                 totals.1 += bucket.withdrawals.load(Ordering::Relaxed);
+            }
+        }
+        for slots in &self.deposits {
+            for slot in &slots.0 {
+                let word = slot.load(Ordering::Relaxed);
+                if inside(word >> TAG_SHIFT) {
+                    totals.0 += word & COUNT_MASK;
+                }
             }
         }
         totals
@@ -403,6 +439,31 @@ mod tests {
         // At most one sample's worth was counted into the stale bucket before the clock was read.
         let (deposits, _) = budget.counts();
         assert!(deposits >= 100 - CLOCK_SAMPLE, "{deposits}");
+    }
+
+    #[test]
+    fn deposits_from_every_thread_are_counted_exactly() {
+        let budget = RetryBudget::new(0.5, 0, Duration::from_secs(10)).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        budget.deposit_at(3 * SECOND);
+                    }
+                });
+            }
+        });
+        budget.deposit_at(3 * SECOND);
+        assert_eq!(budget.inner.window(3 * SECOND), (8_001, 0));
+        let granted = (0..10_000)
+            .filter(|_| budget.try_withdraw_at(3 * SECOND))
+            .count();
+        assert_eq!(granted, 4_000, "half of 8,001 first attempts");
+        assert_eq!(
+            budget.inner.window(13 * SECOND),
+            (0, 0),
+            "every thread's deposits left the window together"
+        );
     }
 
     #[test]
