@@ -714,3 +714,69 @@ trait LayerTo<S>: tower::Layer<S> + Sized {
     }
 }
 impl<S, L: tower::Layer<S>> LayerTo<S> for L {}
+
+/// A service that counts its clones and fails the calls whose request is odd.
+#[derive(Debug)]
+struct Counted {
+    clones: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted {
+            clones: self.clones.clone(),
+        }
+    }
+}
+
+impl Service<u32> for Counted {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<u32, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        std::future::ready(if request % 2 == 1 {
+            Err("reset".into())
+        } else {
+            Ok(request)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_call_clones_nothing_and_a_retried_one_clones_the_service_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let config = RetryConfig::builder()
+        .max_retries(2)
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let mut service = retry(config).layer_to(Counted {
+        clones: clones.clone(),
+    });
+    let at_layer = clones.load(Relaxed);
+    assert_eq!(at_layer, 1, "the layer keeps one clone to retry through");
+    for request in (0..200).step_by(2) {
+        assert_eq!(service.ready().await.unwrap().call(request).await.unwrap(), request);
+    }
+    assert_eq!(clones.load(Relaxed), at_layer, "no clone per successful call");
+    for _ in 0..3 {
+        let error = service.ready().await.unwrap().call(1).await.unwrap_err();
+        assert_eq!(attempts_of(&*error), 3, "{error}");
+    }
+    assert_eq!(
+        clones.load(Relaxed),
+        at_layer + 3,
+        "one clone per retried call, whatever its number of retries"
+    );
+}

@@ -52,11 +52,12 @@ pin_project! {
 
 /// Everything needed to send the request again.
 pub(crate) struct Retrying<S, Req, C, M> {
-    service: S,
+    /// What retries are sent through: a clone of [`Shared::service`], made at the first retry.
+    service: Option<S>,
     spare: Option<Req>,
     classifier: C,
     memo: M,
-    shared: Local<Shared>,
+    shared: Local<Shared<S>>,
     attempts: u32,
     /// When the call started (the budget's clock), for `steadfast_call_duration_seconds`.
     started: Nanos,
@@ -169,16 +170,15 @@ impl Trace {
 impl<S, Req, C, M> Retrying<S, Req, C, M> {
     #[inline]
     pub(crate) fn new(
-        service: S,
         spare: Option<Req>,
         classifier: C,
         memo: M,
-        shared: Local<Shared>,
+        shared: Local<Shared<S>>,
         started: Nanos,
         trace: Option<Trace>,
     ) -> Self {
         Retrying {
-            service,
+            service: None,
             spare,
             classifier,
             memo,
@@ -445,7 +445,7 @@ fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
 
 impl<S, Req, C, M> Future for ResponseFuture<S, Req, C, M>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<Req, S::Response, Memo = M>,
     Req: Clone,
@@ -489,7 +489,9 @@ where
                 }
                 StateProj::Readying => {
                     let retrying = &mut *this.retrying;
-                    match retrying.service.poll_ready(cx) {
+                    let shared = &retrying.shared;
+                    let service = retrying.service.get_or_insert_with(|| shared.service());
+                    match service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
                             let now = retrying.shared.budget.origin().elapsed();
@@ -522,7 +524,8 @@ where
                     }
                     // Field by field: the spans are entered while the service is called.
                     let trace = retrying.failed.as_ref().and_then(|f| f.trace.as_ref());
-                    let service = &mut retrying.service;
+                    let shared = &retrying.shared;
+                    let service = retrying.service.get_or_insert_with(|| shared.service());
                     let future = Trace::within(trace, || match retrying.deadline {
                         None => service.call(request),
                         Some(deadline) => scope::with_deadline(deadline, || service.call(request)),

@@ -111,21 +111,20 @@ impl<C> BackoffRetryLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for BackoffRetryLayer<C> {
+impl<S: Clone + Send, C: Clone> Layer<S> for BackoffRetryLayer<C> {
     type Service = BackoffRetry<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BackoffRetry {
+            shared: Spread::new(Shared::new(
+                self.reporter.clone(),
+                self.config.clone(),
+                self.budget.clone(),
+                self.retry_on.clone(),
+                SplitMix::new(self.seed.unwrap_or_else(SplitMix::random_seed)),
+                inner.clone(),
+            )),
             inner,
-            shared: Spread::new(Shared {
-                name: self.reporter.name.clone(),
-                reporter: self.reporter.clone(),
-                config: self.config.clone(),
-                budget: self.budget.clone(),
-                retry_on: self.retry_on.clone(),
-                rng: SplitMix::new(self.seed.unwrap_or_else(SplitMix::random_seed)),
-                calls: self.reporter.call_metrics(),
-            }),
             classifier: self.classifier.clone(),
         }
     }

@@ -18,17 +18,22 @@ use super::shared::Shared;
 /// Retries an agent's transient failures. Built by
 /// [`BackoffRetryLayer`](super::BackoffRetryLayer); clones share the budget.
 ///
-/// Each call keeps a clone of the request (when retries are allowed) and of the inner service,
-/// to send again; the success path creates no timer and allocates nothing itself (cloning a
-/// request may allocate: prefer cheaply cloneable requests, such as `Arc`s or
-/// `steadfast-http`'s `BufferedBody`).
-pub struct BackoffRetry<S, C> {
+/// Each call keeps a clone of the request (when retries are allowed), to send again; the
+/// success path creates no timer and allocates nothing itself (cloning a request may allocate:
+/// prefer cheaply cloneable requests, such as `Arc`s or `steadfast-http`'s `BufferedBody`).
+///
+/// Retries go through a clone of the inner service as it was when the layer wrapped it (made
+/// at the first retry of a call), not through a clone made on every call as tower's `Retry`
+/// does: the success path then clones nothing. Clones of a tower service are handles on the
+/// same thing, so this only differs for a service that keeps per-instance state of its own.
+/// The inner service must be `Send` (the clone is kept where every thread's calls reach it).
+pub struct BackoffRetry<S: Send, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Spread<Shared>,
+    pub(crate) shared: Spread<Shared<S>>,
     pub(crate) classifier: C,
 }
 
-impl<S, C> BackoffRetry<S, C> {
+impl<S: Send, C> BackoffRetry<S, C> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -47,7 +52,7 @@ impl<S, C> BackoffRetry<S, C> {
 
 impl<S, C, Req> Service<Req> for BackoffRetry<S, C>
 where
-    S: Service<Req> + Clone,
+    S: Service<Req> + Clone + Send,
     S::Error: Into<BoxError>,
     C: Classify<Req, S::Response> + Clone,
     Req: Clone,
@@ -61,7 +66,11 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[allow(
+        clippy::inline_always,
+        reason = "out of line, the future it returns is copied into the caller's (hotpath retry row 40 -> 31 ns, 320 -> 313 instructions per call)"
+    )]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         // The clock is read at most once here: for the call's duration
@@ -76,7 +85,6 @@ where
         };
         let memo = self.classifier.note(&request);
         let spare = (shared.config.max_retries > 0).then(|| request.clone());
-        let service = self.inner.clone();
         let trace = Trace::start(&shared.name);
         let future = Trace::within(trace.as_ref(), || match deadline {
             None => self.inner.call(request),
@@ -86,7 +94,6 @@ where
             future,
             deadline,
             Retrying::new(
-                service,
                 spare,
                 self.classifier.clone(),
                 memo,
@@ -98,7 +105,7 @@ where
     }
 }
 
-impl<S: Clone, C: Clone> Clone for BackoffRetry<S, C> {
+impl<S: Clone + Send, C: Clone> Clone for BackoffRetry<S, C> {
     fn clone(&self) -> Self {
         BackoffRetry {
             inner: self.inner.clone(),
@@ -108,7 +115,7 @@ impl<S: Clone, C: Clone> Clone for BackoffRetry<S, C> {
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for BackoffRetry<S, C> {
+impl<S: fmt::Debug + Send, C> fmt::Debug for BackoffRetry<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackoffRetry")
             .field("retry", &self.shared)
@@ -122,7 +129,7 @@ impl<S: fmt::Debug, C> fmt::Debug for BackoffRetry<S, C> {
 /// deadline (none past what the clock can represent), with the budget's deposit. Out of line:
 /// the common call reads no clock and stays small.
 #[inline(never)]
-fn clocked(shared: &Shared) -> (Nanos, Option<Instant>) {
+fn clocked<S>(shared: &Shared<S>) -> (Nanos, Option<Instant>) {
     let now = Instant::now();
     let at = shared.budget.origin().nanos_at(now);
     shared.budget.deposit_at(at);

@@ -1,7 +1,7 @@
 //! The state one retry service and its clones and futures share behind one `Arc`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::agent::{CallMetrics, Reporter};
@@ -17,7 +17,7 @@ use super::policy;
 /// The `retry_on` override: decides, for transient and rate-limited outcomes, whether to retry.
 pub(crate) type RetryOn = Arc<dyn Fn(&Outcome) -> bool + Send + Sync>;
 
-pub(crate) struct Shared {
+pub(crate) struct Shared<S> {
     pub(crate) name: Arc<str>,
     pub(crate) reporter: Arc<Reporter>,
     pub(crate) config: RetryConfig,
@@ -26,9 +26,47 @@ pub(crate) struct Shared {
     pub(crate) rng: SplitMix,
     /// `steadfast_call_duration_seconds` and `steadfast_call_attempts`, per call.
     pub(crate) calls: CallMetrics,
+    /// A clone of the wrapped service, made when the layer wrapped it: a call that is retried
+    /// sends its later attempts through a clone of this one. Keeping it here instead of cloning
+    /// the inner service on every call (as tower's `Retry` does) leaves the success path
+    /// without that clone, which for an inner layer holding shared state (a breaker) was a
+    /// reference count taken and dropped on a line every thread writes.
+    prototype: Mutex<S>,
 }
 
-impl Shared {
+impl<S> Shared<S> {
+    pub(crate) fn new(
+        reporter: Arc<Reporter>,
+        config: RetryConfig,
+        budget: RetryBudget,
+        retry_on: Option<RetryOn>,
+        rng: SplitMix,
+        service: S,
+    ) -> Self {
+        Shared {
+            name: reporter.name.clone(),
+            calls: reporter.call_metrics(),
+            reporter,
+            config,
+            budget,
+            retry_on,
+            rng,
+            prototype: Mutex::new(service),
+        }
+    }
+}
+
+impl<S: Clone> Shared<S> {
+    /// A service to send a retry through.
+    pub(crate) fn service(&self) -> S {
+        self.prototype
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S> Shared<S> {
     /// The computed (jittered) wait before retry number `retry`.
     pub(crate) fn backoff(&self, retry: u32, previous: Duration) -> Duration {
         policy::backoff(&self.config, retry, previous, self.rng.next_unit())
@@ -94,7 +132,7 @@ fn seconds(nanos: Nanos) -> f64 {
     nanos as f64 / 1e9
 }
 
-impl fmt::Debug for Shared {
+impl<S> fmt::Debug for Shared<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("agent", &self.name)
