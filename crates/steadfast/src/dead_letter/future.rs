@@ -53,10 +53,19 @@ pin_project! {
 }
 
 impl<F, Req, En, C, M> ResponseFuture<F, Req, En, C, M> {
-    #[inline]
-    pub(crate) fn new(call: F, capture: Capture<Req, En, C, M>, trace: Option<Box<Span>>) -> Self {
+    /// The inner call is made here, in place (see `fallback::ResponseFuture::new`).
+    #[allow(
+        clippy::inline_always,
+        reason = "out of line, the future of the layers under it is copied in"
+    )]
+    #[inline(always)]
+    pub(crate) fn new(
+        call: impl FnOnce() -> F,
+        capture: Capture<Req, En, C, M>,
+        trace: Option<Box<Span>>,
+    ) -> Self {
         ResponseFuture {
-            call,
+            call: crate::trace::within(trace.as_deref(), call),
             capture: Some(capture),
             sinking: None,
             trace,

@@ -49,8 +49,7 @@ where
             classifier: self.classifier.clone(),
         };
         let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
-        let future = crate::trace::within(trace.as_deref(), || self.inner.call(request));
-        ResponseFuture::new(future, capture, trace)
+        ResponseFuture::new(|| self.inner.call(request), capture, trace)
     }
 }
 

@@ -45,8 +45,14 @@ pin_project! {
 }
 
 impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
+    /// The inner call is made here, in place (see `fallback::ResponseFuture::new`).
+    #[allow(
+        clippy::inline_always,
+        reason = "out of line, the future of the layers under it is copied in"
+    )]
+    #[inline(always)]
     pub(crate) fn called(
-        future: F,
+        call: impl FnOnce() -> F,
         view: View,
         memo: M,
         classifier: C,
@@ -54,7 +60,9 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         trace: Option<Box<Span>>,
     ) -> Self {
         ResponseFuture {
-            kind: Kind::Called { future },
+            kind: Kind::Called {
+                future: crate::trace::within(trace.as_deref(), call),
+            },
             view,
             memo,
             classifier,

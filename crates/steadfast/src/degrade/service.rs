@@ -84,9 +84,8 @@ where
                 );
             }
         }
-        let future = crate::trace::within(trace.as_deref(), || self.inner.call(request));
         ResponseFuture::called(
-            future,
+            || self.inner.call(request),
             view,
             memo,
             self.classifier.clone(),

@@ -51,9 +51,16 @@ pin_project! {
 }
 
 impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
-    #[inline]
+    /// The primary's future is made by `call` in place: built before and passed in, it was
+    /// moved through `memcpy` twice per call (the future of the layers under this one is the
+    /// largest part of this one).
+    #[allow(
+        clippy::inline_always,
+        reason = "out of line, the future of the layers under it is copied in (callgrind: 3-layer stack 834 -> 817 instructions per call)"
+    )]
+    #[inline(always)]
     pub(crate) fn new(
-        future: F,
+        call: impl FnOnce() -> F,
         request: Option<Req>,
         memo: M,
         shared: Local<Shared<Req, Res>>,
@@ -62,7 +69,9 @@ impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
         trace: Option<Box<Span>>,
     ) -> Self {
         ResponseFuture {
-            state: State::Primary { future },
+            state: State::Primary {
+                future: crate::trace::within(trace.as_deref(), call),
+            },
             request,
             memo,
             shared,

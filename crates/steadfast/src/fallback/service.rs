@@ -88,9 +88,8 @@ where
         };
         let memo = self.classifier.note(&request);
         let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
-        let future = crate::trace::within(trace.as_deref(), || self.inner.call(request));
         ResponseFuture::new(
-            future,
+            || self.inner.call(request),
             saved,
             memo,
             self.shared.local(),
