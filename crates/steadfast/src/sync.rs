@@ -1,12 +1,11 @@
-//! Small concurrency helpers for the hot paths: a cache-line pad, a sharded counter and a
+//! Small concurrency helpers for the hot paths: a cache-line pad, a per-thread counter and a
 //! shared pointer with per-thread reference counts, so that threads calling the same agent do
-//! not fight over one cache line.
+//! not fight over one cache line, and a call takes no locked instruction it can avoid.
 
-use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use thread_local::ThreadLocal;
 
@@ -23,64 +22,18 @@ impl<T> Deref for CachePadded<T> {
     }
 }
 
-const SHARDS: usize = 8;
-
-/// A counter incremented on every call by many threads: each thread adds to its own shard (an
-/// uncontended atomic), readers sum the shards.
-#[derive(Debug, Default)]
-pub(crate) struct ShardedCounter {
-    shards: [CachePadded<AtomicU64>; SHARDS],
-}
-
-#[inline]
-fn shard_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    // Const-initialised, so reading it is a plain thread-local load with no lazy-init check;
-    // `usize::MAX` marks a thread that has not been given a shard yet.
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SHARD.with(|shard| {
-        let index = shard.get();
-        if index != usize::MAX {
-            return index;
-        }
-        let index = NEXT.fetch_add(1, Relaxed) % SHARDS;
-        shard.set(index);
-        index
-    })
-}
-
-impl ShardedCounter {
-    /// Adds one; returns this thread's shard count before it (for cheap sampling).
-    #[inline]
-    pub(crate) fn increment(&self) -> u64 {
-        self.shards[shard_index()].fetch_add(1, Relaxed)
-    }
-
-    pub(crate) fn sum(&self) -> u64 {
-        self.shards.iter().map(|shard| shard.load(Relaxed)).sum()
-    }
-
-    /// Back to zero (an increment racing it may survive: for estimates, not ledgers).
-    pub(crate) fn reset(&self) {
-        for shard in &self.shards {
-            shard.store(0, Relaxed);
-        }
-    }
-}
-
 /// A monotonic counter incremented on every call by many threads, with no atomic
 /// read-modify-write on the path: each thread owns a cell of its own (made on the thread's
 /// first increment, from the `thread_local` crate) and is its only writer, so an increment is
 /// a plain load and store; readers sum the cells.
 ///
-/// A locked add (what [`ShardedCounter`] does, and an `Arc` clone) costs about 5 ns on the
-/// machines of `docs/benchmarks.md` even when no other thread touches the line, and it was the
-/// largest single cost of a call through a breaker. Exact: no two threads ever write one
+/// A locked add (what a shared atomic counter, sharded or not, and an `Arc` clone take) costs
+/// about 5 ns on the machines of `docs/benchmarks.md` even when no other thread touches the
+/// line, and it was the largest single cost of a call through a breaker. Exact: no two threads ever write one
 /// cell (a thread's cell passes to a later thread only after the first has exited, through
 /// the crate's id allocator, which orders the two). It cannot be reset, since a reset from
-/// another thread would race the owner's store; windowed counts keep a [`ShardedCounter`].
+/// another thread would race the owner's store (the retry budget tags its per-thread slots
+/// with their time window instead).
 #[derive(Default)]
 pub(crate) struct PerThreadCounter {
     cells: ThreadLocal<CachePadded<AtomicU64>>,
@@ -327,24 +280,5 @@ mod tests {
             }
             assert_eq!(counter.sum(), 2 + 12_000 * (round + 1));
         }
-    }
-
-    #[test]
-    fn sums_increments_from_every_thread() {
-        let counter = std::sync::Arc::new(ShardedCounter::default());
-        let threads: Vec<_> = (0..12)
-            .map(|_| {
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..1_000 {
-                        counter.increment();
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        assert_eq!(counter.sum(), 12_000);
     }
 }

@@ -767,9 +767,16 @@ async fn a_successful_call_clones_nothing_and_a_retried_one_clones_the_service_o
     let at_layer = clones.load(Relaxed);
     assert_eq!(at_layer, 1, "the layer keeps one clone to retry through");
     for request in (0..200).step_by(2) {
-        assert_eq!(service.ready().await.unwrap().call(request).await.unwrap(), request);
+        assert_eq!(
+            service.ready().await.unwrap().call(request).await.unwrap(),
+            request
+        );
     }
-    assert_eq!(clones.load(Relaxed), at_layer, "no clone per successful call");
+    assert_eq!(
+        clones.load(Relaxed),
+        at_layer,
+        "no clone per successful call"
+    );
     for _ in 0..3 {
         let error = service.ready().await.unwrap().call(1).await.unwrap_err();
         assert_eq!(attempts_of(&*error), 3, "{error}");

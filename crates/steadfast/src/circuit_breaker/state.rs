@@ -250,12 +250,12 @@ pub(crate) struct Core {
     /// the high half, probes in flight in the low half. A transition replaces the whole word.
     probe_slots: AtomicU64,
     probe_successes: AtomicU32,
-    /// Completed calls, sharded by thread: written on every call.
+    /// Completed calls, counted per thread: written on every call.
     completed: PerThreadCounter,
     failures: AtomicU64,
     caller_faults: AtomicU64,
     slow: AtomicU64,
-    /// Refusals, sharded by thread: written on every refusal, by every thread, in an outage.
+    /// Refusals, counted per thread: written on every refusal, by every thread, in an outage.
     rejected: PerThreadCounter,
     /// Time + 1 of the last success / failure (0: never).
     last_success: AtomicU64,
