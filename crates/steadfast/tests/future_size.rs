@@ -114,7 +114,7 @@ fn each_layer_future_stays_small() {
                     .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
                     .service(agent()),
             ),
-            168,
+            152,
         ),
     ];
     let report: Vec<String> = sizes

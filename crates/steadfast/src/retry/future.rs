@@ -52,8 +52,6 @@ pin_project! {
 
 /// Everything needed to send the request again.
 pub(crate) struct Retrying<S, Req, C, M> {
-    /// What retries are sent through: a clone of [`Shared::service`], made at the first retry.
-    service: Option<S>,
     spare: Option<Req>,
     classifier: C,
     memo: M,
@@ -65,20 +63,33 @@ pub(crate) struct Retrying<S, Req, C, M> {
     /// What only some calls need, boxed when first needed: at the first failure that is
     /// retried, or at the start while a subscriber listens to spans. One box for both keeps the
     /// future (moved on every call) one word smaller.
-    failed: Option<Box<Failed>>,
+    failed: Option<Box<Failed<S>>>,
 }
 
 /// The state of a call that failed at least once and is being retried, and its spans.
-struct Failed {
+struct Failed<S> {
     previous_wait: Duration,
     last_error: Option<BoxError>,
     /// When the attempt in flight started (the budget's clock); the call's start for the first.
     attempt_started: Nanos,
     /// The call's spans, made only while a subscriber listens.
     trace: Option<Trace>,
+    /// What retries are sent through: a clone of the layer's (`Shared::service`), made at the
+    /// first retry. Here rather than in the future, which a call that succeeds moves whole.
+    service: Option<S>,
 }
 
-impl Failed {
+impl<S> Failed<S> {
+    fn new(attempt_started: Nanos, trace: Option<Trace>) -> Self {
+        Failed {
+            previous_wait: Duration::ZERO,
+            last_error: None,
+            attempt_started,
+            trace,
+            service: None,
+        }
+    }
+
     /// The state of a call a subscriber listens to, from its start: the spans ride here, off
     /// the future of an untraced call.
     #[cold]
@@ -86,13 +97,8 @@ impl Failed {
         clippy::unnecessary_box_returns,
         reason = "boxed out of line: the untraced call never builds or moves a `Failed`"
     )]
-    fn traced(trace: Trace, started: Nanos) -> Box<Failed> {
-        Box::new(Failed {
-            previous_wait: Duration::ZERO,
-            last_error: None,
-            attempt_started: started,
-            trace: Some(trace),
-        })
+    fn traced(trace: Trace, started: Nanos) -> Box<Self> {
+        Box::new(Failed::new(started, Some(trace)))
     }
 }
 
@@ -178,7 +184,6 @@ impl<S, Req, C, M> Retrying<S, Req, C, M> {
         trace: Option<Trace>,
     ) -> Self {
         Retrying {
-            service: None,
             spare,
             classifier,
             memo,
@@ -336,14 +341,9 @@ where
         }
         shared.report_retry(&outcome, attempts + 1, wait);
         tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
-        let failed = self.failed.get_or_insert_with(|| {
-            Box::new(Failed {
-                previous_wait: Duration::ZERO,
-                last_error: None,
-                attempt_started: 0,
-                trace: None,
-            })
-        });
+        let failed = self
+            .failed
+            .get_or_insert_with(|| Box::new(Failed::new(0, None)));
         failed.last_error = result.err();
         failed.previous_wait = wait;
         Step::Wait(wait, wake)
@@ -490,7 +490,10 @@ where
                 StateProj::Readying => {
                     let retrying = &mut *this.retrying;
                     let shared = &retrying.shared;
-                    let service = retrying.service.get_or_insert_with(|| shared.service());
+                    let failed = retrying
+                        .failed
+                        .get_or_insert_with(|| Box::new(Failed::new(0, None)));
+                    let service = failed.service.get_or_insert_with(|| shared.service());
                     match service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
@@ -523,10 +526,13 @@ where
                         }
                     }
                     // Field by field: the spans are entered while the service is called.
-                    let trace = retrying.failed.as_ref().and_then(|f| f.trace.as_ref());
                     let shared = &retrying.shared;
-                    let service = retrying.service.get_or_insert_with(|| shared.service());
-                    let future = Trace::within(trace, || match retrying.deadline {
+                    let failed = retrying
+                        .failed
+                        .get_or_insert_with(|| Box::new(Failed::new(0, None)));
+                    let Failed { trace, service, .. } = &mut **failed;
+                    let service = service.get_or_insert_with(|| shared.service());
+                    let future = Trace::within(trace.as_ref(), || match retrying.deadline {
                         None => service.call(request),
                         Some(deadline) => scope::with_deadline(deadline, || service.call(request)),
                     });
