@@ -7,11 +7,12 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::classify::Classify;
+use crate::clock::Nanos;
 use crate::error::BoxError;
 use crate::sync::Spread;
 
 use super::cost::{TokenCost, TokenUsage};
-use super::future::{Finish, ResponseFuture};
+use super::future::{Finish, Home, ResponseFuture};
 use super::shared::Shared;
 use super::state::{Limit, Refusal};
 
@@ -28,6 +29,8 @@ pub struct RateLimit<S, C, Cost, Usage> {
     pub(crate) classifier: C,
     pub(crate) cost: Cost,
     pub(crate) usage: Usage,
+    /// Whether the layer has a usage reader (then each call holds a counted reference).
+    pub(crate) reads_usage: bool,
 }
 
 impl<S, C, Cost, Usage> RateLimit<S, C, Cost, Usage> {
@@ -67,43 +70,78 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let tokens = self.cost.estimate(&request);
-        let shared = self.shared.local();
+        let memo = self.classifier.note(&request);
+        let shared: &Shared = &self.shared;
         let now = shared.origin.nanos_at(Instant::now());
-        let finish = Finish {
-            memo: self.classifier.note(&request),
-            classifier: self.classifier.clone(),
-            usage: self.usage.clone(),
-            tokens,
-            shared,
-        };
-        let give_up_at = now.saturating_add(finish.shared.max_wait);
-        if let Some(until) = finish.shared.limits.paused_at(now) {
+        let give_up_at = now.saturating_add(shared.max_wait);
+        if let Some(until) = shared.limits.paused_at(now) {
             if until > give_up_at {
-                let error = finish.shared.refused(Limit::Paused, Some(until - now));
-                return ResponseFuture::refused(error, finish);
+                let error = shared.refused(Limit::Paused, Some(until - now));
+                return ResponseFuture::refused(error, self.finish(memo, tokens));
             }
-            let service = self.inner.clone();
-            return ResponseFuture::waiting(service, request, until, false, give_up_at, finish);
+            return self.wait(request, memo, tokens, until, false, give_up_at);
         }
-        match finish
-            .shared
-            .limits
-            .admit(now, tokens, finish.shared.max_wait)
-        {
-            Ok(0) => ResponseFuture::called(self.inner.call(request), finish),
-            Ok(wait) => {
-                let service = self.inner.clone();
-                ResponseFuture::waiting(service, request, now + wait, true, give_up_at, finish)
+        match shared.limits.admit(now, tokens, shared.max_wait) {
+            Ok(0) => {
+                let finish = self.finish(memo, tokens);
+                ResponseFuture::called(self.inner.call(request), finish)
             }
+            Ok(wait) => self.wait(request, memo, tokens, now + wait, true, give_up_at),
             Err((limit, refusal)) => {
                 let wait = match refusal {
                     Refusal::Wait(wait) => Some(wait),
                     Refusal::TooLarge => None,
                 };
-                let error = finish.shared.refused(limit, wait);
-                ResponseFuture::refused(error, finish)
+                let error = shared.refused(limit, wait);
+                ResponseFuture::refused(error, self.finish(memo, tokens))
             }
         }
+    }
+}
+
+impl<S, C: Clone, Cost, Usage: Clone> RateLimit<S, C, Cost, Usage> {
+    /// What a call's answer needs. A counted reference to the quotas only when a usage reader
+    /// may correct them after every answer; otherwise the limiter's address (free to copy).
+    #[inline]
+    fn finish<M>(&mut self, memo: M, tokens: u64) -> Finish<C, M, Usage> {
+        let home = if self.reads_usage {
+            Home::Held {
+                shared: self.shared.local(),
+                tokens,
+            }
+        } else {
+            Home::Addressed(self.shared.listing.address())
+        };
+        Finish {
+            home,
+            classifier: self.classifier.clone(),
+            memo,
+            usage: self.usage.clone(),
+        }
+    }
+
+    /// A call that must wait for quota (or for a pause to end): on a clone of the inner
+    /// service, with its timer boxed.
+    #[cold]
+    #[inline(never)]
+    fn wait<Req, M>(
+        &mut self,
+        request: Req,
+        memo: M,
+        tokens: u64,
+        until: Nanos,
+        reserved: bool,
+        give_up_at: Nanos,
+    ) -> ResponseFuture<S, Req, C, M, Usage>
+    where
+        S: Service<Req> + Clone,
+    {
+        let service = self.inner.clone();
+        let shared = self.shared.local();
+        let finish = self.finish(memo, tokens);
+        ResponseFuture::waiting(
+            service, request, shared, tokens, until, reserved, give_up_at, finish,
+        )
     }
 }
 
@@ -115,6 +153,7 @@ impl<S: Clone, C: Clone, Cost: Clone, Usage: Clone> Clone for RateLimit<S, C, Co
             classifier: self.classifier.clone(),
             cost: self.cost.clone(),
             usage: self.usage.clone(),
+            reads_usage: self.reads_usage,
         }
     }
 }
