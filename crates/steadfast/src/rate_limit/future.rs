@@ -96,6 +96,7 @@ impl<S, Req, C, M, U> ResponseFuture<S, Req, C, M, U>
 where
     S: Service<Req>,
 {
+    #[inline]
     pub(crate) fn called(future: S::Future, finish: Finish<C, M, U>) -> Self {
         ResponseFuture {
             state: State::Called { future },
@@ -240,6 +241,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
