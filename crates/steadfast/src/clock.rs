@@ -179,12 +179,22 @@ mod tests {
             parts: None,
             ..origin
         };
-        for nanos in [0, 1, 999_999_999, 1_000_000_000, 1_000_000_001, 3_600_000_000_017] {
+        for nanos in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            3_600_000_000_017,
+        ] {
             let at = origin.instant + Duration::from_nanos(nanos);
             assert_eq!(origin.nanos_at(at), nanos);
             assert_eq!(slow.nanos_at(at), nanos);
         }
-        if let Some(earlier) = origin.instant.checked_sub(Duration::from_nanos(1_500_000_001)) {
+        if let Some(earlier) = origin
+            .instant
+            .checked_sub(Duration::from_nanos(1_500_000_001))
+        {
             assert_eq!(origin.nanos_at(earlier), 0, "an earlier instant is 0");
             assert_eq!(slow.nanos_at(earlier), 0);
         }

@@ -34,6 +34,14 @@ pub struct Bulkhead<S, C> {
 }
 
 impl<S, C> Bulkhead<S, C> {
+    /// The permit just taken: a pointer to the gate, and a counted reference to the bulkhead
+    /// only if its limit is adaptive.
+    #[inline]
+    fn slot(&mut self) -> Slot {
+        let adaptive = self.shared.is_adaptive().then(|| self.shared.local());
+        Slot::taken(self.shared.gate, adaptive)
+    }
+
     /// A handle on this bulkhead's counts and limit.
     pub fn handle(&self) -> BulkheadHandle {
         BulkheadHandle {
@@ -70,8 +78,8 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.shared.config.readiness == Readiness::WaitInPollReady && self.reserved.is_none() {
-            if self.shared.permits.try_acquire() {
-                self.reserved = Some(Slot(self.shared.local()));
+            if self.shared.permits().try_acquire() {
+                self.reserved = Some(self.slot());
                 self.waiter = None;
             } else {
                 let local = self.shared.local();
@@ -93,11 +101,7 @@ where
         let memo = self.classifier.note(&request);
         let slot = match self.reserved.take() {
             Some(slot) => Some(slot),
-            None => self
-                .shared
-                .permits
-                .try_acquire()
-                .then(|| Slot(self.shared.local())),
+            None => self.shared.permits().try_acquire().then(|| self.slot()),
         };
         if let Some(slot) = slot {
             return ResponseFuture::called(
