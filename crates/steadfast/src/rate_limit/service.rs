@@ -22,7 +22,8 @@ use super::state::{Limit, Refusal};
 /// `poll_ready` is the inner service's: a call that must wait for quota waits in its future
 /// (on a clone of the inner service, made only then), so the service stays ready for calls
 /// that fit, and an axum router (which needs always-ready services) can use it. A call admitted
-/// at once reads the clock once, takes one compare-and-swap per quota, and allocates nothing.
+/// at once reads the clock once, takes one compare-and-swap per quota, and allocates nothing;
+/// without a usage reader it holds no counted reference to the quotas either.
 pub struct RateLimit<S, C, Cost, Usage> {
     pub(crate) inner: S,
     pub(crate) shared: Spread<Shared>,
