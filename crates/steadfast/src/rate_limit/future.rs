@@ -45,7 +45,7 @@ pin_project! {
 }
 
 pin_project! {
-    struct Waiting<S, Req> {
+    pub(crate) struct Waiting<S, Req> {
         #[pin]
         sleep: Sleep,
         service: S,
@@ -111,8 +111,21 @@ where
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
-    pub(crate) fn waiting(
+    /// A call that waits for quota, or for a pause to end (its wait made by
+    /// [`Waiting::boxed`]).
+    #[inline]
+    pub(crate) fn waiting(waiting: Pin<Box<Waiting<S, Req>>>, finish: Finish<C, M, U>) -> Self {
+        ResponseFuture {
+            state: State::Waiting { waiting },
+            finish,
+        }
+    }
+}
+
+impl<S, Req> Waiting<S, Req> {
+    /// The wait of a call until `until` (nanoseconds since the quotas' origin), on a clone of
+    /// the inner service.
+    pub(crate) fn boxed(
         service: S,
         request: Req,
         shared: Local<Shared>,
@@ -120,28 +133,20 @@ where
         until: Nanos,
         reserved: bool,
         give_up_at: Nanos,
-        finish: Finish<C, M, U>,
-    ) -> Self {
+    ) -> Pin<Box<Self>> {
         let sleep = tokio::time::sleep_until(shared.origin.instant_at(until));
-        ResponseFuture {
-            state: State::Waiting {
-                waiting: Box::pin(Waiting {
-                    sleep,
-                    service,
-                    request: Some(request),
-                    shared,
-                    tokens,
-                    reserved,
-                    admitted: false,
-                    give_up_at,
-                }),
-            },
-            finish,
-        }
+        Box::pin(Waiting {
+            sleep,
+            service,
+            request: Some(request),
+            shared,
+            tokens,
+            reserved,
+            admitted: false,
+            give_up_at,
+        })
     }
-}
 
-impl<S, Req> Waiting<S, Req> {
     /// Waits until the call is admitted (through any pause that starts meanwhile), or refuses
     /// it when that would take past its `max_wait`.
     fn poll_admitted(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
