@@ -40,7 +40,7 @@ pin_project! {
 
 pin_project! {
     /// A call waiting for a permit, with the (ready) inner service it will be sent to.
-    struct Queued<S, Req> {
+    pub(crate) struct Queued<S, Req> {
         service: S,
         request: Option<Req>,
         waiter: Waiter,
@@ -79,23 +79,11 @@ impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
         }
     }
 
-    pub(crate) fn queued(
-        service: S,
-        request: Req,
-        waiter: Waiter,
-        deadline: Sleep,
-        classifier: C,
-        memo: M,
-    ) -> Self {
+    /// A call waiting for a permit (its place made by [`Queued::boxed`]).
+    #[inline]
+    pub(crate) fn queued(queued: Pin<Box<Queued<S, Req>>>, classifier: C, memo: M) -> Self {
         ResponseFuture {
-            kind: Kind::Queued {
-                queued: Box::pin(Queued {
-                    service,
-                    request: Some(request),
-                    waiter,
-                    deadline,
-                }),
-            },
+            kind: Kind::Queued { queued },
             call: Call {
                 slot: None,
                 generation: 0,
@@ -119,6 +107,22 @@ impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
                 memo,
             },
         }
+    }
+}
+
+impl<S, Req> Queued<S, Req> {
+    pub(crate) fn boxed(
+        service: S,
+        request: Req,
+        waiter: Waiter,
+        deadline: Sleep,
+    ) -> Pin<Box<Self>> {
+        Box::pin(Queued {
+            service,
+            request: Some(request),
+            waiter,
+            deadline,
+        })
     }
 }
 

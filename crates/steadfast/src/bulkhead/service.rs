@@ -1,6 +1,7 @@
 //! [`Bulkhead`]: admits a call while a permit is free, queues or refuses it otherwise.
 
 use std::fmt;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -10,7 +11,7 @@ use crate::error::BoxError;
 use crate::sync::Spread;
 
 use super::config::Readiness;
-use super::future::ResponseFuture;
+use super::future::{Queued, ResponseFuture};
 use super::handle::BulkheadHandle;
 use super::shared::{Shared, Slot, Waiter};
 
@@ -117,15 +118,24 @@ where
             self.shared.refused();
             return ResponseFuture::full(self.classifier.clone(), memo);
         }
-        self.full(request, memo)
+        match self.queue(request) {
+            Some(queued) => ResponseFuture::queued(queued, self.classifier.clone(), memo),
+            None => ResponseFuture::full(self.classifier.clone(), memo),
+        }
     }
 }
 
 impl<S: Clone, C: Clone> Bulkhead<S, C> {
-    /// No permit free and a queue configured: queue the call if a place is, else refuse it.
+    /// No permit free and a queue configured: the call's place in the queue if one is free,
+    /// else `None` (refused, and counted).
+    ///
+    /// Returns only the box, and every future is built in `call`: when this function built
+    /// the whole future (returned through memory), the admitted call's future went through a
+    /// temporary as well, copied into the caller's state 16 bytes at a time from what had
+    /// just been stored 8 at a time (a stalled load, several nanoseconds of the call).
     #[cold]
     #[inline(never)]
-    fn full<Req, M, F>(&mut self, request: Req, memo: M) -> ResponseFuture<F, S, Req, C, M> {
+    fn queue<Req>(&mut self, request: Req) -> Option<Pin<Box<Queued<S, Req>>>> {
         let config = &self.shared.config;
         if let (Some(max_wait), max_queue @ 1..) = (config.max_wait, config.max_queue)
             && let Some(waiter) = Waiter::queue(self.shared.local(), max_queue)
@@ -133,17 +143,15 @@ impl<S: Clone, C: Clone> Bulkhead<S, C> {
             // The service that was made ready goes with the call; this one keeps a clone.
             let clone = self.inner.clone();
             let ready = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture::queued(
+            return Some(Queued::boxed(
                 ready,
                 request,
                 waiter,
                 tokio::time::sleep(max_wait),
-                self.classifier.clone(),
-                memo,
-            );
+            ));
         }
         self.shared.refused();
-        ResponseFuture::full(self.classifier.clone(), memo)
+        None
     }
 }
 
