@@ -13,7 +13,7 @@ use crate::sync::Spread;
 use super::config::Readiness;
 use super::future::{Queued, ResponseFuture};
 use super::handle::BulkheadHandle;
-use super::shared::{Shared, Slot, Waiter};
+use super::shared::{Gate, Shared, Slot, Waiter};
 
 /// A concurrency limit around one agent. Built by [`BulkheadLayer`](super::BulkheadLayer);
 /// clones share the permits.
@@ -27,6 +27,10 @@ use super::shared::{Shared, Slot, Waiter};
 pub struct Bulkhead<S, C> {
     pub(crate) inner: S,
     pub(crate) shared: Spread<Shared>,
+    /// The shared state's gate and whether its limit is adaptive, kept here so an admitted
+    /// call reads them without going through the shared pointers.
+    pub(crate) gate: &'static Gate,
+    pub(crate) adaptive: bool,
     pub(crate) classifier: C,
     /// A permit reserved by `poll_ready` (readiness mode only).
     pub(crate) reserved: Option<Slot>,
@@ -39,8 +43,8 @@ impl<S, C> Bulkhead<S, C> {
     /// only if its limit is adaptive.
     #[inline]
     fn slot(&mut self) -> Slot {
-        let adaptive = self.shared.is_adaptive().then(|| self.shared.local());
-        Slot::taken(self.shared.gate, adaptive)
+        let adaptive = self.adaptive.then(|| self.shared.local());
+        Slot::taken(self.gate, adaptive)
     }
 
     /// A handle on this bulkhead's counts and limit.
@@ -102,7 +106,7 @@ where
         let memo = self.classifier.note(&request);
         let slot = match self.reserved.take() {
             Some(slot) => Some(slot),
-            None => self.shared.permits().try_acquire().then(|| self.slot()),
+            None => self.gate.permits.try_acquire().then(|| self.slot()),
         };
         if let Some(slot) = slot {
             return ResponseFuture::called(
@@ -161,6 +165,8 @@ impl<S: Clone, C: Clone> Clone for Bulkhead<S, C> {
         Bulkhead {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            gate: self.gate,
+            adaptive: self.adaptive,
             classifier: self.classifier.clone(),
             reserved: None,
             waiter: None,
