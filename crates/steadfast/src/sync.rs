@@ -204,6 +204,108 @@ impl<T: fmt::Debug> fmt::Debug for Local<T> {
     }
 }
 
+/// A way back to a shared state that a call can carry without counting a reference: a number,
+/// never reused, that a process-wide table maps to a weak reference.
+///
+/// A [`Local`] costs a call two atomic read-modify-writes (the increment when the call starts,
+/// the decrement when its future is dropped), about a third of a rate-limited call's own time.
+/// A call that needs its layer's state only on a rare path (a rate-limited answer pausing the
+/// agent) carries an `Address` instead: copying it is free, and the rare path pays a lock and
+/// an upgrade to [`find`](Address::find) the state, or learns that it is gone.
+#[cfg(feature = "rate-limit")]
+pub(crate) struct Address<T> {
+    id: std::num::NonZeroU64,
+    _state: std::marker::PhantomData<fn() -> Arc<T>>,
+}
+
+#[cfg(feature = "rate-limit")]
+type AddressTable = std::sync::Mutex<
+    std::collections::BTreeMap<u64, std::sync::Weak<dyn std::any::Any + Send + Sync>>,
+>;
+
+/// Every listed state, by address. Touched when a state is made or dropped, and on rare paths.
+#[cfg(feature = "rate-limit")]
+static ADDRESSES: AddressTable = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+#[cfg(feature = "rate-limit")]
+fn addresses() -> std::sync::MutexGuard<
+    'static,
+    std::collections::BTreeMap<u64, std::sync::Weak<dyn std::any::Any + Send + Sync>>,
+> {
+    // A panic while the table was locked cannot leave it half-updated (one insert or remove).
+    ADDRESSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(feature = "rate-limit")]
+impl<T> Clone for Address<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+#[cfg(feature = "rate-limit")]
+impl<T> Copy for Address<T> {}
+
+#[cfg(feature = "rate-limit")]
+impl<T: std::any::Any + Send + Sync> Address<T> {
+    /// The state, if it still lives.
+    pub(crate) fn find(self) -> Option<Arc<T>> {
+        let state = addresses().get(&self.id.get())?.upgrade()?;
+        state.downcast::<T>().ok()
+    }
+}
+
+#[cfg(feature = "rate-limit")]
+impl<T> fmt::Debug for Address<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", self.id)
+    }
+}
+
+/// A state's entry in the table of [`Address`]es: a field of the state (made with
+/// `Arc::new_cyclic`), so the state is listed exactly as long as it lives.
+#[cfg(feature = "rate-limit")]
+pub(crate) struct Listing<T> {
+    address: Address<T>,
+}
+
+#[cfg(feature = "rate-limit")]
+impl<T: std::any::Any + Send + Sync> Listing<T> {
+    pub(crate) fn new(state: std::sync::Weak<T>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // 2^64 states at one per nanosecond take 584 years: never reused, never zero.
+        let id = std::num::NonZeroU64::new(NEXT.fetch_add(1, Relaxed))
+            .unwrap_or(std::num::NonZeroU64::MAX);
+        addresses().insert(id.get(), state);
+        Listing {
+            address: Address {
+                id,
+                _state: std::marker::PhantomData,
+            },
+        }
+    }
+
+    pub(crate) fn address(&self) -> Address<T> {
+        self.address
+    }
+}
+
+#[cfg(feature = "rate-limit")]
+impl<T> Drop for Listing<T> {
+    fn drop(&mut self) {
+        addresses().remove(&self.address.id.get());
+    }
+}
+
+#[cfg(feature = "rate-limit")]
+impl<T> fmt::Debug for Listing<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.address, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +354,45 @@ mod tests {
         );
         assert!(Arc::ptr_eq(here.arc(), there.arc()), "over the same state");
         assert_eq!((*here, *there), (7, 7));
+    }
+
+    #[cfg(feature = "rate-limit")]
+    #[test]
+    fn an_address_finds_its_state_while_it_lives_and_nothing_after() {
+        struct State {
+            listing: Listing<State>,
+            value: u32,
+        }
+        let state = Arc::new_cyclic(|weak| State {
+            listing: Listing::new(weak.clone()),
+            value: 7,
+        });
+        let address = state.listing.address();
+        let other = Arc::new_cyclic(|weak| State {
+            listing: Listing::new(weak.clone()),
+            value: 8,
+        });
+        assert_eq!(address.find().map(|found| found.value), Some(7));
+        assert_eq!(
+            other.listing.address().find().map(|found| found.value),
+            Some(8)
+        );
+        let found = address.find().unwrap();
+        drop(state);
+        assert!(
+            address.find().is_some(),
+            "a found state is a counted reference"
+        );
+        drop(found);
+        assert!(address.find().is_none(), "gone with its last reference");
+        assert!(
+            !addresses().contains_key(&address.id.get()),
+            "and unlisted, so the table does not grow"
+        );
+        assert_eq!(
+            other.listing.address().find().map(|found| found.value),
+            Some(8)
+        );
     }
 
     #[test]

@@ -189,6 +189,98 @@ async fn dropping_a_call_gives_its_permit_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn calls_outliving_their_bulkhead_give_their_permits_back_to_it_not_to_the_next() {
+    // An admitted call points at its bulkhead's permits without a counted reference; the
+    // permits go to a bulkhead made later only once the last of those calls is done. Each
+    // round's bulkhead is dropped empty, so the next round may be given its permits again.
+    let old = BulkheadLayer::new(
+        &Agent::new("old"),
+        BulkheadConfig::max_concurrent(2).unwrap(),
+    );
+    let mut service = old.layer(Slow::new(Duration::from_secs(10)));
+    let mut outliving = vec![service.call(0), service.call(1)];
+    drop((service, old));
+
+    for round in 0..3 {
+        let new = BulkheadLayer::new(
+            &Agent::new("new"),
+            BulkheadConfig::max_concurrent(1).unwrap(),
+        );
+        let handle = new.handle();
+        let mut service = new.layer(Slow::new(Duration::from_secs(10)));
+        assert_eq!(
+            handle.in_flight(),
+            0,
+            "round {round}: a new bulkhead starts empty"
+        );
+        let running = service.call(2);
+        assert_eq!(handle.in_flight(), 1);
+        match round {
+            0 => drop(outliving.pop()), // the caller gave up on an old call
+            1 => assert_eq!(
+                outliving.pop().unwrap().await.unwrap(),
+                0,
+                "an old call answers"
+            ),
+            _ => assert!(outliving.is_empty()),
+        }
+        assert_eq!(
+            handle.in_flight(),
+            1,
+            "round {round}: untouched by the old calls"
+        );
+        let Poll::Ready(Err(error)) = poll_once(service.call(3)) else {
+            panic!("round {round}: the second call must be refused");
+        };
+        assert!(is_full(&error), "{error}");
+        drop(running);
+        assert_eq!(handle.in_flight(), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_made_after_others_were_dropped_with_calls_in_flight_counts_only_its_own() {
+    let mut outliving = Vec::new();
+    for n in 0..4 {
+        let old = BulkheadLayer::new(
+            &Agent::new("old"),
+            BulkheadConfig::max_concurrent(2).unwrap(),
+        );
+        let mut service = old.layer(Slow::new(Duration::from_secs(10)));
+        outliving.push(service.call(n));
+    }
+    let new = BulkheadLayer::new(
+        &Agent::new("new"),
+        BulkheadConfig::max_concurrent(2).unwrap(),
+    );
+    let handle = new.handle();
+    let mut service = new.layer(Slow::new(Duration::from_secs(10)));
+    let mine = [service.call(10), service.call(11)];
+    assert_eq!(handle.in_flight(), 2);
+    // Every old call ends (dropped, and answered): none of them is this bulkhead's.
+    for (n, call) in outliving.into_iter().enumerate() {
+        if n % 2 == 0 {
+            drop(call);
+        } else {
+            call.await.unwrap();
+        }
+    }
+    assert_eq!(
+        handle.in_flight(),
+        2,
+        "the old calls gave back nothing here"
+    );
+    let Poll::Ready(Err(error)) = poll_once(service.call(12)) else {
+        panic!("still full");
+    };
+    assert!(is_full(&error), "{error}");
+    for call in mine {
+        call.await.unwrap();
+    }
+    assert_eq!(handle.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refusal_is_a_local_agent_fault_a_breaker_ignores_and_a_fallback_answers() {
     let registry = Registry::new();
     let llama = registry.agent("llama");

@@ -10,11 +10,11 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use crate::classify::{self, Classify};
-use crate::clock::Nanos;
+use crate::clock::{NOT_TIMED, Nanos};
 use crate::error::BoxError;
 
 use super::error::BulkheadFull;
-use super::shared::{Slot, Waiter};
+use super::shared::{Shared, Slot, Waiter};
 
 pin_project! {
     /// The future of a [`Bulkhead`](super::Bulkhead) call.
@@ -40,7 +40,7 @@ pin_project! {
 
 pin_project! {
     /// A call waiting for a permit, with the (ready) inner service it will be sent to.
-    struct Queued<S, Req> {
+    pub(crate) struct Queued<S, Req> {
         service: S,
         request: Option<Req>,
         waiter: Waiter,
@@ -55,7 +55,8 @@ pub(crate) struct Call<C, M> {
     slot: Option<Slot>,
     generation: u32,
     /// When the call was first found pending, if calls are timed.
-    started: Option<Nanos>,
+    /// (`NOT_TIMED` if not: a plain word, so the future stays within its size bound.)
+    started: Nanos,
     /// Whether the call was polled once already (the clock is read only after that).
     polled: bool,
     classifier: C,
@@ -64,13 +65,13 @@ pub(crate) struct Call<C, M> {
 
 impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
     pub(crate) fn called(future: F, slot: Slot, classifier: C, memo: M) -> Self {
-        let generation = slot.0.generation();
+        let generation = slot.adaptive().map_or(0, Shared::generation);
         ResponseFuture {
             kind: Kind::Called { future },
             call: Call {
                 slot: Some(slot),
                 generation,
-                started: None,
+                started: NOT_TIMED,
                 polled: false,
                 classifier,
                 memo,
@@ -78,27 +79,15 @@ impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
         }
     }
 
-    pub(crate) fn queued(
-        service: S,
-        request: Req,
-        waiter: Waiter,
-        deadline: Sleep,
-        classifier: C,
-        memo: M,
-    ) -> Self {
+    /// A call waiting for a permit (its place made by [`Queued::boxed`]).
+    #[inline]
+    pub(crate) fn queued(queued: Pin<Box<Queued<S, Req>>>, classifier: C, memo: M) -> Self {
         ResponseFuture {
-            kind: Kind::Queued {
-                queued: Box::pin(Queued {
-                    service,
-                    request: Some(request),
-                    waiter,
-                    deadline,
-                }),
-            },
+            kind: Kind::Queued { queued },
             call: Call {
                 slot: None,
                 generation: 0,
-                started: None,
+                started: NOT_TIMED,
                 polled: false,
                 classifier,
                 memo,
@@ -112,12 +101,28 @@ impl<F, S, Req, C, M> ResponseFuture<F, S, Req, C, M> {
             call: Call {
                 slot: None,
                 generation: 0,
-                started: None,
+                started: NOT_TIMED,
                 polled: false,
                 classifier,
                 memo,
             },
         }
+    }
+}
+
+impl<S, Req> Queued<S, Req> {
+    pub(crate) fn boxed(
+        service: S,
+        request: Req,
+        waiter: Waiter,
+        deadline: Sleep,
+    ) -> Pin<Box<Self>> {
+        Box::pin(Queued {
+            service,
+            request: Some(request),
+            waiter,
+            deadline,
+        })
     }
 }
 
@@ -139,21 +144,26 @@ where
                     let Poll::Ready(result) = future.poll(cx) else {
                         if !this.call.polled {
                             this.call.polled = true;
-                            this.call.started =
-                                this.call.slot.as_ref().and_then(|slot| slot.0.timed_now());
+                            this.call.started = this
+                                .call
+                                .slot
+                                .as_ref()
+                                .and_then(Slot::adaptive)
+                                .and_then(Shared::timed_now)
+                                .unwrap_or(NOT_TIMED);
                         }
                         return Poll::Pending;
                     };
                     let result = result.map_err(Into::into);
                     if let Some(slot) = this.call.slot.take() {
-                        if slot.0.is_adaptive() {
+                        if let Some(shared) = slot.adaptive() {
                             let outcome = classify::classify(
                                 &this.call.classifier,
                                 &this.call.memo,
                                 result.as_ref(),
                             );
-                            slot.0
-                                .completed(&outcome, this.call.generation, this.call.started);
+                            let started = Some(this.call.started).filter(|&at| at != NOT_TIMED);
+                            shared.completed(&outcome, this.call.generation, started);
                         }
                         drop(slot);
                     }
@@ -168,7 +178,7 @@ where
                             ));
                         };
                         let future = queued.service.call(request);
-                        this.call.generation = slot.0.generation();
+                        this.call.generation = slot.adaptive().map_or(0, Shared::generation);
                         this.call.slot = Some(slot);
                         self.as_mut().project().kind.set(Kind::Called { future });
                         continue;

@@ -20,7 +20,7 @@ impl BulkheadHandle {
 
     /// Calls in flight now.
     pub fn in_flight(&self) -> u32 {
-        self.shared.permits.in_flight()
+        self.shared.permits().in_flight()
     }
 
     /// Calls (or services, in readiness mode) waiting for a permit now.
@@ -30,7 +30,7 @@ impl BulkheadHandle {
 
     /// The limit in force: `max_concurrent`, or where the adaptive limit stands.
     pub fn limit(&self) -> u32 {
-        self.shared.permits.limit()
+        self.shared.permits().limit()
     }
 
     /// Whether the limit is adaptive.

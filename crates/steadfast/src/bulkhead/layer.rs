@@ -72,6 +72,8 @@ impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
         Bulkhead {
             inner,
             shared: self.shared.clone(),
+            gate: self.shared.gate,
+            adaptive: self.shared.is_adaptive(),
             classifier: self.classifier.clone(),
             reserved: None,
             waiter: None,

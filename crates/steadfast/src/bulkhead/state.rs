@@ -5,6 +5,10 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 use crate::sync::CachePadded;
 
+/// Set in `in_flight` once the bulkhead is gone; the limit is at most a million, so the bit
+/// is never a count, and `try_acquire` sees a count over any limit.
+const RETIRED: u32 = 1 << 31;
+
 /// Calls in flight and the limit they are held to. Both live on one line: `in_flight` is
 /// written by every call anyway, and `limit` is read by every call and written only when an
 /// adaptive limit moves.
@@ -54,14 +58,27 @@ impl Permits {
         }
     }
 
-    /// Gives a permit back.
+    /// Gives a permit back. True when it was the last permit of a bulkhead already
+    /// [`retire`](Self::retire)d: the caller then owns the permits again (to reuse them).
     #[inline]
-    pub(crate) fn release(&self) {
-        self.counts.in_flight.fetch_sub(1, SeqCst);
+    pub(crate) fn release(&self) -> bool {
+        self.counts.in_flight.fetch_sub(1, SeqCst) == RETIRED | 1
+    }
+
+    /// Marks the bulkhead gone (no service can take a permit any more). True when no permit
+    /// is out: the caller owns the permits again; otherwise the last release will.
+    pub(crate) fn retire(&self) -> bool {
+        self.counts.in_flight.fetch_or(RETIRED, SeqCst) == 0
+    }
+
+    /// Back to new, for another bulkhead: only by the owner `release` or `retire` named.
+    pub(crate) fn reset(&self, limit: u32) {
+        self.counts.in_flight.store(0, SeqCst);
+        self.counts.limit.store(limit, SeqCst);
     }
 
     pub(crate) fn in_flight(&self) -> u32 {
-        self.counts.in_flight.load(Relaxed)
+        self.counts.in_flight.load(Relaxed) & !RETIRED
     }
 
     pub(crate) fn limit(&self) -> u32 {
@@ -191,6 +208,34 @@ mod tests {
         max: 10,
         backoff: 0.9,
     };
+
+    #[test]
+    fn the_permits_are_free_again_exactly_once_after_retirement_and_the_last_release() {
+        // Retired with nothing out: free at once.
+        let permits = Permits::new(2);
+        assert!(permits.retire());
+
+        // Retired with two out: the second release frees them, the first does not.
+        let permits = Permits::new(2);
+        assert!(permits.try_acquire() && permits.try_acquire());
+        assert!(!permits.retire());
+        assert_eq!(permits.in_flight(), 2, "the mark is not a count");
+        assert!(!permits.try_acquire(), "no permit after retirement");
+        assert!(!permits.release());
+        assert!(permits.release());
+
+        // Released before retirement: the retirement frees them.
+        let permits = Permits::new(1);
+        assert!(permits.try_acquire());
+        assert!(!permits.release());
+        assert!(permits.retire());
+
+        // Reset for the next bulkhead: as new.
+        permits.reset(3);
+        assert_eq!((permits.in_flight(), permits.limit()), (0, 3));
+        assert!(permits.try_acquire() && permits.try_acquire() && permits.try_acquire());
+        assert!(!permits.try_acquire());
+    }
 
     #[test]
     fn admits_exactly_the_limit_and_refuses_the_next() {

@@ -13,7 +13,7 @@ use tower_service::Service;
 use crate::classify::{self, Classify, OutcomeKind};
 use crate::clock::Nanos;
 use crate::error::BoxError;
-use crate::sync::Local;
+use crate::sync::{Address, Local};
 
 use super::cost::TokenUsage;
 use super::error::RateLimited;
@@ -45,11 +45,14 @@ pin_project! {
 }
 
 pin_project! {
-    struct Waiting<S, Req> {
+    pub(crate) struct Waiting<S, Req> {
         #[pin]
         sleep: Sleep,
         service: S,
         request: Option<Req>,
+        // A waiting call holds a counted reference: it reads the quotas on every wake.
+        shared: Local<Shared>,
+        tokens: u64,
         // Whether the quotas hold a reservation for this call (otherwise it waits for a pause
         // to end and is admitted then).
         reserved: bool,
@@ -59,19 +62,41 @@ pin_project! {
 }
 
 /// What the answer needs: the classifier and memo (to see a rate-limited answer), the usage
-/// reader, and the tokens charged.
+/// reader, and the way back to the quotas.
 pub(crate) struct Finish<C, M, U> {
-    pub(crate) shared: Local<Shared>,
+    pub(crate) home: Home,
     pub(crate) classifier: C,
     pub(crate) memo: M,
     pub(crate) usage: U,
-    pub(crate) tokens: u64,
+}
+
+/// How a call reaches its limiter after the answer.
+pub(crate) enum Home {
+    /// With a usage reader, every answer may correct the token quota: a counted reference,
+    /// and the tokens charged.
+    Held { shared: Local<Shared>, tokens: u64 },
+    /// Without one, only a rate-limited answer (which pauses the agent) needs the limiter:
+    /// its address, which costs the call no atomic read-modify-write (a counted reference
+    /// costs two, about a third of the call's own time).
+    Addressed(Address<Shared>),
+}
+
+impl Home {
+    /// Runs `f` on the limiter, if it still lives (a rate-limited answer to a limiter that is
+    /// gone has nothing left to pause).
+    fn with<R>(&self, f: impl FnOnce(&Shared) -> R) -> Option<R> {
+        match self {
+            Home::Held { shared, .. } => Some(f(shared)),
+            Home::Addressed(address) => address.find().map(|shared| f(&shared)),
+        }
+    }
 }
 
 impl<S, Req, C, M, U> ResponseFuture<S, Req, C, M, U>
 where
     S: Service<Req>,
 {
+    #[inline]
     pub(crate) fn called(future: S::Future, finish: Finish<C, M, U>) -> Self {
         ResponseFuture {
             state: State::Called { future },
@@ -86,60 +111,63 @@ where
         }
     }
 
-    pub(crate) fn waiting(
-        service: S,
-        request: Req,
-        until: Nanos,
-        reserved: bool,
-        give_up_at: Nanos,
-        finish: Finish<C, M, U>,
-    ) -> Self {
-        let sleep = tokio::time::sleep_until(finish.shared.origin.instant_at(until));
+    /// A call that waits for quota, or for a pause to end (its wait made by
+    /// [`Waiting::boxed`]).
+    #[inline]
+    pub(crate) fn waiting(waiting: Pin<Box<Waiting<S, Req>>>, finish: Finish<C, M, U>) -> Self {
         ResponseFuture {
-            state: State::Waiting {
-                waiting: Box::pin(Waiting {
-                    sleep,
-                    service,
-                    request: Some(request),
-                    reserved,
-                    admitted: false,
-                    give_up_at,
-                }),
-            },
+            state: State::Waiting { waiting },
             finish,
         }
     }
 }
 
-impl<C, M, U> Finish<C, M, U> {
-    fn refusal(&self, limit: Limit, wait: Option<Nanos>) -> BoxError {
-        self.shared.refused(limit, wait)
+impl<S, Req> Waiting<S, Req> {
+    /// The wait of a call until `until` (nanoseconds since the quotas' origin), on a clone of
+    /// the inner service.
+    pub(crate) fn boxed(
+        service: S,
+        request: Req,
+        shared: Local<Shared>,
+        tokens: u64,
+        until: Nanos,
+        reserved: bool,
+        give_up_at: Nanos,
+    ) -> Pin<Box<Self>> {
+        let sleep = tokio::time::sleep_until(shared.origin.instant_at(until));
+        Box::pin(Waiting {
+            sleep,
+            service,
+            request: Some(request),
+            shared,
+            tokens,
+            reserved,
+            admitted: false,
+            give_up_at,
+        })
     }
 
     /// Waits until the call is admitted (through any pause that starts meanwhile), or refuses
     /// it when that would take past its `max_wait`.
-    fn poll_admitted<S, Req>(
-        &self,
-        mut waiting: Pin<&mut Waiting<S, Req>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), BoxError>> {
-        let shared = &*self.shared;
+    fn poll_admitted(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         loop {
-            let mut waiting = waiting.as_mut().project();
+            let waiting = self.as_mut().project();
+            let shared = &**waiting.shared;
             if *waiting.admitted {
                 return Poll::Ready(Ok(()));
             }
-            ready!(waiting.sleep.as_mut().poll(cx));
+            let mut sleep = waiting.sleep;
+            ready!(sleep.as_mut().poll(cx));
             // The instant slept until is "now": no clock read.
-            let at = shared.origin.nanos_at(waiting.sleep.deadline());
+            let at = shared.origin.nanos_at(sleep.deadline());
             if let Some(until) = shared.limits.paused_at(at) {
                 if until > *waiting.give_up_at {
                     if *waiting.reserved {
-                        shared.limits.refund(at, self.tokens);
+                        shared.limits.refund(at, *waiting.tokens);
                     }
-                    return Poll::Ready(Err(self.refusal(Limit::Paused, Some(until - at))));
+                    return Poll::Ready(Err(shared.refused(Limit::Paused, Some(until - at))));
                 }
-                waiting.sleep.reset(shared.origin.instant_at(until));
+                sleep.reset(shared.origin.instant_at(until));
                 continue;
             }
             if *waiting.reserved {
@@ -148,27 +176,30 @@ impl<C, M, U> Finish<C, M, U> {
             }
             match shared
                 .limits
-                .admit(at, self.tokens, waiting.give_up_at.saturating_sub(at))
+                .admit(at, *waiting.tokens, waiting.give_up_at.saturating_sub(at))
             {
                 Ok(wait) => {
                     *waiting.reserved = true;
                     if wait == 0 {
                         *waiting.admitted = true;
                     } else {
-                        waiting.sleep.reset(shared.origin.instant_at(at + wait));
+                        sleep.reset(shared.origin.instant_at(at + wait));
                     }
                 }
                 Err((limit, Refusal::Wait(wait))) => {
-                    return Poll::Ready(Err(self.refusal(limit, Some(wait))));
+                    return Poll::Ready(Err(shared.refused(limit, Some(wait))));
                 }
                 Err((limit, Refusal::TooLarge)) => {
-                    return Poll::Ready(Err(self.refusal(limit, None)));
+                    return Poll::Ready(Err(shared.refused(limit, None)));
                 }
             }
         }
     }
+}
 
+impl<C, M, U> Finish<C, M, U> {
     /// The answer: a pause if the agent asked for one, the usage correction, then the result.
+    #[inline]
     fn complete<Req, Res, E>(&self, result: Result<Res, E>) -> Result<Res, BoxError>
     where
         E: Into<BoxError>,
@@ -177,14 +208,14 @@ impl<C, M, U> Finish<C, M, U> {
     {
         let result = result.map_err(Into::into);
         let outcome = classify::classify(&self.classifier, &self.memo, result.as_ref());
-        let shared = &*self.shared;
         match &result {
             Ok(response) if outcome.is_success() => {
-                if let Some(actual) = self.usage.actual(response)
-                    && actual != self.tokens
+                if let Home::Held { shared, tokens } = &self.home
+                    && let Some(actual) = self.usage.actual(response)
+                    && actual != *tokens
                 {
                     let now = shared.origin.nanos_at(Instant::now());
-                    shared.limits.correct(now, self.tokens, actual);
+                    shared.limits.correct(now, *tokens, actual);
                 }
                 return result;
             }
@@ -197,8 +228,10 @@ impl<C, M, U> Finish<C, M, U> {
         if outcome.kind() == OutcomeKind::RateLimited
             && let Some(wait) = outcome.retry_after()
         {
-            let now = shared.origin.nanos_at(Instant::now());
-            shared.pause(now, crate::clock::duration_to_nanos(wait));
+            self.home.with(|shared| {
+                let now = shared.origin.nanos_at(Instant::now());
+                shared.pause(now, crate::clock::duration_to_nanos(wait));
+            });
         }
         result
     }
@@ -213,6 +246,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -227,7 +261,7 @@ where
                         .unwrap_or_else(|| "rate-limit future polled after completion".into())));
                 }
                 StateProj::Waiting { waiting } => {
-                    if let Err(error) = ready!(this.finish.poll_admitted(waiting.as_mut(), cx)) {
+                    if let Err(error) = ready!(waiting.as_mut().poll_admitted(cx)) {
                         this.state.set(State::Refused { error: None });
                         return Poll::Ready(Err(error));
                     }
@@ -259,7 +293,10 @@ where
             State::Refused { .. } => "refused",
         };
         f.debug_struct("ResponseFuture")
-            .field("agent", &self.finish.shared.name)
+            .field(
+                "agent",
+                &self.finish.home.with(|shared| shared.name.clone()),
+            )
             .field("state", &state)
             .finish_non_exhaustive()
     }

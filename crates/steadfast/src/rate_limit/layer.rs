@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use crate::agent::Agent;
 use crate::clock::{Origin, duration_to_nanos};
-use crate::sync::Spread;
+use crate::sync::{Listing, Spread};
 
 use super::config::{RateLimitConfig, WINDOW};
 use super::cost::{NoCost, NoUsage};
@@ -52,6 +52,9 @@ pub struct RateLimitLayer<C, Cost = NoCost, Usage = NoUsage> {
     shared: Arc<Shared>,
     cost: Cost,
     usage: Usage,
+    /// Whether [`usage`](Self::usage) was set: then every call holds a counted reference to
+    /// the quotas (it corrects them after the answer); otherwise only an address.
+    reads_usage: bool,
 }
 
 impl<C: Clone> RateLimitLayer<C> {
@@ -70,7 +73,7 @@ impl<C: Clone> RateLimitLayer<C> {
         );
         RateLimitLayer {
             classifier: agent.classifier_ref().clone(),
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|weak| Shared {
                 name: agent.name_arc().clone(),
                 reporter: agent.reporter().clone(),
                 origin: Origin::now(),
@@ -78,9 +81,11 @@ impl<C: Clone> RateLimitLayer<C> {
                 max_pause: duration_to_nanos(config.max_pause),
                 limits,
                 config,
+                listing: Listing::new(weak.clone()),
             }),
             cost: NoCost,
             usage: NoUsage,
+            reads_usage: false,
         }
     }
 }
@@ -95,6 +100,7 @@ impl<C, Cost, Usage> RateLimitLayer<C, Cost, Usage> {
             shared: self.shared,
             cost,
             usage: self.usage,
+            reads_usage: self.reads_usage,
         }
     }
 
@@ -106,6 +112,7 @@ impl<C, Cost, Usage> RateLimitLayer<C, Cost, Usage> {
             shared: self.shared,
             cost: self.cost,
             usage,
+            reads_usage: true,
         }
     }
 
@@ -133,6 +140,7 @@ impl<S, C: Clone, Cost: Clone, Usage: Clone> Layer<S> for RateLimitLayer<C, Cost
             classifier: self.classifier.clone(),
             cost: self.cost.clone(),
             usage: self.usage.clone(),
+            reads_usage: self.reads_usage,
         }
     }
 }
@@ -144,6 +152,7 @@ impl<C: Clone, Cost: Clone, Usage: Clone> Clone for RateLimitLayer<C, Cost, Usag
             shared: self.shared.clone(),
             cost: self.cost.clone(),
             usage: self.usage.clone(),
+            reads_usage: self.reads_usage,
         }
     }
 }

@@ -27,8 +27,12 @@
 //!
 //! The quotas are GCRA (a token bucket in one atomic per quota, refilled continuously, with
 //! `burst` of a minute's quota available at once): a call admitted at once reads the clock
-//! once, takes one compare-and-swap per quota, allocates nothing and takes no lock. A call
-//! that waits clones the inner service and boxes its timer.
+//! once, takes one compare-and-swap per quota, allocates nothing and takes no lock. Nor does
+//! it count a reference to the quotas: its answer needs them only to pause the agent (a
+//! rate-limited answer), so it carries the limiter's address, a number a process-wide table
+//! maps to a weak reference, looked up on that rare path. With a [`usage`](RateLimitLayer::usage)
+//! reader every answer may correct the token quota, and each call holds a counted reference
+//! instead. A call that waits clones the inner service and boxes its timer.
 //!
 //! ```
 //! use std::time::Duration;

@@ -7,6 +7,7 @@ use crate::agent::Reporter;
 use crate::clock::{Nanos, Origin};
 use crate::error::BoxError;
 use crate::events::Event;
+use crate::sync::Listing;
 
 use super::config::RateLimitConfig;
 use super::error::RateLimited;
@@ -20,6 +21,9 @@ pub(crate) struct Shared {
     pub(crate) max_wait: Nanos,
     pub(crate) max_pause: Nanos,
     pub(crate) config: RateLimitConfig,
+    /// Where a call that holds no counted reference finds the limiter again (a rate-limited
+    /// answer pausing the agent).
+    pub(crate) listing: Listing<Shared>,
 }
 
 impl Shared {

@@ -1,5 +1,6 @@
 //! The layer against a counting mock agent, on tokio's paused clock.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -272,4 +273,59 @@ async fn dropping_a_waiting_call_never_reaches_the_agent() {
     );
     tokio::time::advance(Duration::from_secs(60)).await;
     assert_eq!(arrivals.lock().unwrap().len(), 1);
+}
+
+/// Answers 429 (retry after 20 s, with `http_like`) one second after the call.
+fn slow_throttled_agent() -> impl Service<
+    u64,
+    Response = u16,
+    Error = BoxError,
+    Future = impl Future<Output = Result<u16, BoxError>>,
+> + Clone {
+    service_fn(|_: u64| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<u16, BoxError>(429)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_answered_after_its_service_is_dropped_still_pauses_the_agent() {
+    // Without a usage reader a call carries the limiter's address, not a counted reference:
+    // the pause must reach the quotas the handle (and any other service) still shares.
+    let throttled = slow_throttled_agent();
+    let config = RateLimitConfig::builder()
+        .requests_per_minute(600)
+        .build()
+        .unwrap();
+    let gpt = Agent::new("gpt").classifier(http_like);
+    let layer = RateLimitLayer::new(&gpt, config);
+    let handle = layer.handle();
+    let mut service = layer.layer(throttled);
+    let call = service.ready().await.unwrap().call(1);
+    drop(service);
+    drop(layer);
+    assert_eq!(handle.paused_for(), None);
+    assert_eq!(call.await.unwrap(), 429);
+    assert_eq!(
+        handle.paused_for(),
+        Some(Duration::from_secs(20)),
+        "the answer paused the quotas the handle shares"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_answered_after_the_limiter_is_gone_is_passed_on_unchanged() {
+    let config = RateLimitConfig::builder()
+        .requests_per_minute(600)
+        .build()
+        .unwrap();
+    let gpt = Agent::new("gpt").classifier(http_like);
+    let mut service = RateLimitLayer::new(&gpt, config).layer(slow_throttled_agent());
+    let call = service.ready().await.unwrap().call(1);
+    drop(service);
+    assert_eq!(
+        call.await.unwrap(),
+        429,
+        "nothing left to pause, the answer stands"
+    );
 }
