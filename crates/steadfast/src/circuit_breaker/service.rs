@@ -67,7 +67,11 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[allow(
+        clippy::inline_always,
+        reason = "out of line, the future it returns is copied into the caller's and read back in wider loads than it was written with (hotpath breaker 27.7 -> 23.7 ns, forced rejection 35.3 -> 27.2 ns)"
+    )]
+    #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = &self.shared;
         let (admission, transition) = shared.core.try_acquire(|| shared.now());

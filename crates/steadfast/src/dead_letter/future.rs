@@ -91,7 +91,10 @@ where
                 return poll_sinking(sinking, own, cx);
             }
             let result = ready!(this.call.poll(cx)).map_err(Into::into);
-            let Some(capture) = this.capture.take() else {
+            // Read where it lies, and moved out only on the failure path: moved out of the
+            // `Option` on every call, it was read back in wider loads right after `call` wrote
+            // it (a stalled load; see the breaker's future).
+            let Some(capture) = this.capture.as_ref() else {
                 return Poll::Ready(Err("dead-letter future polled after completion".into()));
             };
             let outcome = classify::classify(&capture.classifier, &capture.memo, result.as_ref());
@@ -99,8 +102,12 @@ where
                 trace::record_outcome(call, &outcome);
             }
             if outcome.is_success() || !capture.shared.policy.covers(outcome.kind()) {
+                *this.capture = None;
                 return Poll::Ready(result);
             }
+            let Some(capture) = this.capture.take() else {
+                return Poll::Ready(result);
+            };
             let original: BoxError = match result {
                 Ok(_) => Box::new(FailedResponse::new(outcome)),
                 Err(error) => error,
