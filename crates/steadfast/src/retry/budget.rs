@@ -43,11 +43,10 @@ const COUNT_MASK: u64 = (1 << TAG_SHIFT) - 1;
 /// into its own thread's buckets with a plain load and store (no locked instruction, which
 /// would cost more than the rest of the success path); a retry sums every thread's. Under
 /// heavy concurrency the count of retries is approximate by a few calls (two callers may both
-/// take the last retry). A first
-/// attempt reads the clock only once every 32 deposits, or when its bucket is stale; in
-/// between it counts into the bucket last seen. The error this allows only matters for traffic
-/// under about 32 requests per bucket, where `ratio` x requests is below the per-second floor
-/// anyway, so the floor decides.
+/// take the last retry). A first attempt reads the clock only once every 32 deposits, or when
+/// its bucket is stale; in between it counts into the bucket last seen. The error this allows
+/// only matters for traffic under about 32 requests per bucket, where `ratio` x requests is
+/// below the per-second floor anyway, so the floor decides.
 ///
 /// ```
 /// use std::time::Duration;
