@@ -201,9 +201,10 @@ impl RetryBudget {
 
     #[inline]
     pub(crate) fn deposit_at(&self, now: Nanos) {
-        self.inner.see_epoch(now / self.inner.bucket_nanos);
+        let epoch = now / self.inner.bucket_nanos;
+        self.inner.see_epoch(epoch);
         self.inner.current(now);
-        self.inner.count_deposit(now / self.inner.bucket_nanos);
+        self.inner.count_deposit(epoch);
     }
 
     pub(crate) fn try_withdraw_at(&self, now: Nanos) -> bool {

@@ -100,6 +100,11 @@ impl<S> Failed<S> {
     fn traced(trace: Trace, started: Nanos) -> Box<Self> {
         Box::new(Failed::new(started, Some(trace)))
     }
+
+    /// The failure state in `slot`, made (untraced) if the call has none yet.
+    fn in_slot(slot: &mut Option<Box<Self>>) -> &mut Self {
+        slot.get_or_insert_with(|| Box::new(Failed::new(0, None)))
+    }
 }
 
 /// The spans of one call through the retry layer (see [`crate::trace`]).
@@ -341,9 +346,7 @@ where
         }
         shared.report_retry(&outcome, attempts + 1, wait);
         tracing::debug!(agent = %shared.name, attempt = attempts + 1, wait_secs = wait.as_secs_f64(), asked_by_agent, "retrying");
-        let failed = self
-            .failed
-            .get_or_insert_with(|| Box::new(Failed::new(0, None)));
+        let failed = Failed::in_slot(&mut self.failed);
         failed.last_error = result.err();
         failed.previous_wait = wait;
         Step::Wait(wait, wake)
@@ -490,9 +493,7 @@ where
                 StateProj::Readying => {
                     let retrying = &mut *this.retrying;
                     let shared = &retrying.shared;
-                    let failed = retrying
-                        .failed
-                        .get_or_insert_with(|| Box::new(Failed::new(0, None)));
+                    let failed = Failed::in_slot(&mut retrying.failed);
                     let service = failed.service.get_or_insert_with(|| shared.service());
                     match service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
@@ -527,10 +528,8 @@ where
                     }
                     // Field by field: the spans are entered while the service is called.
                     let shared = &retrying.shared;
-                    let failed = retrying
-                        .failed
-                        .get_or_insert_with(|| Box::new(Failed::new(0, None)));
-                    let Failed { trace, service, .. } = &mut **failed;
+                    let failed = Failed::in_slot(&mut retrying.failed);
+                    let Failed { trace, service, .. } = failed;
                     let service = service.get_or_insert_with(|| shared.service());
                     let future = Trace::within(trace.as_ref(), || match retrying.deadline {
                         None => service.call(request),
