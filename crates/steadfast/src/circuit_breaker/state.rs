@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::classify::{Outcome, OutcomeKind};
 use crate::clock::{Nanos, duration_to_nanos};
-use crate::sync::PerThreadCounter;
+use crate::sync::{PerThreadCounter, PerThreadLatest};
 
 use super::config::BreakerConfig;
 use super::window::{Window, WindowStats};
@@ -257,8 +257,9 @@ pub(crate) struct Core {
     slow: AtomicU64,
     /// Refusals, counted per thread: written on every refusal, by every thread, in an outage.
     rejected: PerThreadCounter,
-    /// Time + 1 of the last success / failure (0: never).
-    last_success: AtomicU64,
+    /// Time + 1 of the last success / failure (0: never). Successes are recorded per thread:
+    /// written every [`LAST_SUCCESS_SAMPLE`] calls by every thread.
+    last_success: PerThreadLatest,
     last_failure: AtomicU64,
     /// Signalled on every recorded failure (never on a success): what a background task that
     /// shares failures (fleet sync) waits on instead of polling the counters.
@@ -304,7 +305,7 @@ impl Core {
             caller_faults: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             rejected: PerThreadCounter::default(),
-            last_success: AtomicU64::new(0),
+            last_success: PerThreadLatest::default(),
             last_failure: AtomicU64::new(0),
             failure_signal: tokio::sync::Notify::new(),
             cold: Mutex::new(Cold::default()),
@@ -484,7 +485,7 @@ impl Core {
             (had_failures || completed_before.is_multiple_of(LAST_SUCCESS_SAMPLE)).then(&now)
         };
         if let Some(at) = sample {
-            self.last_success.store(at + 1, Ordering::Relaxed);
+            self.last_success.record(at + 1);
         }
         None
     }
@@ -513,7 +514,7 @@ impl Core {
         if failed {
             self.note_failure(outcome, slow, now);
         } else {
-            self.last_success.store(now + 1, Ordering::Relaxed);
+            self.last_success.record(now + 1);
         }
         if state != BreakerState::Closed {
             return None;
@@ -561,7 +562,7 @@ impl Core {
         if outcome.counts_against_agent() {
             self.note_failure(outcome, slow, now);
         } else {
-            self.last_success.store(now + 1, Ordering::Relaxed);
+            self.last_success.record(now + 1);
         }
         let mut cold = self.lock();
         if self.state() != BreakerState::HalfOpen || self.generation() != generation {
@@ -816,7 +817,7 @@ impl Core {
     }
 
     pub(crate) fn last_success(&self) -> Option<Nanos> {
-        self.last_success.load(Ordering::Relaxed).checked_sub(1)
+        self.last_success.latest().checked_sub(1)
     }
 
     pub(crate) fn last_failure(&self) -> Option<Nanos> {
