@@ -39,6 +39,12 @@ for line in open(log):
             name, value = part.strip().rsplit(" ", 1)
             allocs[(m.group(1), name.strip())] = value
 
+paired = {}
+for line in open(log):
+    m = re.match(r"paired scaling \[(\S+)\]: (.*?) \(two threads", line.strip())
+    if m:
+        paired[m.group(1)] = m.group(2)
+
 def cpu():
     try:
         for line in open("/proc/cpuinfo"):
@@ -148,6 +154,8 @@ for group, benches in rows.items():
         if one and two:
             goal = " (goal for steadfast: >= 1.8x)" if group == "rt_contention" and prefix == "steadfast" else ""
             lines.append(f"- {prefix}: two threads make {2 * one / two:.2f}x the calls per second of one{goal}")
+    if group in paired:
+        lines.append(f"- measured in 31 pairs close in time (one thread, then two; the median pair's ratio, lowest-highest): {paired[group]}")
     if any(b.endswith("_one_thread") for b in benches):
         lines.append("")
 with open(out, "w") as f:

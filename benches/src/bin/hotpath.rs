@@ -1,6 +1,6 @@
 //! Runs one hot-path row many times, for profilers that count (`valgrind --tool=callgrind`,
 //! `perf record`): `cargo run --release -p steadfast-benches --bin hotpath -- <row> <calls>`.
-//! Rows: bare, breaker, retry, fallback, degrade, dead_letter, stack3, stack5, rejection,
+//! Rows: bare, breaker, breaker_two_threads (two threads on one breaker), bare_two_threads, retry, fallback, degrade, dead_letter, stack3, stack5, rejection,
 //! retry_rejection (retry over an open breaker), hop (the primary fails, the fallback answers),
 //! degraded (everything fails, degrade answers), rate_limit (a request quota),
 //! rate_limit_tpm (requests and tokens, with a cost function), tower_rate_limit (tower's
@@ -44,6 +44,22 @@ fn row(name: &str, calls: u64) {
             calls,
             CircuitBreakerLayer::new(&primary, BreakerConfig::default()).layer(agent()),
         ),
+        // Two threads, each with its own runtime and service, on one breaker (the contention
+        // row): `perf record` shows which line the threads still share.
+        "breaker_two_threads" => {
+            let layer = CircuitBreakerLayer::new(&primary, BreakerConfig::default());
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    let service = layer.layer(agent());
+                    scope.spawn(move || run(calls, service));
+                }
+            });
+        }
+        "bare_two_threads" => std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(move || run(calls, agent()));
+            }
+        }),
         "rejection" => {
             let layer = CircuitBreakerLayer::new(&primary, BreakerConfig::default());
             layer.handle().force_open();
