@@ -13,6 +13,7 @@ use super::error::CircuitOpen;
 use super::future::{Call, NOT_TIMED, ResponseFuture};
 use super::handle::BreakerHandle;
 use super::shared::Shared;
+use super::state::Admission;
 
 /// A circuit breaker around one agent. Built by [`CircuitBreakerLayer`](super::CircuitBreakerLayer);
 /// clones share the breaker.
@@ -73,35 +74,43 @@ where
     )]
     #[inline(always)]
     fn call(&mut self, request: Req) -> Self::Future {
+        // A closed breaker admits with one load; only the other states build the (admission,
+        // transition) pair. Built on every call, that 48-byte value was copied with half of it
+        // never written, and the copy stalled on a 16-byte load of what had been stored 4 and
+        // 8 bytes at a time: a tenth of the closed call's time.
+        let admission = if self.shared.core.admits_without_asking() {
+            Admission::Normal
+        } else {
+            let shared = &self.shared;
+            let (admission, transition) = shared.core.try_acquire(|| shared.now());
+            if let Some(transition) = transition {
+                shared.arc().announce(&transition);
+            }
+            match admission {
+                Ok(admission) => admission,
+                Err(rejection) => {
+                    self.shared.calls.rejected();
+                    return ResponseFuture::rejected(CircuitOpen::new(
+                        self.shared.local(),
+                        rejection.state,
+                        rejection.probe_at,
+                    ));
+                }
+            }
+        };
         let shared = &self.shared;
-        let (admission, transition) = shared.core.try_acquire(|| shared.now());
-        if let Some(transition) = transition {
-            shared.arc().announce(&transition);
-        }
-        match admission {
-            Ok(admission) => {
-                let started = match shared.core.config().slow_call_threshold() {
-                    Some(_) => shared.now(),
-                    None => NOT_TIMED,
-                };
-                let call = Call {
-                    shared: self.shared.local(),
-                    admission: admission.to_word(),
-                    started,
-                    memo: self.classifier.note(&request),
-                    classifier: self.classifier.clone(),
-                };
-                ResponseFuture::called(self.inner.call(request), call)
-            }
-            Err(rejection) => {
-                shared.calls.rejected();
-                ResponseFuture::rejected(CircuitOpen::new(
-                    self.shared.local(),
-                    rejection.state,
-                    rejection.probe_at,
-                ))
-            }
-        }
+        let started = match shared.core.config().slow_call_threshold() {
+            Some(_) => shared.now(),
+            None => NOT_TIMED,
+        };
+        let call = Call {
+            shared: self.shared.local(),
+            admission: admission.to_word(),
+            started,
+            memo: self.classifier.note(&request),
+            classifier: self.classifier.clone(),
+        };
+        ResponseFuture::called(self.inner.call(request), call)
     }
 }
 

@@ -338,6 +338,12 @@ impl Core {
         }
     }
 
+    /// Whether a call is admitted without asking (closed or disabled): the hot path's one load.
+    #[inline]
+    pub(crate) fn admits_without_asking(&self) -> bool {
+        matches!(self.state(), BreakerState::Closed | BreakerState::Disabled)
+    }
+
     /// Asks to call the agent. `now` is read only when the breaker is open and not waiting for
     /// a health check.
     #[inline]
