@@ -67,7 +67,7 @@ pub(crate) struct Retrying<S, Req, C, M> {
 }
 
 /// The state of a call that failed at least once and is being retried, and its spans.
-struct Failed<S> {
+pub(crate) struct Failed<S> {
     previous_wait: Duration,
     last_error: Option<BoxError>,
     /// When the attempt in flight started (the budget's clock); the call's start for the first.
@@ -90,8 +90,24 @@ impl<S> Failed<S> {
         }
     }
 
-    /// The state of a call a subscriber listens to, from its start: the spans ride here, off
-    /// the future of an untraced call.
+    /// The state of a new call to `agent` that a subscriber listens to, its spans started:
+    /// `None` when nobody listens. The spans ride here, off the future of an untraced call,
+    /// and a call gets them boxed from the start: returned as an `Option<Trace>` (80 bytes,
+    /// one word of it written when `None`) and then moved into the future, they were copied in
+    /// 16-byte loads of what had just been stored 8 bytes at a time (a stalled load).
+    #[inline]
+    pub(crate) fn start(agent: &str, started: Nanos) -> Option<Box<Self>> {
+        if !trace::enabled() {
+            return None;
+        }
+        Some(Self::traced(Trace::listened(agent), started))
+    }
+
+    /// The spans of a call a subscriber listens to.
+    pub(crate) fn trace(&self) -> Option<&Trace> {
+        self.trace.as_ref()
+    }
+
     #[cold]
     #[allow(
         clippy::unnecessary_box_returns,
@@ -116,16 +132,7 @@ pub(crate) struct Trace {
 }
 
 impl Trace {
-    /// The spans of a new call to `agent`, or `None` when nobody listens.
-    #[inline]
-    pub(crate) fn start(agent: &str) -> Option<Trace> {
-        if !trace::enabled() {
-            return None;
-        }
-        Some(Trace::listened(agent))
-    }
-
-    /// [`Trace::start`] once a subscriber listens.
+    /// The spans of a new call to `agent`, once a subscriber listens ([`Failed::start`]).
     fn listened(agent: &str) -> Trace {
         let call = trace::open_call(agent);
         let attempt = {
@@ -179,27 +186,6 @@ impl Trace {
 }
 
 impl<S, Req, C, M> Retrying<S, Req, C, M> {
-    #[inline]
-    pub(crate) fn new(
-        spare: Option<Req>,
-        classifier: C,
-        memo: M,
-        shared: Local<Shared<S>>,
-        started: Nanos,
-        trace: Option<Trace>,
-    ) -> Self {
-        Retrying {
-            spare,
-            classifier,
-            memo,
-            shared,
-            started,
-            attempts: 1,
-            deadline: None,
-            failed: trace.map(|trace| Failed::traced(trace, started)),
-        }
-    }
-
     fn trace(&self) -> Option<&Trace> {
         self.failed.as_ref()?.trace.as_ref()
     }
@@ -215,17 +201,42 @@ impl<S, Req, C, M> ResponseFuture<S, Req, C, M>
 where
     S: Service<Req>,
 {
-    #[inline]
+    /// The whole future in one literal, the inner call made inside it, within the call's spans
+    /// when it has them (see `fallback::ResponseFuture::new`). A `Retrying` built first and
+    /// passed in, and the inner future made before, went through temporaries, each hop a
+    /// 16-byte reload of what was just stored 8 bytes at a time; with [`Failed::start`], the
+    /// retry row went from 33.5 to 29 ns and the 3-layer stack from 70 to 63 ns (AMD EPYC).
+    #[allow(
+        clippy::inline_always,
+        clippy::too_many_arguments,
+        reason = "the future must be built where the caller keeps it; the arguments are its fields"
+    )]
+    #[inline(always)]
     pub(crate) fn new(
-        future: S::Future,
+        call: impl FnOnce(Option<&Trace>) -> S::Future,
         deadline: Option<Instant>,
-        mut retrying: Retrying<S, Req, C, M>,
+        spare: Option<Req>,
+        classifier: C,
+        memo: M,
+        shared: Local<Shared<S>>,
+        started: Nanos,
+        failed: Option<Box<Failed<S>>>,
     ) -> Self {
-        retrying.deadline = deadline;
         ResponseFuture {
-            state: State::Called { future },
+            state: State::Called {
+                future: call(failed.as_deref().and_then(Failed::trace)),
+            },
             timer: None,
-            retrying,
+            retrying: Retrying {
+                spare,
+                classifier,
+                memo,
+                shared,
+                started,
+                attempts: 1,
+                deadline,
+                failed,
+            },
         }
     }
 }

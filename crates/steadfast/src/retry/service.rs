@@ -11,7 +11,7 @@ use crate::clock::{NOT_TIMED, Nanos};
 use crate::error::BoxError;
 use crate::sync::Spread;
 
-use super::future::{ResponseFuture, Retrying, Trace};
+use super::future::{Failed, ResponseFuture, Trace};
 use super::scope;
 use super::shared::Shared;
 
@@ -85,22 +85,23 @@ where
         };
         let memo = self.classifier.note(&request);
         let spare = (shared.config.max_retries > 0).then(|| request.clone());
-        let trace = Trace::start(&shared.name);
-        let future = Trace::within(trace.as_ref(), || match deadline {
-            None => self.inner.call(request),
-            Some(deadline) => scope::with_deadline(deadline, || self.inner.call(request)),
-        });
+        let failed = Failed::start(&shared.name, started);
+        let shared = self.shared.local();
+        let inner = &mut self.inner;
         ResponseFuture::new(
-            future,
+            |trace| {
+                Trace::within(trace, || match deadline {
+                    None => inner.call(request),
+                    Some(deadline) => scope::with_deadline(deadline, || inner.call(request)),
+                })
+            },
             deadline,
-            Retrying::new(
-                spare,
-                self.classifier.clone(),
-                memo,
-                self.shared.local(),
-                started,
-                trace,
-            ),
+            spare,
+            self.classifier.clone(),
+            memo,
+            shared,
+            started,
+            failed,
         )
     }
 }
