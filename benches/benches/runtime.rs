@@ -336,15 +336,24 @@ fn stack(c: &mut Criterion) {
 /// its maker shares), on a current-thread runtime of its own.
 type MakeLoop = dyn Fn() -> Box<dyn FnMut(u64) -> Duration + Send> + Sync;
 
-/// `iters` calls on each of `threads` new threads started together: the slowest thread's time.
+/// `iters` calls on each of `threads` new threads started together, each pinned to a core of
+/// its own (where the machine has that many): the slowest thread's time. Unpinned, the
+/// scheduler often starts both threads on one core and moves one away only milliseconds
+/// later, and pairs of runs measured that placement (two threads at 1.0x one) rather than the
+/// code.
 fn on_threads(threads: usize, iters: u64, make: &MakeLoop) -> Duration {
     let barrier = std::sync::Barrier::new(threads);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
+            .map(|index| {
                 let mut run = make();
                 let barrier = &barrier;
+                let core = (cores.len() >= threads).then(|| cores[index]);
                 scope.spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
                     barrier.wait();
                     run(iters)
                 })
