@@ -337,10 +337,8 @@ fn stack(c: &mut Criterion) {
 type MakeLoop = dyn Fn() -> Box<dyn FnMut(u64) -> Duration + Send> + Sync;
 
 /// `iters` calls on each of `threads` new threads started together, each pinned to a core of
-/// its own (where the machine has that many): the slowest thread's time. Unpinned, the
-/// scheduler often starts both threads on one core and moves one away only milliseconds
-/// later, and pairs of runs measured that placement (two threads at 1.0x one) rather than the
-/// code.
+/// its own (where the machine has that many), so that what is measured is the code on two
+/// cores and not where the scheduler first put a new thread: the slowest thread's time.
 fn on_threads(threads: usize, iters: u64, make: &MakeLoop) -> Duration {
     let barrier = std::sync::Barrier::new(threads);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -368,11 +366,10 @@ fn on_threads(threads: usize, iters: u64, make: &MakeLoop) -> Duration {
 }
 
 /// Throughput of two threads over one, measured in pairs close in time (one thread, then two,
-/// `PAIRS` times): the median pair's ratio, and the lowest and highest. This machine's two
-/// cores also run the CI services, and a busy spell of theirs takes a core from one of the two
-/// threads: measured as two separate criterion rows, such a spell lands on one row and moves
-/// the ratio by a third from run to run (for the bare agent too); within a pair it slows both
-/// halves or shows as one outlying pair.
+/// `PAIRS` times): the median pair's ratio, and the lowest and highest. The machine's two
+/// cores share a host: measured as two separate criterion rows, a busy spell of the host lands
+/// on one row and moved the bare agent's ratio between 1.03x and 1.98x from run to run; within
+/// a pair it slows both halves or shows as one outlying pair.
 fn paired_scaling(make: &MakeLoop) -> (f64, f64, f64) {
     const PAIRS: usize = 31;
     const CALLS: u64 = 1_000_000;
