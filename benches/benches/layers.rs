@@ -9,7 +9,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 use steadfast::{Agent, BoxError};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
+use steadfast_benches::{
+    INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once, slowest,
+};
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
@@ -231,11 +233,7 @@ fn contention(c: &mut Criterion) {
                         })
                     })
                     .collect();
-                workers
-                    .into_iter()
-                    .map(|w| w.join().unwrap())
-                    .max()
-                    .unwrap()
+                slowest(workers)
             })
         });
     });

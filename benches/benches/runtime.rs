@@ -17,7 +17,9 @@ use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, agent, allocations_per_call, dead_agent};
+use steadfast_benches::{
+    INSTRUMENTED_SYSTEM, StatsAlloc, agent, allocations_per_call, dead_agent, slowest,
+};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::{Policy, Retry};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
@@ -357,11 +359,7 @@ fn on_threads(threads: usize, iters: u64, make: &MakeLoop) -> Duration {
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .max()
-            .unwrap()
+        slowest(workers)
     })
 }
 

@@ -79,3 +79,15 @@ pub fn dead_agent() -> impl Service<
 + 'static {
     tower::service_fn(|_: u64| std::future::ready(Err::<u64, steadfast::BoxError>("down".into())))
 }
+
+/// The time of the slowest of `workers` (threads that each time their own loop): what a
+/// contention row reports, since the work is done only when every thread is done.
+pub fn slowest<'scope>(
+    workers: impl IntoIterator<Item = std::thread::ScopedJoinHandle<'scope, std::time::Duration>>,
+) -> std::time::Duration {
+    workers
+        .into_iter()
+        .map(|worker| worker.join().expect("a benchmark thread panicked"))
+        .max()
+        .unwrap_or_default()
+}
