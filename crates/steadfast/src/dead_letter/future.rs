@@ -64,8 +64,9 @@ impl<F, Req, En, C, M> ResponseFuture<F, Req, En, C, M> {
         capture: Capture<Req, En, C, M>,
         trace: Option<Box<Span>>,
     ) -> Self {
+        let _entered = crate::trace::enter(trace.as_deref());
         ResponseFuture {
-            call: crate::trace::within(trace.as_deref(), call),
+            call: call(),
             capture: Some(capture),
             sinking: None,
             trace,

@@ -59,10 +59,9 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         shared: Arc<Shared<D, V, P>>,
         trace: Option<Box<Span>>,
     ) -> Self {
+        let _entered = crate::trace::enter(trace.as_deref());
         ResponseFuture {
-            kind: Kind::Called {
-                future: crate::trace::within(trace.as_deref(), call),
-            },
+            kind: Kind::Called { future: call() },
             view,
             memo,
             classifier,

@@ -68,10 +68,9 @@ impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
         marker: P,
         trace: Option<Box<Span>>,
     ) -> Self {
+        let _entered = crate::trace::enter(trace.as_deref());
         ResponseFuture {
-            state: State::Primary {
-                future: crate::trace::within(trace.as_deref(), call),
-            },
+            state: State::Primary { future: call() },
             request,
             memo,
             shared,
