@@ -185,6 +185,25 @@ impl Trace {
     }
 }
 
+/// The inner call of a call that is traced or has a deadline: inside its spans, with the
+/// deadline visible to [`scope::remaining`]. Out of line, so that the untraced call without a
+/// deadline calls the inner service right in the future's literal, which then writes its
+/// future in place (a closure making the call stayed out of line and returned the inner
+/// future into a temporary, copied into the literal with a stalled load).
+#[cold]
+#[inline(never)]
+fn call_within<S: Service<Req>, Req>(
+    inner: &mut S,
+    request: Req,
+    trace: Option<&Trace>,
+    deadline: Option<Instant>,
+) -> S::Future {
+    Trace::within(trace, || match deadline {
+        None => inner.call(request),
+        Some(deadline) => scope::with_deadline(deadline, || inner.call(request)),
+    })
+}
+
 impl<S, Req, C, M> Retrying<S, Req, C, M> {
     fn trace(&self) -> Option<&Trace> {
         self.failed.as_ref()?.trace.as_ref()
@@ -213,7 +232,8 @@ where
     )]
     #[inline(always)]
     pub(crate) fn new(
-        call: impl FnOnce(Option<&Trace>) -> S::Future,
+        inner: &mut S,
+        request: Req,
         deadline: Option<Instant>,
         spare: Option<Req>,
         classifier: C,
@@ -224,7 +244,10 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Called {
-                future: call(failed.as_deref().and_then(Failed::trace)),
+                future: match (failed.as_deref().and_then(Failed::trace), deadline) {
+                    (None, None) => inner.call(request),
+                    (trace, deadline) => call_within(inner, request, trace, deadline),
+                },
             },
             timer: None,
             retrying: Retrying {

@@ -11,7 +11,7 @@ use crate::clock::{NOT_TIMED, Nanos};
 use crate::error::BoxError;
 use crate::sync::Spread;
 
-use super::future::{Failed, ResponseFuture, Trace};
+use super::future::{Failed, ResponseFuture};
 use super::scope;
 use super::shared::Shared;
 
@@ -89,10 +89,8 @@ where
         let shared = self.shared.local();
         let inner = &mut self.inner;
         ResponseFuture::new(
-            |trace| match (trace, deadline) {
-                (None, None) => inner.call(request),
-                (trace, deadline) => call_within(inner, request, trace, deadline),
-            },
+            inner,
+            request,
             deadline,
             spare,
             self.classifier.clone(),
@@ -121,23 +119,6 @@ impl<S: fmt::Debug + Send, C> fmt::Debug for BackoffRetry<S, C> {
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
-}
-
-/// The inner call of a call that is traced or has a deadline: inside its spans, with the
-/// deadline visible to [`scope::remaining`]. Out of line, so that the untraced call without a
-/// deadline (the closure above, inlined) writes the inner future straight into its own.
-#[cold]
-#[inline(never)]
-fn call_within<S: Service<Req>, Req>(
-    inner: &mut S,
-    request: Req,
-    trace: Option<&Trace>,
-    deadline: Option<Instant>,
-) -> S::Future {
-    Trace::within(trace, || match deadline {
-        None => inner.call(request),
-        Some(deadline) => scope::with_deadline(deadline, || inner.call(request)),
-    })
 }
 
 /// The start of a call that reads the clock (a recorder takes its duration, or the layer has a
