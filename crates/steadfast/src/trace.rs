@@ -52,8 +52,8 @@ fn current_is_call() -> bool {
 /// Enters `span`, if there is one, until the returned guard drops (a clone of the span is
 /// entered, so the caller may move `span` meanwhile). For building a future whose inner call
 /// must run inside the span: with [`within`], the inner future came back through the closure's
-/// return into a temporary and was copied into the outer future (in the 5-layer stack, two of
-/// its four `memcpy`s a call); under a guard, the inner call writes it in place.
+/// return into a temporary and was copied into the outer future (the 5-layer stack made four
+/// `memcpy` calls a call, and none since); under a guard, the inner call writes it in place.
 #[inline]
 pub(crate) fn enter(span: Option<&Span>) -> Option<tracing::span::EnteredSpan> {
     span.map(enter_span)
