@@ -185,11 +185,12 @@ impl Trace {
     }
 }
 
-/// The inner call of a call that is traced or has a deadline: inside its spans, with the
-/// deadline visible to [`scope::remaining`]. Out of line, so that the untraced call without a
-/// deadline calls the inner service right in the future's literal, which then writes its
-/// future in place (a closure making the call stayed out of line and returned the inner
-/// future into a temporary, copied into the literal with a stalled load).
+/// The inner call of a retry, or of a first attempt that is traced or has a deadline: inside
+/// the call's spans, with the deadline visible to [`scope::remaining`]. Out of line, so that
+/// the first attempt of an untraced call without a deadline calls the inner service right in
+/// the future's literal, which then writes its future in place (a closure making the call
+/// stayed out of line and returned the inner future into a temporary, copied into the literal
+/// with a stalled load).
 #[cold]
 #[inline(never)]
 fn call_within<S: Service<Req>, Req>(
@@ -565,10 +566,7 @@ where
                     let failed = Failed::in_slot(&mut retrying.failed);
                     let Failed { trace, service, .. } = failed;
                     let service = service.get_or_insert_with(|| shared.service());
-                    let future = Trace::within(trace.as_ref(), || match retrying.deadline {
-                        None => service.call(request),
-                        Some(deadline) => scope::with_deadline(deadline, || service.call(request)),
-                    });
+                    let future = call_within(service, request, trace.as_ref(), retrying.deadline);
                     this.state.set(State::Called { future });
                 }
             }

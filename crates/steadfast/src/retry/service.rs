@@ -87,9 +87,8 @@ where
         let spare = (shared.config.max_retries > 0).then(|| request.clone());
         let failed = Failed::start(&shared.name, started);
         let shared = self.shared.local();
-        let inner = &mut self.inner;
         ResponseFuture::new(
-            inner,
+            &mut self.inner,
             request,
             deadline,
             spare,
