@@ -1,6 +1,7 @@
 //! Small concurrency helpers for the hot paths: a cache-line pad, a per-thread counter and a
-//! shared pointer with per-thread reference counts, so that threads calling the same agent do
-//! not fight over one cache line, and a call takes no locked instruction it can avoid.
+//! shared pointer whose per-call references cost one atomic instruction ([`Spread`], in
+//! `counted`), so that threads calling the same agent do not fight over one cache line, and a
+//! call takes no locked instruction it can avoid.
 
 use std::fmt;
 use std::ops::Deref;
@@ -8,6 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use thread_local::ThreadLocal;
+
+mod counted;
+
+pub(crate) use counted::{Local, Spread};
 
 /// Aligns `T` to 128 bytes (two cache lines, as adjacent-line prefetchers pair them) so that a
 /// field written on every call does not share its line with fields other threads read.
@@ -117,136 +122,6 @@ fn first_use<T: Send + Default>(cells: &ThreadLocal<T>) -> &T {
     cells.get_or_default()
 }
 
-/// A layer's shared state, handed to each call through a reference count that belongs to one
-/// thread.
-///
-/// A response future must own what it reads when the call completes, so every layer's future
-/// holds a reference to the layer's state. With a plain `Arc`, every call on every thread
-/// increments and decrements the *same* count: that cache line moves between cores twice per
-/// call, and two threads calling one agent ran at 0.6-1.2x the throughput of one.
-///
-/// `Spread` keeps, per thread, an `Arc` of the shared `Arc` (made on the thread's first call:
-/// one small allocation per thread, never per call), and each service remembers the one of the
-/// thread it first ran on; [`Spread::local`] clones it. A service is called through `&mut self`,
-/// so one service is never used by two threads at once, and its calls touch a count no other
-/// thread's services touch. (A service that moves to another thread keeps its count: still
-/// correct, merely shared with the services of its first thread.) A clone starts with nothing
-/// remembered, so cloning stays one reference-count increment and no allocation, which matters
-/// because tower services are cloned per call (retry clones its inner service for each call).
-///
-/// Safe code throughout: the per-object thread-locals come from the `thread_local` crate (also
-/// used by `tracing-subscriber`). When the last `Spread` of a state goes, so do the per-thread
-/// handles; the state lives on only as long as a call in flight holds a [`Local`].
-pub(crate) struct Spread<T: Send + Sync> {
-    hub: Arc<Hub<T>>,
-    /// The handle of the thread this service first ran on.
-    local: Option<Local<T>>,
-}
-
-struct Hub<T: Send + Sync> {
-    shared: Arc<T>,
-    locals: ThreadLocal<Local<T>>,
-}
-
-impl<T: Send + Sync> Spread<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Spread::from_arc(Arc::new(value))
-    }
-
-    pub(crate) fn from_arc(shared: Arc<T>) -> Self {
-        Spread {
-            hub: Arc::new(Hub {
-                shared,
-                locals: ThreadLocal::new(),
-            }),
-            local: None,
-        }
-    }
-
-    /// The state, as a plain `Arc` (for what outlives a call: handles, background tasks).
-    pub(crate) fn arc(&self) -> &Arc<T> {
-        &self.hub.shared
-    }
-
-    /// A reference for one call, counted on a line of this service's thread.
-    #[inline]
-    pub(crate) fn local(&mut self) -> Local<T> {
-        match &self.local {
-            Some(local) => local.clone(),
-            None => self.first_local(),
-        }
-    }
-
-    #[cold]
-    fn first_local(&mut self) -> Local<T> {
-        let hub = &*self.hub;
-        let local = hub
-            .locals
-            .get_or(|| Local(Arc::new(CachePadded(hub.shared.clone()))))
-            .clone();
-        self.local = Some(local.clone());
-        local
-    }
-}
-
-impl<T: Send + Sync> Clone for Spread<T> {
-    fn clone(&self) -> Self {
-        Spread {
-            hub: self.hub.clone(),
-            local: None,
-        }
-    }
-}
-
-impl<T: Send + Sync> Deref for Spread<T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.hub.shared
-    }
-}
-
-impl<T: Send + Sync + fmt::Debug> fmt::Debug for Spread<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-/// One call's reference to a [`Spread`]'s state.
-///
-/// The count is padded to lines of its own: two threads' handles are small allocations that
-/// the allocator may place side by side, and their counts (written on every call) would then
-/// share a line after all (the `contention` benchmark, which starts new threads for each
-/// sample, scaled to 1.5x on two threads).
-pub(crate) struct Local<T>(Arc<CachePadded<Arc<T>>>);
-
-impl<T> Local<T> {
-    /// The state, as a plain `Arc`.
-    pub(crate) fn arc(&self) -> &Arc<T> {
-        &self.0.0
-    }
-}
-
-impl<T> Clone for Local<T> {
-    fn clone(&self) -> Self {
-        Local(self.0.clone())
-    }
-}
-
-impl<T> Deref for Local<T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.0.0
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Local<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
 /// A way back to a shared state that a call can carry without counting a reference: a number,
 /// never reused, that a process-wide table maps to a weak reference.
 ///
@@ -354,29 +229,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_call_in_flight_keeps_the_state_after_every_spread_is_gone() {
-        struct Flag(Arc<std::sync::atomic::AtomicBool>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.store(true, Relaxed);
-            }
-        }
-        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut spread = Spread::new(Flag(dropped.clone()));
-        let mut other = spread.clone();
-        let call = spread.local();
-        let from_another_thread =
-            std::thread::scope(|scope| scope.spawn(|| other.local()).join().unwrap());
-        drop(spread);
-        drop(other);
-        assert!(!dropped.load(Relaxed), "two calls still hold the state");
-        drop(call);
-        assert!(!dropped.load(Relaxed), "one call still holds the state");
-        drop(from_another_thread);
-        assert!(dropped.load(Relaxed), "the last reference freed it");
-    }
-
-    #[test]
     fn the_latest_is_the_largest_any_thread_recorded_and_a_thread_never_goes_back() {
         let latest = PerThreadLatest::default();
         assert_eq!(latest.latest(), 0, "nothing recorded");
@@ -390,29 +242,6 @@ mod tests {
         assert_eq!(latest.latest(), 9, "an earlier value changes nothing");
         latest.record(12);
         assert_eq!(latest.latest(), 12);
-    }
-
-    #[test]
-    fn services_on_one_thread_share_a_handle_and_other_threads_have_their_own() {
-        let mut spread = Spread::new(7_u32);
-        let mut clone = spread.clone();
-        let here = spread.local();
-        assert!(
-            Arc::ptr_eq(&here.0, &spread.local().0),
-            "a service keeps its handle"
-        );
-        assert!(
-            Arc::ptr_eq(&here.0, &clone.local().0),
-            "one handle per thread"
-        );
-        let mut moved = spread.clone();
-        let there = std::thread::scope(|scope| scope.spawn(|| moved.local()).join().unwrap());
-        assert!(
-            !Arc::ptr_eq(&here.0, &there.0),
-            "another thread has its own"
-        );
-        assert!(Arc::ptr_eq(here.arc(), there.arc()), "over the same state");
-        assert_eq!((*here, *there), (7, 7));
     }
 
     #[cfg(feature = "rate-limit")]

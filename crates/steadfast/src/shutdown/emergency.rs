@@ -223,7 +223,7 @@ impl Emergency {
     /// Triggers when the free space on the file system holding `path` (the checkpoint or
     /// dead-letter store's directory) goes under `bytes`, so the stores can still write what
     /// the shutdown saves. Checked every second with POSIX `df -Pk` (no `statvfs` binding: the
-    /// crate has no unsafe code); a check that fails is logged and retried.
+    /// crate keeps `unsafe` to one module of its own); a check that fails is logged and retried.
     #[must_use]
     pub fn min_free_disk(mut self, path: impl Into<std::path::PathBuf>, bytes: u64) -> Self {
         self.min_free_disk = Some((path.into(), bytes));
