@@ -5,7 +5,6 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -15,6 +14,7 @@ use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::sync::Local;
 use crate::trace;
 
 use super::error::Shed;
@@ -29,7 +29,7 @@ pin_project! {
         view: View,
         memo: M,
         classifier: C,
-        shared: Arc<Shared<D, V, P>>,
+        shared: Local<Shared<D, V, P>>,
         // The call span, when this layer opened it (see `crate::trace`).
         trace: Option<Box<Span>>,
         request: PhantomData<fn(Req)>,
@@ -56,7 +56,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         view: View,
         memo: M,
         classifier: C,
-        shared: Arc<Shared<D, V, P>>,
+        shared: Local<Shared<D, V, P>>,
         trace: Option<Box<Span>>,
     ) -> Self {
         let _entered = crate::trace::enter(trace.as_deref());
@@ -75,7 +75,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         view: View,
         memo: M,
         classifier: C,
-        shared: Arc<Shared<D, V, P>>,
+        shared: Local<Shared<D, V, P>>,
         error: Shed,
         trace: Option<Box<Span>>,
     ) -> Self {

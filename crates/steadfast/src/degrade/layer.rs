@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use crate::agent::{Agent, Reporter};
 use crate::error::BoxError;
 use crate::provenance::{Marked, Unmarked};
+use crate::sync::Spread;
 
 use super::level::{DegradationLevel, Level};
 use super::service::{Degrade, Shared};
@@ -161,7 +162,7 @@ impl<S, D: Clone, C: Clone, V: Clone, P: Clone> Layer<S> for DegradeLayer<D, C, 
         Degrade {
             inner,
             classifier: self.classifier.clone(),
-            shared: Arc::new(Shared {
+            shared: Spread::new(Shared {
                 reporter: self.reporter.clone(),
                 degrader: self.degrader.clone(),
                 view: self.view.clone(),

@@ -10,6 +10,7 @@ use crate::agent::Reporter;
 use crate::classify::Classify;
 use crate::error::BoxError;
 use crate::provenance::MarkServed;
+use crate::sync::Spread;
 
 use super::error::Shed;
 use super::future::ResponseFuture;
@@ -20,7 +21,7 @@ use super::level::{DegradationLevel, Level};
 pub struct Degrade<S, D, C, V, P> {
     pub(crate) inner: S,
     pub(crate) classifier: C,
-    pub(crate) shared: Arc<Shared<D, V, P>>,
+    pub(crate) shared: Spread<Shared<D, V, P>>,
 }
 
 pub(crate) struct Shared<D, V, P> {
@@ -78,7 +79,7 @@ where
                     view,
                     memo,
                     self.classifier.clone(),
-                    self.shared.clone(),
+                    self.shared.local(),
                     Shed::new(current),
                     trace,
                 );
@@ -89,7 +90,7 @@ where
             view,
             memo,
             self.classifier.clone(),
-            self.shared.clone(),
+            self.shared.local(),
             trace,
         )
     }
