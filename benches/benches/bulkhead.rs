@@ -16,13 +16,15 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::bulkhead::{AdaptiveConfig, BulkheadConfig, BulkheadLayer};
 use steadfast::{Agent, BoxError};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, agent, allocations_per_call, call_once};
+use steadfast_benches::{
+    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, call_once,
+};
 use tower::limit::ConcurrencyLimit;
 use tower::load_shed::LoadShed;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 /// Permits in every row's limit: far above the one call in flight, so every row admits.
 const PERMITS: u32 = 64;

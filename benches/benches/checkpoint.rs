@@ -14,13 +14,13 @@ use steadfast::checkpoint::{
     CheckpointLayer, CheckpointStore, FnCodec, MemoryCheckpointStore, StepKey,
 };
 use steadfast::{Agent, BoxError};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call};
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call};
 use steadfast_sqlite::SqliteCheckpointStore;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 fn llm()
 -> impl Service<u64, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static {

@@ -8,11 +8,11 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::{Agent, BoxError};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call, call_now};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 fn success_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("dead_letter");

@@ -12,12 +12,12 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 use steadfast::{BoxError, Registry};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call, call_once};
 use steadfast_redis::{Fleet, FleetConfig};
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 /// The agent every row wraps (the same in every bench file): answers at once.
 fn agent()

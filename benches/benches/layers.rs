@@ -10,12 +10,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
 use steadfast::{Agent, BoxError};
 use steadfast_benches::{
-    INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once, slowest,
+    BENCH_ALLOCATOR, CountingAllocator, allocations_per_call, call_once, slowest,
 };
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 /// The agent every row wraps (the same in every bench file): answers at once.
 fn agent()

@@ -11,11 +11,11 @@ use steadfast::chaos::{ChaosConfig, ChaosLayer};
 use steadfast::events::{Event, EventBus};
 use steadfast::shutdown::{Shutdown, ShutdownLayer};
 use steadfast::{Agent, BoxError};
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_once};
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call, call_once};
 use tower::{Layer, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 fn agent() -> impl tower::Service<
     u64,

@@ -18,7 +18,7 @@ use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast_benches::{
-    INSTRUMENTED_SYSTEM, StatsAlloc, agent, allocations_per_call, dead_agent, slowest,
+    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, dead_agent, slowest,
 };
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::{Policy, Retry};
@@ -26,7 +26,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_resilience::circuitbreaker::CircuitBreakerError;
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 type CbError = CircuitBreakerError<BoxError>;
 

@@ -13,7 +13,7 @@ use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
 use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call, call_now};
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call, call_now};
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_resilience::circuitbreaker::CircuitBreakerError;
 
@@ -21,7 +21,7 @@ use tower_resilience::circuitbreaker::CircuitBreakerError;
 type CbError = CircuitBreakerError<BoxError>;
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 fn agent()
 -> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>

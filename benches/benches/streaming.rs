@@ -19,13 +19,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body::{Body, Frame};
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::{INSTRUMENTED_SYSTEM, StatsAlloc, allocations_per_call};
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call};
 use steadfast_http::HttpClassifier;
 use steadfast_http::stream::{StreamBody, StreamConfig, StreamGuardLayer};
 use tower::{Layer, ServiceExt, service_fn};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 /// One OpenAI `chat.completion.chunk` event, as the API sends it (about 200 bytes).
 const OPENAI_CHUNK: &[u8] = b"data: {\"id\":\"chatcmpl-AQ3e1hzPgmKdQkNR3KQ3ND5CCWZRp\",\"object\":\"chat.completion.chunk\",\"created\":1730802549,\"model\":\"gpt-4o-2024-08-06\",\"system_fingerprint\":\"fp_45cf54deae\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
