@@ -424,6 +424,7 @@ mod tests {
         let calls: Vec<_> = (0..PUBLISH_EVERY * 3).map(|_| spread.local()).collect();
         let cloned = calls[0].clone();
         let mut moved = spread.clone();
+        drop(moved.local());
         drop(spread);
         std::thread::scope(|scope| {
             let mut calls = calls.into_iter();
@@ -431,9 +432,11 @@ mod tests {
             let rest: Vec<_> = calls.collect();
             scope.spawn(move || drop(first));
             scope.spawn(move || drop(rest));
-            // A service moved to a thread it never ran on keeps its first thread's count.
+            // A service moved to a thread it never ran on keeps its first thread's count,
+            // and gives its presence back to it from there.
             scope.spawn(|| {
                 let call = moved.local();
+                assert!(call.same_count(&cloned), "its first thread's count");
                 drop(moved);
                 drop(call);
             });
