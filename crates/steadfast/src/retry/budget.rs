@@ -158,21 +158,26 @@ impl RetryBudget {
     /// Records a first attempt (each one earns `ratio` of a retry).
     #[inline]
     pub fn deposit(&self) {
-        let inner = &self.inner;
+        let inner = &*self.inner;
         let epoch = inner.cached_epoch.load(Ordering::Relaxed);
         let bucket = &inner.buckets[(epoch % BUCKETS as u64) as usize];
-        if bucket.epoch.load(Ordering::Acquire) == epoch + 1 {
-            // This thread's count: each thread looks at the clock every `CLOCK_SAMPLE` of its own
-            // deposits.
-            let before = inner.count_deposit(epoch);
-            if before % CLOCK_SAMPLE != CLOCK_SAMPLE - 1 {
-                return;
-            }
-            // Counted; now look at the clock so later deposits move on to the right bucket.
-            inner.see_epoch(inner.origin.elapsed() / inner.bucket_nanos);
-            return;
+        if bucket.epoch.load(Ordering::Acquire) != epoch + 1 {
+            return self.deposit_now();
         }
-        self.deposit_at(inner.origin.elapsed());
+        // This thread's count: each thread looks at the clock every `CLOCK_SAMPLE` of its own
+        // deposits. The clock and the stale bucket are out of line, so the common deposit
+        // saves no registers and calls nothing but the thread's slot lookup.
+        let before = inner.count_deposit(epoch);
+        if before % CLOCK_SAMPLE == CLOCK_SAMPLE - 1 {
+            inner.sample_clock();
+        }
+    }
+
+    /// A deposit whose bucket went stale: counted where the clock says.
+    #[cold]
+    #[inline(never)]
+    fn deposit_now(&self) {
+        self.deposit_at(self.inner.origin.elapsed());
     }
 
     /// Takes one retry from the budget; `false` when it is spent (or when the
@@ -250,6 +255,13 @@ impl Inner {
             slot.store(tag << TAG_SHIFT | (before + 1), Ordering::Relaxed);
         }
         before
+    }
+
+    /// Counted; now looks at the clock so later deposits move on to the right bucket.
+    #[cold]
+    #[inline(never)]
+    fn sample_clock(&self) {
+        self.see_epoch(self.origin.elapsed() / self.bucket_nanos);
     }
 
     /// Moves the bucket plain deposits count into forward to `epoch`.
