@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+#[cfg(feature = "rate-limit")]
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -12,6 +13,10 @@ use thread_local::ThreadLocal;
 
 mod counted;
 
+#[allow(
+    unused_imports,
+    reason = "every layer that keeps state uses them; a build with no such layer has none"
+)]
 pub(crate) use counted::{Local, Spread};
 
 /// Aligns `T` to 128 bytes (two cache lines, as adjacent-line prefetchers pair them) so that a

@@ -54,11 +54,13 @@ fn current_is_call() -> bool {
 /// must run inside the span: with [`within`], the inner future came back through the closure's
 /// return into a temporary and was copied into the outer future (the 5-layer stack made four
 /// `memcpy` calls a call, and none since); under a guard, the inner call writes it in place.
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[inline]
 pub(crate) fn enter(span: Option<&Span>) -> Option<tracing::span::EnteredSpan> {
     span.map(enter_span)
 }
 
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[cold]
 #[inline(never)]
 fn enter_span(span: &Span) -> tracing::span::EnteredSpan {
@@ -68,6 +70,7 @@ fn enter_span(span: &Span) -> tracing::span::EnteredSpan {
 /// Runs `f` inside `span`, if there is one. Entering and leaving sit out of line: without a
 /// subscriber a call through a stack of layers pays one branch per layer, and the code the
 /// compiler inlines across the layers stays small enough to build each future in place.
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[inline]
 pub(crate) fn within<R>(span: Option<&Span>, f: impl FnOnce() -> R) -> R {
     match span {
@@ -76,6 +79,7 @@ pub(crate) fn within<R>(span: Option<&Span>, f: impl FnOnce() -> R) -> R {
     }
 }
 
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[cold]
 #[inline(never)]
 fn within_span<R>(span: &Span, f: impl FnOnce() -> R) -> R {
