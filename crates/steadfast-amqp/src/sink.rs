@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, BasicRecoverOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{
@@ -209,6 +209,12 @@ impl AmqpSink {
     }
 
     /// Messages in the queue (not counting the spill).
+    ///
+    /// The messages a [`list`](DeadLetterSink::list), [`get`](DeadLetterSink::get) or
+    /// [`remove`](DeadLetterSink::remove) looked at are taken from the queue and put back; the
+    /// broker counts them again once it has put them back, which it may finish a moment after
+    /// that call returned: a depth read at once can be short by those messages, never by a
+    /// message lost.
     pub async fn queue_depth(&self) -> Result<u64, AmqpError> {
         let mut link = self.inner.link.lock().await;
         let channel = self.inner.ensure(&mut link, true).await?;
@@ -318,7 +324,15 @@ impl AmqpSink {
             }
             records.push(record);
         }
-        // Closing the channel returns every unacknowledged message to the queue.
+        // Every unacknowledged message goes back to the queue: asked for explicitly (the broker
+        // answers once it has handed them back to the queue), and closing the channel returns
+        // them anyway if that failed.
+        if let Err(error) = channel
+            .basic_recover(BasicRecoverOptions { requeue: true })
+            .await
+        {
+            tracing::debug!(%error, "requeueing peeked messages; closing the channel does it");
+        }
         let _ = channel.close(200, "peeked".into()).await;
         Ok((records, taken))
     }

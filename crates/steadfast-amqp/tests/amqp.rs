@@ -10,7 +10,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
 use steadfast::dead_letter::{DeadLetterId, DeadLetterRecord, DeadLetterSink};
 use steadfast_amqp::{AmqpError, AmqpSink, CONTENT_TYPE};
 use support::proxy::{Proxy, broker_addr};
-use support::{broker_url, config, direct_channel, drain_queue, record, unique};
+use support::{broker_url, config, direct_channel, drain_queue, record, settled_depth, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_dead_letters_are_persistent_confirmed_and_rejects_go_to_the_dead_letter_exchange()
@@ -30,7 +30,7 @@ async fn published_dead_letters_are_persistent_confirmed_and_rejects_go_to_the_d
     assert_eq!((stats.depth, stats.by_agent.get("gpt")), (3, Some(&3)));
     // Peeking (list) leaves the messages in place.
     assert_eq!(sink.list(10).await.unwrap(), written);
-    assert_eq!(sink.queue_depth().await.unwrap(), 3);
+    assert_eq!(settled_depth(&sink, 3).await, 3);
 
     let (connection, channel) = direct_channel().await;
     let queue = format!("{name}.q");

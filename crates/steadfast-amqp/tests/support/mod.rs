@@ -78,3 +78,17 @@ pub(crate) async fn drain_queue(
     }
     out
 }
+
+/// The sink's queue depth once the broker has put back what a peek took (`queue_depth`'s doc):
+/// read until it is `expected`, for at most five seconds; the last reading otherwise.
+pub(crate) async fn settled_depth(sink: &steadfast_amqp::AmqpSink, expected: u64) -> u64 {
+    let mut depth = sink.queue_depth().await.unwrap();
+    for _ in 0..100 {
+        if depth == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        depth = sink.queue_depth().await.unwrap();
+    }
+    depth
+}
