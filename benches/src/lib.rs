@@ -2,13 +2,11 @@
 //! service whose futures are ready at once, without a runtime (so the figures are the layers'
 //! own cost, not a scheduler's).
 
-use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
-use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use stats_alloc::{Region, StatsAlloc};
 use tower::Service;
