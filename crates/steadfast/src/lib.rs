@@ -107,6 +107,8 @@ pub mod retry;
 
 #[allow(dead_code)] // used by the layers; a build with none of them has no clock to read
 pub(crate) mod clock;
+#[allow(dead_code)] // used by the layers whose futures box what only some calls need
+pub(crate) mod rare;
 #[allow(dead_code)] // used by the retry and chaos layers
 pub(crate) mod rng;
 #[allow(dead_code)] // used by the layers; a build with none of them needs none of it

@@ -19,6 +19,9 @@
 //! boxed in the call's future, so without tracing a call pays one callsite check and its
 //! future grows by one word.
 
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
+use std::mem::ManuallyDrop;
+
 use tracing::Span;
 use tracing::field::Empty;
 
@@ -56,15 +59,38 @@ fn current_is_call() -> bool {
 /// `memcpy` calls a call, and none since); under a guard, the inner call writes it in place.
 #[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[inline]
-pub(crate) fn enter(span: Option<&Span>) -> Option<tracing::span::EnteredSpan> {
-    span.map(enter_span)
+pub(crate) fn enter(span: Option<&Span>) -> Entered {
+    Entered(span.map(enter_span))
 }
 
 #[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[cold]
 #[inline(never)]
-fn enter_span(span: &Span) -> tracing::span::EnteredSpan {
-    span.clone().entered()
+fn enter_span(span: &Span) -> ManuallyDrop<tracing::span::EnteredSpan> {
+    ManuallyDrop::new(span.clone().entered())
+}
+
+/// The guard of [`enter`]: leaves the span, if one was entered, when dropped. Without a span
+/// its drop is one inline branch; an `Option<EnteredSpan>` was dropped through a call to its
+/// drop glue, out of line, on every call of every layer that builds its future this way.
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
+pub(crate) struct Entered(Option<ManuallyDrop<tracing::span::EnteredSpan>>);
+
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
+impl Drop for Entered {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(entered) = self.0.take() {
+            leave(ManuallyDrop::into_inner(entered));
+        }
+    }
+}
+
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
+#[cold]
+#[inline(never)]
+fn leave(entered: tracing::span::EnteredSpan) {
+    drop(entered);
 }
 
 /// Runs `f` inside `span`, if there is one. Entering and leaving sit out of line: without a

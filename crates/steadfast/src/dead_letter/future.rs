@@ -13,6 +13,7 @@ use crate::agent::Reporter;
 use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
+use crate::rare::Rare;
 use crate::sync::Local;
 use crate::trace;
 
@@ -48,7 +49,7 @@ pin_project! {
         // Boxed: only a failing call gets here, and the future is moved on every call.
         sinking: Option<Box<Sinking>>,
         // The call span, when this layer opened it (see `crate::trace`).
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
     }
 }
 
@@ -62,7 +63,7 @@ impl<F, Req, En, C, M> ResponseFuture<F, Req, En, C, M> {
     pub(crate) fn new(
         call: impl FnOnce() -> F,
         capture: Capture<Req, En, C, M>,
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
     ) -> Self {
         let _entered = crate::trace::enter(trace.as_deref());
         ResponseFuture {

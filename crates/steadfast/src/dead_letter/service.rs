@@ -48,7 +48,9 @@ where
             encoder: self.encoder.clone(),
             classifier: self.classifier.clone(),
         };
-        let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
+        let trace = crate::rare::Rare::from_option(
+            crate::trace::open_call(&self.shared.reporter.name).map(Box::new),
+        );
         ResponseFuture::new(|| self.inner.call(request), capture, trace)
     }
 }

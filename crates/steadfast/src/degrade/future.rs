@@ -14,6 +14,7 @@ use crate::classify::{self, Classify, FailedResponse};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::rare::Rare;
 use crate::sync::Local;
 use crate::trace;
 
@@ -31,7 +32,7 @@ pin_project! {
         classifier: C,
         shared: Local<Shared<D, V, P>>,
         // The call span, when this layer opened it (see `crate::trace`).
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
         request: PhantomData<fn(Req)>,
     }
 }
@@ -57,7 +58,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         memo: M,
         classifier: C,
         shared: Local<Shared<D, V, P>>,
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
     ) -> Self {
         let _entered = crate::trace::enter(trace.as_deref());
         ResponseFuture {
@@ -77,7 +78,7 @@ impl<F, View, D, C, M, V, P, Req> ResponseFuture<F, View, D, C, M, V, P, Req> {
         classifier: C,
         shared: Local<Shared<D, V, P>>,
         error: Shed,
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Shed { error: Some(error) },

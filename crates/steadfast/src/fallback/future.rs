@@ -16,6 +16,7 @@ use crate::classify::{self, Classify, FailedResponse, Outcome, OutcomeKind};
 use crate::error::BoxError;
 use crate::events::Event;
 use crate::provenance::{MarkServed, Served};
+use crate::rare::Rare;
 use crate::sync::Local;
 use crate::trace;
 
@@ -37,7 +38,7 @@ pin_project! {
         marker: P,
         // The call span, when this layer opened it (boxed, and only while a subscriber
         // listens: see `crate::trace`).
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
     }
 }
 
@@ -66,7 +67,7 @@ impl<F, Req, Res, C, M, P> ResponseFuture<F, Req, Res, C, M, P> {
         shared: Local<Shared<Req, Res>>,
         classifier: C,
         marker: P,
-        trace: Option<Box<Span>>,
+        trace: Rare<Box<Span>>,
     ) -> Self {
         let _entered = crate::trace::enter(trace.as_deref());
         ResponseFuture {

@@ -87,7 +87,9 @@ where
             Some(request.clone())
         };
         let memo = self.classifier.note(&request);
-        let trace = crate::trace::open_call(&self.shared.reporter.name).map(Box::new);
+        let trace = crate::rare::Rare::from_option(
+            crate::trace::open_call(&self.shared.reporter.name).map(Box::new),
+        );
         ResponseFuture::new(
             || self.inner.call(request),
             saved,

@@ -14,6 +14,7 @@ use tracing::Span;
 use crate::classify::{self, Classify, Outcome, OutcomeKind};
 use crate::clock::{NOT_TIMED, Nanos};
 use crate::error::BoxError;
+use crate::rare::Rare;
 use crate::sync::Local;
 use crate::trace;
 
@@ -36,7 +37,7 @@ pin_project! {
         // with a deadline, when an attempt first has to wait; without one, at the first retry.
         // An attempt that answers at once never makes it, and the future stays small (it is
         // moved on every call: its size is time).
-        timer: Option<Pin<Box<Sleep>>>,
+        timer: Rare<Pin<Box<Sleep>>>,
         retrying: Retrying<S, Req, C, M>,
     }
 }
@@ -63,7 +64,7 @@ pub(crate) struct Retrying<S, Req, C, M> {
     /// What only some calls need, boxed when first needed: at the first failure that is
     /// retried, or at the start while a subscriber listens to spans. One box for both keeps the
     /// future (moved on every call) one word smaller.
-    failed: Option<Box<Failed<S>>>,
+    failed: Rare<Box<Failed<S>>>,
 }
 
 /// The state of a call that failed at least once and is being retried, and its spans.
@@ -96,11 +97,11 @@ impl<S> Failed<S> {
     /// one word of it written when `None`) and then moved into the future, they were copied in
     /// 16-byte loads of what had just been stored 8 bytes at a time (a stalled load).
     #[inline]
-    pub(crate) fn start(agent: &str, started: Nanos) -> Option<Box<Self>> {
+    pub(crate) fn start(agent: &str, started: Nanos) -> Rare<Box<Self>> {
         if !trace::enabled() {
-            return None;
+            return Rare::none();
         }
-        Some(Self::traced(Trace::listened(agent), started))
+        Rare::from_option(Some(Self::traced(Trace::listened(agent), started)))
     }
 
     /// The spans of a call a subscriber listens to.
@@ -118,7 +119,7 @@ impl<S> Failed<S> {
     }
 
     /// The failure state in `slot`, made (untraced) if the call has none yet.
-    fn in_slot(slot: &mut Option<Box<Self>>) -> &mut Self {
+    fn in_slot(slot: &mut Rare<Box<Self>>) -> &mut Self {
         slot.get_or_insert_with(|| Box::new(Failed::new(0, None)))
     }
 }
@@ -241,16 +242,16 @@ where
         memo: M,
         shared: Local<Shared<S>>,
         started: Nanos,
-        failed: Option<Box<Failed<S>>>,
+        failed: Rare<Box<Failed<S>>>,
     ) -> Self {
         ResponseFuture {
             state: State::Called {
-                future: match (failed.as_deref().and_then(Failed::trace), deadline) {
+                future: match (failed.as_ref().and_then(|failed| failed.trace()), deadline) {
                     (None, None) => inner.call(request),
                     (trace, deadline) => call_within(inner, request, trace, deadline),
                 },
             },
-            timer: None,
+            timer: Rare::none(),
             retrying: Retrying {
                 spare,
                 classifier,
@@ -460,7 +461,7 @@ where
 /// to wait (outside `Waiting`, the timer is armed for the deadline whenever there is one).
 fn deadline_passed(
     deadline: Option<Instant>,
-    timer: &mut Option<Pin<Box<Sleep>>>,
+    timer: &mut Rare<Pin<Box<Sleep>>>,
     cx: &mut Context<'_>,
 ) -> bool {
     let Some(deadline) = deadline else {
@@ -474,10 +475,10 @@ fn deadline_passed(
 }
 
 /// Arms `timer` to fire at `at`, creating it on first use.
-fn arm(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
-    match timer {
+fn arm(timer: &mut Rare<Pin<Box<Sleep>>>, at: Instant) {
+    match timer.as_mut() {
         Some(sleep) => sleep.as_mut().reset(at),
-        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        None => timer.set(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
