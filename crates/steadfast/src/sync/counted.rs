@@ -28,6 +28,15 @@
 //! again, and a dead-letter sink's files, or the connection pool of the service retry keeps,
 //! would stay open after the stack holding the last reference was dropped. Not done.
 //!
+//! Asymmetric fences (Linux `membarrier`) would let the thread dropping the last service see
+//! the other threads' plain counts, and a returning call see that the services are gone, with
+//! no locked instruction on the return: the call stores its return, then reads a "last service
+//! gone" flag. But that read comes after the store that may let another thread free the count,
+//! so the count's own memory (not the state: that can still go at once) would need a second
+//! scheme to be reclaimed safely (epochs, hazard pointers), the work of a crate of its own,
+//! and none of the well-kept ones (`crossbeam-epoch`: a pin is a locked instruction on x86) is
+//! cheaper on the return than the subtraction it would replace. Not done either.
+//!
 //! The one module of the crate with `unsafe` code: the count is a raw pointer that each holder
 //! of a share may dereference and the holder of the last share frees, since the standard
 //! library has no reference count whose increments can be deferred. Every `unsafe` block says
