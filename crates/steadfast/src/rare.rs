@@ -41,12 +41,6 @@ impl<P> Rare<P> {
         self.0.as_deref_mut()
     }
 
-    /// Whether there is a value.
-    #[inline]
-    pub(crate) fn is_some(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Removes the value, leaving this empty.
     #[inline]
     pub(crate) fn take(&mut self) -> Option<P> {
@@ -70,12 +64,6 @@ impl<T> Rare<Box<T>> {
     #[inline]
     pub(crate) fn as_deref(&self) -> Option<&T> {
         self.0.as_deref().map(|value| &**value)
-    }
-}
-
-impl<P> Default for Rare<P> {
-    fn default() -> Self {
-        Rare::none()
     }
 }
 
@@ -112,7 +100,7 @@ mod tests {
             "the replaced value was dropped"
         );
         let taken = rare.take();
-        assert!(!rare.is_some());
+        assert!(rare.as_ref().is_none());
         assert_eq!(Arc::strong_count(&value), 2, "taken, not dropped");
         drop(taken);
         assert_eq!(Arc::strong_count(&value), 1);
