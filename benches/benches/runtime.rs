@@ -642,7 +642,9 @@ impl Upkeep {
 
     fn stop(self) {
         drop(self.stop);
-        self.thread.join().expect("the upkeep thread does not panic");
+        self.thread
+            .join()
+            .expect("the upkeep thread does not panic");
     }
 }
 
