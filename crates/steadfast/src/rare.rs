@@ -10,7 +10,8 @@
 
 use std::mem::ManuallyDrop;
 
-/// An optional pointer (`Box<T>`, `Pin<Box<T>>`), empty on the common path (module doc).
+/// An optional value, empty on the common path (module doc): a `Box<T>` or `Pin<Box<T>>` in a
+/// future, or a guard such as the `EnteredSpan` of [`trace::enter`](crate::trace).
 ///
 /// The value sits in a `ManuallyDrop` so that the `Option` itself has no drop glue; every way
 /// to replace or remove it gives the old value back or drops it, so nothing leaks.

@@ -19,13 +19,12 @@
 //! boxed in the call's future, so without tracing a call pays one callsite check and its
 //! future grows by one word.
 
-#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
-use std::mem::ManuallyDrop;
-
 use tracing::Span;
 use tracing::field::Empty;
 
 use crate::classify::Outcome;
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
+use crate::rare::Rare;
 
 /// The name of the span of a logical call.
 pub(crate) const CALL: &str = "steadfast.call";
@@ -57,40 +56,21 @@ fn current_is_call() -> bool {
 /// must run inside the span: with [`within`], the inner future came back through the closure's
 /// return into a temporary and was copied into the outer future (the 5-layer stack made four
 /// `memcpy` calls a call, and none since); under a guard, the inner call writes it in place.
+///
+/// The guard is a [`Rare`]: without a span its drop is one inline branch (an
+/// `Option<EnteredSpan>` was dropped through a call to its drop glue, out of line, on every call
+/// of every layer that builds its future this way).
 #[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[inline]
-pub(crate) fn enter(span: Option<&Span>) -> Entered {
-    Entered(span.map(enter_span))
+pub(crate) fn enter(span: Option<&Span>) -> Rare<tracing::span::EnteredSpan> {
+    Rare::from_option(span.map(enter_span))
 }
 
 #[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
 #[cold]
 #[inline(never)]
-fn enter_span(span: &Span) -> ManuallyDrop<tracing::span::EnteredSpan> {
-    ManuallyDrop::new(span.clone().entered())
-}
-
-/// The guard of [`enter`]: leaves the span, if one was entered, when dropped. Without a span
-/// its drop is one inline branch; an `Option<EnteredSpan>` was dropped through a call to its
-/// drop glue, out of line, on every call of every layer that builds its future this way.
-#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
-pub(crate) struct Entered(Option<ManuallyDrop<tracing::span::EnteredSpan>>);
-
-#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
-impl Drop for Entered {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(entered) = self.0.take() {
-            leave(ManuallyDrop::into_inner(entered));
-        }
-    }
-}
-
-#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
-#[cold]
-#[inline(never)]
-fn leave(entered: tracing::span::EnteredSpan) {
-    drop(entered);
+fn enter_span(span: &Span) -> tracing::span::EnteredSpan {
+    span.clone().entered()
 }
 
 /// Runs `f` inside `span`, if there is one. Entering and leaving sit out of line: without a
@@ -145,6 +125,14 @@ fn open_call_listened(agent: &str) -> Option<Span> {
         otel.status_code = Empty,
     );
     (!span.is_disabled()).then_some(span)
+}
+
+/// [`open_call`], boxed for a future to keep (a future is moved on every call: an untraced
+/// one carries one empty word).
+#[cfg(any(feature = "fallback", feature = "dead-letter", feature = "degrade"))]
+#[inline]
+pub(crate) fn open_call_boxed(agent: &str) -> Rare<Box<Span>> {
+    Rare::from_option(open_call(agent).map(Box::new))
 }
 
 /// The call span this layer records on: its own, else the one it runs in (if that is a call

@@ -48,9 +48,7 @@ where
             encoder: self.encoder.clone(),
             classifier: self.classifier.clone(),
         };
-        let trace = crate::rare::Rare::from_option(
-            crate::trace::open_call(&self.shared.reporter.name).map(Box::new),
-        );
+        let trace = crate::trace::open_call_boxed(&self.shared.reporter.name);
         ResponseFuture::new(|| self.inner.call(request), capture, trace)
     }
 }

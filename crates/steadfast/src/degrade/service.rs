@@ -71,9 +71,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let view = self.shared.view.capture(&request);
         let memo = self.classifier.note(&request);
-        let trace = crate::rare::Rare::from_option(
-            crate::trace::open_call(&self.shared.reporter.name).map(Box::new),
-        );
+        let trace = crate::trace::open_call_boxed(&self.shared.reporter.name);
         if let Some((level, at)) = &self.shared.shed {
             let current = level.get();
             if current >= *at {

@@ -87,9 +87,7 @@ where
             Some(request.clone())
         };
         let memo = self.classifier.note(&request);
-        let trace = crate::rare::Rare::from_option(
-            crate::trace::open_call(&self.shared.reporter.name).map(Box::new),
-        );
+        let trace = crate::trace::open_call_boxed(&self.shared.reporter.name);
         ResponseFuture::new(
             || self.inner.call(request),
             saved,
