@@ -35,7 +35,7 @@
 //! list) keeps the memory of the counts it owns until it sees their state gone or exits. That
 //! was built (`benches/experiments/biased-count.patch`; the module's tests pass, also under
 //! Miri) and measured on an AMD EPYC host: no gain on the rows it was for, and the rejections
-//! 16 to 22 ns slower (`benches/analysis.md`, "The count biased to its thread"). Not done: it
+//! 16 to 24 ns slower (`benches/analysis.md`, "The count biased to its thread"). Not done: it
 //! is unsafe code that has yet to show a gain on any host.
 //!
 //! The one module of the crate with `unsafe` code: the count is a raw pointer that each holder
