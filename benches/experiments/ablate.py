@@ -14,7 +14,7 @@ the replacement that no longer applies.
 
     python3 benches/experiments/ablate.py                      # every ablation, every row
     python3 benches/experiments/ablate.py --time 7 count all   # and time them, 7 alternations
-    python3 benches/experiments/ablate.py --rows stack5 lookup
+    python3 benches/experiments/ablate.py lookup --rows stack5 stack3
 
 Needs valgrind (Debian: `apt-get install valgrind`). Works in a git worktree of HEAD under
 target/ablate (the checkout you run it from is not touched) with a target directory of its
@@ -118,6 +118,18 @@ ABLATIONS = {
             )
         ],
     ),
+    "box": (
+        "the allocation of a refusal's `CircuitOpen` (the caller gets a zero-sized error "
+        "instead, which a `Box` does not allocate)",
+        [
+            (
+                "circuit_breaker/future.rs",
+                "                error: Some(Box::new(error)),",
+                "                error: {\n                    drop(error);\n"
+                "                    Some(Box::new(std::fmt::Error))\n                },",
+            )
+        ],
+    ),
 }
 ABLATIONS["all"] = (
     "count, counters, deposit and spare together",
@@ -169,9 +181,12 @@ def build(name):
 
 def instructions(binary, row):
     def collected(calls):
-        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                              binary, row, str(calls)], check=True, capture_output=True,
-                             text=True).stderr
+        done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                               binary, row, str(calls)], capture_output=True, text=True)
+        out = done.stderr
+        if done.returncode != 0:
+            sys.exit(f"{os.path.basename(binary)} {row} {calls} failed (is {row!r} a row of "
+                     f"benches/src/bin/hotpath.rs?):\n{out[-2000:]}")
         for line in out.splitlines():
             if "Collected :" in line:
                 return int(line.split(":")[1])
