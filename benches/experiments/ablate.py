@@ -148,7 +148,8 @@ def worktree():
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()
     if os.path.isdir(TREE):
-        run(["git", "-C", TREE, "checkout", "-q", "--detach", head])
+        # Forced: a run stopped half-way leaves an ablation applied.
+        run(["git", "-C", TREE, "checkout", "-q", "-f", "--detach", head])
     else:
         run(["git", "-C", ROOT, "worktree", "add", "-q", "--detach", TREE, head])
     return head
