@@ -2,7 +2,7 @@
 //! retry and breaker layers (made once, cloned per request) over a fresh agent, called once and
 //! dropped, the call completed on the thread that made it (`same`) or handed to another thread
 //! that completes it (`cross`, as a multi-thread runtime does when a task resumes on another
-//! worker). It prints the time per request.
+//! worker). It prints the time per request, and the allocations per request of `same`.
 //!
 //! `cargo run --profile bench -p steadfast-benches --bin per_request -- <same|cross> <requests>`
 //!
@@ -19,8 +19,11 @@ use tokio::time::Instant;
 
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::agent;
+use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call};
 use tower::{Service, ServiceBuilder};
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
 /// Polls `future` to its end with a waker that does nothing (every agent here answers at once).
 fn complete<F: Future>(future: F) -> F::Output {
@@ -80,4 +83,10 @@ fn main() {
     }
     let per_request = start.elapsed() / requests.max(1);
     println!("{mode}: {} ns per request", per_request.as_nanos());
+    if mode == "same" {
+        let allocations = allocations_per_call(GLOBAL, 10_000, || {
+            black_box(complete(call()).ok());
+        });
+        println!("{mode}: {allocations:.2} allocations per request");
+    }
 }
