@@ -8,18 +8,19 @@
 //!
 //! What it guards: a change to how a call holds its layer's state (`sync::counted`) must not
 //! make the building and dropping of a stack expensive. The count biased to its thread
-//! (`benches/experiments/biased-count.patch`) made `cross` 2.7 to 20 times slower
-//! (`benches/analysis.md`, "The biased count on a Xeon host").
+//! (`benches/experiments/biased-count.patch`) made `cross` about 3 times slower, and about 20
+//! times before a settler on the owner thread skipped `membarrier` (`benches/analysis.md`, "The
+//! biased count on a Xeon host").
 
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use tokio::time::Instant;
 
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call};
+use tokio::time::Instant;
 use tower::{Service, ServiceBuilder};
 
 #[global_allocator]

@@ -36,14 +36,15 @@
 //! was built (`benches/experiments/biased-count.patch`; the module's tests pass, also under
 //! Miri) and measured on an AMD EPYC host: no gain on the rows it was for, and the rejections
 //! 16 to 24 ns slower (`benches/analysis.md`, "The count biased to its thread"). On an Intel
-//! Xeon host it gained what it was for (the 3-layer stack about 25 ns a call in criterion, the
-//! 5-layer one about 20), and cost a stack built per request (as `steadfast-http`'s reqwest
+//! Xeon host it gained what it was for (the 3- and 5-layer stacks about 23 ns a call each in
+//! criterion), and cost a stack built per request (as `steadfast-http`'s reqwest
 //! middleware builds one) what rules it out: each state dropped with a call still in flight is
 //! settled by that call, and when the call ends on another thread (a task resumed on another
 //! worker) the settle is a `membarrier`, which interrupts every core running a thread of the
 //! process. `per_request cross` (`benches/src/bin/per_request.rs`) went from 2.9 to 9.0 µs a
-//! request on two cores, and from 2.9 to 57 µs before a settler on the owner thread skipped the
-//! system call (`benches/analysis.md`, "The biased count on a Xeon host"). Not done.
+//! request on two cores (medians of five alternated runs), and took 52 to 62 µs before a settler
+//! on the owner thread skipped the system call (`benches/analysis.md`, "The biased count on a
+//! Xeon host"). Not done.
 //!
 //! The one module of the crate with `unsafe` code: the count is a raw pointer that each holder
 //! of a share may dereference and the holder of the last share frees, since the standard
