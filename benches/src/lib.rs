@@ -115,14 +115,24 @@ pub fn allocations_per_call(global: CountingAllocator, calls: u64, mut f: impl F
 /// answer at once; panics if anything is pending, since the figures would then mean nothing.
 #[inline]
 pub fn call_now<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Response, S::Error> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(error)) => return Err(error),
+    ready_now(service)?;
+    answer_now(service.call(request))
+}
+
+/// Polls `service` for readiness once with a no-op waker; panics if it is not ready at once.
+#[inline]
+pub fn ready_now<S: Service<R>, R>(service: &mut S) -> Result<(), S::Error> {
+    match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(ready) => ready,
         Poll::Pending => panic!("benchmarked service was not ready at once"),
     }
-    match pin!(service.call(request)).poll(&mut cx) {
-        Poll::Ready(result) => result,
+}
+
+/// Polls a response future once with a no-op waker; panics if it did not answer at once.
+#[inline]
+pub fn answer_now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
         Poll::Pending => panic!("benchmarked service did not answer at once"),
     }
 }

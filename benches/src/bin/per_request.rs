@@ -12,30 +12,18 @@
 //! times before a settler on the owner thread skipped `membarrier` (`benches/analysis.md`, "The
 //! biased count on a Xeon host").
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call};
+use steadfast_benches::{
+    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, answer_now, ready_now,
+};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
-
-/// Polls `future` to its end with a waker that does nothing (every agent here answers at once).
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -54,14 +42,14 @@ fn main() {
             .layer(retry.clone())
             .layer(breaker.clone())
             .service(agent());
-        complete(std::future::poll_fn(|cx| stack.poll_ready(cx))).expect("the agent is ready");
+        ready_now(&mut stack).expect("the agent is ready");
         stack.call(black_box(1))
     };
     let start = Instant::now();
     match mode.as_str() {
         "same" => {
             for _ in 0..requests {
-                black_box(complete(call()).ok());
+                black_box(answer_now(call()).ok());
             }
         }
         "cross" => {
@@ -69,7 +57,7 @@ fn main() {
             std::thread::scope(|scope| {
                 scope.spawn(move || {
                     for future in receive {
-                        let answer: Result<u64, _> = complete(future);
+                        let answer: Result<u64, _> = answer_now(future);
                         black_box(answer.ok());
                     }
                 });
@@ -86,7 +74,7 @@ fn main() {
     println!("{mode}: {} ns per request", per_request.as_nanos());
     if mode == "same" {
         let allocations = allocations_per_call(GLOBAL, 10_000, || {
-            black_box(complete(call()).ok());
+            black_box(answer_now(call()).ok());
         });
         println!("{mode}: {allocations:.2} allocations per request");
     }
