@@ -18,7 +18,8 @@ use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast_benches::{
-    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, dead_agent, slowest,
+    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, async_agent, dead_agent,
+    slowest,
 };
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::{Policy, Retry};
@@ -124,13 +125,16 @@ impl<E> Policy<u64, u64, E> for TowerPolicy {
     }
 }
 
-fn tower_retry(budget: bool) -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
+fn tower_retry<A: BenchAgent>(
+    budget: bool,
+    agent: A,
+) -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
     let policy = TowerPolicy {
         retries_left: 3,
         budget: budget
             .then(|| std::sync::Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2))),
     };
-    Retry::new(policy, agent())
+    Retry::new(policy, agent)
 }
 
 /// Trips a breaker the way production does: by failures, not by force.
@@ -235,8 +239,8 @@ fn retry(c: &mut Criterion) {
     let mut bare = agent();
     let mut steadfast =
         BackoffRetryLayer::new(&Agent::new("bench"), RetryConfig::default()).layer(agent());
-    let mut tower_plain = tower_retry(false);
-    let mut tower_budget = tower_retry(true);
+    let mut tower_plain = tower_retry(false, agent());
+    let mut tower_budget = tower_retry(true, agent());
     let mut resilience = tower_resilience::retry::RetryLayer::<u64, u64, BoxError>::builder()
         .max_attempts(4)
         .exponential_backoff(Duration::from_millis(500))
@@ -267,6 +271,58 @@ fn retry(c: &mut Criterion) {
     group.finish();
 }
 
+/// The bounds of an agent the groups wrap ([`agent`] or [`async_agent`]).
+trait BenchAgent:
+    Service<u64, Response = u64, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<A> BenchAgent for A where
+    A: Service<u64, Response = u64, Error = BoxError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Fallback + retry + breaker over `agent()` (the three layers both libraries have).
+fn three_layers<A: BenchAgent>(
+    primary: &Agent,
+    backup: &Agent,
+    agent: impl Fn() -> A,
+) -> impl Service<u64, Response = u64> {
+    ServiceBuilder::new()
+        .layer(FallbackLayer::new(primary).then(backup, agent()))
+        .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
+        .service(agent())
+}
+
+/// steadfast's whole five-layer stack over `agent()`.
+fn five_layers<A: BenchAgent>(
+    primary: &Agent,
+    backup: &Agent,
+    agent: impl Fn() -> A,
+) -> impl Service<u64, Response = u64> {
+    ServiceBuilder::new()
+        .layer(DegradeLayer::new(primary, |(): &(), _: &BoxError| {
+            Some(0_u64)
+        }))
+        .layer(
+            DeadLetterLayer::new(primary, MemorySink::new(16))
+                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
+        )
+        .layer(FallbackLayer::new(primary).then(backup, agent()))
+        .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
+        .service(agent())
+}
+
 /// Fallback + retry + breaker (the three layers both libraries have), and steadfast's whole
 /// five-layer stack.
 fn stacks(name: &str, c: &mut Criterion) {
@@ -274,23 +330,8 @@ fn stacks(name: &str, c: &mut Criterion) {
     let mut bare = agent();
     let registry = Registry::new();
     let (primary, backup) = (registry.agent("primary"), registry.agent("backup"));
-    let mut three = ServiceBuilder::new()
-        .layer(FallbackLayer::new(&primary).then(&backup, agent()))
-        .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
-        .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
-        .service(agent());
-    let mut five = ServiceBuilder::new()
-        .layer(DegradeLayer::new(&primary, |(): &(), _: &BoxError| {
-            Some(0_u64)
-        }))
-        .layer(
-            DeadLetterLayer::new(&primary, MemorySink::new(16))
-                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
-        )
-        .layer(FallbackLayer::new(&primary).then(&backup, agent()))
-        .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
-        .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
-        .service(agent());
+    let mut three = three_layers(&primary, &backup, agent);
+    let mut five = five_layers(&primary, &backup, agent);
     let mut resilience = ServiceBuilder::new()
         .layer(tower_resilience::fallback::FallbackLayer::<u64, u64, CbError>::value(0))
         .layer(
@@ -332,6 +373,60 @@ fn stacks(name: &str, c: &mut Criterion) {
 
 fn stack(c: &mut Criterion) {
     stacks("rt_stack", c);
+}
+
+/// The goal rows over [`async_agent`], an agent that answers when polled (as one written with
+/// an `async` block does): what a layer costs without the stalled reload of [`agent`]'s ready
+/// answer (see `async_agent`). Not the goals' rows, which keep [`agent`].
+fn async_agent_group(c: &mut Criterion) {
+    let runtime = runtime();
+    let registry = Registry::new();
+    let (primary, backup) = (registry.agent("primary"), registry.agent("backup"));
+    let mut bare = async_agent();
+    let mut breaker = CircuitBreakerLayer::new(&Agent::new("bench"), BreakerConfig::default())
+        .layer(async_agent());
+    let mut retry =
+        BackoffRetryLayer::new(&Agent::new("bench"), RetryConfig::default()).layer(async_agent());
+    let mut fallback = FallbackLayer::new(&primary)
+        .then(&backup, async_agent())
+        .layer(async_agent());
+    let mut tower_plain = tower_retry(false, async_agent());
+    let mut three = three_layers(&primary, &backup, async_agent);
+    let mut five = five_layers(&primary, &backup, async_agent);
+    runtime.block_on(async {
+        assert!(drive(&mut three, 1).await && drive(&mut five, 1).await);
+    });
+    println!(
+        "allocations per call [rt_async_agent]: bare {:.2}, steadfast_closed {:.2}, steadfast_retry {:.2}, steadfast_fallback {:.2}, steadfast_fallback_retry_breaker {:.2}, steadfast_full_stack {:.2}, tower_retry {:.2}",
+        allocs(&runtime, &mut bare),
+        allocs(&runtime, &mut breaker),
+        allocs(&runtime, &mut retry),
+        allocs(&runtime, &mut fallback),
+        allocs(&runtime, &mut three),
+        allocs(&runtime, &mut five),
+        allocs(&runtime, &mut tower_plain),
+    );
+    let mut group = c.benchmark_group("rt_async_agent");
+    group.bench_function("bare", |b| b.iter_custom(|n| timed(&runtime, &mut bare, n)));
+    group.bench_function("steadfast_closed", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut breaker, n));
+    });
+    group.bench_function("steadfast_retry", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut retry, n));
+    });
+    group.bench_function("steadfast_fallback", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut fallback, n));
+    });
+    group.bench_function("steadfast_fallback_retry_breaker", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut three, n));
+    });
+    group.bench_function("steadfast_full_stack", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut five, n));
+    });
+    group.bench_function("tower_retry", |b| {
+        b.iter_custom(|n| timed(&runtime, &mut tower_plain, n));
+    });
+    group.finish();
 }
 
 /// A way to make one thread's timed loop: `iters` calls on a service of its own (sharing what
@@ -649,6 +744,15 @@ impl Upkeep {
 }
 
 criterion_group!(
-    benches, breaker, rejection, retry, rate_limit, hedge, stack, contention, recorded
+    benches,
+    breaker,
+    rejection,
+    retry,
+    rate_limit,
+    hedge,
+    stack,
+    async_agent_group,
+    contention,
+    recorded
 );
 criterion_main!(benches);

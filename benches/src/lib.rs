@@ -157,6 +157,24 @@ pub fn agent() -> impl Service<
     tower::service_fn(|n: u64| std::future::ready(Ok(n.wrapping_add(1))))
 }
 
+/// The same agent written as most in-process agents are, with an `async` block: its answer is
+/// computed when the future is polled, not when `call` returns it. Beside [`agent`] it tells
+/// what a layer costs over the agent itself: a layer reads [`agent`]'s answer (a
+/// `future::Ready`, written a word at a time in `call`) a few instructions after it was
+/// written, in a wider load the processor cannot serve from the pending stores, and waits for
+/// them; this agent's answer is made in registers at the poll (`rt_async_agent`).
+pub fn async_agent() -> impl Service<
+    u64,
+    Response = u64,
+    Error = steadfast::BoxError,
+    Future = impl Future<Output = Result<u64, steadfast::BoxError>> + Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|n: u64| async move { Ok::<u64, steadfast::BoxError>(n.wrapping_add(1)) })
+}
+
 /// An agent that fails every call at once ("down").
 pub fn dead_agent() -> impl Service<
     u64,

@@ -5,7 +5,9 @@
 //! degraded (everything fails, degrade answers), rate_limit (a request quota),
 //! rate_limit_tpm (requests and tokens, with a cost function), tower_rate_limit (tower's
 //! `RateLimit`), bulkhead, bulkhead_full (a refusal), adaptive (the AIMD limit),
-//! tower_concurrency (tower's `ConcurrencyLimit`).
+//! tower_concurrency (tower's `ConcurrencyLimit`); and async_bare, async_breaker, async_retry,
+//! async_fallback, async_stack3, async_stack5: those rows over an agent written with an `async`
+//! block (`steadfast_benches::async_agent`), which answers when polled.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -17,7 +19,7 @@ use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast::rate_limit::{RateLimitConfig, RateLimitLayer};
-use steadfast_benches::{agent, dead_agent};
+use steadfast_benches::{agent, async_agent, dead_agent};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 fn run<S: Service<u64, Response = u64>>(calls: u64, mut service: S) {
@@ -38,12 +40,17 @@ fn run<S: Service<u64, Response = u64>>(calls: u64, mut service: S) {
 fn row(name: &str, calls: u64) {
     let registry = Registry::new();
     let (primary, backup) = (registry.agent("primary"), registry.agent("backup"));
+    if let Some(layers) = name.strip_prefix("async_") {
+        assert!(
+            layered(layers, calls, &primary, &backup, async_agent),
+            "unknown row `{name}`"
+        );
+        return;
+    }
+    if layered(name, calls, &primary, &backup, agent) {
+        return;
+    }
     match name {
-        "bare" => run(calls, agent()),
-        "breaker" => run(
-            calls,
-            CircuitBreakerLayer::new(&primary, BreakerConfig::default()).layer(agent()),
-        ),
         // Two threads, each with its own runtime and service, on one breaker (the contention
         // row): `perf record` shows which line the threads still share.
         "breaker_two_threads" => {
@@ -65,16 +72,6 @@ fn row(name: &str, calls: u64) {
             layer.handle().force_open();
             run(calls, layer.layer(agent()));
         }
-        "retry" => run(
-            calls,
-            BackoffRetryLayer::new(&primary, RetryConfig::default()).layer(agent()),
-        ),
-        "fallback" => run(
-            calls,
-            FallbackLayer::new(&primary)
-                .then(&backup, agent())
-                .layer(agent()),
-        ),
         "degrade" => run(
             calls,
             DegradeLayer::new(&primary, |(): &(), _: &BoxError| Some(0_u64)).layer(agent()),
@@ -85,30 +82,6 @@ fn row(name: &str, calls: u64) {
                 .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string())))
                 .layer(agent()),
         ),
-        "stack3" => run(
-            calls,
-            ServiceBuilder::new()
-                .layer(FallbackLayer::new(&primary).then(&backup, agent()))
-                .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
-                .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
-                .service(agent()),
-        ),
-        "stack5" => {
-            run(
-                calls,
-                ServiceBuilder::new()
-                    .layer(DegradeLayer::new(&primary, |(): &(), _: &BoxError| {
-                        Some(0_u64)
-                    }))
-                    .layer(DeadLetterLayer::new(&primary, MemorySink::new(16)).encoder(
-                        |request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string())),
-                    ))
-                    .layer(FallbackLayer::new(&primary).then(&backup, agent()))
-                    .layer(BackoffRetryLayer::new(&primary, RetryConfig::default()))
-                    .layer(CircuitBreakerLayer::new(&primary, BreakerConfig::default()))
-                    .service(agent()),
-            );
-        }
         "hop" => run(
             calls,
             FallbackLayer::new(&primary)
@@ -138,6 +111,64 @@ fn row(name: &str, calls: u64) {
         other if llm_row(other, calls, &primary) => {}
         other => panic!("unknown row `{other}`"),
     }
+}
+
+/// The rows that run over either agent (`async_<row>` over [`async_agent`]); false for a name
+/// that is none of them.
+fn layered<A>(
+    name: &str,
+    calls: u64,
+    primary: &Agent,
+    backup: &Agent,
+    agent: impl Fn() -> A,
+) -> bool
+where
+    A: Service<u64, Response = u64, Error = BoxError> + Clone + Send + Sync + 'static,
+    A::Future: Send + 'static,
+{
+    match name {
+        "bare" => run(calls, agent()),
+        "breaker" => run(
+            calls,
+            CircuitBreakerLayer::new(primary, BreakerConfig::default()).layer(agent()),
+        ),
+        "retry" => run(
+            calls,
+            BackoffRetryLayer::new(primary, RetryConfig::default()).layer(agent()),
+        ),
+        "fallback" => run(
+            calls,
+            FallbackLayer::new(primary)
+                .then(backup, agent())
+                .layer(agent()),
+        ),
+        "stack3" => run(
+            calls,
+            ServiceBuilder::new()
+                .layer(FallbackLayer::new(primary).then(backup, agent()))
+                .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
+                .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
+                .service(agent()),
+        ),
+        "stack5" => {
+            run(
+                calls,
+                ServiceBuilder::new()
+                    .layer(DegradeLayer::new(primary, |(): &(), _: &BoxError| {
+                        Some(0_u64)
+                    }))
+                    .layer(DeadLetterLayer::new(primary, MemorySink::new(16)).encoder(
+                        |request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string())),
+                    ))
+                    .layer(FallbackLayer::new(primary).then(backup, agent()))
+                    .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
+                    .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
+                    .service(agent()),
+            );
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// The issue-20 rows (rate limiter, bulkhead, adaptive limit, and tower's equivalents); false
