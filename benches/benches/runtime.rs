@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use steadfast::circuit_breaker::{BreakerConfig, CircuitBreakerLayer};
-use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
-use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast_benches::{
-    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, async_agent, dead_agent,
-    slowest,
+    BENCH_ALLOCATOR, BenchAgent, CountingAllocator, agent, allocations_per_call, async_agent,
+    dead_agent, five_layers, slowest, three_layers,
 };
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::retry::{Policy, Retry};
@@ -269,58 +267,6 @@ fn retry(c: &mut Criterion) {
         b.iter_custom(|n| timed(&runtime, &mut resilience, n));
     });
     group.finish();
-}
-
-/// The bounds of an agent the groups wrap ([`agent`] or [`async_agent`]).
-trait BenchAgent:
-    Service<u64, Response = u64, Error = BoxError, Future: Send + 'static>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<A> BenchAgent for A where
-    A: Service<u64, Response = u64, Error = BoxError, Future: Send + 'static>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// Fallback + retry + breaker over `agent()` (the three layers both libraries have).
-fn three_layers<A: BenchAgent>(
-    primary: &Agent,
-    backup: &Agent,
-    agent: impl Fn() -> A,
-) -> impl Service<u64, Response = u64> {
-    ServiceBuilder::new()
-        .layer(FallbackLayer::new(primary).then(backup, agent()))
-        .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
-        .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
-        .service(agent())
-}
-
-/// steadfast's whole five-layer stack over `agent()`.
-fn five_layers<A: BenchAgent>(
-    primary: &Agent,
-    backup: &Agent,
-    agent: impl Fn() -> A,
-) -> impl Service<u64, Response = u64> {
-    ServiceBuilder::new()
-        .layer(DegradeLayer::new(primary, |(): &(), _: &BoxError| {
-            Some(0_u64)
-        }))
-        .layer(
-            DeadLetterLayer::new(primary, MemorySink::new(16))
-                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
-        )
-        .layer(FallbackLayer::new(primary).then(backup, agent()))
-        .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
-        .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
-        .service(agent())
 }
 
 /// Fallback + retry + breaker (the three layers both libraries have), and steadfast's whole

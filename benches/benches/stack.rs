@@ -4,17 +4,15 @@
 //!
 //! `cargo bench -p steadfast-benches --bench stack`
 
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
-use steadfast::degrade::DegradeLayer;
-use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
-use steadfast_benches::{BENCH_ALLOCATOR, CountingAllocator, allocations_per_call, call_now};
-use tower::{Service, ServiceBuilder, service_fn};
+use steadfast_benches::{
+    BENCH_ALLOCATOR, CountingAllocator, agent, allocations_per_call, call_now, five_layers,
+};
+use tower::ServiceBuilder;
 use tower_resilience::circuitbreaker::CircuitBreakerError;
 
 /// tower-resilience's breaker error, which its retry and fallback layers carry.
@@ -23,32 +21,12 @@ type CbError = CircuitBreakerError<BoxError>;
 #[global_allocator]
 static GLOBAL: CountingAllocator = &BENCH_ALLOCATOR;
 
-fn agent()
--> impl Service<u64, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    service_fn(|request: u64| ready(Ok(request.wrapping_add(1))))
-}
-
 fn stacks(c: &mut Criterion) {
     let mut bare = agent();
 
     let registry = Registry::new();
     let (bench, backup) = (registry.agent("bench"), registry.agent("backup"));
-    let mut steadfast = ServiceBuilder::new()
-        .layer(DegradeLayer::new(&bench, |(): &(), _: &BoxError| {
-            Some(0_u64)
-        }))
-        .layer(
-            DeadLetterLayer::new(&bench, MemorySink::new(16))
-                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
-        )
-        .layer(FallbackLayer::new(&bench).then(&backup, agent()))
-        .layer(BackoffRetryLayer::new(&bench, RetryConfig::default()))
-        .layer(CircuitBreakerLayer::new(&bench, BreakerConfig::default()))
-        .service(agent());
+    let mut steadfast = five_layers(&bench, &backup, agent);
 
     let mut resilience = ServiceBuilder::new()
         .layer(tower_resilience::fallback::FallbackLayer::<u64, u64, CbError>::value(0))

@@ -9,7 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use stats_alloc::{Region, StatsAlloc};
-use tower::Service;
+use steadfast::dead_letter::{Bytes, DeadLetterLayer, MemorySink};
+use steadfast::degrade::DegradeLayer;
+use steadfast::fallback::FallbackLayer;
+use steadfast::prelude::*;
+use tower::{Service, ServiceBuilder};
 
 /// The global allocator of every bench binary: the system allocator, counting (with
 /// `stats_alloc`) only while [`allocations_per_call`] counts.
@@ -173,6 +177,60 @@ pub fn async_agent() -> impl Service<
 + Sync
 + 'static {
     tower::service_fn(|n: u64| async move { Ok::<u64, steadfast::BoxError>(n.wrapping_add(1)) })
+}
+
+/// The bounds of an agent the benchmarks wrap ([`agent`], [`async_agent`]).
+pub trait BenchAgent:
+    Service<u64, Response = u64, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<A> BenchAgent for A where
+    A: Service<u64, Response = u64, Error = BoxError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Fallback + retry + breaker over `agent()` (the three layers tower-resilience has too): the
+/// 3-layer stack of every bench and of `hotpath`.
+pub fn three_layers<A: BenchAgent>(
+    primary: &Agent,
+    backup: &Agent,
+    agent: impl Fn() -> A,
+) -> impl Service<u64, Response = u64, Error = BoxError> {
+    ServiceBuilder::new()
+        .layer(FallbackLayer::new(primary).then(backup, agent()))
+        .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
+        .service(agent())
+}
+
+/// steadfast's whole five-layer stack over `agent()` (degrade, dead-letter, fallback, retry,
+/// breaker): the 5-layer stack of every bench and of `hotpath`.
+pub fn five_layers<A: BenchAgent>(
+    primary: &Agent,
+    backup: &Agent,
+    agent: impl Fn() -> A,
+) -> impl Service<u64, Response = u64, Error = BoxError> {
+    ServiceBuilder::new()
+        .layer(DegradeLayer::new(primary, |(): &(), _: &BoxError| {
+            Some(0_u64)
+        }))
+        .layer(
+            DeadLetterLayer::new(primary, MemorySink::new(16))
+                .encoder(|request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string()))),
+        )
+        .layer(FallbackLayer::new(primary).then(backup, agent()))
+        .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
+        .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
+        .service(agent())
 }
 
 /// An agent that fails every call at once ("down").

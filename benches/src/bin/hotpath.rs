@@ -19,7 +19,7 @@ use steadfast::degrade::DegradeLayer;
 use steadfast::fallback::FallbackLayer;
 use steadfast::prelude::*;
 use steadfast::rate_limit::{RateLimitConfig, RateLimitLayer};
-use steadfast_benches::{agent, async_agent, dead_agent};
+use steadfast_benches::{BenchAgent, agent, async_agent, dead_agent, five_layers, three_layers};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 fn run<S: Service<u64, Response = u64>>(calls: u64, mut service: S) {
@@ -115,17 +115,13 @@ fn row(name: &str, calls: u64) {
 
 /// The rows that run over either agent (`async_<row>` over [`async_agent`]); false for a name
 /// that is none of them.
-fn layered<A>(
+fn layered<A: BenchAgent>(
     name: &str,
     calls: u64,
     primary: &Agent,
     backup: &Agent,
     agent: impl Fn() -> A,
-) -> bool
-where
-    A: Service<u64, Response = u64, Error = BoxError> + Clone + Send + Sync + 'static,
-    A::Future: Send + 'static,
-{
+) -> bool {
     match name {
         "bare" => run(calls, agent()),
         "breaker" => run(
@@ -142,30 +138,8 @@ where
                 .then(backup, agent())
                 .layer(agent()),
         ),
-        "stack3" => run(
-            calls,
-            ServiceBuilder::new()
-                .layer(FallbackLayer::new(primary).then(backup, agent()))
-                .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
-                .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
-                .service(agent()),
-        ),
-        "stack5" => {
-            run(
-                calls,
-                ServiceBuilder::new()
-                    .layer(DegradeLayer::new(primary, |(): &(), _: &BoxError| {
-                        Some(0_u64)
-                    }))
-                    .layer(DeadLetterLayer::new(primary, MemorySink::new(16)).encoder(
-                        |request: &u64| Ok::<_, BoxError>(Bytes::from(request.to_string())),
-                    ))
-                    .layer(FallbackLayer::new(primary).then(backup, agent()))
-                    .layer(BackoffRetryLayer::new(primary, RetryConfig::default()))
-                    .layer(CircuitBreakerLayer::new(primary, BreakerConfig::default()))
-                    .service(agent()),
-            );
-        }
+        "stack3" => run(calls, three_layers(primary, backup, agent)),
+        "stack5" => run(calls, five_layers(primary, backup, agent)),
         _ => return false,
     }
     true
